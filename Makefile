@@ -1,0 +1,44 @@
+# didnode: two commands on a fresh machine with only Python 3.11+:
+#   make run    creates .venv, installs, starts a node (LMDB in ./var/node, gRPC on 127.0.0.1:50051)
+#   make test   creates .venv, installs, checks generated code, runs the whole suite
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DATA    ?= var/node
+LISTEN  ?= 127.0.0.1:50051
+NETWORK ?= local
+PYTEST_ARGS ?=
+
+.PHONY: run test venv proto proto-check bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,cluster]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/didnode serve --data $(DATA) --listen $(LISTEN) --network $(NETWORK)
+
+test: $(STAMP) proto-check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Generated code lives in didnode/api/v1 and is never edited by hand.
+proto: $(STAMP)
+	$(BIN)/python tools/gen_proto.py --out didnode/api/v1
+
+# CI fails when the committed generated code differs from what proto/ produces.
+proto-check: $(STAMP)
+	$(BIN)/python tools/gen_proto.py --check didnode/api/v1
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run_all.py --quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info

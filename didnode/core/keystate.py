@@ -1,0 +1,511 @@
+"""Key state of a DID and the pure state transition ``apply(state, op) -> state``.
+
+The state is a fold over the DID's operations in ledger order. ``apply`` is
+deterministic: everything it depends on (the ledger position and ordering
+time of the operation, the states of controller DIDs) is passed in, so every
+node that applies the same log computes byte-identical states.
+
+Signing rules (docs/did-method.md has the table):
+
+=========== ==========================================================
+create      every listed key (proof of possession) and every controller
+rotate      the pre-committed next key (``did#next``), revealed in ``nextKey``
+update      a current authentication key of the DID
+revoke      a controller, or the next key (``did#next``)
+recover     a controller
+transfer    one current controller (the DID's own authentication key when
+            it has none) and every controller that is new
+deactivate  a controller, or the next key when the DID has no controller
+=========== ==========================================================
+
+A key's fate is ``current``, ``rotated`` (replaced by rotate/recover; what it
+signed while current stays valid) or ``revoked`` (compromised; it never
+signs again and, for off-ledger signatures, verifies nothing).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable
+
+from didnode.core import canonical
+from didnode.core.encoding import ED25519_PUB, X25519_PUB, multikey_decode
+from didnode.core.operations import NEXT_FRAGMENT, Operation, Proof, next_commitment
+from didnode.errors import (
+    ControllerSignatureMissing,
+    DidAlreadyExists,
+    DidDeactivated,
+    KeyRevoked,
+    KeyRotated,
+    MalformedOperation,
+    MissingSignature,
+    NextKeyRequired,
+    PrevMismatch,
+    SequenceMismatch,
+    StoreCorrupted,
+    UnknownDid,
+    UnknownKey,
+    WrongSigner,
+)
+
+ACTIVE = "active"
+DEACTIVATED = "deactivated"
+CURRENT = "current"
+ROTATED = "rotated"
+REVOKED = "revoked"
+ED25519 = "Ed25519"
+X25519 = "X25519"
+MAX_KEY_HISTORY = 256
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A key of the DID, current or past, with its fate.
+
+    Positions are ledger positions: the key was valid for signing new
+    operations in ``[added_pos, ended_pos)`` (``ended_pos`` is -1 while current).
+    """
+
+    id: str
+    kind: str
+    multibase: str
+    purposes: tuple[str, ...]
+    fate: str
+    added_seq: int
+    added_pos: int
+    ended_seq: int = -1
+    ended_pos: int = -1
+    reason: str = ""
+
+    @property
+    def raw(self) -> bytes:
+        return multikey_decode(self.multibase, ED25519_PUB if self.kind == ED25519 else X25519_PUB)
+
+    def valid_at(self, position: int) -> bool:
+        """Was this key authorized to sign at ledger position ``position``?"""
+        return self.added_pos <= position and (self.ended_pos < 0 or position < self.ended_pos)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "type": self.kind,
+            "publicKeyMultibase": self.multibase,
+            "purposes": list(self.purposes),
+            "fate": self.fate,
+            "addedSeq": self.added_seq,
+            "addedPos": self.added_pos,
+        }
+        if self.ended_pos >= 0:
+            out["endedSeq"] = self.ended_seq
+            out["endedPos"] = self.ended_pos
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "KeyRecord":
+        return cls(
+            d["id"],
+            d["type"],
+            d["publicKeyMultibase"],
+            tuple(d["purposes"]),
+            d["fate"],
+            d["addedSeq"],
+            d["addedPos"],
+            d.get("endedSeq", -1),
+            d.get("endedPos", -1),
+            d.get("reason", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DidState:
+    """The current state of one DID (what the ledger stores per DID)."""
+
+    did: str
+    seq: int
+    last: str
+    status: str
+    next: str
+    controllers: tuple[str, ...]
+    services: tuple[dict[str, str], ...]
+    keys: tuple[KeyRecord, ...]
+    created_pos: int
+    created_time: int
+    updated_pos: int
+    updated_time: int
+
+    @property
+    def active(self) -> bool:
+        return self.status == ACTIVE
+
+    def key(self, key_id: str) -> KeyRecord:
+        """The key (any fate) with id ``key_id``; raises :class:`UnknownKey`."""
+        for k in self.keys:
+            if k.id == key_id:
+                return k
+        raise UnknownKey(f"{self.did} has no key {key_id!r}", did=self.did, key=key_id)
+
+    def current_keys(self, purpose: str | None = None) -> list[KeyRecord]:
+        """Current Ed25519 keys, optionally only those with ``purpose``."""
+        return [
+            k
+            for k in self.keys
+            if k.fate == CURRENT and k.kind == ED25519 and (purpose is None or purpose in k.purposes)
+        ]
+
+    def key_agreement(self) -> KeyRecord | None:
+        for k in self.keys:
+            if k.fate == CURRENT and k.kind == X25519:
+                return k
+        return None
+
+    def keys_valid_at(self, position: int) -> list[KeyRecord]:
+        """Ed25519 keys that could sign at ledger ``position`` (the "old signatures" question)."""
+        return [k for k in self.keys if k.kind == ED25519 and k.valid_at(position)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "did": self.did,
+            "seq": self.seq,
+            "last": self.last,
+            "status": self.status,
+            "next": self.next,
+            "controllers": list(self.controllers),
+            "services": [dict(s) for s in self.services],
+            "keys": [k.to_json() for k in self.keys],
+            "created": {"pos": self.created_pos, "time": self.created_time},
+            "updated": {"pos": self.updated_pos, "time": self.updated_time},
+        }
+
+    def to_record(self) -> bytes:
+        """Canonical bytes: what the store keeps and what the state tree hashes."""
+        return canonical.encode(self.to_json())
+
+    @classmethod
+    def from_record(cls, data: bytes) -> "DidState":
+        """Inverse of :meth:`to_record`; raises :class:`StoreCorrupted` on bytes it did not write."""
+        try:
+            d = json.loads(data)
+            return cls(
+                d["did"],
+                d["seq"],
+                d["last"],
+                d["status"],
+                d["next"],
+                tuple(d["controllers"]),
+                tuple(d["services"]),
+                tuple(KeyRecord.from_json(k) for k in d["keys"]),
+                d["created"]["pos"],
+                d["created"]["time"],
+                d["updated"]["pos"],
+                d["updated"]["time"],
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreCorrupted(f"state record does not decode: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyContext:
+    """What ``apply`` needs from outside: ordering facts and other DIDs' states.
+
+    ``resolve`` returns the current state of another DID or raises
+    :class:`UnknownDid`; within a batch it must see earlier operations of the
+    same batch. ``trusted`` replays an operation already accepted on the
+    ledger (to rebuild a past version): signatures and controller states are
+    not checked again, since they were checked when it was accepted and the
+    controllers' keys may have changed since.
+    """
+
+    position: int
+    time: int
+    resolve: Callable[[str], DidState]
+    trusted: bool = False
+
+
+def apply(state: DidState | None, op: Operation, ctx: ApplyContext) -> DidState:
+    """Validate ``op`` against ``state`` (None when the DID does not exist) and return the new state.
+
+    Precondition: ``op`` came from :func:`didnode.core.operations.parse` for
+    this network and is not already on the ledger (the store checks the
+    operation hash). Raises a typed :mod:`didnode.errors` exception and
+    changes nothing when the operation is not valid.
+    """
+    if op.type == "create":
+        if state is not None:
+            raise DidAlreadyExists(f"{op.did} already exists", did=op.did)
+        return _create(op, ctx)
+    if state is None:
+        raise UnknownDid(f"{op.did} does not exist on this ledger", did=op.did)
+    if state.status != ACTIVE:
+        raise DidDeactivated(f"{op.did} is deactivated; no operation can follow", did=op.did)
+    if op.seq != state.seq + 1:
+        raise SequenceMismatch(
+            f"{op.type} of {op.did} has seq {op.seq}; the next seq is {state.seq + 1}", did=op.did, expected=state.seq + 1
+        )
+    if op.prev != state.last:
+        raise PrevMismatch(
+            f"{op.type} of {op.did} names prev {op.prev[:16]}…, but the last operation is {state.last[:16]}… (a fork)",
+            did=op.did,
+            expected=state.last,
+        )
+    return _TRANSITIONS[op.type](state, op, ctx)
+
+
+# --------------------------------------------------------------------------
+# Signer resolution
+# --------------------------------------------------------------------------
+
+
+def _own_key(state: DidState, op: Operation, proof: Proof, key_id: str, ctx: ApplyContext) -> KeyRecord:
+    """An own (non-next) key that signed; raises for unknown, rotated or revoked keys, or a bad signature."""
+    key = _key_fate(state, proof, key_id)
+    if not ctx.trusted:
+        op.check_signature(proof, key.raw)
+    return key
+
+
+def _key_fate(state: DidState, proof: Proof, key_id: str) -> KeyRecord:
+    try:
+        key = state.key(key_id)
+    except UnknownKey:
+        raise WrongSigner(f"{proof.kid} is not a key of {state.did}", kid=proof.kid) from None
+    if key.kind != ED25519:
+        raise WrongSigner(f"{proof.kid} is a key-agreement key and cannot sign", kid=proof.kid)
+    if key.fate == REVOKED:
+        raise KeyRevoked(f"{proof.kid} was revoked at seq {key.ended_seq}; it can never sign again", kid=proof.kid)
+    if key.fate == ROTATED:
+        raise KeyRotated(f"{proof.kid} was rotated out at seq {key.ended_seq}; it cannot sign new operations", kid=proof.kid)
+    return key
+
+
+def _next_key(state: DidState, op: Operation, proof: Proof, ctx: ApplyContext) -> None:
+    """The proof by the pre-committed next key: the revealed key must match the commitment."""
+    if not op.next_key:
+        raise MalformedOperation(f"{op.type} signed by {proof.kid} must reveal the key in nextKey")
+    if next_commitment(op.next_key) != state.next:
+        raise WrongSigner(f"nextKey of {op.type} does not match the commitment of {state.did}", kid=proof.kid)
+    if not ctx.trusted:
+        op.check_signature(proof, op.next_key)
+
+
+def _controller_key(op: Operation, proof: Proof, controller: str, ctx: ApplyContext) -> None:
+    """A proof by a controller DID's current authentication key."""
+    if ctx.trusted:
+        return
+    key_id = proof.kid[len(controller) + 1 :]
+    try:
+        cstate = ctx.resolve(controller)
+    except UnknownDid:
+        raise UnknownDid(f"controller {controller} does not exist on this ledger", did=controller) from None
+    if cstate.status != ACTIVE:
+        raise DidDeactivated(f"controller {controller} is deactivated and cannot sign", did=controller)
+    key = _own_key(cstate, op, proof, key_id, ctx)
+    if "authentication" not in key.purposes:
+        raise WrongSigner(f"{proof.kid} is not an authentication key of controller {controller}", kid=proof.kid)
+
+
+def _signers(state: DidState, op: Operation, ctx: ApplyContext, controllers: Iterable[str]) -> tuple[set[str], bool, set[str]]:
+    """Check every proof and classify it: (own current key ids, next key used, controller DIDs).
+
+    Any proof by a DID that is neither the subject nor an allowed controller
+    is rejected here, so that nothing unverified is ever written to the log.
+    """
+    allowed = set(controllers)
+    own: set[str] = set()
+    used_next = False
+    ctrls: set[str] = set()
+    for proof in op.proofs:
+        did, _, frag = proof.kid.partition("#")
+        if did == state.did:
+            if frag == NEXT_FRAGMENT:
+                _next_key(state, op, proof, ctx)
+                used_next = True
+            else:
+                _own_key(state, op, proof, frag, ctx)
+                own.add(frag)
+        elif did in allowed:
+            _controller_key(op, proof, did, ctx)
+            ctrls.add(did)
+        else:
+            raise WrongSigner(f"{proof.kid} is neither a key of {state.did} nor of a controller allowed to sign this {op.type}", kid=proof.kid)
+    return own, used_next, ctrls
+
+
+# --------------------------------------------------------------------------
+# Transitions
+# --------------------------------------------------------------------------
+
+
+def _new_keys(op: Operation, ctx: ApplyContext, seq: int) -> list[KeyRecord]:
+    out = [KeyRecord(k.id, ED25519, k.multibase, k.purposes, CURRENT, seq, ctx.position) for k in op.keys]
+    if op.key_agreement is not None:
+        ka = op.key_agreement
+        out.append(KeyRecord(ka.id, X25519, ka.multibase, ("keyAgreement",), CURRENT, seq, ctx.position))
+    return out
+
+
+def _create(op: Operation, ctx: ApplyContext) -> DidState:
+    # Proof of possession: every listed key signs the create.
+    by_kid = {p.kid: p for p in op.proofs}
+    for k in op.keys:
+        proof = by_kid.pop(f"{op.did}#{k.id}", None)
+        if proof is None:
+            raise MissingSignature(
+                f"create of {op.did} lacks the proof-of-possession signature of key {k.id}", kid=f"{op.did}#{k.id}"
+            )
+        if not ctx.trusted:
+            op.check_signature(proof, k.raw)
+    # A DID cannot claim a controller that did not agree.
+    for c in op.controllers:
+        cproofs = [p for kid, p in by_kid.items() if kid.startswith(c + "#")]
+        if not cproofs:
+            raise ControllerSignatureMissing(f"controller {c} did not sign the create of {op.did}", did=c)
+        for p in cproofs:
+            _controller_key(op, p, c, ctx)
+            del by_kid[p.kid]
+    if by_kid:
+        kid = next(iter(by_kid))
+        raise WrongSigner(f"{kid} is neither a listed key nor a controller of the create", kid=kid)
+    return DidState(
+        did=op.did,
+        seq=0,
+        last=op.hash.hex(),
+        status=ACTIVE,
+        next=op.next,
+        controllers=op.controllers,
+        services=tuple(s.to_json() for s in op.services),
+        keys=tuple(_new_keys(op, ctx, 0)),
+        created_pos=ctx.position,
+        created_time=ctx.time,
+        updated_pos=ctx.position,
+        updated_time=ctx.time,
+    )
+
+
+def _advance(state: DidState, op: Operation, ctx: ApplyContext, **changes: Any) -> DidState:
+    return replace(state, seq=op.seq, last=op.hash.hex(), updated_pos=ctx.position, updated_time=ctx.time, **changes)
+
+
+def _retire(keys: Iterable[KeyRecord], op: Operation, ctx: ApplyContext, kinds: tuple[str, ...]) -> list[KeyRecord]:
+    """Mark current keys of ``kinds`` as rotated at this operation."""
+    return [
+        replace(k, fate=ROTATED, ended_seq=op.seq, ended_pos=ctx.position) if k.fate == CURRENT and k.kind in kinds else k
+        for k in keys
+    ]
+
+
+def _install(state: DidState, op: Operation, ctx: ApplyContext, kinds: tuple[str, ...]) -> tuple[KeyRecord, ...]:
+    used = {k.id for k in state.keys}
+    new = _new_keys(op, ctx, op.seq)
+    for k in new:
+        if k.id in used:
+            raise MalformedOperation(f"key id {k.id!r} was already used by {state.did}; key ids are never reused")
+    old_raw = {k.multibase for k in state.keys}
+    for k in new:
+        if k.multibase in old_raw:
+            raise MalformedOperation(f"key {k.id} reuses a public key {state.did} already had")
+    keys = _retire(state.keys, op, ctx, kinds) + new
+    if len(keys) > MAX_KEY_HISTORY:
+        raise MalformedOperation(f"{state.did} would have more than {MAX_KEY_HISTORY} keys in its history")
+    return tuple(keys)
+
+
+def _rotate(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
+    own, used_next, _ = _signers(state, op, ctx, ())
+    if not used_next:
+        raise NextKeyRequired(
+            f"a rotate of {state.did} must be signed by its pre-committed next key ({state.did}#next), not by a current key",
+            did=state.did,
+        )
+    if own:
+        raise WrongSigner(f"a rotate of {state.did} is signed by the next key only")
+    if op.next == state.next:
+        raise MalformedOperation("a rotate must commit to a new next key")
+    return _advance(state, op, ctx, keys=_install(state, op, ctx, (ED25519,)), next=op.next)
+
+
+def _update(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
+    own, used_next, _ = _signers(state, op, ctx, ())
+    if used_next or not own:
+        raise WrongSigner(f"an update of {state.did} must be signed by a current authentication key of the DID")
+    for key_id in own:
+        if "authentication" not in state.key(key_id).purposes:
+            raise WrongSigner(f"{state.did}#{key_id} is not an authentication key")
+    keys = state.keys
+    ka_old = state.key_agreement()
+    ka_new = op.key_agreement
+    if ka_new is not None and (ka_old is None or ka_old.multibase != ka_new.multibase or ka_old.id != ka_new.id):
+        keys = _install(state, op, ctx, (X25519,))
+    elif ka_new is None and ka_old is not None:
+        keys = tuple(_retire(state.keys, op, ctx, (X25519,)))
+    return _advance(state, op, ctx, keys=keys, services=tuple(s.to_json() for s in op.services))
+
+
+def _revoke(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
+    own, used_next, ctrls = _signers(state, op, ctx, state.controllers)
+    if own or not (used_next or ctrls):
+        raise WrongSigner(f"a revoke of a key of {state.did} must be signed by a controller or by the committed next key")
+    key_id = op.body["keyId"]
+    target = state.key(key_id)
+    if target.fate == REVOKED:
+        raise KeyRevoked(f"{state.did}#{key_id} is already revoked", kid=f"{state.did}#{key_id}")
+    ended_seq = target.ended_seq if target.fate == ROTATED else op.seq
+    ended_pos = target.ended_pos if target.fate == ROTATED else ctx.position
+    revoked = replace(target, fate=REVOKED, ended_seq=ended_seq, ended_pos=ended_pos, reason=op.body["reason"] or "compromised")
+    keys = tuple(revoked if k.id == key_id else k for k in state.keys)
+    return _advance(state, op, ctx, keys=keys)
+
+
+def _recover(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
+    own, used_next, ctrls = _signers(state, op, ctx, state.controllers)
+    if not state.controllers:
+        raise WrongSigner(f"{state.did} has no controller, so it cannot be recovered; rotate with its next key instead")
+    if own or used_next or not ctrls:
+        raise ControllerSignatureMissing(f"a recover of {state.did} must be signed by one of its controllers")
+    return _advance(state, op, ctx, keys=_install(state, op, ctx, (ED25519, X25519)), next=op.next)
+
+
+def _transfer(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
+    new = set(op.controllers)
+    old = set(state.controllers)
+    own, used_next, ctrls = _signers(state, op, ctx, old | new)
+    if used_next:
+        raise WrongSigner("a transfer is signed by controllers (or the DID's own key when it has none), not the next key")
+    if old:
+        if not ctrls & old:
+            raise ControllerSignatureMissing(f"a transfer of {state.did} must be signed by a current controller")
+        if own:
+            raise WrongSigner(f"{state.did} has controllers; its own key cannot transfer it")
+    elif not own:
+        raise WrongSigner(f"a transfer of {state.did} (no controller yet) must be signed by its own authentication key")
+    for c in sorted(new - old):
+        if c not in ctrls:
+            raise ControllerSignatureMissing(f"new controller {c} did not sign the transfer of {state.did}", did=c)
+    if new == old:
+        raise MalformedOperation("a transfer must change the controllers")
+    return _advance(state, op, ctx, controllers=op.controllers)
+
+
+def _deactivate(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
+    own, used_next, ctrls = _signers(state, op, ctx, state.controllers)
+    if state.controllers:
+        if own or used_next or not ctrls:
+            raise ControllerSignatureMissing(f"a deactivate of {state.did} must be signed by one of its controllers")
+    elif own or not used_next:
+        raise NextKeyRequired(f"{state.did} has no controller: its deactivate must be signed by its next key")
+    keys = tuple(
+        replace(k, fate=ROTATED, ended_seq=op.seq, ended_pos=ctx.position) if k.fate == CURRENT else k for k in state.keys
+    )
+    return _advance(state, op, ctx, keys=keys, status=DEACTIVATED, next="")
+
+
+_TRANSITIONS: dict[str, Callable[[DidState, Operation, ApplyContext], DidState]] = {
+    "rotate": _rotate,
+    "update": _update,
+    "revoke": _revoke,
+    "recover": _recover,
+    "transfer": _transfer,
+    "deactivate": _deactivate,
+}

@@ -1,0 +1,447 @@
+"""did:dnode operations: schema, size limits, canonical bytes, signing bytes.
+
+An operation is a canonical JSON *payload* plus detached *proofs* (key id +
+Ed25519 signature). The payload's sha256 is the operation hash; for a create
+it is also the DID's multihash, so identifiers are self-certifying.
+
+Signatures are over :func:`signing_bytes`: a fixed context string, the
+network id and the operation type, then the payload. The context makes a
+signature meaningless to every other protocol of didnode (handshakes,
+checkpoints, credentials use other contexts), and network and type in the
+prefix make a signature unusable on another network or as another type even
+if a payload parser were lenient.
+
+Parsing is stateless and pure: it checks encoding, schema and limits only.
+Whether the signers are authorized is :mod:`didnode.core.keystate`'s job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
+
+from didnode.core import canonical
+from didnode.core.did import KEY_ID_RE, PREFIX, did_from_create_payload, split_did_url, validate_did
+from didnode.core.encoding import ED25519_PUB, X25519_PUB, multikey_decode
+from didnode.errors import (
+    InvalidDid,
+    InvalidKey,
+    InvalidSignature,
+    MalformedOperation,
+    MissingSignature,
+    TooLarge,
+    WrongNetwork,
+)
+
+SIGNING_CONTEXT = b"didnode/operation/v1\x00"
+
+# Limits are part of the method: an operation over any of them is rejected,
+# never truncated. docs/did-method.md lists the same table.
+MAX_PAYLOAD_BYTES = 8192
+MAX_KEYS = 8
+MAX_CONTROLLERS = 8
+MAX_SERVICES = 16
+MAX_PROOFS = 16
+MAX_SERVICE_TYPE = 64
+MAX_SERVICE_ENDPOINT = 512
+MAX_REASON = 128
+MAX_NETWORK = 32
+MAX_SEQ = 2**53 - 1
+
+NETWORK_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+HASH_RE = re.compile(r"[0-9a-f]{64}")
+PURPOSES = ("assertionMethod", "authentication")
+RESERVED_KEY_IDS = frozenset({"next"})
+NEXT_FRAGMENT = "next"
+
+OP_TYPES = ("create", "rotate", "update", "revoke", "recover", "transfer", "deactivate")
+
+_COMMON = {"type", "network", "did", "seq", "prev"}
+_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    # type: (required members, optional members)
+    "create": (frozenset({"type", "network", "seq", "keys", "next", "controllers", "services"}), frozenset({"keyAgreement"})),
+    "rotate": (frozenset(_COMMON | {"nextKey", "keys", "next"}), frozenset()),
+    "update": (frozenset(_COMMON | {"services"}), frozenset({"keyAgreement"})),
+    "revoke": (frozenset(_COMMON | {"keyId", "reason"}), frozenset({"nextKey"})),
+    "recover": (frozenset(_COMMON | {"keys", "next"}), frozenset({"keyAgreement"})),
+    "transfer": (frozenset(_COMMON | {"controllers"}), frozenset()),
+    "deactivate": (frozenset(_COMMON | {"reason"}), frozenset({"nextKey"})),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """One detached signature: ``kid`` is a DID URL (``did#key-id`` or ``did#next``)."""
+
+    kid: str
+    signature: bytes
+
+    def __repr__(self) -> str:
+        return f"Proof(kid={self.kid!r}, signature={self.signature[:4].hex()}…)"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """An Ed25519 verification key as named in an operation."""
+
+    id: str
+    multibase: str
+    raw: bytes
+    purposes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementKey:
+    """An X25519 key-agreement key as named in an operation."""
+
+    id: str
+    multibase: str
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A DID Core service entry (``id`` is a fragment)."""
+
+    id: str
+    type: str
+    endpoint: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id, "type": self.type, "serviceEndpoint": self.endpoint}
+
+
+@dataclass(slots=True, eq=False)
+class Operation:
+    """A parsed, schema-valid operation. Not yet authorized against any state.
+
+    ``verified`` caches the public keys whose proof already verified, so a
+    pipeline can check signatures in parallel before the (serial) apply.
+    """
+
+    type: str
+    network: str
+    did: str
+    seq: int
+    prev: str
+    payload: bytes
+    hash: bytes
+    body: dict[str, Any]
+    proofs: tuple[Proof, ...]
+    keys: tuple[KeySpec, ...] = ()
+    next: str = ""
+    next_key: bytes = b""
+    controllers: tuple[str, ...] = ()
+    services: tuple[Service, ...] = ()
+    key_agreement: AgreementKey | None = None
+    verified: set[bytes] = field(default_factory=set)
+
+    @property
+    def hash_hex(self) -> str:
+        return self.hash.hex()
+
+    def proof_for(self, kid: str) -> Proof:
+        """The proof with key id ``kid``; raises :class:`MissingSignature`."""
+        for p in self.proofs:
+            if p.kid == kid:
+                return p
+        raise MissingSignature(f"{self.type} of {self.did} lacks a signature by {kid}", kid=kid)
+
+    def check_signature(self, proof: Proof, public_key: bytes) -> None:
+        """Verify ``proof`` over this operation's signing bytes with ``public_key`` (raw Ed25519).
+
+        Raises :class:`InvalidSignature`. Results are cached per key.
+        """
+        if public_key in self.verified:
+            return
+        verify_raw(public_key, proof.signature, signing_bytes(self.network, self.type, self.payload), proof.kid)
+        self.verified.add(public_key)
+
+
+def verify_raw(public_key: bytes, signature: bytes, message: bytes, kid: str) -> None:
+    """Ed25519 verify (libsodium, strict: rejects non-canonical and small-order encodings)."""
+    if len(signature) != 64:
+        raise InvalidSignature(f"signature by {kid} has {len(signature)} bytes; Ed25519 signatures have 64", kid=kid)
+    try:
+        crypto_sign_open(signature + message, public_key)
+    except BadSignatureError:
+        raise InvalidSignature(f"signature by {kid} does not verify", kid=kid) from None
+
+
+def signing_bytes(network: str, op_type: str, payload: bytes) -> bytes:
+    """The exact bytes an operation's signers sign (see module docstring)."""
+    return SIGNING_CONTEXT + network.encode() + b"\x00" + op_type.encode() + b"\x00" + payload
+
+
+def next_commitment(next_public_key: bytes) -> str:
+    """The pre-rotation commitment to an Ed25519 public key: hex sha256 of its multicodec form."""
+    return hashlib.sha256(ED25519_PUB + next_public_key).hexdigest()
+
+
+# --------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------
+
+
+def parse(payload: bytes, proofs: Sequence[Proof], network: str) -> Operation:
+    """Parse and schema-check an operation submitted to ``network``.
+
+    Raises :class:`TooLarge`, :class:`MalformedOperation` (and its
+    :class:`NonCanonicalEncoding` / :class:`DuplicateJsonKey` subclasses),
+    :class:`WrongNetwork`, :class:`InvalidDid` or :class:`InvalidKey`.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise TooLarge(f"operation payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}", field="payload")
+    if not proofs:
+        raise MissingSignature("operation carries no signatures")
+    if len(proofs) > MAX_PROOFS:
+        raise TooLarge(f"operation carries {len(proofs)} signatures; the limit is {MAX_PROOFS}", field="proofs")
+    body = canonical.decode_canonical(payload)
+    if not isinstance(body, dict):
+        raise MalformedOperation("operation payload must be a JSON object")
+    op_type = body.get("type")
+    if op_type not in _FIELDS:
+        raise MalformedOperation(f"unknown operation type {str(op_type)[:40]!r}; expected one of {', '.join(OP_TYPES)}")
+    required, optional = _FIELDS[op_type]
+    members = body.keys()
+    missing = required - members
+    if missing:
+        raise MalformedOperation(f"{op_type} lacks member(s) {', '.join(sorted(missing))}")
+    extra = members - required - optional
+    if extra:
+        raise MalformedOperation(f"{op_type} has unknown member(s) {', '.join(sorted(extra))}")
+    op_network = _str(body, "network", MAX_NETWORK)
+    if not NETWORK_RE.fullmatch(op_network):
+        raise MalformedOperation(f"network id {op_network!r} must match [a-z0-9][a-z0-9-]{{0,31}}")
+    if op_network != network:
+        raise WrongNetwork(f"operation is for network {op_network!r}; this node serves {network!r}", network=op_network)
+    seq = _int(body, "seq")
+    kids = set()
+    for p in proofs:
+        if p.kid in kids:
+            raise MalformedOperation(f"two signatures carry the same key id {p.kid}")
+        kids.add(p.kid)
+        split_did_url(p.kid)
+    op_hash = hashlib.sha256(payload).digest()
+    op = Operation(op_type, op_network, "", seq, "", payload, op_hash, body, tuple(proofs))
+    if op_type == "create":
+        if seq != 0:
+            raise MalformedOperation(f"a create has seq 0, not {seq}")
+        op.did = did_from_create_payload(payload)
+    else:
+        op.did = validate_did(body["did"])
+        if seq < 1:
+            raise MalformedOperation(f"{op_type} must have seq >= 1, not {seq}")
+        op.prev = _hash(body, "prev")
+    _PARSERS[op_type](op, body)
+    return op
+
+
+def _parse_create(op: Operation, body: dict[str, Any]) -> None:
+    op.keys = _keys(body["keys"])
+    op.next = _hash(body, "next")
+    op.controllers = _controllers(body["controllers"], op.did)
+    op.services = _services(body["services"])
+    op.key_agreement = _agreement(body.get("keyAgreement"))
+    _unique_ids(op)
+
+
+def _parse_rotate(op: Operation, body: dict[str, Any]) -> None:
+    op.next_key = _ed_key(body["nextKey"], "nextKey")
+    op.keys = _keys(body["keys"])
+    op.next = _hash(body, "next")
+    _unique_ids(op)
+
+
+def _parse_update(op: Operation, body: dict[str, Any]) -> None:
+    op.services = _services(body["services"])
+    op.key_agreement = _agreement(body.get("keyAgreement"))
+
+
+def _parse_revoke(op: Operation, body: dict[str, Any]) -> None:
+    key_id = _str(body, "keyId", 32)
+    if not KEY_ID_RE.fullmatch(key_id):
+        raise MalformedOperation(f"keyId {key_id!r} is not a key id")
+    _str(body, "reason", MAX_REASON)
+    if "nextKey" in body:
+        op.next_key = _ed_key(body["nextKey"], "nextKey")
+
+
+def _parse_recover(op: Operation, body: dict[str, Any]) -> None:
+    op.keys = _keys(body["keys"])
+    op.next = _hash(body, "next")
+    op.key_agreement = _agreement(body.get("keyAgreement"))
+    _unique_ids(op)
+
+
+def _parse_transfer(op: Operation, body: dict[str, Any]) -> None:
+    op.controllers = _controllers(body["controllers"], op.did)
+
+
+def _parse_deactivate(op: Operation, body: dict[str, Any]) -> None:
+    _str(body, "reason", MAX_REASON)
+    if "nextKey" in body:
+        op.next_key = _ed_key(body["nextKey"], "nextKey")
+
+
+_PARSERS = {
+    "create": _parse_create,
+    "rotate": _parse_rotate,
+    "update": _parse_update,
+    "revoke": _parse_revoke,
+    "recover": _parse_recover,
+    "transfer": _parse_transfer,
+    "deactivate": _parse_deactivate,
+}
+
+
+def _str(body: Mapping[str, Any], name: str, limit: int) -> str:
+    value = body[name]
+    if not isinstance(value, str):
+        raise MalformedOperation(f"member {name} must be a string")
+    if len(value) > limit:
+        raise TooLarge(f"member {name} is {len(value)} characters; the limit is {limit}", field=name)
+    return value
+
+
+def _int(body: Mapping[str, Any], name: str) -> int:
+    value = body[name]
+    if type(value) is not int:
+        raise MalformedOperation(f"member {name} must be an integer")
+    if not 0 <= value <= MAX_SEQ:
+        raise MalformedOperation(f"member {name} must be in [0, 2^53-1]")
+    return value
+
+
+def _hash(body: Mapping[str, Any], name: str) -> str:
+    value = body[name]
+    if not isinstance(value, str) or not HASH_RE.fullmatch(value):
+        raise MalformedOperation(f"member {name} must be 64 lowercase hex characters (a sha256)")
+    return value
+
+
+def _ed_key(value: Any, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise MalformedOperation(f"{where} must be a Multikey string")
+    if len(value) > 64:
+        raise TooLarge(f"{where} is {len(value)} characters; a Multikey is at most 64", field=where)
+    return multikey_decode(value, ED25519_PUB)
+
+
+def _key_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not KEY_ID_RE.fullmatch(value):
+        raise MalformedOperation(f"{where} id {str(value)[:40]!r} must be 1-32 characters of [A-Za-z0-9_-]")
+    if value in RESERVED_KEY_IDS or value.endswith("-jwk"):
+        raise MalformedOperation(f"{where} id {value!r} is reserved ('next' and '*-jwk' name derived entries)")
+    return value
+
+
+def _keys(value: Any) -> tuple[KeySpec, ...]:
+    if not isinstance(value, list) or not value:
+        raise MalformedOperation("keys must be a non-empty list")
+    if len(value) > MAX_KEYS:
+        raise TooLarge(f"operation names {len(value)} keys; the limit is {MAX_KEYS}", field="keys")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"id", "publicKeyMultibase", "purposes"}:
+            raise MalformedOperation("each key must be an object with exactly id, publicKeyMultibase, purposes")
+        kid = _key_id(item["id"], "key")
+        purposes = item["purposes"]
+        if (
+            not isinstance(purposes, list)
+            or not purposes
+            or any(p not in PURPOSES for p in purposes)
+            or purposes != sorted(set(purposes))
+        ):
+            raise MalformedOperation(f"key {kid} purposes must be a sorted, duplicate-free, non-empty subset of {list(PURPOSES)}")
+        raw = _ed_key(item["publicKeyMultibase"], f"key {kid}")
+        out.append(KeySpec(kid, item["publicKeyMultibase"], raw, tuple(purposes)))
+    if len({k.raw for k in out}) != len(out):
+        raise MalformedOperation("the same public key is listed twice")
+    return tuple(out)
+
+
+def _agreement(value: Any) -> AgreementKey | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"id", "publicKeyMultibase"}:
+        raise MalformedOperation("keyAgreement must be an object with exactly id and publicKeyMultibase")
+    kid = _key_id(value["id"], "keyAgreement")
+    mb = value["publicKeyMultibase"]
+    if not isinstance(mb, str) or len(mb) > 64:
+        raise MalformedOperation("keyAgreement publicKeyMultibase must be a Multikey string")
+    try:
+        raw = multikey_decode(mb, X25519_PUB)
+    except InvalidKey as exc:
+        raise InvalidKey(f"keyAgreement: {exc}") from None
+    return AgreementKey(kid, mb, raw)
+
+
+def _controllers(value: Any, own: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise MalformedOperation("controllers must be a list")
+    if len(value) > MAX_CONTROLLERS:
+        raise TooLarge(f"operation names {len(value)} controllers; the limit is {MAX_CONTROLLERS}", field="controllers")
+    for c in value:
+        validate_did(c)
+    if value != sorted(set(value)):
+        raise MalformedOperation("controllers must be sorted and free of duplicates")
+    if own in value:
+        raise MalformedOperation("a DID cannot name itself as its controller")
+    return tuple(value)
+
+
+def _services(value: Any) -> tuple[Service, ...]:
+    if not isinstance(value, list):
+        raise MalformedOperation("services must be a list")
+    if len(value) > MAX_SERVICES:
+        raise TooLarge(f"operation names {len(value)} services; the limit is {MAX_SERVICES}", field="services")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"id", "type", "serviceEndpoint"}:
+            raise MalformedOperation("each service must be an object with exactly id, type, serviceEndpoint")
+        sid = _key_id(item["id"], "service")
+        stype = _str(item, "type", MAX_SERVICE_TYPE)
+        endpoint = _str(item, "serviceEndpoint", MAX_SERVICE_ENDPOINT)
+        if not stype or not endpoint or ":" not in endpoint or any(c.isspace() for c in endpoint):
+            raise MalformedOperation(f"service {sid} needs a type and an absolute URI endpoint without spaces")
+        out.append(Service(sid, stype, endpoint))
+    if len({s.id for s in out}) != len(out):
+        raise MalformedOperation("two services share an id")
+    return tuple(out)
+
+
+def _unique_ids(op: Operation) -> None:
+    ids = [k.id for k in op.keys]
+    if op.key_agreement is not None:
+        ids.append(op.key_agreement.id)
+    if len(set(ids)) != len(ids):
+        raise MalformedOperation("two keys in the operation share an id")
+
+
+# --------------------------------------------------------------------------
+# Building (clients): canonical payloads and signatures
+# --------------------------------------------------------------------------
+
+
+def key_json(key_id: str, multibase: str, purposes: Iterable[str] = PURPOSES) -> dict[str, Any]:
+    """The JSON form of a key inside an operation."""
+    return {"id": key_id, "publicKeyMultibase": multibase, "purposes": sorted(set(purposes))}
+
+
+def build_payload(body: Mapping[str, Any]) -> bytes:
+    """Canonical payload bytes for ``body`` (a client-side helper; also validates values)."""
+    canonical.check_value(dict(body))
+    return canonical.encode(dict(body))
+
+
+def kid_of(did: str, key_id: str) -> str:
+    """The DID URL of key ``key_id`` of ``did``."""
+    if not did.startswith(PREFIX):
+        raise InvalidDid(f"{did[:80]!r} is not a did:dnode DID")
+    return f"{did}#{key_id}"

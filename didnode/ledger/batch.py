@@ -1,0 +1,113 @@
+"""Validate and apply a batch of operations in one LMDB write transaction.
+
+This is the one state machine of didnode: the embedded orderer and the
+JetStream follower both call :func:`apply_batch`, so every node applies the
+same log with the same code. A rejected operation writes nothing; its
+neighbours in the batch are unaffected (validation is pure and happens
+before any write of that operation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import lmdb
+
+from didnode.core import entry as entry_codec
+from didnode.core.keystate import ApplyContext, DidState, apply
+from didnode.core.operations import Operation
+from didnode.errors import DidnodeError, DuplicateOperation, UnknownDid
+from didnode.store.ledger_tables import LedgerTables
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The receipt of an accepted operation."""
+
+    position: int
+    time: int
+    op_hash: bytes
+    did: str
+    type: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedEntry:
+    """What a batch hook sees of each accepted operation."""
+
+    position: int
+    entry: bytes
+    did: str
+    state_record: bytes
+
+
+class BatchHook(Protocol):
+    """Extra tables maintained in the same transaction (e.g. the Merkle log and state tree)."""
+
+    def on_batch(self, txn: lmdb.Transaction, applied: Sequence[AppliedEntry]) -> None: ...
+
+
+Outcome = Accepted | DidnodeError
+
+
+def apply_batch(
+    tables: LedgerTables,
+    txn: lmdb.Transaction,
+    ops: Sequence[Operation | DidnodeError],
+    now_ms: int,
+    hooks: Sequence[BatchHook] = (),
+) -> list[Outcome]:
+    """Apply ``ops`` in order inside ``txn``; return one outcome per input, in order.
+
+    ``ops`` items that are already errors (parse failures) pass through as
+    rejections. The ordering time of the batch is ``max(now_ms, last time)``
+    so that log times never go backwards. Precondition: ``txn`` is a write
+    transaction that the caller commits after this returns.
+    """
+    position = tables.log_size(txn)
+    time = max(now_ms, tables.last_time(txn))
+    cache: dict[str, DidState] = {}
+    seen: dict[bytes, int] = {}
+    applied: list[AppliedEntry] = []
+    out: list[Outcome] = []
+
+    def resolve(did: str) -> DidState:
+        state = cache.get(did)
+        if state is None:
+            state = tables.get_state(txn, did)
+            cache[did] = state
+        return state
+
+    for op in ops:
+        if isinstance(op, DidnodeError):
+            out.append(op)
+            continue
+        try:
+            if op.hash in seen or tables.has_operation(txn, op.hash):
+                at = seen.get(op.hash)
+                if at is None:
+                    at = tables.position_of(txn, op.hash)
+                raise DuplicateOperation(f"operation {op.hash.hex()} is already on the ledger at position {at}", position=at)
+            try:
+                state: DidState | None = resolve(op.did)
+            except UnknownDid:
+                state = None
+            new = apply(state, op, ApplyContext(position, time, resolve))
+        except DidnodeError as exc:
+            out.append(exc)
+            continue
+        record = new.to_record()
+        data = entry_codec.encode(position, time, op.payload, op.proofs)
+        tables.put_accepted(txn, position, time, data, op.hash, new, record)
+        cache[op.did] = new
+        seen[op.hash] = position
+        applied.append(AppliedEntry(position, data, op.did, record))
+        out.append(Accepted(position, time, op.hash, op.did, op.type, op.seq))
+        position += 1
+    if applied:
+        tables.set_log_end(txn, position, time)
+        for hook in hooks:
+            hook.on_batch(txn, applied)
+    return out

@@ -1,0 +1,199 @@
+"""Ledger use cases over a node: submit, resolve (current or past version), history, key state.
+
+No protobuf here: the transport converts. Async methods are for the gRPC
+event loop; the blocking parts (verification, the writer) run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from didnode.core import canonical
+from didnode.core import entry as entry_codec
+from didnode.core import operations
+from didnode.core.did import validate_did
+from didnode.core.document import parse_iso8601, resolution_result
+from didnode.core.keystate import ApplyContext, DidState, apply
+from didnode.core.operations import Proof
+from didnode.errors import DidnodeError, InvalidArgument, UnknownDid, UnknownVersion
+from didnode.ledger.batch import Accepted, Outcome
+from didnode.service.node import Node
+from didnode.store import layout
+from didnode.store.ledger_tables import VersionRef
+
+MAX_BATCH_CHUNK = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One operation of a DID as ``did history`` shows it."""
+
+    position: int
+    time: int
+    type: str
+    seq: int
+    op_hash: bytes
+    signers: tuple[str, ...]
+    payload: bytes
+    proofs: tuple[Proof, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    network: str
+    node_did: str
+    log_size: int
+    version: str
+    did_count: int
+    last_time: int
+    schema_version: int
+    mode: str
+
+
+class LedgerService:
+    """Use cases of the ledger for one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def submit(self, payload: bytes, proofs: Sequence[Proof]) -> Accepted:
+        """Submit one operation; returns once it is durably applied, or raises its rejection."""
+        outcome = (await self.submit_many([(payload, proofs)]))[0]
+        if isinstance(outcome, DidnodeError):
+            raise outcome
+        return outcome
+
+    async def submit_many(
+        self,
+        items: Sequence[tuple[bytes, Sequence[Proof]]],
+        after: asyncio.Event | None = None,
+        enqueued: asyncio.Event | None = None,
+    ) -> list[Outcome]:
+        """Submit a group; one outcome per item, in order, after the group is durable.
+
+        Groups of one stream keep their order: a group is handed to the
+        orderer only after ``after`` is set (the previous group was handed
+        over), and sets ``enqueued`` once it was; verification of several
+        groups still runs in parallel.
+        """
+        try:
+            if len(items) > MAX_BATCH_CHUNK:
+                raise InvalidArgument(f"a batch chunk holds at most {MAX_BATCH_CHUNK} operations, not {len(items)}")
+            loop = asyncio.get_running_loop()
+            ops = await loop.run_in_executor(self.node.pool, self.node.prepare, items)
+            if after is not None:
+                await after.wait()
+            fut: asyncio.Future[list[Outcome]] = loop.create_future()
+
+            def done(outcomes: list[Outcome]) -> None:
+                loop.call_soon_threadsafe(_settle, fut, outcomes)
+
+            self.node.orderer.submit(ops, done)
+        finally:
+            if enqueued is not None:
+                enqueued.set()
+        return await fut
+
+    # -- reads ---------------------------------------------------------------
+
+    def resolve(self, did: str, version_id: int | None = None, version_time: str | None = None) -> dict[str, Any]:
+        """A W3C DID Resolution result for the current or a past version."""
+        validate_did(did)
+        tables = self.node.tables
+        with self.node.store.read() as txn:
+            versions = tables.versions(txn, did)
+            created = versions[0].time
+            if version_id is None and version_time is None:
+                return resolution_result(tables.get_state(txn, did), created)
+            target = self._pick_version(did, versions, version_id, version_time)
+            state = self._replay(txn, did, versions[: target + 1])
+            following = versions[target + 1] if target + 1 < len(versions) else None
+            nxt = (following.seq, following.time) if following else None
+            return resolution_result(state, created, nxt)
+
+    @staticmethod
+    def _pick_version(did: str, versions: list[VersionRef], version_id: int | None, version_time: str | None) -> int:
+        if version_id is not None:
+            if version_id >= len(versions):
+                raise UnknownVersion(f"{did} has versions 0..{len(versions) - 1}; there is no version {version_id}", did=did)
+            return version_id
+        assert version_time is not None
+        try:
+            at = parse_iso8601(version_time)
+        except ValueError:
+            raise InvalidArgument(f"versionTime {version_time!r} is not an ISO 8601 datetime") from None
+        chosen = -1
+        for i, v in enumerate(versions):
+            if v.time <= at:
+                chosen = i
+        if chosen < 0:
+            raise UnknownVersion(f"{did} did not exist yet at {version_time}", did=did)
+        return chosen
+
+    def _replay(self, txn: Any, did: str, versions: list[VersionRef]) -> DidState:
+        """Rebuild a past state by replaying the DID's accepted operations (trusted)."""
+        state: DidState | None = None
+        for v in versions:
+            e = entry_codec.decode(self.node.tables.entry(txn, v.position))
+            op = operations.parse(e.payload, e.proofs, self.node.network)
+            ctx = ApplyContext(e.position, e.time, _no_resolve, trusted=True)
+            state = apply(state, op, ctx)
+        assert state is not None
+        return state
+
+    def history(self, did: str) -> list[HistoryItem]:
+        """Every operation of ``did`` in order, with position, time, type, signers and hash."""
+        validate_did(did)
+        tables = self.node.tables
+        out = []
+        with self.node.store.read() as txn:
+            for v in tables.versions(txn, did):
+                e = entry_codec.decode(tables.entry(txn, v.position))
+                body = canonical.decode_strict(e.payload)
+                out.append(
+                    HistoryItem(
+                        v.position,
+                        v.time,
+                        body["type"],
+                        v.seq,
+                        hashlib.sha256(e.payload).digest(),
+                        tuple(p.kid for p in e.proofs),
+                        e.payload,
+                        e.proofs,
+                    )
+                )
+        return out
+
+    def key_state(self, did: str) -> DidState:
+        """The current state of ``did`` (keys with their fates, controllers, commitment)."""
+        validate_did(did)
+        with self.node.store.read() as txn:
+            return self.node.tables.get_state(txn, did)
+
+    def info(self) -> NodeInfo:
+        tables = self.node.tables
+        with self.node.store.read() as txn:
+            return NodeInfo(
+                self.node.network,
+                self.node.node_did,
+                tables.log_size(txn),
+                self.node.version,
+                tables.count_dids(txn),
+                tables.last_time(txn),
+                layout.SCHEMA_VERSION,
+                "embedded",
+            )
+
+
+def _settle(fut: "asyncio.Future[list[Outcome]]", outcomes: list[Outcome]) -> None:
+    if not fut.done():
+        fut.set_result(outcomes)
+
+
+def _no_resolve(did: str) -> DidState:
+    raise UnknownDid(f"{did}: controllers are not consulted when replaying accepted operations")
+
+

@@ -1,0 +1,76 @@
+"""Every LMDB named database and key layout of a didnode store, in one place.
+
+Integers in keys are fixed-width big-endian so that LMDB's byte order is
+numeric order (cursor scans walk the log and a DID's history in order).
+
+=============  ==========================================  ==============================================
+database       key                                         value
+=============  ==========================================  ==============================================
+meta           ASCII name (see META_*)                     bytes / u64 / UTF-8, per name
+log            u64 position                                log entry bytes (didnode.core.entry)
+ophash         32-byte sha256 of the payload               u64 position
+state          DID (UTF-8)                                 canonical JSON key state (core.keystate)
+history        DID (UTF-8) + u32 seq                       u64 position + u64 time
+merkle         u8 level + u64 index                        32-byte RFC 6962 node hash (perfect subtrees)
+smt            node id (core.merkle.sparse)                32-byte node hash
+=============  ==========================================  ==============================================
+"""
+
+from __future__ import annotations
+
+import struct
+
+SCHEMA_VERSION = 1
+
+DB_META = b"meta"
+DB_LOG = b"log"
+DB_OPHASH = b"ophash"
+DB_STATE = b"state"
+DB_HISTORY = b"history"
+DB_MERKLE = b"merkle"
+DB_SMT = b"smt"
+ALL_DBS = (DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_HISTORY, DB_MERKLE, DB_SMT)
+
+META_SCHEMA = b"schema_version"
+META_NETWORK = b"network"
+META_LOG_SIZE = b"log_size"
+META_NODE_DID = b"node_did"
+META_LAST_TIME = b"last_time"
+META_STREAM_SEQ = b"stream_seq"
+
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_POS_TIME = struct.Struct(">QQ")
+_LEVEL_INDEX = struct.Struct(">BQ")
+
+
+def u64(n: int) -> bytes:
+    return _U64.pack(n)
+
+
+def read_u64(b: bytes) -> int:
+    return _U64.unpack(b)[0]
+
+
+def did_key(did: str) -> bytes:
+    return did.encode()
+
+
+def history_key(did: str, seq: int) -> bytes:
+    return did.encode() + _U32.pack(seq)
+
+
+def history_value(position: int, time: int) -> bytes:
+    return _POS_TIME.pack(position, time)
+
+
+def read_history_value(b: bytes) -> tuple[int, int]:
+    return _POS_TIME.unpack(b)
+
+
+def history_seq(key: bytes) -> int:
+    return _U32.unpack(key[-4:])[0]
+
+
+def merkle_key(level: int, index: int) -> bytes:
+    return _LEVEL_INDEX.pack(level, index)

@@ -1,0 +1,139 @@
+"""Typed access to the ledger's LMDB tables. Every method takes the transaction.
+
+Values are copied out as ``bytes`` (the store opens transactions with
+``buffers=False``), so nothing returned here refers to LMDB memory after
+its transaction ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lmdb
+
+from didnode.core.keystate import DidState
+from didnode.errors import StoreCorrupted, UnknownDid, UnknownOperation
+from didnode.store import layout
+from didnode.store.env import Store
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRef:
+    """Where one operation of a DID sits: its seq, ledger position and ordering time."""
+
+    seq: int
+    position: int
+    time: int
+
+
+class LedgerTables:
+    """The log, operation index, per-DID state and history, and node metadata."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        d = store.dbs
+        self.meta = d[layout.DB_META]
+        self.log = d[layout.DB_LOG]
+        self.ophash = d[layout.DB_OPHASH]
+        self.state = d[layout.DB_STATE]
+        self.history = d[layout.DB_HISTORY]
+
+    # -- metadata -------------------------------------------------------
+
+    def log_size(self, txn: lmdb.Transaction) -> int:
+        raw = txn.get(layout.META_LOG_SIZE, db=self.meta)
+        return 0 if raw is None else layout.read_u64(raw)
+
+    def last_time(self, txn: lmdb.Transaction) -> int:
+        raw = txn.get(layout.META_LAST_TIME, db=self.meta)
+        return 0 if raw is None else layout.read_u64(raw)
+
+    def set_log_end(self, txn: lmdb.Transaction, size: int, time: int) -> None:
+        txn.put(layout.META_LOG_SIZE, layout.u64(size), db=self.meta)
+        txn.put(layout.META_LAST_TIME, layout.u64(time), db=self.meta)
+
+    def meta_text(self, txn: lmdb.Transaction, name: bytes) -> str:
+        """A UTF-8 metadata value; raises :class:`StoreCorrupted` if it was never written."""
+        raw = txn.get(name, db=self.meta)
+        if raw is None:
+            raise StoreCorrupted(f"store metadata {name.decode()} is missing")
+        return raw.decode()
+
+    def has_meta(self, txn: lmdb.Transaction, name: bytes) -> bool:
+        return txn.get(name, db=self.meta) is not None
+
+    def set_meta_text(self, txn: lmdb.Transaction, name: bytes, value: str) -> None:
+        txn.put(name, value.encode(), db=self.meta)
+
+    # -- log and operation index ------------------------------------------
+
+    def entry(self, txn: lmdb.Transaction, position: int) -> bytes:
+        raw = txn.get(layout.u64(position), db=self.log)
+        if raw is None:
+            raise UnknownOperation(f"no log entry at position {position}", position=position)
+        return raw
+
+    def entries(self, txn: lmdb.Transaction, start: int = 0):  # type: ignore[no-untyped-def]
+        """Iterate (position, entry bytes) from ``start`` in log order."""
+        cur = txn.cursor(db=self.log)
+        if not cur.set_range(layout.u64(start)):
+            return
+        for key, value in cur:
+            yield layout.read_u64(key), value
+
+    def position_of(self, txn: lmdb.Transaction, op_hash: bytes) -> int:
+        raw = txn.get(op_hash, db=self.ophash)
+        if raw is None:
+            raise UnknownOperation(f"no operation with hash {op_hash.hex()}", hash=op_hash.hex())
+        return layout.read_u64(raw)
+
+    def has_operation(self, txn: lmdb.Transaction, op_hash: bytes) -> bool:
+        return txn.get(op_hash, db=self.ophash) is not None
+
+    # -- per-DID state and history -----------------------------------------
+
+    def state_record(self, txn: lmdb.Transaction, did: str) -> bytes:
+        raw = txn.get(layout.did_key(did), db=self.state)
+        if raw is None:
+            raise UnknownDid(f"{did} does not exist on this ledger", did=did)
+        return raw
+
+    def get_state(self, txn: lmdb.Transaction, did: str) -> DidState:
+        """The current state of ``did``; raises :class:`UnknownDid`."""
+        return DidState.from_record(self.state_record(txn, did))
+
+    def state_if_exists(self, txn: lmdb.Transaction, did: str) -> DidState | None:
+        """The current state, or None when the DID was never created (the input ``apply`` expects)."""
+        raw = txn.get(layout.did_key(did), db=self.state)
+        return None if raw is None else DidState.from_record(raw)
+
+    def versions(self, txn: lmdb.Transaction, did: str) -> list[VersionRef]:
+        """Every operation of ``did`` in seq order; raises :class:`UnknownDid` when there is none."""
+        prefix = did.encode()
+        cur = txn.cursor(db=self.history)
+        out: list[VersionRef] = []
+        if cur.set_range(prefix):
+            for key, value in cur:
+                if len(key) != len(prefix) + 4 or not key.startswith(prefix):
+                    break
+                pos, time = layout.read_history_value(value)
+                out.append(VersionRef(layout.history_seq(key), pos, time))
+        if not out:
+            raise UnknownDid(f"{did} does not exist on this ledger", did=did)
+        return out
+
+    def count_dids(self, txn: lmdb.Transaction) -> int:
+        return txn.stat(self.state)["entries"]
+
+    # -- writes (one accepted operation) ------------------------------------
+
+    def put_accepted(
+        self, txn: lmdb.Transaction, position: int, time: int, entry: bytes, op_hash: bytes, state: DidState, state_record: bytes
+    ) -> None:
+        """Write everything one accepted operation changes, inside the batch's transaction."""
+        pos = layout.u64(position)
+        if not txn.put(pos, entry, db=self.log, overwrite=False):
+            raise StoreCorrupted(f"log position {position} is already taken")
+        txn.put(op_hash, pos, db=self.ophash)
+        txn.put(layout.did_key(state.did), state_record, db=self.state)
+        txn.put(layout.history_key(state.did, state.seq), layout.history_value(position, time), db=self.history)

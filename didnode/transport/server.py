@@ -1,0 +1,107 @@
+"""Build and run the node's gRPC server: didnode services, health checking, reflection.
+
+Handlers are registered from the service descriptors with *safe*
+deserializers: bytes that are not a valid message become a
+:class:`~didnode.transport.servicers.Malformed` marker, so the caller gets
+INVALID_ARGUMENT with reason MALFORMED_MESSAGE instead of grpc's generic
+"Exception deserializing request".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import grpc
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from didnode.api.v1 import ledger_pb2, node_pb2
+from didnode.service.ledger import LedgerService
+from didnode.transport.servicers import LedgerServicer, Malformed, NodeServicer
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_concurrent_streams", 256),
+]
+
+
+def _safe_deserializer(cls: Any) -> Callable[[bytes], Any]:
+    name = cls.DESCRIPTOR.full_name
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except DecodeError as exc:
+            return Malformed(name, str(exc) or "truncated or garbage bytes")
+
+    return deserialize
+
+
+def generic_handler(service: _descriptor.ServiceDescriptor, servicer: object) -> grpc.GenericRpcHandler:
+    """A handler for every method of ``service``, implemented by same-named methods of ``servicer``."""
+    handlers = {}
+    for method in service.methods:
+        req = message_factory.GetMessageClass(method.input_type)
+        resp = message_factory.GetMessageClass(method.output_type)
+        impl = getattr(servicer, method.name)
+        kind = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = kind(
+            impl, request_deserializer=_safe_deserializer(req), response_serializer=resp.SerializeToString
+        )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+SERVICES = (
+    ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"],
+    node_pb2.DESCRIPTOR.services_by_name["NodeService"],
+)
+
+
+class NodeServer:
+    """The running gRPC server of a node and its health servicer."""
+
+    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer) -> None:
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *(s.full_name for s in SERVICES)):
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace)
+
+
+async def start_server(ledger: LedgerService, listen: str, extra: tuple[tuple[Any, object], ...] = ()) -> NodeServer:
+    """Start serving ``ledger`` on ``listen`` (HOST:PORT; port 0 picks a free one).
+
+    ``extra`` adds (service descriptor, servicer) pairs, e.g. transparency.
+    """
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    pairs = [(SERVICES[0], LedgerServicer(ledger)), (SERVICES[1], NodeServicer(ledger)), *extra]
+    server.add_generic_rpc_handlers(tuple(generic_handler(d, s) for d, s in pairs))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [d.full_name for d, _ in pairs] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    node_server = NodeServer(server, port, health_servicer)
+    await node_server.set_serving(True)
+    return node_server

@@ -1,0 +1,148 @@
+"""grpc.aio servicers: decode requests, call the service layer, encode replies or statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import json
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import grpc
+
+from didnode.api.v1 import ledger_pb2 as pb
+from didnode.api.v1 import node_pb2 as node_pb
+from didnode.errors import DidnodeError, Internal, MalformedMessage
+from didnode.service.ledger import MAX_BATCH_CHUNK, LedgerService
+from didnode.transport import convert
+from didnode.transport.status import to_status
+
+log = logging.getLogger("didnode.transport")
+T = TypeVar("T")
+MAX_INFLIGHT_CHUNKS = 4
+
+
+class Malformed:
+    """Stands for a request whose bytes did not parse (see the server's safe deserializers)."""
+
+    def __init__(self, what: str, error: str) -> None:
+        self.error = MalformedMessage(f"request is not a valid {what} message: {error}")
+
+
+async def _abort(context: grpc.aio.ServicerContext, err: DidnodeError) -> None:
+    await context.abort_with_status(to_status(err))
+
+
+def unary(fn: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Map didnode errors (and malformed requests) of a unary handler to rich gRPC statuses."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        if isinstance(request, Malformed):
+            await _abort(context, request.error)
+        try:
+            return await fn(self, request, context)
+        except DidnodeError as err:
+            await _abort(context, err)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:  # the transport boundary: a bug must become INTERNAL, never a dropped call
+            log.exception("internal error in %s", fn.__name__)
+            await _abort(context, Internal(f"internal error in {fn.__name__}; see the node log"))
+        raise AssertionError("unreachable: abort raises")
+
+    return wrapper
+
+
+class LedgerServicer:
+    """didnode.v1.LedgerService."""
+
+    def __init__(self, ledger: LedgerService) -> None:
+        self.ledger = ledger
+
+    @unary
+    async def Submit(self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext) -> pb.SubmitResponse:
+        payload, proofs = convert.operation_in(request.operation)
+        accepted = await self.ledger.submit(payload, proofs)
+        return pb.SubmitResponse(receipt=convert.receipt_out(accepted))
+
+    async def SubmitBatch(
+        self, requests: AsyncIterator[pb.SubmitBatchRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SubmitBatchResponse]:
+        """Chunks are applied in stream order; a bounded number are in flight (backpressure)."""
+        inflight: collections.deque[tuple[int, asyncio.Task[list[Any]]]] = collections.deque()
+        index = 0
+        previous: asyncio.Event | None = None
+        try:
+            async for req in requests:
+                if isinstance(req, Malformed):
+                    await _abort(context, req.error)
+                if len(req.operations) > MAX_BATCH_CHUNK:
+                    await _abort(context, MalformedMessage(f"a chunk holds at most {MAX_BATCH_CHUNK} operations"))
+                items = []
+                for op in req.operations:
+                    try:
+                        items.append(convert.operation_in(op))
+                    except DidnodeError as err:
+                        await _abort(context, err)
+                enqueued = asyncio.Event()
+                task = asyncio.create_task(self.ledger.submit_many(items, after=previous, enqueued=enqueued))
+                previous = enqueued
+                inflight.append((index, task))
+                index += len(items)
+                while len(inflight) >= MAX_INFLIGHT_CHUNKS:
+                    yield await _chunk_response(*inflight.popleft())
+            while inflight:
+                yield await _chunk_response(*inflight.popleft())
+        except DidnodeError as err:
+            await _abort(context, err)
+        finally:
+            for _, task in inflight:
+                task.cancel()
+
+    @unary
+    async def Resolve(self, request: pb.ResolveRequest, context: grpc.aio.ServicerContext) -> pb.ResolveResponse:
+        which = request.WhichOneof("version")
+        result = self.ledger.resolve(
+            request.did,
+            version_id=request.version_id if which == "version_id" else None,
+            version_time=request.version_time if which == "version_time" else None,
+        )
+        return pb.ResolveResponse(result_json=json.dumps(result, separators=(",", ":")))
+
+    @unary
+    async def History(self, request: pb.HistoryRequest, context: grpc.aio.ServicerContext) -> pb.HistoryResponse:
+        return convert.history_out(self.ledger.history(request.did))
+
+    @unary
+    async def GetKeyState(self, request: pb.KeyStateRequest, context: grpc.aio.ServicerContext) -> pb.KeyStateResponse:
+        state = self.ledger.key_state(request.did)
+        at = request.at_position if request.HasField("at_position") else None
+        return convert.key_state_out(state, at)
+
+
+async def _chunk_response(first: int, task: "asyncio.Task[list[Any]]") -> pb.SubmitBatchResponse:
+    outcomes = await task
+    return pb.SubmitBatchResponse(first_index=first, outcomes=[convert.outcome_out(o) for o in outcomes])
+
+
+class NodeServicer:
+    """didnode.v1.NodeService."""
+
+    def __init__(self, ledger: LedgerService) -> None:
+        self.ledger = ledger
+
+    @unary
+    async def GetInfo(self, request: node_pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> node_pb.NodeInfo:
+        i = self.ledger.info()
+        return node_pb.NodeInfo(
+            network=i.network,
+            node_did=i.node_did,
+            log_size=i.log_size,
+            version=i.version,
+            did_count=i.did_count,
+            last_time_ms=i.last_time,
+            schema_version=i.schema_version,
+            mode=i.mode,
+        )
