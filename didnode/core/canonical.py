@@ -28,7 +28,6 @@ from didnode.errors import DuplicateJsonKey, MalformedOperation, NonCanonicalEnc
 MAX_SAFE_INT = 2**53 - 1
 
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_decoder = json.JSONDecoder()
 
 
 def encode(value: Any) -> bytes:
@@ -58,6 +57,9 @@ def _reject_float(text: str) -> Any:
     raise MalformedOperation(f"number {text} is not an integer; the schema admits integers only")
 
 
+# Floats and NaN/Infinity are refused while parsing (the C scanner calls these
+# hooks only for such tokens), so Python's "1.0" can never pass as canonical.
+_decoder = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant)
 _strict_decoder = json.JSONDecoder(
     object_pairs_hook=_no_duplicates, parse_float=_reject_float, parse_constant=_reject_constant
 )

@@ -56,7 +56,8 @@ def did_document(state: DidState) -> dict[str, Any]:
     auth: list[str] = []
     assertion: list[str] = []
     agreement: list[str] = []
-    for key in state.keys:
+    # Signing keys first, then key agreement, each in the order installed.
+    for key in sorted(state.keys, key=lambda k: k.kind == X25519):
         if key.fate != "current":
             continue
         pair = _methods(state.did, key)

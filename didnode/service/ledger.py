@@ -125,6 +125,11 @@ class LedgerService:
             at = parse_iso8601(version_time)
         except ValueError:
             raise InvalidArgument(f"versionTime {version_time!r} is not an ISO 8601 datetime") from None
+        if "." not in version_time:
+            # Metadata times have second precision (DID Core); a time without
+            # fraction names the whole second, so the displayed versionTime of
+            # a version resolves to that version.
+            at += 999
         chosen = -1
         for i, v in enumerate(versions):
             if v.time <= at:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import json
 import logging
@@ -70,35 +69,44 @@ class LedgerServicer:
     async def SubmitBatch(
         self, requests: AsyncIterator[pb.SubmitBatchRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SubmitBatchResponse]:
-        """Chunks are applied in stream order; a bounded number are in flight (backpressure)."""
-        inflight: collections.deque[tuple[int, asyncio.Task[list[Any]]]] = collections.deque()
-        index = 0
-        previous: asyncio.Event | None = None
+        """Chunks are applied in stream order and answered as soon as each is durable.
+
+        A reader task takes chunks off the stream while earlier ones are being
+        applied; at most MAX_INFLIGHT_CHUNKS wait for their answer, beyond
+        which the reader stops reading (flow control pushes back on the client).
+        """
+        pending: asyncio.Queue[tuple[int, asyncio.Task[list[Any]]] | None] = asyncio.Queue(MAX_INFLIGHT_CHUNKS)
+        tasks: list[asyncio.Task[list[Any]]] = []
+
+        async def reader() -> None:
+            index = 0
+            previous: asyncio.Event | None = None
+            try:
+                async for req in requests:
+                    if isinstance(req, Malformed):
+                        raise req.error
+                    if len(req.operations) > MAX_BATCH_CHUNK:
+                        raise MalformedMessage(f"a chunk holds at most {MAX_BATCH_CHUNK} operations, not {len(req.operations)}")
+                    items = [convert.operation_in(op) for op in req.operations]
+                    enqueued = asyncio.Event()
+                    task = asyncio.create_task(self.ledger.submit_many(items, after=previous, enqueued=enqueued))
+                    tasks.append(task)
+                    previous = enqueued
+                    await pending.put((index, task))
+                    index += len(items)
+            finally:
+                await pending.put(None)
+
+        read_task = asyncio.create_task(reader())
         try:
-            async for req in requests:
-                if isinstance(req, Malformed):
-                    await _abort(context, req.error)
-                if len(req.operations) > MAX_BATCH_CHUNK:
-                    await _abort(context, MalformedMessage(f"a chunk holds at most {MAX_BATCH_CHUNK} operations"))
-                items = []
-                for op in req.operations:
-                    try:
-                        items.append(convert.operation_in(op))
-                    except DidnodeError as err:
-                        await _abort(context, err)
-                enqueued = asyncio.Event()
-                task = asyncio.create_task(self.ledger.submit_many(items, after=previous, enqueued=enqueued))
-                previous = enqueued
-                inflight.append((index, task))
-                index += len(items)
-                while len(inflight) >= MAX_INFLIGHT_CHUNKS:
-                    yield await _chunk_response(*inflight.popleft())
-            while inflight:
-                yield await _chunk_response(*inflight.popleft())
+            while (item := await pending.get()) is not None:
+                yield await _chunk_response(*item)
+            await read_task
         except DidnodeError as err:
             await _abort(context, err)
         finally:
-            for _, task in inflight:
+            read_task.cancel()
+            for task in tasks:
                 task.cancel()
 
     @unary
