@@ -21,6 +21,7 @@ from didnode.service.ledger import LedgerService
 from didnode.service.node import Node, NodeConfig
 from didnode.store.env import DEFAULT_MAP_SIZE
 from didnode.transport.server import start_server
+from didnode.transport.services import build_servicers
 
 log = logging.getLogger("didnode")
 
@@ -54,7 +55,7 @@ async def _serve(config: NodeConfig, listen: str) -> None:
     node = Node(config)
     try:
         ledger = LedgerService(node)
-        server = await start_server(ledger, listen)
+        server = await start_server(build_servicers(node, ledger), listen)
         host = listen.rsplit(":", 1)[0]
         print(f"{host}:{server.port}", flush=True)
         log.info("node %s on network %s serving on %s:%s (data %s)", node.node_did, node.network, host, server.port, config.data_dir)

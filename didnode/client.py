@@ -67,6 +67,24 @@ class NodeInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Resource:
+    """The latest published content of a DID's resource (e.g. a status list credential)."""
+
+    did: str
+    id: str
+    media_type: str
+    content: str
+    position: int
+    seq: int
+    time_ms: int
+    op_hash: bytes
+
+
+def _resource(r: pb.ResourceResponse) -> Resource:
+    return Resource(r.did, r.id, r.media_type, r.content, r.position, r.seq, r.time_ms, r.op_hash)
+
+
+@dataclass(frozen=True, slots=True)
 class KeyState:
     """A DID's key state as the node holds it, plus the keys valid at a position if asked."""
 
@@ -210,6 +228,10 @@ class Client:
         """The DID's current state (seq, last operation hash, keys and fates, controllers)."""
         return self.key_state(did).state
 
+    def resource(self, did: str, resource_id: str) -> Resource:
+        """The latest content of a resource the DID published."""
+        return _resource(self._call(self._ledger.GetResource, pb.ResourceRequest(did=did, id=resource_id)))
+
     def node_info(self) -> NodeInfo:
         return _info(self._call(self._node.GetInfo, node_pb2.GetInfoRequest()))
 
@@ -268,6 +290,9 @@ class AsyncClient:
         if at_position is not None:
             req.at_position = at_position
         return _key_state(await self._call(self._ledger.GetKeyState, req), at_position is not None)
+
+    async def resource(self, did: str, resource_id: str) -> Resource:
+        return _resource(await self._call(self._ledger.GetResource, pb.ResourceRequest(did=did, id=resource_id)))
 
     async def node_info(self) -> NodeInfo:
         return _info(await self._call(self._node.GetInfo, node_pb2.GetInfoRequest()))

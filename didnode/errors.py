@@ -204,6 +204,12 @@ class UnknownVersion(NotFound):
     reason = "UNKNOWN_VERSION"
 
 
+class UnknownResource(NotFound):
+    """The DID has published no resource with that id."""
+
+    reason = "UNKNOWN_RESOURCE"
+
+
 class UnknownOperation(NotFound):
     """No log entry has that position or operation hash."""
 

@@ -169,6 +169,11 @@ def deactivate(network: str, did: str, seq: int, prev: str, reason: str, next_ke
     return _later("deactivate", network, did, seq, prev, **fields)
 
 
+def publish(network: str, did: str, seq: int, prev: str, resource_id: str, media_type: str, content: str) -> UnsignedOperation:
+    """A publish of a resource (e.g. a status list credential); sign with a current assertionMethod key."""
+    return _later("publish", network, did, seq, prev, resource={"id": resource_id, "mediaType": media_type, "content": content})
+
+
 def next_kid(did: str) -> str:
     """The proof key id for a signature by the DID's committed next key."""
     return f"{did}#{NEXT_FRAGMENT}"

@@ -16,7 +16,12 @@ recover     a controller
 transfer    one current controller (the DID's own authentication key when
             it has none) and every controller that is new
 deactivate  a controller, or the next key when the DID has no controller
+publish     a current assertionMethod key of the DID
 =========== ==========================================================
+
+``publish`` attaches a resource (e.g. a Bitstring Status List credential)
+to the DID: the state keeps, per resource id, the hash, media type and
+position of its latest content; the content itself stays in the log.
 
 A key's fate is ``current``, ``rotated`` (replaced by rotate/recover; what it
 signed while current stays valid) or ``revoked`` (compromised; it never
@@ -46,6 +51,7 @@ from didnode.errors import (
     StoreCorrupted,
     UnknownDid,
     UnknownKey,
+    UnknownResource,
     WrongSigner,
 )
 
@@ -57,6 +63,7 @@ REVOKED = "revoked"
 ED25519 = "Ed25519"
 X25519 = "X25519"
 MAX_KEY_HISTORY = 256
+MAX_RESOURCES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +142,7 @@ class DidState:
     created_time: int
     updated_pos: int
     updated_time: int
+    resources: tuple[dict[str, Any], ...] = ()
 
     @property
     def active(self) -> bool:
@@ -165,8 +173,15 @@ class DidState:
         """Ed25519 keys that could sign at ledger ``position`` (the "old signatures" question)."""
         return [k for k in self.keys if k.kind == ED25519 and k.valid_at(position)]
 
+    def resource(self, resource_id: str) -> dict[str, Any]:
+        """The latest version of a published resource: id, mediaType, hash, position, seq."""
+        for r in self.resources:
+            if r["id"] == resource_id:
+                return r
+        raise UnknownResource(f"{self.did} has published no resource {resource_id!r}", did=self.did, resource=resource_id)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "did": self.did,
             "seq": self.seq,
             "last": self.last,
@@ -178,6 +193,9 @@ class DidState:
             "created": {"pos": self.created_pos, "time": self.created_time},
             "updated": {"pos": self.updated_pos, "time": self.updated_time},
         }
+        if self.resources:
+            out["resources"] = [dict(r) for r in self.resources]
+        return out
 
     def to_record(self) -> bytes:
         """Canonical bytes: what the store keeps and what the state tree hashes."""
@@ -201,6 +219,7 @@ class DidState:
                 d["created"]["time"],
                 d["updated"]["pos"],
                 d["updated"]["time"],
+                tuple(d.get("resources", ())),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreCorrupted(f"state record does not decode: {exc}") from None
@@ -282,6 +301,8 @@ def _key_fate(state: DidState, proof: Proof, key_id: str) -> KeyRecord:
 
 def _next_key(state: DidState, op: Operation, proof: Proof, ctx: ApplyContext) -> None:
     """The proof by the pre-committed next key: the revealed key must match the commitment."""
+    if op.type not in ("rotate", "revoke", "deactivate"):
+        raise WrongSigner(f"the pre-committed next key cannot sign a {op.type}", kid=proof.kid)
     if not op.next_key:
         raise MalformedOperation(f"{op.type} signed by {proof.kid} must reveal the key in nextKey")
     if next_commitment(op.next_key) != state.next:
@@ -501,6 +522,27 @@ def _deactivate(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
     return _advance(state, op, ctx, keys=keys, status=DEACTIVATED, next="")
 
 
+def _publish(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
+    own, used_next, _ = _signers(state, op, ctx, ())
+    if used_next or not own:
+        raise WrongSigner(f"a publish by {state.did} must be signed by a current assertionMethod key of the DID")
+    for key_id in own:
+        if "assertionMethod" not in state.key(key_id).purposes:
+            raise WrongSigner(f"{state.did}#{key_id} is not an assertionMethod key")
+    res = op.body["resource"]
+    entry = {
+        "id": res["id"],
+        "mediaType": res["mediaType"],
+        "hash": op.hash.hex(),
+        "pos": ctx.position,
+        "seq": op.seq,
+    }
+    others = [r for r in state.resources if r["id"] != res["id"]]
+    if len(others) >= MAX_RESOURCES:
+        raise MalformedOperation(f"{state.did} already has {MAX_RESOURCES} resources")
+    return _advance(state, op, ctx, resources=tuple(sorted([*others, entry], key=lambda r: r["id"])))
+
+
 _TRANSITIONS: dict[str, Callable[[DidState, Operation, ApplyContext], DidState]] = {
     "rotate": _rotate,
     "update": _update,
@@ -508,4 +550,5 @@ _TRANSITIONS: dict[str, Callable[[DidState, Operation, ApplyContext], DidState]]
     "recover": _recover,
     "transfer": _transfer,
     "deactivate": _deactivate,
+    "publish": _publish,
 }

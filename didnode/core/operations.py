@@ -26,7 +26,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from didnode.core import canonical
-from didnode.core.did import KEY_ID_RE, PREFIX, did_from_create_payload, split_did_url, validate_did
+from didnode.core.did import KEY_ID_RE, PREFIX, did_from_create_payload, split_did_url, validate_did, validate_key_id
 from didnode.core.encoding import ED25519_PUB, X25519_PUB, multikey_decode
 from didnode.errors import (
     InvalidDid,
@@ -43,6 +43,9 @@ SIGNING_CONTEXT = b"didnode/operation/v1\x00"
 # Limits are part of the method: an operation over any of them is rejected,
 # never truncated. docs/did-method.md lists the same table.
 MAX_PAYLOAD_BYTES = 8192
+MAX_PUBLISH_PAYLOAD_BYTES = 65536
+MAX_RESOURCE_CONTENT = 60000
+MAX_MEDIA_TYPE = 64
 MAX_KEYS = 8
 MAX_CONTROLLERS = 8
 MAX_SERVICES = 16
@@ -59,7 +62,7 @@ PURPOSES = ("assertionMethod", "authentication")
 RESERVED_KEY_IDS = frozenset({"next"})
 NEXT_FRAGMENT = "next"
 
-OP_TYPES = ("create", "rotate", "update", "revoke", "recover", "transfer", "deactivate")
+OP_TYPES = ("create", "rotate", "update", "revoke", "recover", "transfer", "deactivate", "publish")
 
 _COMMON = {"type", "network", "did", "seq", "prev"}
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -71,6 +74,7 @@ _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "recover": (frozenset(_COMMON | {"keys", "next"}), frozenset({"keyAgreement"})),
     "transfer": (frozenset(_COMMON | {"controllers"}), frozenset()),
     "deactivate": (frozenset(_COMMON | {"reason"}), frozenset({"nextKey"})),
+    "publish": (frozenset(_COMMON | {"resource"}), frozenset()),
 }
 
 
@@ -195,8 +199,12 @@ def parse(payload: bytes, proofs: Sequence[Proof], network: str) -> Operation:
     :class:`NonCanonicalEncoding` / :class:`DuplicateJsonKey` subclasses),
     :class:`WrongNetwork`, :class:`InvalidDid` or :class:`InvalidKey`.
     """
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise TooLarge(f"operation payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}", field="payload")
+    # Only a publish (which carries a resource such as a status list) may use
+    # the larger limit; the cheap byte test runs before any parsing, and
+    # parsing then confirms the type.
+    if len(payload) > MAX_PAYLOAD_BYTES and (len(payload) > MAX_PUBLISH_PAYLOAD_BYTES or b'"type":"publish"' not in payload):
+        limit = MAX_PUBLISH_PAYLOAD_BYTES if len(payload) > MAX_PUBLISH_PAYLOAD_BYTES else MAX_PAYLOAD_BYTES
+        raise TooLarge(f"operation payload is {len(payload)} bytes; the limit is {limit}", field="payload")
     if not proofs:
         raise MissingSignature("operation carries no signatures")
     if len(proofs) > MAX_PROOFS:
@@ -205,6 +213,8 @@ def parse(payload: bytes, proofs: Sequence[Proof], network: str) -> Operation:
     if not isinstance(body, dict):
         raise MalformedOperation("operation payload must be a JSON object")
     op_type = body.get("type")
+    if len(payload) > MAX_PAYLOAD_BYTES and op_type != "publish":
+        raise TooLarge(f"operation payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}", field="payload")
     if op_type not in _FIELDS:
         raise MalformedOperation(f"unknown operation type {str(op_type)[:40]!r}; expected one of {', '.join(OP_TYPES)}")
     required, optional = _FIELDS[op_type]
@@ -221,12 +231,6 @@ def parse(payload: bytes, proofs: Sequence[Proof], network: str) -> Operation:
     if op_network != network:
         raise WrongNetwork(f"operation is for network {op_network!r}; this node serves {network!r}", network=op_network)
     seq = _int(body, "seq")
-    kids = set()
-    for p in proofs:
-        if p.kid in kids:
-            raise MalformedOperation(f"two signatures carry the same key id {p.kid}")
-        kids.add(p.kid)
-        split_did_url(p.kid)
     op_hash = hashlib.sha256(payload).digest()
     op = Operation(op_type, op_network, "", seq, "", payload, op_hash, body, tuple(proofs))
     if op_type == "create":
@@ -239,7 +243,22 @@ def parse(payload: bytes, proofs: Sequence[Proof], network: str) -> Operation:
             raise MalformedOperation(f"{op_type} must have seq >= 1, not {seq}")
         op.prev = _hash(body, "prev")
     _PARSERS[op_type](op, body)
+    _check_kids(op)
     return op
+
+
+def _check_kids(op: Operation) -> None:
+    """Proof key ids are DID URLs, each at most once; the subject's own DID was validated already."""
+    kids = set()
+    own = op.did + "#"
+    for p in op.proofs:
+        if p.kid in kids:
+            raise MalformedOperation(f"two signatures carry the same key id {p.kid}")
+        kids.add(p.kid)
+        if p.kid.startswith(own):
+            validate_key_id(p.kid[len(own) :])
+        else:
+            split_did_url(p.kid)
 
 
 def _parse_create(op: Operation, body: dict[str, Any]) -> None:
@@ -289,6 +308,17 @@ def _parse_deactivate(op: Operation, body: dict[str, Any]) -> None:
         op.next_key = _ed_key(body["nextKey"], "nextKey")
 
 
+def _parse_publish(op: Operation, body: dict[str, Any]) -> None:
+    res = body["resource"]
+    if not isinstance(res, dict) or set(res) != {"id", "mediaType", "content"}:
+        raise MalformedOperation("resource must be an object with exactly id, mediaType, content")
+    _key_id(res["id"], "resource")
+    media = _str(res, "mediaType", MAX_MEDIA_TYPE)
+    if "/" not in media:
+        raise MalformedOperation(f"resource mediaType {media!r} is not a media type")
+    _str(res, "content", MAX_RESOURCE_CONTENT)
+
+
 _PARSERS = {
     "create": _parse_create,
     "rotate": _parse_rotate,
@@ -297,6 +327,7 @@ _PARSERS = {
     "recover": _parse_recover,
     "transfer": _parse_transfer,
     "deactivate": _parse_deactivate,
+    "publish": _parse_publish,
 }
 
 

@@ -18,7 +18,7 @@ from didnode.core import entry as entry_codec
 from didnode.core.keystate import ApplyContext, DidState, apply
 from didnode.core.operations import Operation
 from didnode.errors import DidnodeError, DuplicateOperation, UnknownDid
-from didnode.store.ledger_tables import LedgerTables
+from didnode.store.ledger_tables import BatchWrites, LedgerTables
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +68,23 @@ def apply_batch(
     """
     position = tables.log_size(txn)
     time = max(now_ms, tables.last_time(txn))
-    cache: dict[str, DidState] = {}
+    cache: dict[str, DidState | None] = {}
     seen: dict[bytes, int] = {}
     applied: list[AppliedEntry] = []
     out: list[Outcome] = []
+    writes = BatchWrites()
+
+    def lookup(did: str) -> DidState | None:
+        if did in cache:
+            return cache[did]
+        state = tables.state_if_exists(txn, did)
+        cache[did] = state
+        return state
 
     def resolve(did: str) -> DidState:
-        state = cache.get(did)
+        state = lookup(did)
         if state is None:
-            state = tables.get_state(txn, did)
-            cache[did] = state
+            raise UnknownDid(f"{did} does not exist on this ledger", did=did)
         return state
 
     for op in ops:
@@ -90,23 +97,20 @@ def apply_batch(
                 if at is None:
                     at = tables.position_of(txn, op.hash)
                 raise DuplicateOperation(f"operation {op.hash.hex()} is already on the ledger at position {at}", position=at)
-            try:
-                state: DidState | None = resolve(op.did)
-            except UnknownDid:
-                state = None
-            new = apply(state, op, ApplyContext(position, time, resolve))
+            new = apply(lookup(op.did), op, ApplyContext(position, time, resolve))
         except DidnodeError as exc:
             out.append(exc)
             continue
         record = new.to_record()
         data = entry_codec.encode(position, time, op.payload, op.proofs)
-        tables.put_accepted(txn, position, time, data, op.hash, new, record)
+        writes.accepted(position, time, data, op.hash, op.did, new.seq, record)
         cache[op.did] = new
         seen[op.hash] = position
         applied.append(AppliedEntry(position, data, op.did, record))
         out.append(Accepted(position, time, op.hash, op.did, op.type, op.seq))
         position += 1
     if applied:
+        tables.write_batch(txn, writes)
         tables.set_log_end(txn, position, time)
         for hook in hooks:
             hook.on_batch(txn, applied)

@@ -42,6 +42,20 @@ class HistoryItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Resource:
+    """The latest published content of a DID's resource."""
+
+    did: str
+    id: str
+    media_type: str
+    content: str
+    position: int
+    seq: int
+    time: int
+    op_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     network: str
     node_did: str
@@ -177,6 +191,16 @@ class LedgerService:
         validate_did(did)
         with self.node.store.read() as txn:
             return self.node.tables.get_state(txn, did)
+
+    def resource(self, did: str, resource_id: str) -> Resource:
+        """The latest content of ``did``'s resource ``resource_id``; raises :class:`UnknownResource`."""
+        validate_did(did)
+        tables = self.node.tables
+        with self.node.store.read() as txn:
+            ref = tables.get_state(txn, did).resource(resource_id)
+            e = entry_codec.decode(tables.entry(txn, ref["pos"]))
+        res = canonical.decode_strict(e.payload)["resource"]
+        return Resource(did, resource_id, res["mediaType"], res["content"], e.position, ref["seq"], e.time, bytes.fromhex(ref["hash"]))
 
     def info(self) -> NodeInfo:
         tables = self.node.tables

@@ -24,6 +24,7 @@ from didnode.errors import DidnodeError, InvalidArgument, StoreCorrupted
 from didnode.ledger.batch import Accepted, BatchHook
 from didnode.ledger.orderer import LocalOrderer
 from didnode.ledger.prepare import prepare_many
+from didnode.ledger.trees import transparency_hooks
 from didnode.store import layout
 from didnode.store.env import DEFAULT_MAP_SIZE, Store
 from didnode.store.ledger_tables import LedgerTables
@@ -58,7 +59,9 @@ class Node:
         self.clock_ms = clock_ms
         self.store = Store(os.path.join(config.data_dir, "ledger"), map_size=config.map_size)
         self.tables = LedgerTables(self.store)
-        self.orderer = LocalOrderer(self.tables, clock_ms, hooks, config.max_batch, config.max_pending)
+        self.orderer = LocalOrderer(
+            self.tables, clock_ms, [*transparency_hooks(self.tables), *hooks], config.max_batch, config.max_pending
+        )
         self.pool = ThreadPoolExecutor(max(1, config.verify_workers), thread_name_prefix="didnode-verify")
         self.signing_key = _load_or_create_key(os.path.join(config.data_dir, NODE_KEY_FILE))
         self.node_did = self._genesis()

@@ -125,15 +125,42 @@ class LedgerTables:
     def count_dids(self, txn: lmdb.Transaction) -> int:
         return txn.stat(self.state)["entries"]
 
-    # -- writes (one accepted operation) ------------------------------------
+    # -- writes ---------------------------------------------------------------
 
-    def put_accepted(
-        self, txn: lmdb.Transaction, position: int, time: int, entry: bytes, op_hash: bytes, state: DidState, state_record: bytes
-    ) -> None:
-        """Write everything one accepted operation changes, inside the batch's transaction."""
-        pos = layout.u64(position)
-        if not txn.put(pos, entry, db=self.log, overwrite=False):
-            raise StoreCorrupted(f"log position {position} is already taken")
-        txn.put(op_hash, pos, db=self.ophash)
-        txn.put(layout.did_key(state.did), state_record, db=self.state)
-        txn.put(layout.history_key(state.did, state.seq), layout.history_value(position, time), db=self.history)
+    def write_batch(self, txn: lmdb.Transaction, writes: "BatchWrites") -> None:
+        """Write everything a batch's accepted operations changed.
+
+        Keys are sorted per table before writing, so a batch of random keys
+        (hashes, DIDs) walks each B-tree once in order instead of jumping
+        between pages: fewer page touches, fewer dirty pages to fsync.
+        """
+        log_cur = txn.cursor(db=self.log)
+        for pos, data in writes.log:
+            if not log_cur.put(layout.u64(pos), data, overwrite=False, append=True):
+                raise StoreCorrupted(f"log position {pos} is already taken")
+        for table, items in ((self.ophash, writes.ophash), (self.state, writes.state), (self.history, writes.history)):
+            if items:
+                txn.cursor(db=table).putmulti(sorted(items.items()))
+
+
+class BatchWrites:
+    """The rows a batch will write, gathered while the batch is validated.
+
+    Reads during the batch go through the batch's own caches (states,
+    operation hashes), so nothing needs to be written before the end.
+    """
+
+    __slots__ = ("log", "ophash", "state", "history")
+
+    def __init__(self) -> None:
+        self.log: list[tuple[int, bytes]] = []
+        self.ophash: dict[bytes, bytes] = {}
+        self.state: dict[bytes, bytes] = {}
+        self.history: dict[bytes, bytes] = {}
+
+    def accepted(self, position: int, time: int, entry: bytes, op_hash: bytes, did: str, seq: int, state_record: bytes) -> None:
+        """Record the rows of one accepted operation (a later state of the same DID replaces an earlier one)."""
+        self.log.append((position, entry))
+        self.ophash[op_hash] = layout.u64(position)
+        self.state[layout.did_key(did)] = state_record
+        self.history[layout.history_key(did, seq)] = layout.history_value(position, time)

@@ -18,9 +18,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from didnode.api.v1 import ledger_pb2, node_pb2
-from didnode.service.ledger import LedgerService
-from didnode.transport.servicers import LedgerServicer, Malformed, NodeServicer
+from didnode.transport.servicers import Malformed
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVER_OPTIONS = [
@@ -62,23 +60,19 @@ def generic_handler(service: _descriptor.ServiceDescriptor, servicer: object) ->
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-SERVICES = (
-    ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"],
-    node_pb2.DESCRIPTOR.services_by_name["NodeService"],
-)
-
-
 class NodeServer:
     """The running gRPC server of a node and its health servicer."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer) -> None:
+    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer, names: list[str]) -> None:
         self.server = server
         self.port = port
         self.health = health_servicer
+        self.names = names
 
-    async def set_serving(self, serving: bool) -> None:
+    async def set_serving(self, serving: bool, names: list[str] | None = None) -> None:
+        """Set the health status of the whole server ("") and of each service (or only ``names``)."""
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", *(s.full_name for s in SERVICES)):
+        for name in names if names is not None else ["", *self.names]:
             await self.health.set(name, status)
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -86,13 +80,12 @@ class NodeServer:
         await self.server.stop(grace)
 
 
-async def start_server(ledger: LedgerService, listen: str, extra: tuple[tuple[Any, object], ...] = ()) -> NodeServer:
-    """Start serving ``ledger`` on ``listen`` (HOST:PORT; port 0 picks a free one).
+async def start_server(pairs: list[tuple[_descriptor.ServiceDescriptor, object]], listen: str) -> NodeServer:
+    """Serve (service descriptor, servicer) ``pairs`` on ``listen`` (HOST:PORT; port 0 picks a free one).
 
-    ``extra`` adds (service descriptor, servicer) pairs, e.g. transparency.
+    Health checking and reflection are added for every service.
     """
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    pairs = [(SERVICES[0], LedgerServicer(ledger)), (SERVICES[1], NodeServicer(ledger)), *extra]
     server.add_generic_rpc_handlers(tuple(generic_handler(d, s) for d, s in pairs))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -102,6 +95,6 @@ async def start_server(ledger: LedgerService, listen: str, extra: tuple[tuple[An
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
-    node_server = NodeServer(server, port, health_servicer)
+    node_server = NodeServer(server, port, health_servicer, [d.full_name for d, _ in pairs])
     await node_server.set_serving(True)
     return node_server

@@ -129,6 +129,13 @@ class LedgerServicer:
         at = request.at_position if request.HasField("at_position") else None
         return convert.key_state_out(state, at)
 
+    @unary
+    async def GetResource(self, request: pb.ResourceRequest, context: grpc.aio.ServicerContext) -> pb.ResourceResponse:
+        r = self.ledger.resource(request.did, request.id)
+        return pb.ResourceResponse(
+            did=r.did, id=r.id, media_type=r.media_type, content=r.content, position=r.position, seq=r.seq, time_ms=r.time, op_hash=r.op_hash
+        )
+
 
 async def _chunk_response(first: int, task: "asyncio.Task[list[Any]]") -> pb.SubmitBatchResponse:
     outcomes = await task

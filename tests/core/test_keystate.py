@@ -242,3 +242,29 @@ def test_key_ids_are_never_reused(ledger: MemLedger) -> None:
     u = builder.rotate(ledger.network, ident.did, 1, state.last, bytes(ident.next_key.verify_key), [builder.NewKey("key-1", bytes(SigningKey.generate().verify_key))], bytes(new_next.verify_key))
     with pytest.raises(errors.MalformedOperation):
         ledger.submit(builder.sign(u, [(builder.next_kid(ident.did), ident.next_key)]))
+
+
+def test_publish_needs_an_assertion_key_and_keeps_the_latest_version(ledger: MemLedger) -> None:
+    ident, op = new_create()
+    state = ledger.submit(op)
+    pub = builder.publish(ledger.network, ident.did, 1, state.last, "status-1", "application/vc+jwt", "eyJ...v1")
+    with pytest.raises(errors.WrongSigner):
+        ledger.submit(builder.sign(pub, [(builder.next_kid(ident.did), ident.next_key)]))
+    state = ledger.submit(builder.sign(pub, [(ident.kid, ident.key)]))
+    first = state.resource("status-1")
+    pub2 = builder.publish(ledger.network, ident.did, 2, state.last, "status-1", "application/vc+jwt", "eyJ...v2")
+    state = ledger.submit(builder.sign(pub2, [(ident.kid, ident.key)]))
+    assert state.resource("status-1")["seq"] == 2 and first["seq"] == 1
+    assert len(state.resources) == 1
+    with pytest.raises(errors.UnknownResource):
+        state.resource("status-2")
+
+
+def test_publish_may_be_larger_than_other_operations(ledger: MemLedger) -> None:
+    ident, op = new_create()
+    state = ledger.submit(op)
+    big = "A" * 20000
+    pub = builder.publish(ledger.network, ident.did, 1, state.last, "status-1", "application/vc+jwt", big)
+    assert ledger.submit(builder.sign(pub, [(ident.kid, ident.key)])).resource("status-1")
+    upd = builder.update(ledger.network, ident.did, 2, ledger.states[ident.did].last, [builder.service("s", "T", "https://x/" + "a" * 500)] * 1, None)
+    assert len(upd.payload) < 8192

@@ -185,3 +185,31 @@ class KeyStateResponse(_message.Message):
     valid_at: _containers.RepeatedCompositeFieldContainer[KeyInfo]
     state_json: str
     def __init__(self, did: _Optional[str] = ..., seq: _Optional[int] = ..., status: _Optional[str] = ..., next_commitment: _Optional[str] = ..., controllers: _Optional[_Iterable[str]] = ..., keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ..., valid_at: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ..., state_json: _Optional[str] = ...) -> None: ...
+
+class ResourceRequest(_message.Message):
+    __slots__ = ("did", "id")
+    DID_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    did: str
+    id: str
+    def __init__(self, did: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class ResourceResponse(_message.Message):
+    __slots__ = ("did", "id", "media_type", "content", "position", "seq", "time_ms", "op_hash")
+    DID_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    OP_HASH_FIELD_NUMBER: _ClassVar[int]
+    did: str
+    id: str
+    media_type: str
+    content: str
+    position: int
+    seq: int
+    time_ms: int
+    op_hash: bytes
+    def __init__(self, did: _Optional[str] = ..., id: _Optional[str] = ..., media_type: _Optional[str] = ..., content: _Optional[str] = ..., position: _Optional[int] = ..., seq: _Optional[int] = ..., time_ms: _Optional[int] = ..., op_hash: _Optional[bytes] = ...) -> None: ...

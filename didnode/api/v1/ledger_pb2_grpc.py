@@ -60,6 +60,11 @@ class LedgerServiceStub:
                 request_serializer=didnode_dot_v1_dot_ledger__pb2.KeyStateRequest.SerializeToString,
                 response_deserializer=didnode_dot_v1_dot_ledger__pb2.KeyStateResponse.FromString,
                 _registered_method=True)
+        self.GetResource = channel.unary_unary(
+                '/didnode.v1.LedgerService/GetResource',
+                request_serializer=didnode_dot_v1_dot_ledger__pb2.ResourceRequest.SerializeToString,
+                response_deserializer=didnode_dot_v1_dot_ledger__pb2.ResourceResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -95,6 +100,12 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetResource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +133,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.GetKeyState,
                     request_deserializer=didnode_dot_v1_dot_ledger__pb2.KeyStateRequest.FromString,
                     response_serializer=didnode_dot_v1_dot_ledger__pb2.KeyStateResponse.SerializeToString,
+            ),
+            'GetResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResource,
+                    request_deserializer=didnode_dot_v1_dot_ledger__pb2.ResourceRequest.FromString,
+                    response_serializer=didnode_dot_v1_dot_ledger__pb2.ResourceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +275,33 @@ class LedgerService:
             '/didnode.v1.LedgerService/GetKeyState',
             didnode_dot_v1_dot_ledger__pb2.KeyStateRequest.SerializeToString,
             didnode_dot_v1_dot_ledger__pb2.KeyStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/didnode.v1.LedgerService/GetResource',
+            didnode_dot_v1_dot_ledger__pb2.ResourceRequest.SerializeToString,
+            didnode_dot_v1_dot_ledger__pb2.ResourceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,54 @@
+"""LMDB-backed node stores for the Merkle log and the sparse state tree.
+
+They adapt one transaction to the store protocols of
+:mod:`didnode.core.merkle` (which know nothing of LMDB); create one per
+transaction and never keep it after the transaction ends.
+"""
+
+from __future__ import annotations
+
+import lmdb
+
+from didnode.store import layout
+from didnode.store.env import Store
+
+
+class LogNodes:
+    """``NodeStore`` over the ``merkle`` table: (level, index) -> 32-byte hash."""
+
+    __slots__ = ("txn", "db")
+
+    def __init__(self, txn: lmdb.Transaction, store: Store) -> None:
+        self.txn = txn
+        self.db = store.dbs[layout.DB_MERKLE]
+
+    def get(self, level: int, index: int) -> bytes:
+        value = self.txn.get(layout.merkle_key(level, index), db=self.db)
+        if value is None:
+            raise KeyError((level, index))
+        return value
+
+    def put(self, level: int, index: int, hash_: bytes) -> None:
+        self.txn.put(layout.merkle_key(level, index), hash_, db=self.db)
+
+
+class StateNodes:
+    """``SparseStore`` over the ``smt`` table: node id -> 65-byte record."""
+
+    __slots__ = ("txn", "db")
+
+    def __init__(self, txn: lmdb.Transaction, store: Store) -> None:
+        self.txn = txn
+        self.db = store.dbs[layout.DB_SMT]
+
+    def get(self, node_id: bytes) -> bytes:
+        value = self.txn.get(node_id, db=self.db)
+        if value is None:
+            raise KeyError(node_id)
+        return value
+
+    def put(self, node_id: bytes, record: bytes) -> None:
+        self.txn.put(node_id, record, db=self.db)
+
+    def delete(self, node_id: bytes) -> None:
+        self.txn.delete(node_id, db=self.db)

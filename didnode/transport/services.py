@@ -1,0 +1,18 @@
+"""Which gRPC services a node serves: one list, so adding a service is one line here."""
+
+from __future__ import annotations
+
+from google.protobuf.descriptor import ServiceDescriptor
+
+from didnode.api.v1 import ledger_pb2, node_pb2
+from didnode.service.ledger import LedgerService
+from didnode.service.node import Node
+from didnode.transport.servicers import LedgerServicer, NodeServicer
+
+
+def build_servicers(node: Node, ledger: LedgerService) -> list[tuple[ServiceDescriptor, object]]:
+    """(service descriptor, servicer) for every didnode service of ``node``."""
+    return [
+        (ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"], LedgerServicer(ledger)),
+        (node_pb2.DESCRIPTOR.services_by_name["NodeService"], NodeServicer(ledger)),
+    ]
