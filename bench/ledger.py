@@ -15,6 +15,7 @@ Last line: one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -43,10 +44,11 @@ NET = "local"
 class Pipeline:
     """The node's write path without gRPC: verify pool + single group-committing writer."""
 
-    def __init__(self, path: str, sync: bool, batch: int) -> None:
+    def __init__(self, path: str, sync: bool, batch: int, trees: bool = True) -> None:
         self.store = Store(path, map_size=1 << 32, sync=sync)
         self.tables = LedgerTables(self.store)
-        self.orderer = LocalOrderer(self.tables, wall_clock_ms, transparency_hooks(self.tables), max_batch=batch)
+        hooks = transparency_hooks(self.tables) if trees else []
+        self.orderer = LocalOrderer(self.tables, wall_clock_ms, hooks, max_batch=batch)
         self.orderer.start()
         self.pool = ThreadPoolExecutor(2)
         self.batch = batch
@@ -87,6 +89,7 @@ def main() -> None:
     ap.add_argument("--prefill", type=int, default=200_000)
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=2048)
+    ap.add_argument("--no-trees", action="store_true", help="measure the ledger alone, without the transparency trees")
     ap.add_argument("--dir", default=None, help="where to build the store (default: a temp dir, removed after)")
     args = ap.parse_args()
     base = args.dir or tempfile.mkdtemp(prefix="didnode-bench-")
@@ -105,20 +108,18 @@ def main() -> None:
             u = builder.create(NET, [builder.NewKey("key-1", bytes(auth.verify_key))], bytes(nxt.verify_key), controllers=[admin_op.did])
             ctl_creates.append(builder.sign(u, [(f"{u.did}#key-1", auth), (f"{admin_op.did}#key-1", admin_key)]))
         print(f"  {time.perf_counter() - t:.1f}s; prefilling {args.prefill} DIDs (not timed, no fsync) ...", file=sys.stderr, flush=True)
-        p = Pipeline(path, sync=False, batch=args.batch)
+        p = Pipeline(path, sync=False, batch=args.batch, trees=not args.no_trees)
         p.run([x[0] for x in pre] + [admin_op])
         p.close()
         # Rotations for DIDs of the prefill: the realistic case (old DIDs rotate).
         rotations = []
         for op, _seed, nxt_seed, _ in pre[: args.n]:
             nxt = SigningKey(nxt_seed)
-            import hashlib
-
             new_auth, new_next = SigningKey.generate(), SigningKey.generate()
             u = builder.rotate(NET, op.did, 1, hashlib.sha256(op.payload).hexdigest(), bytes(nxt.verify_key), [builder.NewKey("key-2", bytes(new_auth.verify_key))], bytes(new_next.verify_key))
             rotations.append(builder.sign(u, [(builder.next_kid(op.did), nxt)]))
         verify = raw_verify_rate()
-        p = Pipeline(path, sync=True, batch=args.batch)
+        p = Pipeline(path, sync=True, batch=args.batch, trees=not args.no_trees)
         creates = p.run([x[0] for x in fresh])
         ctl = p.run(ctl_creates)
         rot = p.run(rotations)
@@ -134,6 +135,7 @@ def main() -> None:
         emit(
             {
                 "prefill_dids": args.prefill,
+                "trees": not args.no_trees,
                 "n": args.n,
                 "creates_per_s": creates,
                 "controller_creates_per_s": ctl,

@@ -1,0 +1,206 @@
+"""``didctl``: the operator, manufacturer, admin and device CLI of didnode.
+
+Thin over :class:`didnode.client.Client` (the only way it talks to a node)
+and :class:`didnode.keystore.Keystore` (where its secrets live). Every
+:class:`didnode.errors.DidnodeError` is caught in one place,
+:meth:`DidctlGroup.invoke`, and becomes one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cli.didctl_common import (
+    DEFAULT_KEYSTORE,
+    DEFAULT_NODE,
+    DEFAULT_TIMEOUT,
+    KEYSTORE_ENV,
+    NODE_ENV,
+    PASSPHRASE_ENV,
+    Ctl,
+    command,
+    iso_ms,
+    kv_lines,
+    note,
+    read_passphrase,
+)
+from cli.didctl_did import did_group
+from didnode import __version__
+from didnode.errors import DidnodeError, KeystoreError, Unavailable
+from didnode.keystore import Keystore, kdf_from_env
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_KEYSTORE = 4
+
+EPILOG = f"""\b
+Exit codes:
+  0  success
+  1  the node rejected the operation, or the DID, key or version was not found
+  2  usage error (unknown option, bad or conflicting values)
+  3  the node is unreachable (or timed out)
+  4  keystore problem: none there, wrong passphrase, key not in the keystore
+
+\b
+Environment:
+  {NODE_ENV:<18}  node address (--node)
+  {KEYSTORE_ENV:<18}  keystore directory (--keystore)
+  {PASSPHRASE_ENV:<18}  keystore passphrase (else it is asked for)
+  {"DIDCTL_KDF":<18}  Argon2id cost for new keystores: interactive, moderate (default), sensitive
+
+\b
+Errors print one line on stderr: "didctl: <message> [<REASON>]"; with --json
+also {{"error": {{"reason", "message", "details"}}}} on stdout.
+
+\b
+Shell completion (bash; use zsh_source / fish_source for zsh / fish):
+  eval "$(_DIDCTL_COMPLETE=bash_source didctl)"
+"""
+
+
+def exit_code(err: DidnodeError) -> int:
+    """The process exit code for a didnode error (see the epilog)."""
+    if isinstance(err, Unavailable):
+        return EXIT_UNREACHABLE
+    if isinstance(err, KeystoreError):
+        return EXIT_KEYSTORE
+    return EXIT_FAILED
+
+
+def report(ctx: click.Context, err: DidnodeError) -> None:
+    """One line on stderr; with ``--json`` also the error object on stdout."""
+    message = " ".join(str(err).split())
+    click.echo(f"didctl: {message} [{err.reason}]", err=True)
+    ctl = ctx.find_object(Ctl)
+    if ctl is not None and ctl.json_output:
+        click.echo(json.dumps({"error": {"reason": err.reason, "message": message, "details": dict(err.details)}}))
+
+
+class DidctlGroup(click.Group):
+    """The top-level group: turns every :class:`DidnodeError` into a line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except DidnodeError as err:
+            report(ctx, err)
+            ctx.exit(exit_code(err))
+
+
+@click.group(cls=DidctlGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="didctl")
+@click.option("--node", default=DEFAULT_NODE, show_default=True, envvar=NODE_ENV, metavar="HOST:PORT", help="Address of the didnode node.")
+@click.option(
+    "--keystore",
+    "keystore_path",
+    default=DEFAULT_KEYSTORE,
+    show_default=True,
+    envvar=KEYSTORE_ENV,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keystore directory.",
+)
+@click.option("--json", "json_output", is_flag=True, help="Machine output: exactly one JSON document on stdout.")
+@click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Deadline of each call to the node.")
+@click.pass_context
+def main(ctx: click.Context, node: str, keystore_path: Path, json_output: bool, timeout: float) -> None:
+    """didctl: manage did:dnode identities on a didnode ledger.
+
+    \b
+    A five-minute tour:
+      didctl keystore init
+      didctl node info
+      ADMIN=$(didctl did create)
+      DEV=$(didctl did create --controller $ADMIN)
+      didctl did resolve $DEV
+      didctl did rotate $DEV
+      didctl did keys $DEV
+      didctl did revoke-key $DEV key-2 --as $ADMIN
+      didctl did history $DEV
+    """
+    ctl = Ctl(node=node, keystore_path=keystore_path.expanduser(), json_output=json_output, timeout=timeout)
+    ctx.obj = ctl
+    ctx.call_on_close(ctl.close)
+
+
+main.add_command(did_group)
+
+
+# --------------------------------------------------------------------------
+# keystore
+# --------------------------------------------------------------------------
+
+
+@main.group("keystore")
+def keystore_group() -> None:
+    """The encrypted keystore (Argon2id + secretbox, files 0600)."""
+
+
+@command(keystore_group, "init")
+def keystore_init(ctl: Ctl) -> None:
+    """Create a new keystore; refuses if one exists.
+
+    The passphrase comes from DIDCTL_PASSPHRASE or is asked twice.
+    """
+    path = ctl.keystore_path
+    if Keystore.exists(path):
+        raise KeystoreError(f"a keystore already exists at {path}", path=str(path))
+    passphrase = read_passphrase(path, confirm=True)
+    Keystore.open(path, passphrase, create=True, kdf=kdf_from_env()).close()
+    ctl.emit({"keystore": str(path), "created": True}, f"created keystore {path}")
+
+
+@command(keystore_group, "list")
+def keystore_list(ctl: Ctl) -> None:
+    """List the DIDs whose secrets the keystore holds."""
+    dids = ctl.keystore().list()
+    if dids or ctl.json_output:
+        ctl.emit({"keystore": str(ctl.keystore_path), "dids": dids}, "\n".join(dids))
+    else:
+        note(f"keystore {ctl.keystore_path} holds no DID")
+
+
+# --------------------------------------------------------------------------
+# node
+# --------------------------------------------------------------------------
+
+
+@main.group("node")
+def node_group() -> None:
+    """The node didctl talks to."""
+
+
+@command(node_group, "info")
+def node_info(ctl: Ctl) -> None:
+    """Network, node DID, log size, DID count, version and mode of the node."""
+    info = ctl.client().node_info()
+    last = iso_ms(info.last_time_ms) if info.last_time_ms else None
+    data = {
+        "network": info.network,
+        "nodeDid": info.node_did,
+        "logSize": info.log_size,
+        "didCount": info.did_count,
+        "version": info.version,
+        "mode": info.mode,
+        "schemaVersion": info.schema_version,
+        "lastTime": last,
+        "address": ctl.node,
+    }
+    text = {
+        "node": ctl.node,
+        "network": info.network,
+        "node DID": info.node_did,
+        "log size": info.log_size,
+        "DIDs": info.did_count,
+        "last op": last or "-",
+        "version": info.version,
+        "mode": info.mode,
+    }
+    ctl.emit(data, kv_lines(text))
+
+
+if __name__ == "__main__":
+    main()

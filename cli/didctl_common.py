@@ -1,0 +1,239 @@
+"""Shared plumbing of ``didctl``: the context object, output, parameter types.
+
+Every command gets a :class:`Ctl` (the click context's ``obj``). It holds the
+global options and opens the :class:`~didnode.client.Client` and the
+:class:`~didnode.keystore.Keystore` lazily, so that commands that need
+neither (``--help``) or only one of them (``did resolve`` needs no
+passphrase) never pay for the other.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+
+import click
+
+from didnode.client import Client, Receipt
+from didnode.core.did import KEY_ID_RE, validate_did
+from didnode.errors import KeystoreError
+from didnode.keystore import Keystore, kdf_from_env
+
+PASSPHRASE_ENV = "DIDCTL_PASSPHRASE"
+KEYSTORE_ENV = "DIDCTL_KEYSTORE"
+NODE_ENV = "DIDNODE_ADDR"
+DEFAULT_NODE = "127.0.0.1:50051"
+DEFAULT_KEYSTORE = "~/.didctl/keystore"
+DEFAULT_TIMEOUT = 30.0
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Ctl:
+    """Global options plus the lazily opened client and keystore of one invocation."""
+
+    node: str
+    keystore_path: Path
+    json_output: bool
+    timeout: float
+    _client: Client | None = field(default=None, repr=False)
+    _keystore: Keystore | None = field(default=None, repr=False)
+
+    # -- resources -------------------------------------------------------
+
+    def client(self) -> Client:
+        """The node client (created on first use; closed with the context)."""
+        if self._client is None:
+            self._client = Client(self.node, timeout=self.timeout)
+        return self._client
+
+    def keystore(self, create: bool = False) -> Keystore:
+        """The unlocked keystore; with ``create`` a missing one is created (passphrase asked twice)."""
+        if self._keystore is None:
+            creating = create and not Keystore.exists(self.keystore_path)
+            passphrase = read_passphrase(self.keystore_path, confirm=creating)
+            self._keystore = Keystore.open(self.keystore_path, passphrase, create=creating, kdf=kdf_from_env())
+            if creating:
+                note(f"created keystore {self.keystore_path}")
+        return self._keystore
+
+    def close(self) -> None:
+        """Close the client channel and drop the keystore's derived key."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._keystore is not None:
+            self._keystore.close()
+            self._keystore = None
+
+    # -- output ----------------------------------------------------------
+
+    def emit(self, data: Any, text: str | Callable[[], str]) -> None:
+        """Print ``data`` as one JSON document with ``--json``, else ``text`` (a string or a thunk)."""
+        if self.json_output:
+            click.echo(json.dumps(data, separators=(",", ":"), sort_keys=False))
+        else:
+            click.echo(text() if callable(text) else text)
+
+
+pass_ctl = click.make_pass_decorator(Ctl)
+
+
+def read_passphrase(path: Path, confirm: bool) -> str:
+    """The keystore passphrase: ``$DIDCTL_PASSPHRASE``, else a hidden prompt on the terminal."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value is not None:
+        if not value:
+            raise KeystoreError(f"{PASSPHRASE_ENV} is set but empty; a keystore passphrase cannot be empty")
+        return value
+    try:
+        return str(
+            click.prompt(
+                f"Passphrase for keystore {path}",
+                hide_input=True,
+                confirmation_prompt="Repeat the passphrase" if confirm else False,
+                err=True,
+            )
+        )
+    except click.Abort:
+        raise KeystoreError(f"no passphrase given for keystore {path} (set {PASSPHRASE_ENV} or type it at the prompt)") from None
+
+
+def note(message: str) -> None:
+    """A progress or warning line for humans, on stderr (stdout stays machine-readable)."""
+    click.echo(f"didctl: {message}", err=True)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        ctl = ctx.find_object(Ctl)
+        if ctl is not None:
+            ctl.json_output = True
+
+
+def json_option(f: F) -> F:
+    """``--json`` accepted after the subcommand too (``didctl did resolve X --json``)."""
+    return click.option(  # type: ignore[return-value]
+        "--json",
+        "json_flag",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_json,
+        help="Machine output: exactly one JSON document on stdout.",
+    )(f)
+
+
+def command(group: click.Group, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """``group.command`` with the shared ``--json`` option and the :class:`Ctl` passed first."""
+
+    def wrap(f: F) -> F:
+        return group.command(name, **kwargs)(json_option(pass_ctl(f)))  # type: ignore[return-value]
+
+    return wrap
+
+
+# --------------------------------------------------------------------------
+# Parameter types
+# --------------------------------------------------------------------------
+
+
+def checked_did(value: str) -> str:
+    """``value`` if it is a valid ``did:dnode`` DID; raises :class:`~didnode.errors.InvalidDid` (exit 1)."""
+    return validate_did(value.strip())
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A ``--service ID=TYPE=URL`` value."""
+
+    id: str
+    type: str
+    endpoint: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id, "type": self.type, "serviceEndpoint": self.endpoint}
+
+
+class ServiceType(click.ParamType):
+    """Parses ``ID=TYPE=URL`` (the URL may itself contain '=')."""
+
+    name = "ID=TYPE=URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> ServiceSpec:
+        if isinstance(value, ServiceSpec):
+            return value
+        parts = str(value).split("=", 2)
+        if len(parts) != 3 or not all(parts):
+            self.fail(f"{value!r} is not ID=TYPE=URL (e.g. hub=DIDCommMessaging=https://hub.example/didcomm)", param, ctx)
+        sid, stype, url = parts
+        if not KEY_ID_RE.fullmatch(sid) or sid == "next" or sid.endswith("-jwk"):
+            self.fail(f"service id {sid!r} must be 1-32 characters of [A-Za-z0-9_-] (not 'next' or '*-jwk')", param, ctx)
+        if ":" not in url or any(c.isspace() for c in url):
+            self.fail(f"service endpoint {url!r} must be an absolute URI without spaces", param, ctx)
+        return ServiceSpec(sid, stype, url)
+
+
+SERVICE = ServiceType()
+
+
+# --------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------
+
+
+def iso_ms(ms: int) -> str:
+    """ISO 8601 UTC with milliseconds (precise enough to pass back as ``--version-time``)."""
+    t = _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def short_did(did: str) -> str:
+    """``did:dnode:QmAbcd…wxyz``: enough to tell DIDs apart in a table."""
+    prefix, _, ident = did.rpartition(":")
+    return f"{prefix}:{ident[:6]}…{ident[-4:]}" if len(ident) > 12 else did
+
+
+def short_kid(kid: str, own: str) -> str:
+    """``#key-1`` for the subject's own keys, a shortened DID URL for others."""
+    did, _, frag = kid.partition("#")
+    return f"#{frag}" if did == own else f"{short_did(did)}#{frag}"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A plain left-aligned text table."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def receipt_json(receipt: Receipt, **extra: Any) -> dict[str, Any]:
+    """The stable JSON shape of an accepted operation."""
+    out: dict[str, Any] = {
+        "did": receipt.did,
+        "type": receipt.type,
+        "seq": receipt.seq,
+        "position": receipt.position,
+        "time": iso_ms(receipt.time_ms),
+        "opHash": receipt.op_hash.hex(),
+    }
+    out.update(extra)
+    return out
+
+
+def kv_lines(pairs: Mapping[str, object]) -> str:
+    """``key  value`` lines, keys padded."""
+    width = max(len(k) for k in pairs)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs.items())
+
+
+def stdin_is_tty() -> bool:
+    """Whether a human can answer a confirmation prompt."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
