@@ -33,6 +33,7 @@ from didnode.core import builder  # noqa: E402
 from didnode.errors import DidnodeError  # noqa: E402
 from didnode.ledger.orderer import LocalOrderer  # noqa: E402
 from didnode.ledger.prepare import prepare_many  # noqa: E402
+from didnode.ledger.verifier import ProcessVerifier  # noqa: E402
 from didnode.service.node import wall_clock_ms  # noqa: E402
 from didnode.store.env import Store  # noqa: E402
 from didnode.store.ledger_tables import LedgerTables  # noqa: E402
@@ -51,6 +52,7 @@ class Pipeline:
         self.orderer = LocalOrderer(self.tables, wall_clock_ms, hooks, max_batch=batch)
         self.orderer.start()
         self.pool = ThreadPoolExecutor(2)
+        self.verifier = ProcessVerifier(1)
         self.batch = batch
 
     def run(self, ops: list) -> float:
@@ -69,7 +71,10 @@ class Pipeline:
                     done.set()
 
         t = time.perf_counter()
-        futs = [self.pool.submit(prepare_many, [(o.payload, o.proofs) for o in c], NET, self.tables) for c in chunks(ops, 256)]
+        futs = [
+            self.pool.submit(prepare_many, [(o.payload, o.proofs) for o in c], NET, self.tables, self.verifier)
+            for c in chunks(ops, 256)
+        ]
         for f in futs:
             self.orderer.submit(f.result(), on_done)
         done.wait()
@@ -81,6 +86,7 @@ class Pipeline:
     def close(self) -> None:
         self.orderer.stop()
         self.pool.shutdown()
+        self.verifier.close()
         self.store.close()
 
 

@@ -1,13 +1,14 @@
-"""Stateless preparation of submissions: parse, then verify signatures early.
+"""Stateless preparation of submissions: parse, then verify signatures in bulk.
 
-Signature verification dominates the cost of an operation, and libsodium
-releases the GIL, so it runs here, in a worker pool, in parallel with the
-single writer that applies batches. A key id names the same public key for
-ever (key ids are never reused within a DID), so a signature verified here
-against a snapshot's key stays verified when the writer applies the
-operation; the writer still checks the key's *fate* against the state it
-applies to. Keys that the snapshot does not know yet (e.g. a controller
-created earlier in the same batch) are simply verified later by the writer.
+Signature verification dominates the cost of an operation, so it happens
+here, before the single writer applies a batch, and in bulk through a
+:class:`~didnode.ledger.verifier.Verifier` (a worker process in the node).
+A key id names the same public key for ever (key ids are never reused
+within a DID), so a signature verified here against a snapshot's key stays
+verified when the writer applies the operation; the writer still checks the
+key's *fate* against the state it applies to. Keys the snapshot does not
+know yet (e.g. a controller created earlier in the same batch) are verified
+later by the writer itself.
 """
 
 from __future__ import annotations
@@ -17,23 +18,23 @@ from typing import Sequence
 import lmdb
 
 from didnode.core.did import PREFIX
-from didnode.core.operations import NEXT_FRAGMENT, Operation, Proof, parse
-from didnode.errors import DidnodeError, InvalidDid, UnknownDid, UnknownKey
+from didnode.core.operations import NEXT_FRAGMENT, Operation, Proof, parse, signing_bytes
+from didnode.errors import DidnodeError, InvalidDid, InvalidSignature, UnknownDid, UnknownKey
+from didnode.ledger.verifier import InlineVerifier, Triple, Verifier
 from didnode.store.ledger_tables import LedgerTables
 
+_INLINE = InlineVerifier()
 
-def prepare(payload: bytes, proofs: Sequence[Proof], network: str, tables: LedgerTables, txn: lmdb.Transaction | None) -> Operation:
-    """Parse one submission and verify every signature whose key is known statelessly or in ``txn``.
 
-    Raises the parse error or :class:`didnode.errors.InvalidSignature`.
-    """
-    op = parse(payload, proofs, network)
+def _known_keys(op: Operation, tables: LedgerTables, txn: lmdb.Transaction | None) -> list[tuple[Proof, bytes]]:
+    """(proof, public key) for every proof whose key is known without applying the operation."""
     own_keys = {f"{op.did}#{k.id}": k.raw for k in op.keys} if op.type == "create" else {}
+    out = []
     for proof in op.proofs:
         did, _, frag = proof.kid.partition("#")
         if frag == NEXT_FRAGMENT and did == op.did:
             if op.next_key:
-                op.check_signature(proof, op.next_key)
+                out.append((proof, op.next_key))
             continue
         raw = own_keys.get(proof.kid)
         if raw is None and txn is not None and did.startswith(PREFIX):
@@ -42,19 +43,48 @@ def prepare(payload: bytes, proofs: Sequence[Proof], network: str, tables: Ledge
             except (UnknownDid, UnknownKey, InvalidDid):
                 continue
         if raw is not None:
-            op.check_signature(proof, raw)
-    return op
+            out.append((proof, raw))
+    return out
 
 
 def prepare_many(
-    items: Sequence[tuple[bytes, Sequence[Proof]]], network: str, tables: LedgerTables
+    items: Sequence[tuple[bytes, Sequence[Proof]]], network: str, tables: LedgerTables, verifier: Verifier = _INLINE
 ) -> list[Operation | DidnodeError]:
-    """:func:`prepare` for a group, under one read snapshot; failures become outcomes."""
+    """Parse a group under one read snapshot and verify its signatures in one bulk call.
+
+    Returns one entry per item: the parsed operation (its ``verified`` set
+    filled in) or the error that rejects it (parse error or bad signature).
+    """
     out: list[Operation | DidnodeError] = []
+    checks: list[tuple[int, Proof, bytes]] = []
+    triples: list[Triple] = []
     with tables.store.read() as txn:
         for payload, proofs in items:
             try:
-                out.append(prepare(payload, proofs, network, tables, txn))
+                op = parse(payload, proofs, network)
             except DidnodeError as exc:
                 out.append(exc)
+                continue
+            msg = signing_bytes(op.network, op.type, op.payload)
+            for proof, raw in _known_keys(op, tables, txn):
+                checks.append((len(out), proof, raw))
+                triples.append((raw, msg, proof.signature))
+            out.append(op)
+    if triples:
+        for (index, proof, raw), ok in zip(checks, verifier.verify(triples)):
+            op = out[index]
+            if not isinstance(op, Operation):
+                continue
+            if ok:
+                op.verified.add(raw)
+            else:
+                out[index] = InvalidSignature(f"signature by {proof.kid} does not verify", kid=proof.kid)
     return out
+
+
+def prepare(payload: bytes, proofs: Sequence[Proof], network: str, tables: LedgerTables, txn: lmdb.Transaction | None) -> Operation:
+    """Parse one submission and verify what can be verified; raises the rejection."""
+    op = parse(payload, proofs, network)
+    for proof, raw in _known_keys(op, tables, txn):
+        op.check_signature(proof, raw)
+    return op

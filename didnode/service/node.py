@@ -25,6 +25,7 @@ from didnode.ledger.batch import Accepted, BatchHook
 from didnode.ledger.orderer import LocalOrderer
 from didnode.ledger.prepare import prepare_many
 from didnode.ledger.trees import transparency_hooks
+from didnode.ledger.verifier import InlineVerifier, ProcessVerifier, Verifier
 from didnode.store import layout
 from didnode.store.env import DEFAULT_MAP_SIZE, Store
 from didnode.store.ledger_tables import LedgerTables
@@ -44,6 +45,7 @@ class NodeConfig:
     network: str = "local"
     map_size: int = DEFAULT_MAP_SIZE
     verify_workers: int = 2
+    verify_processes: int = 1
     max_batch: int = 2048
     max_pending: int = 100_000
 
@@ -62,7 +64,8 @@ class Node:
         self.orderer = LocalOrderer(
             self.tables, clock_ms, [*transparency_hooks(self.tables), *hooks], config.max_batch, config.max_pending
         )
-        self.pool = ThreadPoolExecutor(max(1, config.verify_workers), thread_name_prefix="didnode-verify")
+        self.pool = ThreadPoolExecutor(max(1, config.verify_workers), thread_name_prefix="didnode-prepare")
+        self.verifier: Verifier = ProcessVerifier(config.verify_processes) if config.verify_processes > 0 else InlineVerifier()
         self.signing_key = _load_or_create_key(os.path.join(config.data_dir, NODE_KEY_FILE))
         self.node_did = self._genesis()
         self.orderer.start()
@@ -96,8 +99,8 @@ class Node:
         return unsigned.did
 
     def prepare(self, items: Sequence[tuple[bytes, Sequence[Proof]]]) -> list:  # type: ignore[type-arg]
-        """Parse and pre-verify (runs in the verify pool)."""
-        return prepare_many(items, self.network, self.tables)
+        """Parse and pre-verify (runs in the prepare pool; signatures go to the verifier)."""
+        return prepare_many(items, self.network, self.tables, self.verifier)
 
     @property
     def version(self) -> str:
@@ -106,6 +109,7 @@ class Node:
     def close(self) -> None:
         self.orderer.stop()
         self.pool.shutdown(wait=True)
+        self.verifier.close()
         self.store.close()
 
 
