@@ -38,11 +38,12 @@ def main() -> None:
 @click.option("--network", default="local", show_default=True, envvar="DIDNODE_NETWORK", help="Network id this ledger belongs to.")
 @click.option("--map-size", default=DEFAULT_MAP_SIZE, show_default=True, type=click.IntRange(1 << 20), help="Initial LMDB map size in bytes (grows when full).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str) -> None:
+@click.option("--session-lifetime", default=900, show_default=True, envvar="DIDNODE_SESSION_LIFETIME", type=click.IntRange(1, 86400), metavar="SECONDS", help="Lifetime (and maximum) of node-issued session credentials.")
+def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int) -> None:
     """Run a node until SIGTERM or SIGINT."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(_serve(NodeConfig(data_dir=data_dir, network=network, map_size=map_size), listen))
+        asyncio.run(_serve(NodeConfig(data_dir=data_dir, network=network, map_size=map_size, session_lifetime_s=session_lifetime), listen))
     except DidnodeError as err:
         click.echo(f"didnode: {err} [{err.reason}]", err=True)
         sys.exit(1)

@@ -58,13 +58,16 @@ def apply_batch(
     ops: Sequence[Operation | DidnodeError],
     now_ms: int,
     hooks: Sequence[BatchHook] = (),
+    times: Sequence[int] | None = None,
 ) -> list[Outcome]:
     """Apply ``ops`` in order inside ``txn``; return one outcome per input, in order.
 
     ``ops`` items that are already errors (parse failures) pass through as
     rejections. The ordering time of the batch is ``max(now_ms, last time)``
-    so that log times never go backwards. Precondition: ``txn`` is a write
-    transaction that the caller commits after this returns.
+    so that log times never go backwards; an orderer that assigns a time to
+    each operation itself (JetStream's message timestamps) passes ``times``
+    (one per op), which are clamped the same way. Precondition: ``txn`` is a
+    write transaction that the caller commits after this returns.
     """
     position = tables.log_size(txn)
     time = max(now_ms, tables.last_time(txn))
@@ -87,7 +90,9 @@ def apply_batch(
             raise UnknownDid(f"{did} does not exist on this ledger", did=did)
         return state
 
-    for op in ops:
+    for i, op in enumerate(ops):
+        if times is not None:
+            time = max(time, times[i])
         if isinstance(op, DidnodeError):
             out.append(op)
             continue

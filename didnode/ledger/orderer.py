@@ -4,6 +4,12 @@ Requests queue up while a batch is being applied; the writer then takes all
 of them (up to ``max_batch`` operations) into the next transaction. One
 fsync covers the whole batch, which is where throughput comes from; the
 callbacks (the "accepted" replies) run only after the commit returned.
+
+Tasks (:meth:`LocalOrderer.submit_task`) ride in the same queue: a function
+of the write transaction that runs after the batch's operations, in a nested
+transaction, and is answered after the same commit. This is how other
+writers (e.g. signing a checkpoint) share the one LMDB writer without a
+second write transaction, and see exactly the state the batch produced.
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from didnode.core.operations import Operation
+import logging
+
 import lmdb
 
 from didnode.errors import DidnodeError, Internal, NodeUnavailable, Overloaded
@@ -21,12 +29,15 @@ from didnode.ledger.batch import BatchHook, Outcome, apply_batch
 from didnode.store.ledger_tables import LedgerTables
 
 Callback = Callable[[list[Outcome]], None]
+Task = Callable[[lmdb.Transaction], Any]
+log = logging.getLogger("didnode.orderer")
 
 
 @dataclass(slots=True)
 class _Request:
     ops: Sequence[Operation | DidnodeError]
-    done: Callback
+    done: Callable[[list[Any]], None]
+    task: Task | None = None  # a task request carries no ops
 
 
 class LocalOrderer:
@@ -71,6 +82,33 @@ class LocalOrderer:
             self._pending += len(ops)
         self._queue.put(_Request(ops, done))
 
+    def submit_task(self, task: Task, done: Callable[[Any], None]) -> None:
+        """Queue ``task(txn)`` to run in the writer's next transaction, after that batch's operations.
+
+        ``done`` runs on the writer thread after the commit with the task's
+        return value, or with the :class:`DidnodeError` it raised (then only
+        the task's own writes are rolled back: it runs in a nested
+        transaction). Precondition: ``task`` only reads and writes through
+        ``txn`` and may be run twice (the store retries a transaction after
+        growing the map).
+        """
+        with self._lock:
+            if self._closed:
+                raise NodeUnavailable("the node is shutting down")
+        self._queue.put(_Request((), lambda results: done(results[0]), task))
+
+    def _run_task(self, txn: lmdb.Transaction, task: Task) -> Any:
+        try:
+            with self.tables.store.env.begin(write=True, parent=txn, buffers=False) as child:
+                return task(child)
+        except DidnodeError as exc:
+            return exc
+        except lmdb.MapFullError:
+            raise  # the store grows the map and retries the whole transaction
+        except Exception:  # the writer thread must survive a buggy task; the batch still commits
+            log.exception("writer task failed")
+            return Internal("internal error in a writer task; see the node log")
+
     def apply_now(self, ops: Sequence[Operation | DidnodeError]) -> list[Outcome]:
         """Apply synchronously from the calling thread (startup, before :meth:`start`)."""
         return self.tables.store.write(lambda txn: apply_batch(self.tables, txn, ops, self.clock_ms(), self.hooks))
@@ -102,20 +140,29 @@ class LocalOrderer:
                 reqs.append(nxt)
                 count += len(nxt.ops)
             ops = [op for r in reqs for op in r.ops]
+            tasks = [r.task for r in reqs if r.task is not None]
+
+            def batch(txn: lmdb.Transaction) -> tuple[list[Outcome], list[Any]]:
+                outcomes = apply_batch(self.tables, txn, ops, self.clock_ms(), self.hooks) if ops else []
+                return outcomes, [self._run_task(txn, t) for t in tasks]
+
             try:
-                outcomes = self.tables.store.write(
-                    lambda txn: apply_batch(self.tables, txn, ops, self.clock_ms(), self.hooks)
-                )
+                outcomes, results = self.tables.store.write(batch)
             except DidnodeError as exc:
-                outcomes = [exc] * len(ops)
+                outcomes, results = [exc] * len(ops), [exc] * len(tasks)
             except lmdb.Error as exc:
                 # Disk full, I/O error: nothing of the batch committed; say so to every waiter.
-                outcomes = [Internal(f"the store could not commit the batch: {exc}")] * len(ops)
+                err = Internal(f"the store could not commit the batch: {exc}")
+                outcomes, results = [err] * len(ops), [err] * len(tasks)
             self.batches += 1
             with self._lock:
                 self._pending -= count
             i = 0
+            answers = iter(results)
             for r in reqs:
+                if r.task is not None:
+                    r.done([next(answers)])
+                    continue
                 n = len(r.ops)
                 r.done(outcomes[i : i + n])
                 i += n

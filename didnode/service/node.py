@@ -48,6 +48,7 @@ class NodeConfig:
     verify_processes: int = 1
     max_batch: int = 2048
     max_pending: int = 100_000
+    session_lifetime_s: int = 900  # lifetime (and maximum) of node-issued session credentials
 
 
 class Node:

@@ -12,7 +12,8 @@ ophash         32-byte sha256 of the payload               u64 position
 state          DID (UTF-8)                                 canonical JSON key state (core.keystate)
 history        DID (UTF-8) + u32 seq                       u64 position + u64 time
 merkle         u8 level + u64 index                        32-byte RFC 6962 node hash (perfect subtrees)
-smt            node id (core.merkle.sparse)                32-byte node hash
+smt            node id (core.merkle.sparse, 34 bytes)      65-byte node record (0x00|key|value or 0x01|l|r)
+checkpoints    u64 tree size                               signed checkpoint (core.checkpoint encoding)
 =============  ==========================================  ==============================================
 """
 
@@ -29,7 +30,9 @@ DB_STATE = b"state"
 DB_HISTORY = b"history"
 DB_MERKLE = b"merkle"
 DB_SMT = b"smt"
-ALL_DBS = (DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_HISTORY, DB_MERKLE, DB_SMT)
+# The node's latest signed checkpoints, one per tree size (the latest few hundred are kept).
+DB_CHECKPOINTS = b"checkpoints"
+ALL_DBS = (DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_HISTORY, DB_MERKLE, DB_SMT, DB_CHECKPOINTS)
 
 META_SCHEMA = b"schema_version"
 META_NETWORK = b"network"

@@ -7,7 +7,9 @@ from google.protobuf.descriptor import ServiceDescriptor
 from didnode.api.v1 import ledger_pb2, node_pb2
 from didnode.service.ledger import LedgerService
 from didnode.service.node import Node
+from didnode.transport.credentials import credential_service_entry
 from didnode.transport.servicers import LedgerServicer, NodeServicer
+from didnode.transport.transparency import transparency_entry
 
 
 def build_servicers(node: Node, ledger: LedgerService) -> list[tuple[ServiceDescriptor, object]]:
@@ -15,4 +17,6 @@ def build_servicers(node: Node, ledger: LedgerService) -> list[tuple[ServiceDesc
     return [
         (ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"], LedgerServicer(ledger)),
         (node_pb2.DESCRIPTOR.services_by_name["NodeService"], NodeServicer(ledger)),
+        credential_service_entry(node, ledger),
+        transparency_entry(node),
     ]
