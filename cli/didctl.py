@@ -28,6 +28,7 @@ from cli.didctl_common import (
     read_passphrase,
 )
 from cli.didctl_did import did_group
+from cli.didctl_vc import vc_group
 from didnode import __version__
 from didnode.errors import DidnodeError, KeystoreError, Unavailable
 from didnode.keystore import Keystore, kdf_from_env
@@ -127,6 +128,7 @@ def main(ctx: click.Context, node: str, keystore_path: Path, json_output: bool, 
 
 
 main.add_command(did_group)
+main.add_command(vc_group)
 
 
 # --------------------------------------------------------------------------

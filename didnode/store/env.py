@@ -31,14 +31,21 @@ class Store:
     called from one writer thread at a time (LMDB has one writer anyway).
     """
 
-    def __init__(self, path: str | os.PathLike[str], map_size: int = DEFAULT_MAP_SIZE, sync: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], map_size: int = DEFAULT_MAP_SIZE, sync: bool = True, dbs: tuple[bytes, ...] = layout.ALL_DBS
+    ) -> None:
+        """Open (creating) the environment at ``path`` with the named databases ``dbs``.
+
+        ``dbs`` must include ``layout.DB_META`` (the schema version lives there);
+        the handshake's environment passes ``layout.AUTH_DBS``.
+        """
         os.makedirs(path, mode=0o700, exist_ok=True)
         self.path = os.fspath(path)
         try:
             self.env = lmdb.open(
                 self.path,
                 map_size=map_size,
-                max_dbs=len(layout.ALL_DBS) + 4,
+                max_dbs=len(dbs) + 4,
                 max_readers=512,
                 sync=sync,
                 metasync=sync,
@@ -47,7 +54,7 @@ class Store:
             )
         except lmdb.Error as exc:
             raise StoreCorrupted(f"cannot open the LMDB store at {self.path}: {exc}") from None
-        self.dbs = {name: self.env.open_db(name) for name in layout.ALL_DBS}
+        self.dbs = {name: self.env.open_db(name) for name in dbs}
         self._gate = threading.Condition()
         self._readers = 0
         self._resizing = False

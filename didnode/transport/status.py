@@ -29,6 +29,7 @@ STATUS_TABLE: dict[type[e.DidnodeError], grpc.StatusCode] = {
     e.SequenceMismatch: grpc.StatusCode.ABORTED,
     e.PrevMismatch: grpc.StatusCode.ABORTED,
     e.DidDeactivated: grpc.StatusCode.FAILED_PRECONDITION,
+    e.HandshakeTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     e.TooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     e.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     e.NotFound: grpc.StatusCode.NOT_FOUND,

@@ -1,0 +1,542 @@
+"""Audit a node's store: replay the whole log from position 0 and check every stored byte.
+
+The store is opened read-only (:mod:`didnode.store.readonly`); nothing in it
+is trusted. The log is replayed with the node's own parse/apply code
+(``trusted=False``: every signature is verified again) into a fresh
+temporary LMDB, and then everything the store holds is compared with what
+the replay says it must hold:
+
+=================  ==========================================================
+check              what must hold
+=================  ==========================================================
+operation          every entry decodes, sits at its position, parses for the
+                   store's network, and applies (signatures, key fates,
+                   per-DID ``seq``/``prev`` chain, controllers) to the state
+                   the entries before it produced; no operation twice
+time               entry times never go backwards; the stored last time is the
+                   last entry's
+merkle-leaf        Merkle node (0, p) is ``SHA-256(0x00 || entry p)``
+merkle             every node above the leaves is the hash of its children;
+                   no node beyond the log
+index              ``ophash`` and ``history`` map each operation to its
+                   position (and time), and hold nothing else
+state              each DID's stored state record equals the replayed one; no
+                   other record exists
+state-tree         the stored sparse tree equals the one built from the
+                   replayed records (node by node)
+checkpoint         every stored checkpoint verifies under the node DID's key,
+                   is of the store's network, and its roots equal the replayed
+                   roots at its size
+meta               log size, network and node DID (position 0 creates it)
+=================  ==========================================================
+
+Findings that belong to a log position are ranked by position and the first
+is reported (:class:`~didnode.errors.AuditFailed`, ``details`` position and
+check); others (counts, checkpoints) come after.
+
+Speed: the per-entry work that needs no earlier state (decode, parse,
+signature verification, applying controller-less creates, index lookups)
+runs in a pool of worker *processes* (Python-level parsing holds the GIL, so
+threads would not scale); the serial replay in this process only checks
+order-dependent facts and applies the operations that need earlier state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import lmdb
+
+from didnode.core import checkpoint as cp_codec
+from didnode.core import entry as entry_codec
+from didnode.core.keystate import ApplyContext, DidState, apply
+from didnode.core.merkle import log_tree, sparse
+from didnode.core.merkle.hasher import leaf_hash, node_hash
+from didnode.core.operations import parse
+from didnode.core.transparency_verify import verify_checkpoint
+from didnode.errors import AuditFailed, DidnodeError, UnknownDid
+from didnode.ledger.audit_scan import Scanned, check_log_tree, scan_range
+from didnode.ledger.audit_worker import Workers
+from didnode.store import layout
+from didnode.store.env import Store
+from didnode.store.readonly import ReadOnlyStore, ledger_path
+from didnode.store.tree_tables import LogNodes, StateNodes
+
+CHUNK = 2048
+PARALLEL_THRESHOLD = 20_000
+TREE_FLUSH = 1 << 18
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """A clean audit: what was replayed and the roots it reproduced."""
+
+    network: str
+    node_did: str
+    entries: int
+    dids: int
+    checkpoints: int
+    log_root: bytes
+    state_root: bytes
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Entries replayed per second."""
+        return self.entries / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Problem:
+    """One finding: ``position`` is the log position it belongs to, if any.
+
+    ``level`` > 0 marks a Merkle node over ``2**level`` positions from
+    ``position``; ``order`` breaks ties (replay findings before tree findings).
+    """
+
+    rank: int
+    order: int
+    position: int | None
+    level: int
+    check: str
+    message: str
+
+    @classmethod
+    def at(cls, position: int | None, check: str, message: str, level: int = 0, order: int = 0) -> "Problem":
+        return cls(position if position is not None else 1 << 64, order, position, level, check, message)
+
+    def explained_by(self, other: "Problem") -> bool:
+        """Whether ``other`` (a lower node or an entry below this node) accounts for this finding."""
+        if self.position is None or other.position is None or other.level >= self.level:
+            return False
+        return self.position <= other.position < self.position + (1 << self.level)
+
+    def error(self) -> AuditFailed:
+        if self.position is None:
+            return AuditFailed(self.message, check=self.check)
+        return AuditFailed(f"position {self.position}: {self.message}", position=self.position, check=self.check)
+
+
+class _Found(Exception):
+    """Internal: stops the replay at the first bad position (never escapes this module)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+# --------------------------------------------------------------------------
+# The replayed state (temporary LMDB, not durable)
+# --------------------------------------------------------------------------
+
+
+class _ReplayState:
+    """DID -> state record and op hash -> position as the replay builds them, plus the state tree."""
+
+    def __init__(self, path: str) -> None:
+        self.store = Store(path, map_size=1 << 36, sync=False)
+        self.state_db = self.store.dbs[layout.DB_STATE]
+        self.ophash_db = self.store.dbs[layout.DB_OPHASH]
+        self.records: dict[str, bytes] = {}
+        self.hashes: dict[bytes, int] = {}
+        self.tree: dict[bytes, bytes] = {}
+        self._txn = self.store.env.begin(buffers=False)
+
+    def record(self, did: str) -> bytes | None:
+        rec = self.records.get(did)
+        return rec if rec is not None else self._txn.get(layout.did_key(did), db=self.state_db)
+
+    def state(self, did: str) -> DidState | None:
+        rec = self.record(did)
+        return None if rec is None else DidState.from_record(rec)
+
+    def resolve(self, did: str) -> DidState:
+        state = self.state(did)
+        if state is None:
+            raise UnknownDid(f"{did} does not exist on this ledger", did=did)
+        return state
+
+    def position_of(self, op_hash: bytes) -> int | None:
+        at = self.hashes.get(op_hash)
+        if at is not None:
+            return at
+        raw = self._txn.get(op_hash, db=self.ophash_db)
+        return None if raw is None else layout.read_u64(raw)
+
+    def put(self, did: str, record: bytes, op_hash: bytes, position: int) -> None:
+        self.records[did] = record
+        self.hashes[op_hash] = position
+        self.tree[sparse.key_for_did(did)] = hashlib.sha256(record).digest()
+
+    def read_txn(self) -> lmdb.Transaction:
+        """The current read snapshot of the replayed tables (valid until the next flush)."""
+        return self._txn
+
+    def count(self) -> int:
+        """DIDs replayed so far (after a flush)."""
+        return int(self._txn.stat(self.state_db)["entries"])
+
+    def flush(self, tree: bool) -> None:
+        """Write the buffered rows; with ``tree`` also fold the buffered values into the state tree."""
+        self._txn.abort()
+        records = sorted((layout.did_key(d), r) for d, r in self.records.items())
+        hashes = sorted((h, layout.u64(p)) for h, p in self.hashes.items())
+        items = list(self.tree.items()) if tree else []
+
+        def write(txn: lmdb.Transaction) -> None:
+            if records:
+                txn.cursor(db=self.state_db).putmulti(records)
+            if hashes:
+                txn.cursor(db=self.ophash_db).putmulti(hashes)
+            if items:
+                sparse.update_many(StateNodes(txn, self.store), items)
+
+        self.store.write(write)
+        self.records.clear()
+        self.hashes.clear()
+        if tree:
+            self.tree.clear()
+        self._txn = self.store.env.begin(buffers=False)
+
+    def state_root(self) -> bytes:
+        """Root of the state tree over everything put so far."""
+        self.flush(tree=True)
+        return sparse.root(StateNodes(self._txn, self.store))
+
+    def close(self) -> None:
+        self._txn.abort()
+        self.store.close()
+
+
+# --------------------------------------------------------------------------
+# The audit
+# --------------------------------------------------------------------------
+
+
+class _Audit:
+    def __init__(self, ro: ReadOnlyStore, replay: _ReplayState) -> None:
+        self.ro = ro
+        self.replay = replay
+        self.txn = ro.env.begin(buffers=False)
+        self.dbs = ro.dbs
+        meta = self.dbs[layout.DB_META]
+        schema = self.txn.get(layout.META_SCHEMA, db=meta)
+        if schema is None or len(schema) != 8 or layout.read_u64(schema) != layout.SCHEMA_VERSION:
+            raise Problem.at(None, "meta", f"store schema version is {schema!r}, not {layout.SCHEMA_VERSION}").error()
+        self.network = self._meta_text(layout.META_NETWORK)
+        self.node_did = self._meta_text(layout.META_NODE_DID)
+        raw = self.txn.get(layout.META_LOG_SIZE, db=meta)
+        self.size = 0 if raw is None else layout.read_u64(raw)
+        raw = self.txn.get(layout.META_LAST_TIME, db=meta)
+        self.last_time = 0 if raw is None else layout.read_u64(raw)
+        self.checkpoints: list[tuple[int, bytes]] = []
+        if ro.has(layout.DB_CHECKPOINTS):
+            self.checkpoints = [(layout.read_u64(k), v) for k, v in self.txn.cursor(db=self.dbs[layout.DB_CHECKPOINTS])]
+        self.boundaries = {s for s, _ in self.checkpoints if 0 < s <= self.size}
+        self.state_roots: dict[int, bytes] = {}
+        self.entry_times: dict[int, int] = {}
+        self.prev_time = 0
+        self.first_did = ""
+
+    def _meta_text(self, name: bytes) -> str:
+        raw = self.txn.get(name, db=self.dbs[layout.DB_META])
+        if raw is None:
+            raise Problem.at(None, "meta", f"store metadata {name.decode()} is missing").error()
+        return raw.decode("utf-8", "replace")
+
+    # -- the serial replay ---------------------------------------------------
+
+    def leaf_diagnosis(self, p: int) -> str:
+        """Which of entry ``p`` and its Merkle leaf was altered, judged by the stored parent."""
+        db = self.dbs[layout.DB_MERKLE]
+        entry = self.txn.get(layout.u64(p), db=self.dbs[layout.DB_LOG]) or b""
+        mine = leaf_hash(entry)
+        stored = self.txn.get(layout.merkle_key(0, p), db=db)
+        if stored is None:
+            return f"the Merkle leaf of position {p} is missing"
+        sibling = self.txn.get(layout.merkle_key(0, p ^ 1), db=db)
+        parent = self.txn.get(layout.merkle_key(1, p >> 1), db=db)
+        if sibling is not None and parent is not None:
+
+            def fits(leaf: bytes) -> bool:
+                return (node_hash(leaf, sibling) if p % 2 == 0 else node_hash(sibling, leaf)) == parent
+
+            if fits(mine):
+                return f"the stored Merkle leaf (level 0, index {p}) was altered: entry {p} still fits the tree above it"
+            if fits(stored):
+                return f"log entry {p} was altered after it was logged: it no longer hashes to its Merkle leaf"
+        return f"log entry {p} and its stored Merkle leaf disagree: one of them was altered"
+
+    def step(self, it: Scanned) -> None:
+        p = it.position
+        if it.error is not None:
+            reason, message = it.error
+            extra = "" if it.leaf_ok else f"; {self.leaf_diagnosis(p)}"
+            raise _Found(Problem.at(p, "operation", f"{message} [{reason}]{extra}"))
+        if not it.leaf_ok:
+            raise _Found(Problem.at(p, "merkle-leaf", self.leaf_diagnosis(p)))
+        if it.time < self.prev_time:
+            raise _Found(Problem.at(p, "time", f"entry time {it.time} is before the previous entry's time {self.prev_time}"))
+        seen = self.replay.position_of(it.op_hash)
+        if seen is not None:
+            raise _Found(Problem.at(p, "operation", f"the operation was already logged at position {seen} [DUPLICATE_OPERATION]"))
+        if it.record is not None:
+            # A controller-less create the scan already applied to "no state".
+            if self.replay.record(it.did) is not None:
+                raise _Found(Problem.at(p, "operation", f"{it.did} already exists [DID_EXISTS]"))
+            record = it.record
+        else:
+            record = self._apply(p, it)
+        if it.index_problem is not None:
+            raise _Found(Problem.at(p, "index", it.index_problem))
+        if p == 0:
+            self.first_did = it.did
+        self.replay.put(it.did, record, it.op_hash, p)
+        self.prev_time = it.time
+        if p + 1 in self.boundaries:
+            self.state_roots[p + 1] = self.replay.state_root()
+            self.entry_times[p + 1] = it.time
+        elif len(self.replay.tree) >= TREE_FLUSH:
+            self.replay.flush(tree=True)
+
+    def _apply(self, p: int, it: Scanned) -> bytes:
+        e = entry_codec.decode(self.txn.get(layout.u64(p), db=self.dbs[layout.DB_LOG]))
+        try:
+            op = parse(e.payload, e.proofs, self.network)
+            op.verified.update(it.verified)
+            new = apply(self.replay.state(op.did), op, ApplyContext(p, e.time, self.replay.resolve))
+        except DidnodeError as exc:
+            raise _Found(Problem.at(p, "operation", f"{exc} [{exc.reason}]")) from None
+        return new.to_record()
+
+    # -- after the replay ---------------------------------------------------------
+
+    def compare_state(self) -> list[Problem]:
+        """The stored state table against the replayed one (first difference only)."""
+        stored = self.txn.cursor(db=self.dbs[layout.DB_STATE]).iternext()
+        mine = self.replay.read_txn().cursor(db=self.replay.state_db).iternext()
+        a, b = next(stored, None), next(mine, None)
+        while a is not None or b is not None:
+            if a is not None and b is not None and a == b:
+                a, b = next(stored, None), next(mine, None)
+                continue
+            if b is None or (a is not None and a[0] < b[0]):
+                assert a is not None
+                did = a[0].decode("utf-8", "replace")
+                return [Problem.at(None, "state", f"the state table holds a record for {did}, which no log entry created")]
+            did = b[0].decode()
+            pos = DidState.from_record(b[1]).updated_pos
+            if a is None or a[0] > b[0]:
+                return [Problem.at(pos, "state", f"the state record of {did} is missing (last operation at position {pos})")]
+            return [Problem.at(pos, "state", f"the stored state record of {did} differs from the replayed one (its last operation is at position {pos})")]
+        return []
+
+    def compare_state_tree(self) -> list[Problem]:
+        """The stored sparse tree against the one the replayed records give (node by node)."""
+        smt = self.dbs[layout.DB_SMT]
+        stored = self.txn.cursor(db=smt).iternext()
+        mine_txn = self.replay.read_txn()
+        mine = mine_txn.cursor(db=self.replay.store.dbs[layout.DB_SMT]).iternext()
+        a, b = next(stored, None), next(mine, None)
+        while a is not None or b is not None:
+            if a is not None and b is not None and a == b:
+                a, b = next(stored, None), next(mine, None)
+                continue
+            if b is None or (a is not None and a[0] < b[0]):
+                assert a is not None
+                node, what = a[0], "holds a node the replayed tree does not have"
+            elif a is None or a[0] > b[0]:
+                node, what = b[0], "lacks a node of the replayed tree"
+            else:
+                node, what = a[0], "has a node that differs from the replayed one"
+            depth = int.from_bytes(node[:2], "big")
+            did, pos = self._did_under(node, mine_txn)
+            where = f" on the path of {did} (last operation at position {pos})" if did else ""
+            return [Problem.at(pos, "state-tree", f"the stored state tree {what} at depth {depth}{where}")]
+        return []
+
+    def _did_under(self, node: bytes, txn: lmdb.Transaction) -> tuple[str, int | None]:
+        """A DID whose path passes through ``node`` in the replayed tree, and its last position."""
+        smt = self.replay.store.dbs[layout.DB_SMT]
+        value = int.from_bytes(node, "big")
+        depth, prefix = value >> 256, value & ((1 << 256) - 1)
+        rec = txn.get(node, db=smt)
+        while rec is not None and rec[0] == 1 and depth < 256:
+            go_right = rec[1:33] == sparse.EMPTY
+            depth, prefix = depth + 1, (prefix << 1) | int(go_right)
+            rec = txn.get(((depth << 256) | prefix).to_bytes(34, "big"), db=smt)
+        if rec is None or rec[0] != 0:
+            return "", None
+        key = rec[1:33]
+        for did_bytes, record in txn.cursor(db=self.replay.state_db):
+            if sparse.key_for_did(did_bytes.decode()) == key:
+                return did_bytes.decode(), DidState.from_record(record).updated_pos
+        return "", None
+
+    def check_counts(self) -> list[Problem]:
+        out = []
+        n = self.size
+        for name, what in ((layout.DB_LOG, "log"), (layout.DB_OPHASH, "op-hash index"), (layout.DB_HISTORY, "history index")):
+            entries = self.txn.stat(self.dbs[name])["entries"]
+            if entries != n:
+                out.append(Problem.at(None, "index" if name != layout.DB_LOG else "meta", f"the {what} holds {entries} rows; the log size is {n}"))
+        if n and self.last_time != self.prev_time:
+            out.append(Problem.at(n - 1, "time", f"the stored last time {self.last_time} is not the last entry's time {self.prev_time}"))
+        if n and self.first_did != self.node_did:
+            out.append(Problem.at(0, "meta", f"position 0 creates {self.first_did}, but the store says the node DID is {self.node_did}"))
+        return out
+
+    def check_checkpoints(self) -> list[Problem]:
+        out: list[Problem] = []
+        node = self.replay.state(self.node_did)
+        log_nodes = LogNodes(self.txn, self.ro)  # type: ignore[arg-type]  # duck-typed: needs .dbs only
+        for size, raw in self.checkpoints:
+            label = f"the checkpoint stored at tree size {size}"
+            try:
+                signed = cp_codec.decode(raw)
+                if signed.tree_size != size:
+                    raise AuditFailed(f"{label} is for tree size {signed.tree_size}")
+                if signed.signer_did != self.node_did or node is None:
+                    raise AuditFailed(f"{label} is signed by {signed.kid}, not by the node DID {self.node_did}")
+                cp = verify_checkpoint(signed, node.key(signed.kid.partition("#")[2]).raw, self.node_did)
+                if cp.network != self.network:
+                    raise AuditFailed(f"{label} is of network {cp.network!r}, the store of {self.network!r}")
+                if not 0 < size <= self.size:
+                    raise AuditFailed(f"{label} is beyond the log's {self.size} entries")
+                if cp.log_root != log_tree.root(log_nodes, size):
+                    raise AuditFailed(f"{label} signs a log root that is not the root of the log's first {size} entries")
+                if cp.state_root != self.state_roots.get(size):
+                    raise AuditFailed(f"{label} signs a state root that the replay does not reach at that size")
+                if cp.time_ms < self.entry_times.get(size, 0):
+                    raise AuditFailed(f"{label} is dated before the last entry it covers")
+            except DidnodeError as exc:
+                out.append(Problem.at(None, "checkpoint", f"{exc} [{exc.reason}]" if not isinstance(exc, AuditFailed) else str(exc)))
+                break
+        return out
+
+    def close(self) -> None:
+        self.txn.abort()
+
+
+class _Source:
+    """Scanned chunks in position order, and the upper log tree check, computed
+    here (``workers == 0``) or by worker processes (:mod:`audit_worker`)."""
+
+    def __init__(self, ro: ReadOnlyStore, network: str, size: int, workers: int, chunk: int) -> None:
+        self.ro, self.network, self.size, self.chunk = ro, network, size, chunk
+        self.pool = Workers(ro.path, workers) if workers > 0 else None
+        self.tree_worker: int | None = None
+
+    def chunks(self) -> Iterator[list[Scanned]]:
+        size, chunk, pool = self.size, self.chunk, self.pool
+        starts = list(range(0, size, chunk))
+        if pool is None:
+            for start in starts:
+                yield scan_range(self.ro, self.network, start, min(size, start + chunk))
+            return
+        count = len(pool.procs)
+        submitted = 0
+
+        def more() -> None:
+            nonlocal submitted
+            if submitted < len(starts):
+                start = starts[submitted]
+                pool.submit(submitted % count, ("scan", self.network, start, min(size, start + chunk)))
+                submitted += 1
+                if submitted == len(starts):
+                    # The tree check runs on a worker as soon as its scans are done.
+                    self.tree_worker = submitted % count
+                    pool.submit(self.tree_worker, ("tree", size))
+
+        for _ in range(3 * count):
+            more()
+        for k in range(len(starts)):
+            items = pool.result(k % count)
+            more()
+            yield items
+
+    def tree_problems(self) -> list[tuple[int, str]]:
+        """Problems of the stored log tree above the leaves (after :meth:`chunks` was exhausted)."""
+        if self.pool is None or self.tree_worker is None:
+            return check_log_tree(self.ro, self.size)
+        return self.pool.result(self.tree_worker)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+
+def audit(
+    data_dir: str,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    chunk: int = CHUNK,
+    tmp_dir: str | None = None,
+) -> AuditReport:
+    """Replay and check the store of ``data_dir`` (a node data dir, or its ``ledger`` dir).
+
+    Precondition: no node is writing to that store (stop it, or audit a copy;
+    see :func:`didnode.store.readonly.snapshot`). ``workers`` worker processes
+    do the stateless per-entry checks (default: 2 for logs of at least
+    20,000 entries, else none). Returns the report of a clean audit; raises
+    :class:`AuditFailed` naming the first bad position and what is wrong
+    there, or :class:`StoreCorrupted` when the store cannot be opened.
+    """
+    started = time.perf_counter()
+    ro = ReadOnlyStore(ledger_path(data_dir))
+    scratch = tempfile.mkdtemp(prefix="didnode-audit-", dir=tmp_dir)
+    replay = _ReplayState(os.path.join(scratch, "replay"))
+    job: _Audit | None = None
+    try:
+        for name in layout.ALL_DBS:
+            if name != layout.DB_CHECKPOINTS and not ro.has(name):
+                raise Problem.at(None, "meta", f"the store has no {name.decode()} table").error()
+        job = _Audit(ro, replay)
+        n = job.size
+        if workers is None:
+            workers = 2 if n >= PARALLEL_THRESHOLD else 0
+        source = _Source(ro, job.network, n, workers, chunk)
+        problems: list[Problem] = []
+        done = 0
+        try:
+            try:
+                for items in source.chunks():
+                    for it in items:
+                        job.step(it)
+                    done += len(items)
+                    replay.flush(tree=False)
+                    if progress is not None:
+                        progress(done, n)
+                tree_problems = source.tree_problems()
+            except _Found as found:
+                problems.append(found.problem)
+                # The replay stopped: check the stored tree below the stop too (it may go wrong earlier).
+                tree_problems = check_log_tree(ro, n)
+        finally:
+            source.close()
+        problems += [Problem.at(pos, "merkle", msg, level=lv, order=1) for lv, pos, msg in tree_problems]
+        if not problems:
+            problems += job.check_counts()
+        if not problems:
+            state_root = replay.state_root()
+            problems += job.compare_state() + job.compare_state_tree() + job.check_checkpoints()
+        if problems:
+            # An altered entry also breaks every tree node above it: report the lowest cause.
+            raise min(p for p in problems if not any(p.explained_by(q) for q in problems)).error()
+        log_root = log_tree.root(LogNodes(job.txn, ro), n)  # type: ignore[arg-type]
+        return AuditReport(
+            job.network, job.node_did, n, replay.count(), len(job.checkpoints), log_root, state_root, time.perf_counter() - started
+        )
+    finally:
+        if job is not None:
+            job.close()
+        replay.close()
+        ro.close()
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,86 @@
+"""A read-only view of a node's LMDB store, for audits and offline tools.
+
+Opened with ``readonly=True, lock=False``: nothing is ever written, not even
+the reader lock table, so it works on a copy, on read-only media, or on the
+data directory of a *stopped* node. It must not be used on the store of a
+running node (without the lock table a concurrent writer may reuse pages
+this reader still looks at); copy such a store first (:func:`snapshot`).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+import lmdb
+
+from didnode.errors import StoreCorrupted
+from didnode.store import layout
+
+LEDGER_SUBDIR = "ledger"
+
+
+def ledger_path(data_dir: str) -> str:
+    """The LMDB directory of a node data directory (``DATA/ledger``); a ledger directory itself also works."""
+    inner = os.path.join(data_dir, LEDGER_SUBDIR)
+    return inner if os.path.exists(os.path.join(inner, "data.mdb")) else data_dir
+
+
+class ReadOnlyStore:
+    """The named databases of :mod:`didnode.store.layout`, read-only.
+
+    ``dbs`` lacks the names the store never created (e.g. ``checkpoints`` in a
+    store written before checkpoints existed); ``has(name)`` tells.
+    """
+
+    def __init__(self, path: str) -> None:
+        if not os.path.isfile(os.path.join(path, "data.mdb")):
+            raise StoreCorrupted(f"no LMDB store at {path} (no data.mdb)")
+        self.path = path
+        try:
+            self.env = lmdb.open(
+                path, readonly=True, lock=False, max_dbs=len(layout.ALL_DBS) + 4, subdir=True, max_readers=16
+            )
+        except lmdb.Error as exc:
+            raise StoreCorrupted(f"cannot open the LMDB store at {path} read-only: {exc}") from None
+        self.dbs: dict[bytes, object] = {}
+        for name in layout.ALL_DBS:
+            try:
+                self.dbs[name] = self.env.open_db(name, create=False)
+            except lmdb.NotFoundError:
+                continue
+            except lmdb.Error as exc:
+                raise StoreCorrupted(f"cannot open table {name.decode()} of {path}: {exc}") from None
+
+    def has(self, name: bytes) -> bool:
+        return name in self.dbs
+
+    @contextmanager
+    def read(self) -> Iterator[lmdb.Transaction]:
+        """A read transaction (values copied out as bytes)."""
+        with self.env.begin(buffers=False) as txn:
+            yield txn
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def snapshot(data_dir: str, dest: str) -> str:
+    """Copy the store of ``data_dir`` (even of a running node: a normal MVCC reader) to ``dest``.
+
+    Returns the copy's ledger directory. The copy is compacted and consistent
+    as of one read transaction.
+    """
+    src = ledger_path(data_dir)
+    out = os.path.join(dest, LEDGER_SUBDIR)
+    os.makedirs(out, mode=0o700, exist_ok=True)
+    try:
+        env = lmdb.open(src, readonly=True, max_dbs=len(layout.ALL_DBS) + 4)
+    except lmdb.Error as exc:
+        raise StoreCorrupted(f"cannot open the LMDB store at {src}: {exc}") from None
+    try:
+        env.copy(out, compact=True)
+    finally:
+        env.close()
+    return out

@@ -1,0 +1,166 @@
+"""The handshake's wire form: :mod:`didnode.core.handshake.messages` <-> ``didnode.v1.AuthMessage``.
+
+Decoding is strict: bytes that do not parse, an empty ``oneof``, unknown
+fields anywhere (a field this version does not know is not covered by the
+transcript, so it is refused rather than ignored) and messages over the
+size limits are :class:`~didnode.errors.HandshakeMalformed` /
+:class:`~didnode.errors.HandshakeTooLarge`. The schema checks proper
+(lengths, DIDs) are the core's (:func:`~didnode.core.handshake.messages.validate`).
+"""
+
+from __future__ import annotations
+
+from google.protobuf import unknown_fields
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as PbMessage
+
+from didnode.api.v1 import auth_pb2 as pb
+from didnode.core.handshake.messages import (
+    MAX_HELLO_BYTES,
+    MAX_MESSAGE_BYTES,
+    Alert,
+    Attachments,
+    Challenge,
+    CredentialRequest,
+    Hello,
+    Message,
+    Response,
+    Session,
+)
+from didnode.errors import HandshakeMalformed, HandshakeTooLarge
+
+
+def _want_out(want: tuple[CredentialRequest, ...]) -> list[pb.CredentialRequest]:
+    return [pb.CredentialRequest(type=w.type, issuer=w.issuer) for w in want]
+
+
+def _att_out(att: Attachments) -> pb.Attachments:
+    return pb.Attachments(credentials=list(att.credentials), state_proof=att.state_proof)
+
+
+def to_pb(msg: Message) -> pb.AuthMessage:
+    """The protobuf form of a handshake message."""
+    if isinstance(msg, Hello):
+        return pb.AuthMessage(
+            hello=pb.Hello(
+                version=msg.version,
+                network=msg.network,
+                initiator_did=msg.initiator_did,
+                key_id=msg.key_id,
+                nonce=msg.nonce,
+                ephemeral_key=msg.ephemeral_key,
+                time_ms=msg.time_ms,
+                want=_want_out(msg.want),
+                responder_did=msg.responder_did,
+                session_credential=msg.session_credential,
+            )
+        )
+    if isinstance(msg, Challenge):
+        return pb.AuthMessage(
+            challenge=pb.Challenge(
+                version=msg.version,
+                network=msg.network,
+                responder_did=msg.responder_did,
+                key_id=msg.key_id,
+                initiator_did=msg.initiator_did,
+                initiator_nonce=msg.initiator_nonce,
+                nonce=msg.nonce,
+                ephemeral_key=msg.ephemeral_key,
+                want=_want_out(msg.want),
+                attachments=_att_out(msg.attachments),
+                signature=msg.signature,
+                mac=msg.mac,
+            )
+        )
+    if isinstance(msg, Response):
+        return pb.AuthMessage(
+            response=pb.Response(
+                initiator_did=msg.initiator_did,
+                responder_did=msg.responder_did,
+                initiator_nonce=msg.initiator_nonce,
+                responder_nonce=msg.responder_nonce,
+                attachments=_att_out(msg.attachments),
+                signature=msg.signature,
+                mac=msg.mac,
+            )
+        )
+    if isinstance(msg, Session):
+        return pb.AuthMessage(session=pb.Session(session_id=msg.session_id, credential=msg.credential, expires_ms=msg.expires_ms, mac=msg.mac))
+    return pb.AuthMessage(alert=pb.Alert(reason=msg.reason, message=msg.message))
+
+
+def encode(msg: Message) -> bytes:
+    """Serialized ``AuthMessage`` bytes of ``msg``."""
+    return to_pb(msg).SerializeToString()
+
+
+def _no_unknown(m: PbMessage, what: str) -> None:
+    if len(unknown_fields.UnknownFieldSet(m)):
+        raise HandshakeMalformed(f"the {what} carries fields this protocol version does not define")
+
+
+def _want_in(items: object, what: str) -> tuple[CredentialRequest, ...]:
+    out = []
+    for w in items:  # type: ignore[attr-defined]
+        _no_unknown(w, what)
+        out.append(CredentialRequest(w.type, w.issuer))
+    return tuple(out)
+
+
+def _att_in(m: pb.Attachments, what: str) -> Attachments:
+    _no_unknown(m, what)
+    return Attachments(tuple(m.credentials), m.state_proof)
+
+
+def from_pb(m: pb.AuthMessage) -> Message:
+    """The core message of a parsed ``AuthMessage``; raises :class:`HandshakeMalformed` / :class:`HandshakeTooLarge`."""
+    which = m.WhichOneof("body")
+    if which is None:
+        raise HandshakeMalformed("the handshake message is empty (no hello, challenge, response, session or alert)")
+    size = m.ByteSize()
+    limit = MAX_HELLO_BYTES if which == "hello" else MAX_MESSAGE_BYTES
+    if size > limit:
+        raise HandshakeTooLarge(f"the {which} message has {size} bytes; the limit is {limit}", field=which)
+    _no_unknown(m, "message")
+    body = getattr(m, which)
+    _no_unknown(body, which)
+    if which == "hello":
+        h = m.hello
+        return Hello(
+            h.version, h.network, h.initiator_did, h.key_id, h.nonce, h.ephemeral_key, h.time_ms, _want_in(h.want, which), h.responder_did, h.session_credential
+        )
+    if which == "challenge":
+        c = m.challenge
+        return Challenge(
+            c.version,
+            c.network,
+            c.responder_did,
+            c.key_id,
+            c.initiator_did,
+            c.initiator_nonce,
+            c.nonce,
+            c.ephemeral_key,
+            _want_in(c.want, which),
+            _att_in(c.attachments, which),
+            c.signature,
+            c.mac,
+        )
+    if which == "response":
+        r = m.response
+        return Response(r.initiator_did, r.responder_did, r.initiator_nonce, r.responder_nonce, _att_in(r.attachments, which), r.signature, r.mac)
+    if which == "session":
+        s = m.session
+        return Session(s.session_id, s.credential, s.expires_ms, s.mac)
+    a = m.alert
+    return Alert(a.reason, a.message)
+
+
+def decode(raw: bytes) -> Message:
+    """Parse serialized ``AuthMessage`` bytes strictly (see the module docstring)."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise HandshakeTooLarge(f"the handshake message has {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+    try:
+        m = pb.AuthMessage.FromString(raw)
+    except DecodeError as exc:
+        raise HandshakeMalformed(f"the handshake message does not parse: {exc or 'truncated or garbage bytes'}") from None
+    return from_pb(m)
