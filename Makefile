@@ -10,7 +10,7 @@ LISTEN  ?= 127.0.0.1:50051
 NETWORK ?= local
 PYTEST_ARGS ?=
 
-.PHONY: run test venv proto proto-check bench bench-quick clean
+.PHONY: run test venv proto proto-check bench bench-quick clean cluster cluster-stop
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,14 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run_all.py --quick
+
+# Three nats-servers (JetStream R3, sync_interval: always) and three didnodes on loopback,
+# data under var/cluster; cluster-stop stops exactly the processes cluster started (docs/cluster.md).
+cluster: $(STAMP)
+	$(BIN)/python tools/cluster.py start --network $(NETWORK)
+
+cluster-stop:
+	$(PY) tools/cluster.py stop
 
 clean:
 	rm -rf $(VENV) build *.egg-info

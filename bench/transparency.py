@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -114,6 +115,12 @@ def verify_rates(made: dict[str, Any], key: bytes) -> dict[str, float]:
     return out
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (the audit's workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prefill", type=int, default=200_000, help="DIDs on the ledger before measuring")
@@ -153,12 +160,15 @@ def main() -> None:
         ver = verify_rates(made, key)
 
         log("auditing the whole store ...")
+        cpu0 = _cpu_seconds()
         report = audit(data)
+        audit_cpu = _cpu_seconds() - cpu0
         rates = made["rates"]
         log(f"durable creates with both trees: {appends:,.0f}/s on {args.prefill:,} DIDs")
         for name, value in {**rates, **ver}.items():
             log(f"{name}: {value:,.0f}")
         log(f"audit: {report.entries:,} entries, {report.dids:,} DIDs, {report.checkpoints} checkpoints in {report.seconds:.1f}s = {report.rate:,.0f}/s")
+        log(f"audit CPU: {audit_cpu:.1f}s in all processes = {report.entries / audit_cpu:,.0f} entries per CPU-second (other load on the machine shows as wall time > CPU / cores)")
         emit(
             {
                 "prefill_dids": args.prefill,
@@ -168,6 +178,8 @@ def main() -> None:
                 **ver,
                 "audit_entries": report.entries,
                 "audit_per_s": report.rate,
+                "audit_cpu_s": audit_cpu,
+                "os_load_1m": os.getloadavg()[0],
             }
         )
     finally:

@@ -28,6 +28,7 @@ from cli.didctl_common import (
     read_passphrase,
 )
 from cli.didctl_did import did_group
+from cli.didctl_log import audit, log
 from cli.didctl_vc import vc_group
 from didnode import __version__
 from didnode.errors import DidnodeError, KeystoreError, Unavailable
@@ -129,6 +130,8 @@ def main(ctx: click.Context, node: str, keystore_path: Path, json_output: bool, 
 
 main.add_command(did_group)
 main.add_command(vc_group)
+main.add_command(log)
+main.add_command(audit)
 
 
 # --------------------------------------------------------------------------
@@ -201,6 +204,17 @@ def node_info(ctl: Ctl) -> None:
         "version": info.version,
         "mode": info.mode,
     }
+    if info.mode == "cluster":
+        data["cluster"] = {
+            "stream": info.stream,
+            "appliedSeq": info.stream_seq,
+            "streamLastSeq": info.stream_last_seq,
+            "lag": info.lag,
+            "writable": info.writable,
+            "notWritableReason": info.not_writable_reason or None,
+        }
+        text["stream"] = f"{info.stream} (applied {info.stream_seq} of {info.stream_last_seq}, lag {info.lag})"
+        text["writes"] = "accepted" if info.writable else f"refused: {info.not_writable_reason}"
     ctl.emit(data, kv_lines(text))
 
 

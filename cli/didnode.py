@@ -16,11 +16,12 @@ import sys
 import click
 
 from didnode import __version__
-from didnode.errors import DidnodeError
+from didnode.api.v1 import ledger_pb2
+from didnode.errors import DidnodeError, UnknownDid
 from didnode.service.ledger import LedgerService
 from didnode.service.node import Node, NodeConfig
 from didnode.store.env import DEFAULT_MAP_SIZE
-from didnode.transport.server import start_server
+from didnode.transport.server import NodeServer, start_server
 from didnode.transport.services import build_servicers
 
 log = logging.getLogger("didnode")
@@ -39,11 +40,19 @@ def main() -> None:
 @click.option("--map-size", default=DEFAULT_MAP_SIZE, show_default=True, type=click.IntRange(1 << 20), help="Initial LMDB map size in bytes (grows when full).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--session-lifetime", default=900, show_default=True, envvar="DIDNODE_SESSION_LIFETIME", type=click.IntRange(1, 86400), metavar="SECONDS", help="Lifetime (and maximum) of node-issued session credentials.")
-def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int) -> None:
+@click.option("--nats", "nats_urls", default="", envvar="DIDNODE_NATS", metavar="URLS", help="Cluster mode: comma-separated NATS server URLs (nats://host:4222,...); the ledger is ordered by a JetStream stream. See docs/cluster.md.")
+@click.option("--stream", default="", envvar="DIDNODE_STREAM", metavar="NAME", help="Cluster mode: JetStream stream name  [default: DIDNODE_<NETWORK>]")
+def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str) -> None:
     """Run a node until SIGTERM or SIGINT."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    servers = tuple(u if "://" in u else f"nats://{u}" for u in (x.strip() for x in nats_urls.split(",")) if u)
+    if stream and not servers:
+        raise click.UsageError("--stream needs --nats")
+    config = NodeConfig(
+        data_dir=data_dir, network=network, map_size=map_size, session_lifetime_s=session_lifetime, nats_servers=servers, stream=stream
+    )
     try:
-        asyncio.run(_serve(NodeConfig(data_dir=data_dir, network=network, map_size=map_size, session_lifetime_s=session_lifetime), listen))
+        asyncio.run(_serve(config, listen))
     except DidnodeError as err:
         click.echo(f"didnode: {err} [{err.reason}]", err=True)
         sys.exit(1)
@@ -56,12 +65,16 @@ async def _serve(config: NodeConfig, listen: str) -> None:
     node = Node(config)
     try:
         ledger = LedgerService(node)
+        if node.jetstream is not None and not await _identity_on_ledger(node, ledger):
+            return
         server = await start_server(build_servicers(node, ledger), listen)
         host = listen.rsplit(":", 1)[0]
         print(f"{host}:{server.port}", flush=True)
-        log.info("node %s on network %s serving on %s:%s (data %s)", node.node_did, node.network, host, server.port, config.data_dir)
+        log.info("node %s on network %s serving on %s:%s (data %s, %s mode)", node.node_did, node.network, host, server.port, config.data_dir, node.mode)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        if node.jetstream is not None:
+            _health_follows_cluster(node, server, loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
@@ -70,6 +83,61 @@ async def _serve(config: NodeConfig, listen: str) -> None:
     finally:
         node.close()
         log.info("stopped")
+
+
+async def _identity_on_ledger(node: Node, ledger: LedgerService) -> bool:
+    """Cluster mode: wait until the node's own DID create came back through the stream.
+
+    Services built at startup (authentication) need the node DID's key state.
+    On a restart it is already in the store; on a first start the node
+    publishes its create and, joining late, first replays the stream before
+    it. False when SIGTERM/SIGINT came first.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    told = 0.0
+    while not stop.is_set():
+        try:
+            ledger.key_state(node.node_did)
+            return True
+        except UnknownDid:
+            pass
+        if loop.time() - told > 10:
+            told = loop.time()
+            st = node.cluster_status()
+            log.info(
+                "waiting for node DID %s to be ordered by the cluster (applied %s of %s%s)",
+                node.node_did,
+                st.applied_seq if st else 0,
+                st.stream_last_seq if st else 0,
+                f"; {st.reason}" if st and st.reason else "",
+            )
+        try:
+            await asyncio.wait_for(stop.wait(), 0.1)
+        except asyncio.TimeoutError:
+            pass
+    return False
+
+
+def _health_follows_cluster(node: Node, server: NodeServer, loop: asyncio.AbstractEventLoop) -> None:
+    """LedgerService health is NOT_SERVING while the node cannot reach NATS (writes fail fast);
+    the other services, and ledger reads, keep serving from the local store."""
+    assert node.jetstream is not None
+    name = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_change(writable: bool) -> None:
+        def schedule() -> None:
+            task = loop.create_task(server.set_serving(writable, [name]))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(schedule)
+
+    node.jetstream.add_listener(on_change)
 
 
 if __name__ == "__main__":

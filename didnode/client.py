@@ -88,6 +88,13 @@ class NodeInfo:
     last_time_ms: int
     schema_version: int
     mode: str
+    # Cluster mode only: stream followed, applied and last known stream sequence, lag, writability.
+    stream: str = ""
+    stream_seq: int = 0
+    stream_last_seq: int = 0
+    lag: int = 0
+    writable: bool = True
+    not_writable_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +168,23 @@ def _key_state(resp: pb.KeyStateResponse, asked: bool) -> KeyState:
 
 
 def _info(i: node_pb2.NodeInfo) -> NodeInfo:
-    return NodeInfo(i.network, i.node_did, i.log_size, i.version, i.did_count, i.last_time_ms, i.schema_version, i.mode)
+    return NodeInfo(
+        i.network,
+        i.node_did,
+        i.log_size,
+        i.version,
+        i.did_count,
+        i.last_time_ms,
+        i.schema_version,
+        i.mode,
+        i.stream,
+        i.stream_seq,
+        i.stream_last_seq,
+        i.lag,
+        # An embedded node leaves the field unset (false): it always accepts writes.
+        i.writable or i.mode != "cluster",
+        i.not_writable_reason,
+    )
 
 
 def _translate(err: grpc.RpcError) -> DidnodeError:

@@ -747,3 +747,87 @@ class HandshakeBadSignature(InvalidSignature, AuthenticationFailed):
 
 class HandshakeStale(StaleRequest, AuthenticationFailed):
     """A hello's timestamp is outside the responder's replay window (reason STALE_REQUEST)."""
+
+
+# --------------------------------------------------------------------------
+# Cluster: the JetStream orderer (didnode.ledger.jetstream; docs/cluster.md).
+# --------------------------------------------------------------------------
+
+
+class ClusterUnavailable(Unavailable):
+    """The node cannot reach its NATS JetStream cluster, or the stream has no
+    leader right now; reads keep working, writes are refused until it is back."""
+
+    reason = "CLUSTER_UNAVAILABLE"
+
+
+class WriteConflict(Conflict):
+    """Concurrent writes to the same DID kept winning the per-DID compare-and-set
+    (``Nats-Expected-Last-Subject-Sequence``); rebuild the operation on the new state."""
+
+    reason = "WRITE_CONFLICT"
+
+
+class WrongSubject(MalformedOperation):
+    """A stream message carries an operation of another DID than its subject
+    names (only a foreign publisher can cause this); every node rejects it alike."""
+
+    reason = "WRONG_SUBJECT"
+
+
+class StreamMismatch(StoreCorrupted):
+    """The store was built from another stream (or in embedded mode) than the
+    one the node is told to follow; it will not mix the two histories."""
+
+    reason = "STREAM_MISMATCH"
+
+
+# --------------------------------------------------------------------------
+# Provisioning: `didctl provision` (didnode.provisioning; docs/provisioning.md).
+# --------------------------------------------------------------------------
+
+
+class ProvisioningError(LocalError):
+    """A factory provisioning run or fleet transfer cannot go on; the subclass says why."""
+
+    reason = "PROVISIONING_ERROR"
+
+
+class RunMismatch(ProvisioningError):
+    """The output directory (or transfer journal) belongs to a run with other
+    arguments, network or keystore; resume it with the same ones or use a new directory."""
+
+    reason = "RUN_MISMATCH"
+
+
+class RunLocked(ProvisioningError):
+    """Another process holds the run's journal lock (a run on the same directory is going on)."""
+
+    reason = "RUN_LOCKED"
+
+
+class JournalCorrupted(ProvisioningError):
+    """A provisioning or transfer journal does not parse (other than a torn last
+    record, which is dropped) or contradicts itself or the ledger."""
+
+    reason = "JOURNAL_CORRUPTED"
+
+
+class BundleInvalid(ProvisioningError):
+    """A device bundle is not a well-formed bundle of a supported version, or its
+    sealed keys name another DID than the bundle."""
+
+    reason = "BUNDLE_INVALID"
+
+
+class DeviceKeyFileInvalid(InvalidInput):
+    """A line of a device public-key file (``--from-public-keys``) is malformed,
+    repeats a serial or key, or its create signature does not verify."""
+
+    reason = "DEVICE_KEY_FILE_INVALID"
+
+
+class ManifestInvalid(InvalidInput):
+    """A provisioning manifest (CSV or JSON lines) is malformed or names a DID twice."""
+
+    reason = "MANIFEST_INVALID"

@@ -23,12 +23,14 @@ XSalsa20-Poly1305 ciphertext and tag.
 
 Key derivation. Argon2id (libsodium ``crypto_pwhash``, v1.3) runs **once** per
 :meth:`Keystore.open`, turning the passphrase, the header's salt and its
-``opslimit``/``memlimit`` into a 32-byte master key. Two subkeys are derived
+``opslimit``/``memlimit`` into a 32-byte master key. Subkeys are derived
 from it with keyed BLAKE2b (key = master key, message = purpose label,
 personalization ``b"didnode-keystore"``): ``"check"`` encrypts the fixed
 plaintext :data:`CHECK_PLAINTEXT` in the header and ``"files"`` encrypts every
-``.key`` file. A wrong passphrase therefore fails at open time, before any key
-file is touched, and sealing a file costs one secretbox, not one Argon2id run
+``.key`` file. A third, ``"purpose"``, is never used as a key itself: tools
+derive their own keys from it with :meth:`Keystore.purpose_key` (the journal
+of ``didctl provision`` is encrypted that way). A wrong passphrase therefore
+fails at open time, before any key file is touched, and sealing a file costs one secretbox, not one Argon2id run
 (a manufacturer writes tens of thousands of files per run).
 
 The plaintext inside each ``box`` is the compact JSON of :func:`export_plain`
@@ -74,6 +76,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import ctypes
 import json
 import os
 import re
@@ -643,17 +646,54 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _sync_filesystem(directory: Path) -> None:
+    """Make everything written on ``directory``'s file system durable: one ``syncfs``
+    (Linux), else ``sync``. Raises :class:`KeystoreError` on failure."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _SYNCFS is not None:
+                if _SYNCFS(fd) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err))
+            else:
+                os.sync()
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise KeystoreError(f"cannot sync the file system of {directory}: {e.strerror or e}", path=str(directory)) from e
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    # syncfs(2) flushes one file system (not every mounted one, as sync does);
+    # it is Linux-only and not in the os module.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+_SYNCFS: Final = _load_syncfs()
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def _write_atomic(directory: Path, name: str, data: bytes, *, sync_dir: bool) -> None:
+def _write_atomic(directory: Path, name: str, data: bytes, *, sync_dir: bool, sync_file: bool = True) -> None:
     """Write ``directory/name`` (mode 0600) so that a crash leaves the old or the new file.
 
     With ``sync_dir=False`` the caller must fsync the directory before
     reporting the write as durable (:meth:`Keystore.put_many` does it per chunk).
+    With ``sync_file=False`` the data is not fsync'd before the rename either:
+    the caller syncs the file system afterwards (put_many's "batch" mode) and
+    gives up the old-or-new guarantee for a crash before that sync.
     Raises :class:`KeystoreError` naming the file on any OS error.
     """
     target = directory / name
@@ -665,7 +705,8 @@ def _write_atomic(directory: Path, name: str, data: bytes, *, sync_dir: bool) ->
         try:
             os.fchmod(fd, 0o600)  # exact mode whatever the umask
             _write_all(fd, data)
-            os.fsync(fd)  # data on disk before the rename can make it visible
+            if sync_file:
+                os.fsync(fd)  # data on disk before the rename can make it visible
         finally:
             os.close(fd)
         os.replace(tmp, target)
@@ -698,11 +739,13 @@ class Keystore:
     writer of a DID wins). Usable as a context manager (closes on exit).
     """
 
-    def __init__(self, path: Path, files_key: bytes, params: KdfParams) -> None:
-        """Internal: use :meth:`open`. ``files_key`` is the derived "files" subkey."""
+    def __init__(self, path: Path, files_key: bytes, params: KdfParams, purpose_root: bytes | None = None) -> None:
+        """Internal: use :meth:`open`. ``files_key`` is the derived "files" subkey,
+        ``purpose_root`` the "purpose" subkey (see :meth:`purpose_key`)."""
         self._path = path
         self._box: nacl.secret.SecretBox | None = nacl.secret.SecretBox(files_key)
         self._params = params
+        self._purpose_root: bytes | None = purpose_root
 
     # -- opening -----------------------------------------------------------
 
@@ -783,7 +826,7 @@ class Keystore:
             # Decrypts under our key yet says something else: written by a
             # different (future?) program, not a wrong passphrase.
             raise KeystoreCorrupted(f"{where}: check value decrypts to an unexpected plaintext", file=where)
-        return cls(root, _subkey(master, b"files"), stored)
+        return cls(root, _subkey(master, b"files"), stored, _subkey(master, b"purpose"))
 
     @staticmethod
     def _initialize(root: Path, secret: bytes, params: KdfParams) -> None:
@@ -844,8 +887,9 @@ class Keystore:
         return f"Keystore({str(self._path)!r}, {state}, opslimit={self._params.opslimit}, memlimit={self._params.memlimit})"
 
     def close(self) -> None:
-        """Drop the derived key; every later call raises :class:`KeystoreError`."""
+        """Drop the derived keys; every later call raises :class:`KeystoreError`."""
         self._box = None
+        self._purpose_root = None
 
     def __enter__(self) -> Keystore:
         return self
@@ -854,6 +898,28 @@ class Keystore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def purpose_key(self, purpose: str) -> bytes:
+        """A 32-byte secret key for an application ``purpose``, derived from this keystore's master key.
+
+        The same passphrase and keystore give the same key on every open, and
+        no one without the passphrase can compute it, so a tool can encrypt
+        its own durable state (e.g. ``didctl provision``'s journal) without
+        adding a key file or running Argon2id again. Keys for different
+        purposes are independent (keyed BLAKE2b of the "purpose" subkey over
+        ``b"purpose:" + purpose``), and none equals the files or check key.
+
+        Preconditions: the keystore is open; ``purpose`` is a non-empty string
+        naming the use (include a run or file id to scope it). Raises
+        :class:`KeystoreError` if closed, :class:`InvalidArgument` for an empty purpose.
+        """
+        self._secretbox()
+        root = self._purpose_root
+        if root is None:
+            raise KeystoreError(f"keystore {self._path} is closed", path=str(self._path))
+        if not isinstance(purpose, str) or not purpose:
+            raise InvalidArgument("a purpose key needs a non-empty purpose string")
+        return _subkey(root, b"purpose:" + purpose.encode("utf-8"))
 
     def _secretbox(self) -> nacl.secret.SecretBox:
         box = self._box
@@ -952,6 +1018,7 @@ class Keystore:
         progress: Callable[[int], None] | None = None,
         chunk_size: int = 512,
         workers: int = 8,
+        durability: Literal["file", "batch"] = "file",
     ) -> int:
         """Store many entries; returns how many files were written.
 
@@ -969,10 +1036,29 @@ class Keystore:
         not a :class:`DidSecrets` (the items before it are stored first).
         Earlier chunks stay stored, so a rerun can skip DIDs for which
         :meth:`has` is true.
+
+        ``durability="batch"`` is for bulk writers that keep their own
+        durable, encrypted copy of every entry until the call returns (a
+        journal; ``didctl provision`` is one): the files of a chunk are
+        written and renamed into place (by ``workers`` threads, each taking
+        a slice) without a per-file fsync, then the whole file system is
+        synced once (``syncfs``) before ``progress`` is called: about ten
+        times less CPU than one fsync per file. A chunk that returned is
+        exactly as durable as in "file" mode. A crash *during* a chunk can
+        leave, on file systems that do not order data before renames, a
+        renamed file whose content did not reach the disk: it then fails
+        :meth:`get` with :class:`KeystoreCorrupted` (never silently wrong)
+        until it is written again, which is why the caller must be able to
+        redo the chunk. Never use it to replace entries the caller cannot
+        rewrite.
         """
         box = self._secretbox()
         if chunk_size < 1 or workers < 1:
             raise InvalidArgument(f"chunk_size ({chunk_size}) and workers ({workers}) must be >= 1")
+        if durability not in ("file", "batch"):
+            raise InvalidArgument(f"durability must be 'file' or 'batch', not {durability!r}")
+        if durability == "batch":
+            return self._put_many_batch(box, items, progress, chunk_size, workers)
         written = 0
 
         def write(entry: tuple[str, bytes]) -> None:
@@ -1014,6 +1100,55 @@ class Keystore:
                 if len(pending) >= chunk_size:
                     flush(pending)
             flush(pending)
+        return written
+
+    def _put_many_batch(
+        self, box: nacl.secret.SecretBox, items: Iterable[DidSecrets], progress: Callable[[int], None] | None, chunk_size: int, workers: int
+    ) -> int:
+        """:meth:`put_many` with ``durability="batch"`` (see there)."""
+        written = 0
+        pending: dict[str, bytes] = {}
+
+        def write_slice(entries: builtins.list[tuple[str, bytes]]) -> None:
+            for name, data in entries:
+                _write_atomic(self._path, name, data, sync_dir=False, sync_file=False)
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keystore-put") as pool:
+
+            def flush() -> None:
+                nonlocal written
+                if not pending:
+                    return
+                # Creating a file can block for a while when the file system is
+                # committing its journal (other processes' fsyncs): a few threads,
+                # each writing a contiguous slice, overlap those waits.
+                entries = builtins.list(pending.items())
+                step = -(-len(entries) // workers)
+                futures = [pool.submit(write_slice, entries[i : i + step]) for i in range(0, len(entries), step)]
+                try:
+                    for future in futures:
+                        future.result()  # re-raises the first failure
+                finally:
+                    for future in futures:
+                        future.exception()
+                    # Whatever was renamed so far becomes durable before we report or raise.
+                    _sync_filesystem(self._path)
+                written += len(entries)
+                pending.clear()
+                if progress is not None:
+                    progress(written)
+
+            for secrets in items:
+                try:
+                    name, data = self._seal(box, secrets)
+                except InvalidArgument:
+                    flush()
+                    raise
+                pending.pop(name, None)  # a repeated DID: the last occurrence wins
+                pending[name] = data
+                if len(pending) >= chunk_size:
+                    flush()
+            flush()
         return written
 
     def delete(self, did: str) -> None:

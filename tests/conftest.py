@@ -49,6 +49,7 @@ class RunningNode:
 def start_node(data_dir: Path, network: str = "local", listen: str = "127.0.0.1:0", extra: list[str] | None = None) -> RunningNode:
     """Start a node subprocess and wait (bounded) for its address line."""
     cmd = [str(BIN / "didnode"), "serve", "--data", str(data_dir), "--listen", listen, "--network", network, "--log-level", "warning"]
+    cmd += extra or []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
     deadline = time.monotonic() + 30

@@ -124,7 +124,7 @@ class Service:
 class Operation:
     """A parsed, schema-valid operation. Not yet authorized against any state.
 
-    ``verified`` caches the public keys whose proof already verified, so a
+    ``verified`` caches the (public key, signature) pairs that already verified, so a
     pipeline can check signatures in parallel before the (serial) apply.
     """
 
@@ -143,7 +143,7 @@ class Operation:
     controllers: tuple[str, ...] = ()
     services: tuple[Service, ...] = ()
     key_agreement: AgreementKey | None = None
-    verified: set[bytes] = field(default_factory=set)
+    verified: set[tuple[bytes, bytes]] = field(default_factory=set)
 
     @property
     def hash_hex(self) -> str:
@@ -161,10 +161,12 @@ class Operation:
 
         Raises :class:`InvalidSignature`. Results are cached per key.
         """
-        if public_key in self.verified:
+        # Keyed by key *and* signature: a second proof under another kid with
+        # the same key must still carry a valid signature of its own.
+        if (public_key, proof.signature) in self.verified:
             return
         verify_raw(public_key, proof.signature, signing_bytes(self.network, self.type, self.payload), proof.kid)
-        self.verified.add(public_key)
+        self.verified.add((public_key, proof.signature))
 
 
 def verify_raw(public_key: bytes, signature: bytes, message: bytes, kid: str) -> None:

@@ -22,8 +22,10 @@ index              ``ophash`` and ``history`` map each operation to its
                    position (and time), and hold nothing else
 state              each DID's stored state record equals the replayed one; no
                    other record exists
-state-tree         the stored sparse tree equals the one built from the
-                   replayed records (node by node)
+state-tree         the stored sparse tree is well formed (every child hash,
+                   shortcut form, leaves on their paths, nothing unreachable)
+                   and its leaves are exactly SHA-256(DID) -> SHA-256(record)
+                   of the (replay-checked) state records
 checkpoint         every stored checkpoint verifies under the node DID's key,
                    is of the store's network, and its roots equal the replayed
                    roots at its size
@@ -36,9 +38,10 @@ check); others (counts, checkpoints) come after.
 
 Speed: the per-entry work that needs no earlier state (decode, parse,
 signature verification, applying controller-less creates, index lookups)
-runs in a pool of worker *processes* (Python-level parsing holds the GIL, so
-threads would not scale); the serial replay in this process only checks
-order-dependent facts and applies the operations that need earlier state.
+runs in worker *processes* (Python-level parsing holds the GIL, so threads
+would not scale), and one more process checks both stored trees while the
+replay runs; the serial replay in this process only checks order-dependent
+facts and applies the operations that need earlier state.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from didnode.core.merkle.hasher import leaf_hash, node_hash
 from didnode.core.operations import parse
 from didnode.core.transparency_verify import verify_checkpoint
 from didnode.errors import AuditFailed, DidnodeError, UnknownDid
-from didnode.ledger.audit_scan import Scanned, check_log_tree, scan_range
+from didnode.ledger.audit_scan import SAME_AS_STORED, Scanned, check_log_tree, check_state_tree, scan_range
 from didnode.ledger.audit_worker import Workers
 from didnode.store import layout
 from didnode.store.env import Store
@@ -69,8 +72,11 @@ from didnode.store.readonly import ReadOnlyStore, ledger_path
 from didnode.store.tree_tables import LogNodes, StateNodes
 
 CHUNK = 2048
+# The tables the audit reads; others (checkpoints, cluster bookkeeping) are optional.
+REQUIRED_DBS = (
+    layout.DB_META, layout.DB_LOG, layout.DB_OPHASH, layout.DB_STATE, layout.DB_HISTORY, layout.DB_MERKLE, layout.DB_SMT,
+)
 PARALLEL_THRESHOLD = 20_000
-TREE_FLUSH = 1 << 18
 Progress = Callable[[int, int], None]
 
 
@@ -138,20 +144,30 @@ class _Found(Exception):
 
 
 class _ReplayState:
-    """DID -> state record and op hash -> position as the replay builds them, plus the state tree."""
+    """DID -> state record as the replay builds them (temporary LMDB), and, only
+    while a stored checkpoint below the log's end is still ahead, the state tree.
 
-    def __init__(self, path: str) -> None:
+    A record equal to the stored one is kept as ``SAME_AS_STORED`` and read
+    from the audited store when needed (the store does not change meanwhile).
+    """
+
+    def __init__(self, path: str, stored: Callable[[str], bytes | None]) -> None:
+        self.stored = stored
         self.store = Store(path, map_size=1 << 36, sync=False)
         self.state_db = self.store.dbs[layout.DB_STATE]
-        self.ophash_db = self.store.dbs[layout.DB_OPHASH]
         self.records: dict[str, bytes] = {}
-        self.hashes: dict[bytes, int] = {}
         self.tree: dict[bytes, bytes] = {}
+        self.track_tree = False
         self._txn = self.store.env.begin(buffers=False)
 
     def record(self, did: str) -> bytes | None:
         rec = self.records.get(did)
-        return rec if rec is not None else self._txn.get(layout.did_key(did), db=self.state_db)
+        if rec is None:
+            rec = self._txn.get(layout.did_key(did), db=self.state_db)
+        return self.stored(did) if rec == SAME_AS_STORED else rec
+
+    def exists(self, did: str) -> bool:
+        return did in self.records or self._txn.get(layout.did_key(did), db=self.state_db) is not None
 
     def state(self, did: str) -> DidState | None:
         rec = self.record(did)
@@ -163,52 +179,41 @@ class _ReplayState:
             raise UnknownDid(f"{did} does not exist on this ledger", did=did)
         return state
 
-    def position_of(self, op_hash: bytes) -> int | None:
-        at = self.hashes.get(op_hash)
-        if at is not None:
-            return at
-        raw = self._txn.get(op_hash, db=self.ophash_db)
-        return None if raw is None else layout.read_u64(raw)
-
-    def put(self, did: str, record: bytes, op_hash: bytes, position: int) -> None:
+    def put(self, did: str, record: bytes) -> None:
         self.records[did] = record
-        self.hashes[op_hash] = position
-        self.tree[sparse.key_for_did(did)] = hashlib.sha256(record).digest()
+        if self.track_tree:
+            full = self.stored(did) if record == SAME_AS_STORED else record
+            self.tree[sparse.key_for_did(did)] = hashlib.sha256(full or b"").digest()
 
     def read_txn(self) -> lmdb.Transaction:
-        """The current read snapshot of the replayed tables (valid until the next flush)."""
+        """The current read snapshot of the replayed records (valid until the next flush)."""
         return self._txn
 
-    def count(self) -> int:
-        """DIDs replayed so far (after a flush)."""
-        return int(self._txn.stat(self.state_db)["entries"])
-
-    def flush(self, tree: bool) -> None:
-        """Write the buffered rows; with ``tree`` also fold the buffered values into the state tree."""
+    def flush(self) -> None:
+        """Write the buffered records (and fold buffered values into the state tree)."""
         self._txn.abort()
         records = sorted((layout.did_key(d), r) for d, r in self.records.items())
-        hashes = sorted((h, layout.u64(p)) for h, p in self.hashes.items())
-        items = list(self.tree.items()) if tree else []
+        items = list(self.tree.items())
 
         def write(txn: lmdb.Transaction) -> None:
             if records:
                 txn.cursor(db=self.state_db).putmulti(records)
-            if hashes:
-                txn.cursor(db=self.ophash_db).putmulti(hashes)
             if items:
                 sparse.update_many(StateNodes(txn, self.store), items)
 
         self.store.write(write)
         self.records.clear()
-        self.hashes.clear()
-        if tree:
-            self.tree.clear()
+        self.tree.clear()
         self._txn = self.store.env.begin(buffers=False)
 
     def state_root(self) -> bytes:
-        """Root of the state tree over everything put so far."""
-        self.flush(tree=True)
+        """Root of the state tree over everything put while tracking (see ``track_tree``)."""
+        self.flush()
         return sparse.root(StateNodes(self._txn, self.store))
+
+    def count(self) -> int:
+        """DIDs replayed so far (after a flush)."""
+        return int(self._txn.stat(self.state_db)["entries"])
 
     def close(self) -> None:
         self._txn.abort()
@@ -240,6 +245,11 @@ class _Audit:
         if ro.has(layout.DB_CHECKPOINTS):
             self.checkpoints = [(layout.read_u64(k), v) for k, v in self.txn.cursor(db=self.dbs[layout.DB_CHECKPOINTS])]
         self.boundaries = {s for s, _ in self.checkpoints if 0 < s <= self.size}
+        # The replay builds its own state tree only up to the last stored checkpoint
+        # below the log's end; the state root at the end is the stored tree's,
+        # checked by ``check_state_tree`` instead (much cheaper than rebuilding).
+        self.tree_until = max((s for s in self.boundaries if s < self.size), default=0)
+        replay.track_tree = self.tree_until > 0
         self.state_roots: dict[int, bytes] = {}
         self.entry_times: dict[int, int] = {}
         self.prev_time = 0
@@ -284,12 +294,11 @@ class _Audit:
             raise _Found(Problem.at(p, "merkle-leaf", self.leaf_diagnosis(p)))
         if it.time < self.prev_time:
             raise _Found(Problem.at(p, "time", f"entry time {it.time} is before the previous entry's time {self.prev_time}"))
-        seen = self.replay.position_of(it.op_hash)
-        if seen is not None:
-            raise _Found(Problem.at(p, "operation", f"the operation was already logged at position {seen} [DUPLICATE_OPERATION]"))
+        # A repeated operation needs no op-hash set here: a repeated create finds its
+        # DID existing (its hash is the DID's), any other repeats a used seq.
         if it.record is not None:
             # A controller-less create the scan already applied to "no state".
-            if self.replay.record(it.did) is not None:
+            if self.replay.exists(it.did):
                 raise _Found(Problem.at(p, "operation", f"{it.did} already exists [DID_EXISTS]"))
             record = it.record
         else:
@@ -298,13 +307,13 @@ class _Audit:
             raise _Found(Problem.at(p, "index", it.index_problem))
         if p == 0:
             self.first_did = it.did
-        self.replay.put(it.did, record, it.op_hash, p)
+        self.replay.put(it.did, record)
         self.prev_time = it.time
         if p + 1 in self.boundaries:
-            self.state_roots[p + 1] = self.replay.state_root()
             self.entry_times[p + 1] = it.time
-        elif len(self.replay.tree) >= TREE_FLUSH:
-            self.replay.flush(tree=True)
+            if p + 1 <= self.tree_until:
+                self.state_roots[p + 1] = self.replay.state_root()
+                self.replay.track_tree = p + 1 < self.tree_until
 
     def _apply(self, p: int, it: Scanned) -> bytes:
         e = entry_codec.decode(self.txn.get(layout.u64(p), db=self.dbs[layout.DB_LOG]))
@@ -324,7 +333,7 @@ class _Audit:
         mine = self.replay.read_txn().cursor(db=self.replay.state_db).iternext()
         a, b = next(stored, None), next(mine, None)
         while a is not None or b is not None:
-            if a is not None and b is not None and a == b:
+            if a is not None and b is not None and a[0] == b[0] and (a[1] == b[1] or b[1] == SAME_AS_STORED):
                 a, b = next(stored, None), next(mine, None)
                 continue
             if b is None or (a is not None and a[0] < b[0]):
@@ -332,53 +341,16 @@ class _Audit:
                 did = a[0].decode("utf-8", "replace")
                 return [Problem.at(None, "state", f"the state table holds a record for {did}, which no log entry created")]
             did = b[0].decode()
-            pos = DidState.from_record(b[1]).updated_pos
+            pos = DidState.from_record(b[1] if b[1] != SAME_AS_STORED else a[1] if a else b"").updated_pos
             if a is None or a[0] > b[0]:
                 return [Problem.at(pos, "state", f"the state record of {did} is missing (last operation at position {pos})")]
             return [Problem.at(pos, "state", f"the stored state record of {did} differs from the replayed one (its last operation is at position {pos})")]
         return []
 
-    def compare_state_tree(self) -> list[Problem]:
-        """The stored sparse tree against the one the replayed records give (node by node)."""
-        smt = self.dbs[layout.DB_SMT]
-        stored = self.txn.cursor(db=smt).iternext()
-        mine_txn = self.replay.read_txn()
-        mine = mine_txn.cursor(db=self.replay.store.dbs[layout.DB_SMT]).iternext()
-        a, b = next(stored, None), next(mine, None)
-        while a is not None or b is not None:
-            if a is not None and b is not None and a == b:
-                a, b = next(stored, None), next(mine, None)
-                continue
-            if b is None or (a is not None and a[0] < b[0]):
-                assert a is not None
-                node, what = a[0], "holds a node the replayed tree does not have"
-            elif a is None or a[0] > b[0]:
-                node, what = b[0], "lacks a node of the replayed tree"
-            else:
-                node, what = a[0], "has a node that differs from the replayed one"
-            depth = int.from_bytes(node[:2], "big")
-            did, pos = self._did_under(node, mine_txn)
-            where = f" on the path of {did} (last operation at position {pos})" if did else ""
-            return [Problem.at(pos, "state-tree", f"the stored state tree {what} at depth {depth}{where}")]
-        return []
-
-    def _did_under(self, node: bytes, txn: lmdb.Transaction) -> tuple[str, int | None]:
-        """A DID whose path passes through ``node`` in the replayed tree, and its last position."""
-        smt = self.replay.store.dbs[layout.DB_SMT]
-        value = int.from_bytes(node, "big")
-        depth, prefix = value >> 256, value & ((1 << 256) - 1)
-        rec = txn.get(node, db=smt)
-        while rec is not None and rec[0] == 1 and depth < 256:
-            go_right = rec[1:33] == sparse.EMPTY
-            depth, prefix = depth + 1, (prefix << 1) | int(go_right)
-            rec = txn.get(((depth << 256) | prefix).to_bytes(34, "big"), db=smt)
-        if rec is None or rec[0] != 0:
-            return "", None
-        key = rec[1:33]
-        for did_bytes, record in txn.cursor(db=self.replay.state_db):
-            if sparse.key_for_did(did_bytes.decode()) == key:
-                return did_bytes.decode(), DidState.from_record(record).updated_pos
-        return "", None
+    def position_of_did(self, did: str) -> int | None:
+        """The position of ``did``'s last replayed operation (None if it never existed)."""
+        rec = self.replay.record(did) if did else None
+        return None if rec is None else DidState.from_record(rec).updated_pos
 
     def check_counts(self) -> list[Problem]:
         out = []
@@ -393,7 +365,13 @@ class _Audit:
             out.append(Problem.at(0, "meta", f"position 0 creates {self.first_did}, but the store says the node DID is {self.node_did}"))
         return out
 
-    def check_checkpoints(self) -> list[Problem]:
+    def check_checkpoints(self, final_state_root: bytes) -> list[Problem]:
+        """Every stored checkpoint against the node key and the replayed roots.
+
+        Precondition: the stored trees were checked (``final_state_root`` is the
+        verified stored state root at the log's end).
+        """
+        self.state_roots[self.size] = final_state_root
         out: list[Problem] = []
         node = self.replay.state(self.node_did)
         log_nodes = LogNodes(self.txn, self.ro)  # type: ignore[arg-type]  # duck-typed: needs .dbs only
@@ -426,22 +404,25 @@ class _Audit:
 
 
 class _Source:
-    """Scanned chunks in position order, and the upper log tree check, computed
-    here (``workers == 0``) or by worker processes (:mod:`audit_worker`)."""
+    """Scanned chunks in position order, and the checks of both stored trees,
+    computed here (``workers == 0``) or by worker processes (:mod:`audit_worker`):
+    ``workers`` scanners plus one checker for the trees, started first so that
+    it runs alongside the replay."""
 
     def __init__(self, ro: ReadOnlyStore, network: str, size: int, workers: int, chunk: int) -> None:
-        self.ro, self.network, self.size, self.chunk = ro, network, size, chunk
-        self.pool = Workers(ro.path, workers) if workers > 0 else None
-        self.tree_worker: int | None = None
+        self.ro, self.network, self.size, self.chunk, self.workers = ro, network, size, chunk, workers
+        self.pool = Workers(ro.path, workers + 1) if workers > 0 else None
+        if self.pool is not None:
+            self.pool.submit(workers, ("tree", size))
+            self.pool.submit(workers, ("smt",))
 
     def chunks(self) -> Iterator[list[Scanned]]:
-        size, chunk, pool = self.size, self.chunk, self.pool
+        size, chunk, pool, count = self.size, self.chunk, self.pool, self.workers
         starts = list(range(0, size, chunk))
         if pool is None:
             for start in starts:
                 yield scan_range(self.ro, self.network, start, min(size, start + chunk))
             return
-        count = len(pool.procs)
         submitted = 0
 
         def more() -> None:
@@ -450,10 +431,6 @@ class _Source:
                 start = starts[submitted]
                 pool.submit(submitted % count, ("scan", self.network, start, min(size, start + chunk)))
                 submitted += 1
-                if submitted == len(starts):
-                    # The tree check runs on a worker as soon as its scans are done.
-                    self.tree_worker = submitted % count
-                    pool.submit(self.tree_worker, ("tree", size))
 
         for _ in range(3 * count):
             more()
@@ -462,11 +439,11 @@ class _Source:
             more()
             yield items
 
-    def tree_problems(self) -> list[tuple[int, str]]:
-        """Problems of the stored log tree above the leaves (after :meth:`chunks` was exhausted)."""
-        if self.pool is None or self.tree_worker is None:
-            return check_log_tree(self.ro, self.size)
-        return self.pool.result(self.tree_worker)  # type: ignore[no-any-return]
+    def tree_checks(self) -> tuple[list[tuple[int, int, str]], tuple[bytes, list[tuple[str, str]]]]:
+        """(log tree problems, (stored state root, state tree problems))."""
+        if self.pool is None:
+            return check_log_tree(self.ro, self.size), check_state_tree(self.ro)
+        return self.pool.result(self.workers), self.pool.result(self.workers)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -492,11 +469,17 @@ def audit(
     started = time.perf_counter()
     ro = ReadOnlyStore(ledger_path(data_dir))
     scratch = tempfile.mkdtemp(prefix="didnode-audit-", dir=tmp_dir)
-    replay = _ReplayState(os.path.join(scratch, "replay"))
+    stored_state = ro.dbs[layout.DB_STATE] if ro.has(layout.DB_STATE) else None
+    stored_txn = ro.env.begin(buffers=False)
+
+    def stored(did: str) -> bytes | None:
+        return stored_txn.get(layout.did_key(did), db=stored_state)
+
+    replay = _ReplayState(os.path.join(scratch, "replay"), stored)
     job: _Audit | None = None
     try:
-        for name in layout.ALL_DBS:
-            if name != layout.DB_CHECKPOINTS and not ro.has(name):
+        for name in REQUIRED_DBS:
+            if not ro.has(name):
                 raise Problem.at(None, "meta", f"the store has no {name.decode()} table").error()
         job = _Audit(ro, replay)
         n = job.size
@@ -505,28 +488,31 @@ def audit(
         source = _Source(ro, job.network, n, workers, chunk)
         problems: list[Problem] = []
         done = 0
+        replayed = False
         try:
             try:
                 for items in source.chunks():
                     for it in items:
                         job.step(it)
                     done += len(items)
-                    replay.flush(tree=False)
+                    replay.flush()
                     if progress is not None:
                         progress(done, n)
-                tree_problems = source.tree_problems()
+                replayed = True
             except _Found as found:
                 problems.append(found.problem)
-                # The replay stopped: check the stored tree below the stop too (it may go wrong earlier).
-                tree_problems = check_log_tree(ro, n)
+            log_problems, (state_root, tree_problems) = source.tree_checks()
         finally:
             source.close()
-        problems += [Problem.at(pos, "merkle", msg, level=lv, order=1) for lv, pos, msg in tree_problems]
-        if not problems:
-            problems += job.check_counts()
-        if not problems:
-            state_root = replay.state_root()
-            problems += job.compare_state() + job.compare_state_tree() + job.check_checkpoints()
+        problems += [Problem.at(pos, "merkle", msg, level=lv, order=1) for lv, pos, msg in log_problems]
+        if replayed:
+            problems += job.check_counts() + job.compare_state()
+            problems += [
+                Problem.at(job.position_of_did(did), "state-tree", msg if not did or did in msg else f"{msg} (on the path of {did})", order=1)
+                for did, msg in tree_problems
+            ]
+        if replayed and not problems:
+            problems += job.check_checkpoints(state_root)
         if problems:
             # An altered entry also breaks every tree node above it: report the lowest cause.
             raise min(p for p in problems if not any(p.explained_by(q) for q in problems)).error()
@@ -538,5 +524,6 @@ def audit(
         if job is not None:
             job.close()
         replay.close()
+        stored_txn.abort()
         ro.close()
         shutil.rmtree(scratch, ignore_errors=True)

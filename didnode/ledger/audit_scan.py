@@ -47,8 +47,8 @@ class Scanned(NamedTuple):
     time: int
     did: str
     op_hash: bytes
-    record: bytes | None          # the state record of a controller-less create, else None
-    verified: tuple[bytes, ...]   # public keys whose signature over this operation verified
+    record: bytes | None          # state record of a controller-less create (or SAME_AS_STORED), else None
+    verified: tuple[tuple[bytes, bytes], ...]   # (public key, signature) pairs that verified over this operation
     error: tuple[str, str] | None  # (reason, message) of a definitive failure
     leaf_ok: bool
     index_problem: str | None
@@ -72,7 +72,7 @@ def _hinted_key(txn: lmdb.Transaction, state_db: object, kid: str) -> bytes | No
         return None
 
 
-def _preverify(op: Operation, txn: lmdb.Transaction, state_db: object) -> tuple[bytes, ...]:
+def _preverify(op: Operation, txn: lmdb.Transaction, state_db: object) -> tuple[tuple[bytes, bytes], ...]:
     own = {f"{op.did}#{k.id}": k.raw for k in op.keys} if op.type == "create" else {}
     for proof in op.proofs:
         did, _, fragment = proof.kid.partition("#")
@@ -89,6 +89,12 @@ def _preverify(op: Operation, txn: lmdb.Transaction, state_db: object) -> tuple[
     return tuple(op.verified)
 
 
+SAME_AS_STORED = b"="
+"""``Scanned.record`` of a create whose replayed record is byte-identical to the
+stored state record of its DID: the common case (a DID never changed since its
+create) sends one byte instead of the record back to the replay."""
+
+
 def scan_range(store: ReadOnlyStore, network: str, start: int, end: int) -> list[Scanned]:
     """Scan positions ``[start, end)`` of ``store`` (see module docstring).
 
@@ -98,14 +104,16 @@ def scan_range(store: ReadOnlyStore, network: str, start: int, end: int) -> list
     dbs = store.dbs
     log_db, merkle_db = dbs[layout.DB_LOG], dbs[layout.DB_MERKLE]
     ophash_db, history_db, state_db = dbs[layout.DB_OPHASH], dbs[layout.DB_HISTORY], dbs[layout.DB_STATE]
+    u64, merkle_key = layout.u64, layout.merkle_key
     out: list[Scanned] = []
     with store.read() as txn:
+        get = txn.get
         for p in range(start, end):
-            raw = txn.get(layout.u64(p), db=log_db)
+            raw = get(u64(p), db=log_db)
             if raw is None:
                 out.append(Scanned(p, 0, "", b"", None, (), ("STORE_CORRUPTED", f"log entry {p} is missing"), True, None))
                 continue
-            leaf_ok = txn.get(layout.merkle_key(0, p), db=merkle_db) == leaf_hash(raw)
+            leaf_ok = get(merkle_key(0, p), db=merkle_db) == leaf_hash(raw)
             try:
                 e = entry_codec.decode(raw)
                 if e.position != p:
@@ -115,20 +123,20 @@ def scan_range(store: ReadOnlyStore, network: str, start: int, end: int) -> list
                 out.append(Scanned(p, 0, "", b"", None, (), (exc.reason, str(exc)), leaf_ok, None))
                 continue
             problem = None
-            at = txn.get(op.hash, db=ophash_db)
-            if at != layout.u64(p):
+            at = get(op.hash, db=ophash_db)
+            if at != u64(p):
                 where = "no position" if at is None or len(at) != 8 else f"position {layout.read_u64(at)}"
                 problem = f"the op-hash index maps operation {op.hash.hex()} to {where}, not {p}"
-            else:
-                hist = txn.get(layout.history_key(op.did, op.seq), db=history_db)
-                if hist != layout.history_value(p, e.time):
-                    problem = f"the history index of {op.did} seq {op.seq} does not say (position {p}, time {e.time})"
+            elif get(layout.history_key(op.did, op.seq), db=history_db) != layout.history_value(p, e.time):
+                problem = f"the history index of {op.did} seq {op.seq} does not say (position {p}, time {e.time})"
             record = None
             error = None
-            verified: tuple[bytes, ...] = ()
+            verified: tuple[tuple[bytes, bytes], ...] = ()
             try:
                 if op.type == "create" and not op.controllers:
                     record = apply(None, op, ApplyContext(p, e.time, _no_resolve)).to_record()
+                    if get(layout.did_key(op.did), db=state_db) == record:
+                        record = SAME_AS_STORED
                 else:
                     verified = _preverify(op, txn, state_db)
             except DidnodeError as exc:
@@ -199,3 +207,100 @@ def check_log_tree(store: ReadOnlyStore, size: int) -> list[tuple[int, int, str]
                 break
             level += 1
     return [found[lv] for lv in sorted(found)]
+
+
+def check_state_tree(store: ReadOnlyStore) -> tuple[bytes, list[tuple[str, str]]]:
+    """Check the stored state tree against the stored state records, without any replay.
+
+    Walks the tree from its root (one read per node) and checks that every
+    interior record's child hashes are the SHA-256 of the stored child
+    records, that empty children are not stored, that the tree is in its
+    shortcut form (no interior node whose only entry is one leaf), that every
+    leaf sits on its key's path, and that the leaves are exactly
+    ``{SHA-256(DID): SHA-256(record)}`` of the stored ``state`` table, with no
+    unreachable node left over. The serial replay separately checks that the
+    stored records are the replayed ones, so together the stored tree is the
+    one the log defines, and its root (returned) is the replay's state root.
+
+    Returns ``(stored root, [(DID or "", problem)])``; at most one problem.
+    """
+    smt_db, state_db = store.dbs[layout.DB_SMT], store.dbs[layout.DB_STATE]
+    sha = hashlib.sha256
+    with store.read() as txn:
+        expected: dict[bytes, tuple[bytes, str]] = {}
+        for did_bytes, record in txn.cursor(db=state_db):
+            expected[sha(did_bytes).digest()] = (sha(record).digest(), did_bytes.decode("utf-8", "replace"))
+
+        def nid(depth: int, prefix: int) -> bytes:
+            return ((depth << 256) | prefix).to_bytes(34, "big")
+
+        def did_below(depth: int, prefix: int) -> str:
+            """A stored DID whose key path passes through node (depth, prefix) (for the report)."""
+            for key, (_, did) in expected.items():
+                if int.from_bytes(key, "big") >> (256 - depth) == prefix:
+                    return did
+            return ""
+
+        root_rec = txn.get(nid(0, 0), db=smt_db)
+        root = _EMPTY if root_rec is None else sha(root_rec).digest()
+        stack = [] if root_rec is None else [(0, 0, root_rec)]
+        visited = 0
+        leaves = 0
+        while stack:
+            depth, prefix, rec = stack.pop()
+            visited += 1
+            here = f"the stored state tree node at depth {depth}"
+            if len(rec) != 65 or rec[0] not in (0, 1):
+                return root, [(did_below(depth, prefix), f"{here} is not a node record")]
+            if rec[0] == 0:
+                key = rec[1:33]
+                leaves += 1
+                hit = expected.get(key)
+                if depth and int.from_bytes(key, "big") >> (256 - depth) != prefix:
+                    return root, [(hit[1] if hit else "", f"{here} holds a leaf that is off its key's path")]
+                if hit is None:
+                    return root, [("", f"{here} holds a leaf for a key that is no stored DID's")]
+                if hit[0] != rec[33:]:
+                    return root, [(hit[1], f"the state tree leaf of {hit[1]} is not the hash of its stored state record")]
+                continue
+            kids = []
+            for bit, h in ((0, rec[1:33]), (1, rec[33:])):
+                child = txn.get(nid(depth + 1, (prefix << 1) | bit), db=smt_db)
+                if h == _EMPTY:
+                    if child is not None:
+                        return root, [(did_below(depth, prefix), f"{here} has an empty child that is stored all the same")]
+                    continue
+                if child is None:
+                    return root, [(did_below(depth, prefix), f"a child of {here} is missing")]
+                if sha(child).digest() != h:
+                    return root, [
+                        (did_below(depth + 1, (prefix << 1) | bit), f"the stored state tree node at depth {depth + 1} was altered: its parent names another hash")
+                    ]
+                kids.append((depth + 1, (prefix << 1) | bit, child))
+            if len(kids) == 1 and kids[0][2][0] == 0:
+                return root, [(did_below(depth, prefix), f"{here} holds a single leaf; the tree is not in its shortcut form")]
+            stack.extend(kids)
+        if leaves != len(expected):
+            missing = next((did for key, (_, did) in expected.items() if _leaf_missing(txn, smt_db, key)), "")
+            return root, [(missing, f"the state tree has {leaves} leaves for {len(expected)} stored DIDs")]
+        total = txn.stat(smt_db)["entries"]
+        if visited != total:
+            return root, [("", f"the state tree holds {total - visited} nodes that are not reachable from its root")]
+    return root, []
+
+
+_EMPTY = bytes(32)
+
+
+def _leaf_missing(txn: lmdb.Transaction, smt_db: object, key: bytes) -> bool:
+    """Whether walking ``key``'s path in the stored tree fails to end at its own leaf."""
+    k = int.from_bytes(key, "big")
+    depth = 0
+    while depth <= 256:
+        rec = txn.get(((depth << 256) | (k >> (256 - depth))).to_bytes(34, "big"), db=smt_db)
+        if rec is None or len(rec) != 65:
+            return True
+        if rec[0] == 0:
+            return rec[1:33] != key
+        depth += 1
+    return True

@@ -3,7 +3,7 @@
 ``python -m didnode.ledger.audit_worker STORE_PATH`` opens the store
 read-only and answers jobs read from stdin, in order, on stdout. A frame is
 ``u32 big-endian length || pickle``; jobs are ``("scan", network, start,
-end)`` and ``("tree", size)``; answers are ``("ok", value)`` or ``("error",
+end)``, ``("tree", size)`` and ``("smt",)``; answers are ``("ok", value)`` or ``("error",
 reason, message)``. EOF on stdin ends the worker.
 
 Plain subprocesses rather than ``multiprocessing``: no re-import of the
@@ -22,7 +22,7 @@ from collections import deque
 from typing import IO, Any
 
 from didnode.errors import DidnodeError, Internal, error_for_reason
-from didnode.ledger.audit_scan import check_log_tree, scan_range
+from didnode.ledger.audit_scan import check_log_tree, check_state_tree, scan_range
 from didnode.store.readonly import ReadOnlyStore
 
 _LEN = struct.Struct(">I")
@@ -60,6 +60,8 @@ def serve(path: str, inp: IO[bytes], out: IO[bytes]) -> None:
                     write_frame(out, ("ok", scan_range(store, job[1], job[2], job[3])))
                 elif job[0] == "tree":
                     write_frame(out, ("ok", check_log_tree(store, job[1])))
+                elif job[0] == "smt":
+                    write_frame(out, ("ok", check_state_tree(store)))
                 else:
                     write_frame(out, ("error", "INTERNAL", f"unknown audit job {job[0]!r}"))
             except DidnodeError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from didnode.core.operations import Operation
 import logging
@@ -31,6 +31,19 @@ from didnode.store.ledger_tables import LedgerTables
 Callback = Callable[[list[Outcome]], None]
 Task = Callable[[lmdb.Transaction], Any]
 log = logging.getLogger("didnode.orderer")
+
+
+class Orderer(Protocol):
+    """What the service layer needs of an orderer: this module's LocalOrderer (embedded)
+    or ``didnode.ledger.jetstream.JetStreamOrderer`` (cluster)."""
+
+    def submit(self, ops: Sequence[Operation | DidnodeError], done: Callback) -> None: ...
+
+    def submit_task(self, task: Task, done: Callable[[Any], None]) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass(slots=True)

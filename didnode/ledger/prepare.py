@@ -76,7 +76,7 @@ def prepare_many(
             if not isinstance(op, Operation):
                 continue
             if ok:
-                op.verified.add(raw)
+                op.verified.add((raw, proof.signature))
             else:
                 out[index] = InvalidSignature(f"signature by {proof.kid} does not verify", kid=proof.kid)
     return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from didnode.core import canonical
@@ -65,6 +65,13 @@ class NodeInfo:
     last_time: int
     schema_version: int
     mode: str
+    # Cluster mode only (see didnode.ledger.jetstream.ClusterStatus).
+    stream: str = ""
+    stream_seq: int = 0
+    stream_last_seq: int = 0
+    lag: int = 0
+    writable: bool = True
+    not_writable_reason: str = ""
 
 
 class LedgerService:
@@ -204,8 +211,10 @@ class LedgerService:
 
     def info(self) -> NodeInfo:
         tables = self.node.tables
+        # Read the cluster position before the snapshot: the snapshot then holds at least that much.
+        cluster = self.node.cluster_status()
         with self.node.store.read() as txn:
-            return NodeInfo(
+            info = NodeInfo(
                 self.node.network,
                 self.node.node_did,
                 tables.log_size(txn),
@@ -213,8 +222,19 @@ class LedgerService:
                 tables.count_dids(txn),
                 tables.last_time(txn),
                 layout.SCHEMA_VERSION,
-                "embedded",
+                self.node.mode,
             )
+        if cluster is None:
+            return info
+        return replace(
+            info,
+            stream=cluster.stream,
+            stream_seq=cluster.applied_seq,
+            stream_last_seq=cluster.stream_last_seq,
+            lag=cluster.lag,
+            writable=cluster.writable,
+            not_writable_reason=cluster.reason,
+        )
 
 
 def _settle(fut: "asyncio.Future[list[Outcome]]", outcomes: list[Outcome]) -> None:

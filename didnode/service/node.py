@@ -13,22 +13,25 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from nacl.signing import SigningKey
 
 from didnode import __version__
 from didnode.core import builder
 from didnode.core.operations import Proof
-from didnode.errors import DidnodeError, InvalidArgument, StoreCorrupted
+from didnode.errors import DidnodeError, InvalidArgument, StoreCorrupted, StreamMismatch
 from didnode.ledger.batch import Accepted, BatchHook
-from didnode.ledger.orderer import LocalOrderer
+from didnode.ledger.orderer import LocalOrderer, Orderer
 from didnode.ledger.prepare import prepare_many
 from didnode.ledger.trees import transparency_hooks
 from didnode.ledger.verifier import InlineVerifier, ProcessVerifier, Verifier
 from didnode.store import layout
 from didnode.store.env import DEFAULT_MAP_SIZE, Store
 from didnode.store.ledger_tables import LedgerTables
+
+if TYPE_CHECKING:
+    from didnode.ledger.jetstream import ClusterStatus, JetStreamOrderer
 
 NODE_KEY_FILE = "node.key"
 
@@ -49,10 +52,13 @@ class NodeConfig:
     max_batch: int = 2048
     max_pending: int = 100_000
     session_lifetime_s: int = 900  # lifetime (and maximum) of node-issued session credentials
+    # Cluster mode (docs/cluster.md): NATS server URLs; empty runs embedded.
+    nats_servers: tuple[str, ...] = ()
+    stream: str = ""  # JetStream stream name; default DIDNODE_<NETWORK>
 
 
 class Node:
-    """An embedded-mode node. Call :meth:`close` to stop the writer and close LMDB."""
+    """A node, embedded (LocalOrderer) or in a cluster (JetStreamOrderer). Call :meth:`close` to stop the writer and close LMDB."""
 
     def __init__(
         self, config: NodeConfig, clock_ms: Callable[[], int] = wall_clock_ms, hooks: Sequence[BatchHook] = ()
@@ -62,16 +68,33 @@ class Node:
         self.clock_ms = clock_ms
         self.store = Store(os.path.join(config.data_dir, "ledger"), map_size=config.map_size)
         self.tables = LedgerTables(self.store)
-        self.orderer = LocalOrderer(
-            self.tables, clock_ms, [*transparency_hooks(self.tables), *hooks], config.max_batch, config.max_pending
-        )
+        all_hooks = [*transparency_hooks(self.tables), *hooks]
         self.pool = ThreadPoolExecutor(max(1, config.verify_workers), thread_name_prefix="didnode-prepare")
         self.verifier: Verifier = ProcessVerifier(config.verify_processes) if config.verify_processes > 0 else InlineVerifier()
         self.signing_key = _load_or_create_key(os.path.join(config.data_dir, NODE_KEY_FILE))
-        self.node_did = self._genesis()
-        self.orderer.start()
+        self.mode = "cluster" if config.nats_servers else "embedded"
+        self.orderer: Orderer
+        self.jetstream: JetStreamOrderer | None = None
+        if config.nats_servers:
+            # Imported here: nats-py is only needed in cluster mode (the [cluster] extra).
+            from didnode.ledger.jetstream import ClusterConfig, JetStreamOrderer
 
-    def _genesis(self) -> str:
+            cluster = ClusterConfig(servers=tuple(config.nats_servers), network=self.network, stream=config.stream)
+            jet = JetStreamOrderer(self.tables, cluster, all_hooks, self.verifier, config.max_batch, config.max_pending)
+            self.jetstream = self.orderer = jet
+            genesis = self._genesis_op()
+            self.node_did = self._cluster_genesis(genesis, cluster.stream_name)
+            jet.start()
+            # In a cluster the node's own create is an ordinary write through the stream.
+            jet.publish_genesis(genesis.payload, genesis.proofs, genesis.did)
+        else:
+            local = LocalOrderer(self.tables, clock_ms, all_hooks, config.max_batch, config.max_pending)
+            self.orderer = local
+            self.node_did = self._genesis(local)
+            local.start()
+
+    def _genesis(self, orderer: LocalOrderer) -> str:
+        self._check_mode()
         with self.store.read() as txn:
             if self.tables.has_meta(txn, layout.META_NETWORK):
                 network = self.tables.meta_text(txn, layout.META_NETWORK)
@@ -80,24 +103,69 @@ class Node:
                         f"the store at {self.config.data_dir} belongs to network {network!r}, not {self.network!r}"
                     )
                 return self.tables.meta_text(txn, layout.META_NODE_DID)
+        signed = self._genesis_op()
+        ops = prepare_many([(signed.payload, signed.proofs)], self.network, self.tables)
+        outcome = orderer.apply_now(ops)[0]
+        if isinstance(outcome, DidnodeError):
+            raise StoreCorrupted(f"cannot write the genesis entry: {outcome}")
+
+        def mark(txn: object) -> None:
+            self.tables.set_meta_text(txn, layout.META_NETWORK, self.network)  # type: ignore[arg-type]
+            self.tables.set_meta_text(txn, layout.META_NODE_DID, signed.did)  # type: ignore[arg-type]
+
+        self.store.write(mark)
+        return signed.did
+
+    def _genesis_op(self) -> builder.SignedOperation:
+        """The node DID's create: deterministic for a node key (Ed25519 signatures are)."""
         key = self.signing_key
         # The node's next key is derived from its key so that the node can
         # always rotate; an operator who wants an offline next key rotates
         # the node DID with didctl.
         nxt = SigningKey(_derive(bytes(key), b"next"))
         unsigned = builder.create(self.network, [builder.NewKey("key-1", bytes(key.verify_key))], bytes(nxt.verify_key))
-        signed = builder.sign(unsigned, [(f"{unsigned.did}#key-1", key)])
-        ops = prepare_many([(signed.payload, signed.proofs)], self.network, self.tables)
-        outcome = self.orderer.apply_now(ops)[0]
-        if isinstance(outcome, DidnodeError):
-            raise StoreCorrupted(f"cannot write the genesis entry: {outcome}")
+        return builder.sign(unsigned, [(f"{unsigned.did}#key-1", key)])
+
+    def _check_mode(self) -> None:
+        """Refuse to run embedded on a store that follows a cluster stream (the histories would fork)."""
+        with self.store.read() as txn:
+            if self.tables.has_meta(txn, layout.META_STREAM_NAME):
+                stream = self.tables.meta_text(txn, layout.META_STREAM_NAME)
+                raise StreamMismatch(
+                    f"the store at {self.config.data_dir} follows cluster stream {stream}; start it with --nats", stream=stream
+                )
+
+    def _cluster_genesis(self, genesis: builder.SignedOperation, stream: str) -> str:
+        """Cluster mode: bind the store to the network and the node DID; nothing is written to the log here.
+
+        Precondition: the store is new or was written in cluster mode. A store
+        with entries but no stream binding was written embedded: its genesis
+        entry is no stream message, so following a stream would fork it.
+        """
+        with self.store.read() as txn:
+            if self.tables.has_meta(txn, layout.META_NETWORK):
+                network = self.tables.meta_text(txn, layout.META_NETWORK)
+                if network != self.network:
+                    raise InvalidArgument(
+                        f"the store at {self.config.data_dir} belongs to network {network!r}, not {self.network!r}"
+                    )
+                if self.tables.log_size(txn) > 0 and not self.tables.has_meta(txn, layout.META_STREAM_NAME):
+                    raise StreamMismatch(
+                        f"the store at {self.config.data_dir} was written in embedded mode; a cluster node needs a new --data directory",
+                        stream=stream,
+                    )
+                return self.tables.meta_text(txn, layout.META_NODE_DID)
 
         def mark(txn: object) -> None:
             self.tables.set_meta_text(txn, layout.META_NETWORK, self.network)  # type: ignore[arg-type]
-            self.tables.set_meta_text(txn, layout.META_NODE_DID, unsigned.did)  # type: ignore[arg-type]
+            self.tables.set_meta_text(txn, layout.META_NODE_DID, genesis.did)  # type: ignore[arg-type]
 
         self.store.write(mark)
-        return unsigned.did
+        return genesis.did
+
+    def cluster_status(self) -> "ClusterStatus | None":
+        """Stream position, lag and writability in cluster mode; None when embedded."""
+        return self.jetstream.status() if self.jetstream is not None else None
 
     def prepare(self, items: Sequence[tuple[bytes, Sequence[Proof]]]) -> list:  # type: ignore[type-arg]
         """Parse and pre-verify (runs in the prepare pool; signatures go to the verifier)."""

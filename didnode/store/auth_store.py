@@ -17,8 +17,7 @@ committed pages are in the OS page cache then) the last second of nonces
 may be lost, or the environment may not open. A store that cannot open is
 moved aside and recreated, and then refuses every hello dated before the
 moment it was recreated (:attr:`LmdbNonceStore.not_before_ms`), so that
-nothing recorded in the lost window can be replayed. The same holds for a
-missing environment... which is simply a fresh device.
+nothing recorded in the lost window can be replayed.
 
 Layout (``didnode.store.layout``): ``auth_nonces`` nonce -> expiry + origin;
 ``auth_expiry`` expiry + nonce (purge order); ``auth_pending`` challenge
@@ -67,6 +66,9 @@ class LmdbNonceStore:
         try:
             self.store = Store(self.path, map_size=map_size, sync=False, dbs=layout.AUTH_DBS)
         except (StoreCorrupted, lmdb.Error) as exc:
+            if "already open" in str(exc):
+                # Not a damaged store: this process holds it (LMDB allows one handle per process).
+                raise Internal(f"the handshake store {self.path} is already open in this process") from None
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             log.warning("handshake store %s does not open (%s); moved to %s and recreated", self.path, exc, aside)
             os.replace(self.path, aside)
@@ -81,13 +83,24 @@ class LmdbNonceStore:
         self._last_purge = 0
         self._last_sync = now_ms
         self._dirty = False
-        self._retire_pending(now_ms)
+        self._closed = False
+        self._mine: set[bytes] = set()
+        self._retire_expired(now_ms)
 
     # -- helpers (inside one write transaction) ----------------------------------
 
-    def _retire_pending(self, now_ms: int) -> None:
+    def _retire_expired(self, now_ms: int) -> None:
+        """Challenges past their deadline (left by a run that stopped) become plain used nonces.
+
+        Unexpired ones are left alone: another process may share this
+        environment (``didctl auth`` next to ``didctl device serve`` for the
+        same DID) and be waiting for their responses. A challenge of a
+        stopped run can never be answered anyway (its stream and secrets are
+        gone), and the purge retires it once its deadline has passed.
+        """
+
         def run(txn: lmdb.Transaction) -> int:
-            keys = [k for k, _ in txn.cursor(db=self._pending)]
+            keys = [k for k, v in txn.cursor(db=self._pending) if _U64.unpack(v[:8])[0] < now_ms]
             for k in keys:
                 txn.delete(k, db=self._pending)
                 self._record(txn, k, Origin.OWN, now_ms)
@@ -95,7 +108,7 @@ class LmdbNonceStore:
 
         n = self.store.write(run)
         if n:
-            log.info("handshake store: %d challenges pending at the last shutdown can no longer be answered", n)
+            log.info("handshake store: %d challenges left pending by an earlier run can no longer be answered", n)
         self.store.env.sync(True)
 
     def _check_claim(self, txn: lmdb.Transaction, nonce: bytes, origin: Origin, now_ms: int) -> None:
@@ -163,6 +176,8 @@ class LmdbNonceStore:
             txn.put(nonce_r, _U64.pack(deadline) + peer.encode("utf-8"), db=self._pending)
 
         self._write(run)
+        # The bounds count this process's half-open handshakes (the ones it holds state for).
+        self._mine.add(nonce_r)
         self._pending_total += 1
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         return deadline
@@ -184,13 +199,15 @@ class LmdbNonceStore:
         if not found:
             return -1
         raw = found[0]
-        peer = raw[8:].decode("utf-8")
-        self._pending_total -= 1
-        left = self._per_peer.get(peer, 1) - 1
-        if left > 0:
-            self._per_peer[peer] = left
-        else:
-            self._per_peer.pop(peer, None)
+        if nonce_r in self._mine:
+            self._mine.discard(nonce_r)
+            peer = raw[8:].decode("utf-8")
+            self._pending_total -= 1
+            left = self._per_peer.get(peer, 1) - 1
+            if left > 0:
+                self._per_peer[peer] = left
+            else:
+                self._per_peer.pop(peer, None)
         return int(_U64.unpack(raw[:8])[0])
 
     def close_challenge(self, nonce_r: bytes, now_ms: int) -> None:
@@ -270,9 +287,13 @@ class LmdbNonceStore:
         except lmdb.Error as exc:
             log.warning("handshake store %s: sync failed: %s", self.path, exc)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Flush and close (idempotent)."""
-        if getattr(self, "_closed", False):
+        if self._closed:
             return
         self._closed = True
         self.sync()

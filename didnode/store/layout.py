@@ -14,6 +14,7 @@ history        DID (UTF-8) + u32 seq                       u64 position + u64 ti
 merkle         u8 level + u64 index                        32-byte RFC 6962 node hash (perfect subtrees)
 smt            node id (core.merkle.sparse, 34 bytes)      65-byte node record (0x00|key|value or 0x01|l|r)
 checkpoints    u64 tree size                               signed checkpoint (core.checkpoint encoding)
+stream_subj    DID (UTF-8; cluster mode)                   u64 stream seq of the last message on its subject
 =============  ==========================================  ==============================================
 """
 
@@ -32,7 +33,11 @@ DB_MERKLE = b"merkle"
 DB_SMT = b"smt"
 # The node's latest signed checkpoints, one per tree size (the latest few hundred are kept).
 DB_CHECKPOINTS = b"checkpoints"
-ALL_DBS = (DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_HISTORY, DB_MERKLE, DB_SMT, DB_CHECKPOINTS)
+# Cluster mode: per DID, the stream sequence of the last message (accepted or
+# rejected) on the DID's subject: the Nats-Expected-Last-Subject-Sequence of
+# the next write to that DID. Written in the same transaction as the state.
+DB_STREAM_SUBJECTS = b"stream_subj"
+ALL_DBS = (DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_HISTORY, DB_MERKLE, DB_SMT, DB_CHECKPOINTS, DB_STREAM_SUBJECTS)
 
 # The handshake's state (didnode.store.auth_store) lives in its own small
 # environment, DATA/auth, not in the ledger's: its writes (two per handshake)
@@ -52,6 +57,12 @@ META_LOG_SIZE = b"log_size"
 META_NODE_DID = b"node_did"
 META_LAST_TIME = b"last_time"
 META_STREAM_SEQ = b"stream_seq"
+# Cluster mode: the stream this store follows (name and creation time, so a
+# recreated stream is never mixed with the old history) and the largest
+# message timestamp seen (ms; clamps ordering times so they never go back).
+META_STREAM_NAME = b"stream_name"
+META_STREAM_CREATED = b"stream_created"
+META_STREAM_TIME = b"stream_time"
 
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")

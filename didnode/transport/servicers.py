@@ -160,4 +160,10 @@ class NodeServicer:
             last_time_ms=i.last_time,
             schema_version=i.schema_version,
             mode=i.mode,
+            stream=i.stream,
+            stream_seq=i.stream_seq,
+            stream_last_seq=i.stream_last_seq,
+            lag=i.lag,
+            writable=i.writable,
+            not_writable_reason=i.not_writable_reason,
         )

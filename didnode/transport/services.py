@@ -7,6 +7,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from didnode.api.v1 import ledger_pb2, node_pb2
 from didnode.service.ledger import LedgerService
 from didnode.service.node import Node
+from didnode.transport.auth import auth_entry
 from didnode.transport.credentials import credential_service_entry
 from didnode.transport.servicers import LedgerServicer, NodeServicer
 from didnode.transport.transparency import transparency_entry
@@ -19,4 +20,5 @@ def build_servicers(node: Node, ledger: LedgerService) -> list[tuple[ServiceDesc
         (node_pb2.DESCRIPTOR.services_by_name["NodeService"], NodeServicer(ledger)),
         credential_service_entry(node, ledger),
         transparency_entry(node),
+        auth_entry(node, ledger),
     ]

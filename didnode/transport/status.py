@@ -28,6 +28,7 @@ STATUS_TABLE: dict[type[e.DidnodeError], grpc.StatusCode] = {
     e.DidAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     e.SequenceMismatch: grpc.StatusCode.ABORTED,
     e.PrevMismatch: grpc.StatusCode.ABORTED,
+    e.WriteConflict: grpc.StatusCode.ABORTED,
     e.DidDeactivated: grpc.StatusCode.FAILED_PRECONDITION,
     e.HandshakeTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     e.TooLarge: grpc.StatusCode.INVALID_ARGUMENT,

@@ -268,3 +268,18 @@ def test_publish_may_be_larger_than_other_operations(ledger: MemLedger) -> None:
     assert ledger.submit(builder.sign(pub, [(ident.kid, ident.key)])).resource("status-1")
     upd = builder.update(ledger.network, ident.did, 2, ledger.states[ident.did].last, [builder.service("s", "T", "https://x/" + "a" * 500)] * 1, None)
     assert len(upd.payload) < 8192
+
+
+def test_a_second_proof_with_the_same_key_needs_its_own_valid_signature(ledger: MemLedger) -> None:
+    """The verified-signature cache is keyed by key and signature, not by key alone."""
+    from didnode.core.operations import Proof
+
+    admin, aop = new_create()
+    ledger.submit(aop)
+    # The device lists the admin's public key as its own key-1 (odd but legal),
+    # signs properly as did#key-1, and attaches a garbage "controller" proof.
+    unsigned = builder.create(ledger.network, [builder.NewKey("key-1", bytes(admin.key.verify_key))], bytes(SigningKey.generate().verify_key), controllers=[admin.did])
+    good = builder.sign(unsigned, [(f"{unsigned.did}#key-1", admin.key)])
+    forged = builder.SignedOperation(good.type, good.network, good.did, good.payload, (good.proofs[0], Proof(admin.kid, b"\x07" * 64)))
+    with pytest.raises(errors.InvalidSignature):
+        ledger.submit(forged)

@@ -10,7 +10,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("network", "node_did", "log_size", "version", "did_count", "last_time_ms", "schema_version", "mode")
+    __slots__ = ("network", "node_did", "log_size", "version", "did_count", "last_time_ms", "schema_version", "mode", "stream", "stream_seq", "stream_last_seq", "lag", "writable", "not_writable_reason")
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     NODE_DID_FIELD_NUMBER: _ClassVar[int]
     LOG_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,12 @@ class NodeInfo(_message.Message):
     LAST_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    STREAM_LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LAG_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    NOT_WRITABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     network: str
     node_did: str
     log_size: int
@@ -27,4 +33,10 @@ class NodeInfo(_message.Message):
     last_time_ms: int
     schema_version: int
     mode: str
-    def __init__(self, network: _Optional[str] = ..., node_did: _Optional[str] = ..., log_size: _Optional[int] = ..., version: _Optional[str] = ..., did_count: _Optional[int] = ..., last_time_ms: _Optional[int] = ..., schema_version: _Optional[int] = ..., mode: _Optional[str] = ...) -> None: ...
+    stream: str
+    stream_seq: int
+    stream_last_seq: int
+    lag: int
+    writable: bool
+    not_writable_reason: str
+    def __init__(self, network: _Optional[str] = ..., node_did: _Optional[str] = ..., log_size: _Optional[int] = ..., version: _Optional[str] = ..., did_count: _Optional[int] = ..., last_time_ms: _Optional[int] = ..., schema_version: _Optional[int] = ..., mode: _Optional[str] = ..., stream: _Optional[str] = ..., stream_seq: _Optional[int] = ..., stream_last_seq: _Optional[int] = ..., lag: _Optional[int] = ..., writable: _Optional[bool] = ..., not_writable_reason: _Optional[str] = ...) -> None: ...

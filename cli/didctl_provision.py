@@ -1,0 +1,398 @@
+"""``didctl provision``: factory provisioning of device identities, and fleet transfer.
+
+\b
+    didctl provision --manufacturer DID --model NAME --count N --out DIR [options]
+    didctl provision transfer --manifest FILE --to OWNER_DID
+
+Thin over :mod:`didnode.provisioning` (the formats, the journal, the
+resumable run); this module turns options into a :class:`RunSpec`, finds
+the manufacturer's keys in the keystore, and draws the progress bar.
+docs/provisioning.md describes the workflow and every file.
+
+Register on the main group with::
+
+    from cli.didctl_provision import provision_group
+    main.add_command(provision_group)
+
+Until then ``python -m cli.didctl_provision provision ...`` runs the same
+command on the same ``didctl`` main group.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from cli.didctl_common import Ctl, checked_did, command, json_option, note
+from cli.didctl_did import auth_signer_of
+from cli.didctl_vc import issuer_for
+from didnode.core.credentials.model import MAX_CLAIM_STRING
+from didnode.errors import InvalidArgument
+from didnode.keystore import kdf_from_env
+from didnode.provisioning.bundle import Sealer, parse_recipient
+from didnode.provisioning.devices import SERIAL_RE, read_public_keys
+from didnode.provisioning.run import DEFAULT_CHUNK, DEFAULT_WINDOW, Manufacturer, ProvisionRun, RunSpec, serial_for
+from didnode.provisioning.transfer import FleetTransfer, read_manifest
+
+# Options of a run; none of them may be given together with a subcommand.
+RUN_OPTIONS = (
+    "manufacturer",
+    "model",
+    "count",
+    "out",
+    "from_public_keys",
+    "hardware_version",
+    "firmware_version",
+    "serial_prefix",
+    "no_key_agreement",
+    "plain_keys",
+    "bundle_passphrase_env",
+    "bundle_recipient",
+    "chunk_size",
+    "window",
+    "helper",
+)
+
+
+# --------------------------------------------------------------------------
+# Progress bar
+# --------------------------------------------------------------------------
+
+
+class ProgressBar:
+    """A one-line progress bar with rate and ETA on stderr (redrawn at most 10 times a second).
+
+    Disabled (draws nothing) with ``--json`` or when stdout is not a terminal,
+    so scripts and logs never see control characters.
+    """
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled
+        self._t0 = time.monotonic()
+        self._start: int | None = None
+        self._last = 0.0
+        self._drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self._start is None:
+            self._start, self._t0 = done, now
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        elapsed = now - self._t0
+        rate = (done - self._start) / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else None
+        pct = done * 100 // total if total else 100
+        stats = f" {done:,}/{total:,} {pct:3d}%  {rate:,.0f}/s  ETA {_clock(eta)}"
+        width = max(10, min(40, shutil.get_terminal_size((80, 24)).columns - len(self.label) - len(stats) - 4))
+        filled = width * done // total if total else width
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}]{stats}")
+        sys.stderr.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self._drawn = False
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    s = int(seconds + 0.5)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def progress_enabled(ctl: Ctl) -> bool:
+    """Progress is for humans: off with --json or when stdout is not a terminal."""
+    return not ctl.json_output and sys.stdout.isatty()
+
+
+# --------------------------------------------------------------------------
+# provision (the run)
+# --------------------------------------------------------------------------
+
+
+def _text(value: str, option: str) -> str:
+    if not value or len(value) > MAX_CLAIM_STRING or value != value.strip():
+        raise click.BadParameter(f"must be 1 to {MAX_CLAIM_STRING} characters without surrounding spaces", param_hint=option)
+    return value
+
+
+@click.group("provision", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--manufacturer", metavar="DID", help="The manufacturer DID: controller of every device; its keys must be in the keystore.")
+@click.option("--model", metavar="NAME", help="Device model (in every attestation credential).")
+@click.option("--count", type=click.IntRange(min=1), metavar="N", help="Number of devices (default with --from-public-keys: one per line).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR", help="Output directory: journal, manifests, bundles/.")
+@click.option(
+    "--from-public-keys",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="FILE",
+    help="Device-generated public keys and create signatures (JSON lines or CSV; docs/provisioning.md).",
+)
+@click.option("--hardware-version", default="unspecified", show_default=True, metavar="V", help="Hardware version claimed in the credentials.")
+@click.option("--firmware-version", default="unspecified", show_default=True, metavar="V", help="Firmware version claimed in the credentials.")
+@click.option("--serial-prefix", default="SN-", show_default=True, metavar="P", help="Serials are P + a zero-padded number (when the tool numbers devices).")
+@click.option("--no-key-agreement", is_flag=True, help="Do not give devices an X25519 key-agreement key (ka-1).")
+@click.option("--bundle-passphrase-env", metavar="VAR", help="Seal bundle keys with the passphrase in environment variable VAR (one Argon2id per run).")
+@click.option("--bundle-recipient", metavar="MULTIKEY|@FILE", help="Seal bundle keys to this X25519 public key (z6LS...), e.g. the flashing station's.")
+@click.option("--plain-keys", is_flag=True, help="DANGER: write device private keys into the bundles UNENCRYPTED.")
+@click.option("--chunk-size", type=click.IntRange(1, 65536), default=DEFAULT_CHUNK, show_default=True, metavar="N", help="Devices per journaled chunk.")
+@click.option("--window", type=click.IntRange(1, 64), default=DEFAULT_WINDOW, show_default=True, metavar="N", help="Batches in flight to the node.")
+@click.option("--helper/--no-helper", default=None, hidden=True, help="Force the key/signature helper process on or off (default: on for big runs).")
+@json_option
+@click.pass_context
+def provision_group(click_ctx: click.Context, **opts: Any) -> None:
+    """Provision a production run of devices: DIDs, attestation credentials, bundles, manifest.
+
+    \b
+      didctl provision --manufacturer $MFR --model X1 --count 5000 --out run-42 \\
+          --hardware-version rev-b --firmware-version 1.4.2 --bundle-passphrase-env BUNDLE_PASS
+      didctl provision --manufacturer $MFR --model X1 --from-public-keys devices.jsonl --out run-43
+      didctl provision transfer --manifest run-42/manifest.jsonl --to $BUYER
+
+    Every device DID is controlled by the manufacturer (whose signature on each
+    create vouches for it), gets a DeviceAttestationCredential with a status
+    list entry, and a bundle in DIR/bundles/ (its DID, its keys sealed for the
+    device, the credential, the node address, the latest signed checkpoint).
+    Each device's next (recovery) key stays in this keystore. DIR/manifest.csv
+    and DIR/manifest.jsonl list serial, DID and ledger position.
+
+    Killed at any point, the same command resumes from DIR/provision.journal and
+    ends with exactly N devices: none twice, none lost.
+    """
+    ctl = click_ctx.find_object(Ctl)
+    assert ctl is not None, "provision runs under the didctl main group"
+    if click_ctx.invoked_subcommand is not None:
+        given = [n for n in RUN_OPTIONS if click_ctx.get_parameter_source(n) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
+        if given:
+            raise click.UsageError(f"--{given[0].replace('_', '-')} belongs to a provisioning run, not to `provision {click_ctx.invoked_subcommand}`")
+        return
+    _run(ctl, **opts)
+
+
+def _run(
+    ctl: Ctl,
+    manufacturer: str | None,
+    model: str | None,
+    count: int | None,
+    out: Path | None,
+    from_public_keys: Path | None,
+    hardware_version: str,
+    firmware_version: str,
+    serial_prefix: str,
+    no_key_agreement: bool,
+    plain_keys: bool,
+    bundle_passphrase_env: str | None,
+    bundle_recipient: str | None,
+    chunk_size: int,
+    window: int,
+    helper: bool | None,
+) -> None:
+    missing = [o for o, v in (("--manufacturer", manufacturer), ("--model", model), ("--out", out)) if v is None]
+    if count is None and from_public_keys is None:
+        missing.append("--count")
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (see `didctl provision --help`)")
+    assert manufacturer is not None and model is not None and out is not None
+    mfr = checked_did(manufacturer)
+    model = _text(model, "--model")
+    hardware_version = _text(hardware_version, "--hardware-version")
+    firmware_version = _text(firmware_version, "--firmware-version")
+    modes = [m for m, on in (("--bundle-passphrase-env", bundle_passphrase_env), ("--bundle-recipient", bundle_recipient), ("--plain-keys", plain_keys)) if on]
+    if from_public_keys is not None:
+        if modes:
+            raise click.UsageError(f"{modes[0]} does not apply with --from-public-keys: the devices hold their own private keys")
+        if no_key_agreement:
+            raise click.UsageError("--no-key-agreement does not apply with --from-public-keys: the file says which devices have ka-1")
+    elif len(modes) != 1:
+        raise click.UsageError(
+            "say how bundle keys are protected: exactly one of --bundle-passphrase-env VAR, --bundle-recipient KEY, --plain-keys"
+        )
+    passphrase = None
+    if bundle_passphrase_env is not None:
+        passphrase = os.environ.get(bundle_passphrase_env)
+        if not passphrase:
+            raise click.BadParameter(f"environment variable {bundle_passphrase_env} is unset or empty", param_hint="--bundle-passphrase-env")
+    recipient = parse_recipient(bundle_recipient) if bundle_recipient is not None else None
+
+    client = ctl.client()
+    network = client.node_info().network
+    ks = ctl.keystore()
+    auth_kid, auth_key = auth_signer_of(ctl, mfr, "manufacturer")
+    issuer, assertion_key = issuer_for(ctl, mfr)
+
+    device_keys = None
+    input_sha = None
+    if from_public_keys is not None:
+        device_keys = read_public_keys(from_public_keys, network, mfr)
+        input_sha = _sha256(from_public_keys)
+        if count is not None and count != len(device_keys):
+            raise click.BadParameter(f"is {count} but {from_public_keys} lists {len(device_keys)} devices", param_hint="--count")
+        count = len(device_keys)
+    assert count is not None
+    if device_keys is None or any(d.serial is None for d in device_keys):
+        last = serial_for(serial_prefix, count - 1, count)
+        if not SERIAL_RE.fullmatch(last):
+            raise click.BadParameter(f"gives serials like {last!r}; a serial is [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}", param_hint="--serial-prefix")
+
+    keys = "device" if device_keys is not None else "generated"
+    protection = "device" if device_keys is not None else "passphrase" if passphrase else "recipient" if recipient else "none"
+    spec = RunSpec(
+        manufacturer=mfr,
+        model=model,
+        count=count,
+        hardware_version=hardware_version,
+        firmware_version=firmware_version,
+        serial_prefix=serial_prefix,
+        key_agreement=not no_key_agreement if device_keys is None else any(d.ka_public is not None for d in device_keys),
+        network=network,
+        keys=keys,
+        input_sha256=input_sha,
+        protection=protection,
+        recipient=recipient,
+        kdf=kdf_from_env() if passphrase else None,
+    )
+    sealer = None
+    if protection == "recipient":
+        assert recipient is not None
+        sealer = Sealer.recipient(recipient)
+    elif protection == "none":
+        sealer = Sealer.plain()
+        _warn_plain(out)
+    bar = ProgressBar(f"provisioning {model}", progress_enabled(ctl))
+    try:
+        result = ProvisionRun(
+            client=client,
+            keystore=ks,
+            spec=spec,
+            manufacturer=Manufacturer(mfr, auth_kid, auth_key, issuer, assertion_key),
+            out=out,
+            node_address=ctl.node,
+            device_keys=device_keys,
+            sealer=sealer,
+            bundle_passphrase=passphrase,
+            chunk=chunk_size,
+            window=window,
+            helper=helper,
+            progress=bar,
+            notify=note,
+        ).run()
+    finally:
+        bar.close()
+    if protection == "none":
+        _warn_plain(out)
+    data = {**result.to_json(), "manufacturer": mfr, "model": model, "keys": keys, "protection": protection, "network": network}
+    ctl.emit(
+        data,
+        lambda: "\n".join(
+            [
+                f"provisioned {result.devices:,} {model} devices for {mfr}: {result.created:,} new, "
+                f"{result.existing:,} already on the ledger, in {result.seconds:.1f}s ({result.rate:,.0f} devices/s)",
+                f"manifest  {out / 'manifest.csv'}  {out / 'manifest.jsonl'}",
+                f"bundles   {out / 'bundles'}/  (keys: {_protection_text(protection)})",
+                f"positions {result.first_position}..{result.last_position}",
+            ]
+        ),
+    )
+
+
+def _protection_text(protection: str) -> str:
+    return {
+        "passphrase": "sealed with the bundle passphrase",
+        "recipient": "sealed to the installer's X25519 key",
+        "none": "UNENCRYPTED",
+        "device": "none, the devices hold their own",
+    }[protection]
+
+
+def _warn_plain(out: Path) -> None:
+    note(
+        f"WARNING: --plain-keys: the bundles in {out / 'bundles'} hold device PRIVATE KEYS UNENCRYPTED; "
+        "anyone who reads them can impersonate the devices"
+    )
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+# --------------------------------------------------------------------------
+# provision transfer
+# --------------------------------------------------------------------------
+
+
+@command(provision_group, "transfer")
+@click.option("--manifest", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), metavar="FILE", help="A run's manifest.jsonl or manifest.csv.")
+@click.option("--to", "owner", required=True, metavar="OWNER_DID", help="The new owner: sole controller of every device afterwards.")
+@click.option("--as", "controller", metavar="DID", help="The current controller that signs (default: the manifest's manufacturer).")
+@click.option("--journal", "journal_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="Journal (default: FILE.transfer.journal).")
+@click.option("--chunk-size", type=click.IntRange(1, 65536), default=1024, show_default=True, metavar="N", help="Devices per journaled chunk.")
+def transfer(ctl: Ctl, manifest: Path, owner: str, controller: str | None, journal_path: Path | None, chunk_size: int) -> None:
+    """Transfer control of every device in a manifest to OWNER_DID.
+
+    Signed by the current controller and by the new owner (both keys must be
+    in this keystore); afterwards the owner controls the devices (revoke,
+    recover, deactivate, transfer) and the manufacturer no longer does.
+    Resumable: re-run the same command after a crash.
+    """
+    owner = checked_did(owner)
+    rows, sha = read_manifest(manifest)
+    if controller is None:
+        makers = {r.manufacturer for r in rows}
+        if len(makers) != 1 or None in makers:
+            raise click.UsageError("the manifest does not name one manufacturer for every device: give --as CONTROLLER_DID")
+        controller = next(iter(makers))
+        assert controller is not None
+    controller = checked_did(controller)
+    if controller == owner:
+        raise click.BadParameter("the new owner is the current controller", param_hint="--to")
+    client = ctl.client()
+    network = client.node_info().network
+    bar = ProgressBar("transferring", progress_enabled(ctl))
+    try:
+        result = FleetTransfer(
+            client=client,
+            network=network,
+            rows=rows,
+            manifest_sha256=sha,
+            owner=owner,
+            controller=controller,
+            controller_signer=auth_signer_of(ctl, controller, "controller"),
+            owner_signer=auth_signer_of(ctl, owner, "new owner"),
+            journal_path=journal_path or manifest.with_name(manifest.name + ".transfer.journal"),
+            chunk=chunk_size,
+            progress=bar,
+        ).run()
+    finally:
+        bar.close()
+    ctl.emit(
+        result.to_json(),
+        f"transferred {result.devices:,} devices from {controller} to {owner}: {result.transferred:,} now, "
+        f"{result.already:,} already, in {result.seconds:.1f}s",
+    )
+
+
+if __name__ == "__main__":
+    from cli.didctl import main
+
+    if "provision" not in main.commands:
+        main.add_command(provision_group)
+    main(prog_name="didctl")

@@ -1,0 +1,339 @@
+"""The device SDK for mutual authentication (docs/authentication.md).
+
+Initiator::
+
+    from didnode.auth import authenticate, authenticate_sync, LocalIdentity
+    me = LocalIdentity.from_signing_key(did, "key-1", signing_key)
+    session = await authenticate("10.0.0.7:7000", me, node="127.0.0.1:50051")
+    session.peer_did, session.session_id.hex(), session.session_key, session.checks
+
+Responder, mounted into any grpc.aio server (device makers embed it)::
+
+    from didnode.auth import add_auth_responder, device_responder
+    async with AsyncClient(node_address) as client:
+        responder = await device_responder(me, client, nonces=LmdbNonceStore(path, now_ms))
+        add_auth_responder(server, responder)
+
+Both sides check the other's key on the ledger: through the node
+(``AsyncClient.key_state``) by default, or through a state proof the
+responder stapled (``staple=True``) when the initiator trusts the node's
+checkpoint key and sets a maximum staleness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Awaitable, Callable, Mapping, Sequence
+
+import grpc
+
+from didnode.client import CHANNEL_OPTIONS, DEFAULT_ADDRESS, AsyncClient
+from didnode.core.handshake.machine import Established, LocalIdentity
+from didnode.core.handshake.messages import CredentialRequest, Message
+from didnode.core.handshake.nonces import HandshakeLimits, MemoryNonceStore, NonceStore
+from didnode.core.handshake.policy import ACCEPT_ANYONE, Policy, load_policy, require_credentials
+from didnode.core.keystate import DidState
+from didnode.errors import AuthenticationFailed, DidnodeError, NodeUnavailable
+from didnode.service.auth import (
+    CachedKeyStates,
+    ClientCredentials,
+    ClientKeyStates,
+    CredentialChecker,
+    HandshakeInitiator,
+    HandshakeResponder,
+    KeyStateSource,
+    Party,
+    ResponderSetup,
+    StapledStateVerifier,
+    Wallet,
+    wall_clock_ms,
+)
+from didnode.transport.auth import METHOD, SERVICE, AuthServicer
+from didnode.transport.auth_wire import decode, encode
+from didnode.transport.server import generic_handler
+from didnode.transport.status import from_rpc_error
+
+AuthResponderServicer = AuthServicer
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def _rpc_error(err: grpc.aio.AioRpcError, target: str) -> DidnodeError:
+    """The didnode error a failed handshake call carries (the responder's reason), or the transport failure."""
+    rebuilt = from_rpc_error(err.code(), err.details() or "", err.trailing_metadata())
+    if isinstance(rebuilt, NodeUnavailable) and "by" not in rebuilt.details:
+        return NodeUnavailable(f"peer {target} unreachable: {err.details() or err.code().name}", grpc_code=err.code().name)
+    return rebuilt
+
+
+class Authenticator:
+    """An initiator that authenticates this device to peers, again and again.
+
+    Keeps one gRPC channel per peer address and one nonce store (a replayed
+    challenge is recognized across sessions). ``keys`` answers "what is the
+    responder's current key state"; ``credentials`` verifies credentials the
+    policy requires; ``present`` are this device's own credentials (vc+jwt),
+    attached when a responder asks for their type and issuer; ``stapled``
+    accepts responders' stapled state proofs instead of asking ``keys``.
+    """
+
+    def __init__(
+        self,
+        identity: LocalIdentity,
+        network: str,
+        keys: KeyStateSource,
+        *,
+        nonces: NonceStore | None = None,
+        policy: Policy = ACCEPT_ANYONE,
+        credentials: CredentialChecker | None = None,
+        present: Sequence[str] = (),
+        stapled: StapledStateVerifier | None = None,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        limits: HandshakeLimits = HandshakeLimits(),
+    ) -> None:
+        store = nonces if nonces is not None else MemoryNonceStore(limits, not_before_ms=clock_ms())
+        self.party = Party(identity, network, store, keys, policy, credentials, Wallet.of(present), stapled, clock_ms, random_bytes)
+        self.driver = HandshakeInitiator(self.party)
+        self._channels: dict[str, tuple[grpc.aio.Channel, grpc.aio.StreamStreamMultiCallable]] = {}
+
+    def _method(self, target: str | grpc.aio.Channel) -> grpc.aio.StreamStreamMultiCallable:
+        """The Handshake method on ``target``; channels this object opens are kept per address.
+
+        Raw bytes both ways: requests are encoded and replies decoded strictly by auth_wire.
+        """
+        if not isinstance(target, str):
+            return target.stream_stream(METHOD)
+        entry = self._channels.get(target)
+        if entry is None:
+            ch = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            entry = self._channels[target] = (ch, ch.stream_stream(METHOD))
+        return entry[1]
+
+    async def authenticate(
+        self,
+        target: str | grpc.aio.Channel,
+        *,
+        expect_peer: str = "",
+        require: Sequence[CredentialRequest] = (),
+        policy: Policy | None = None,
+        session_credential: bool = True,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> Established:
+        """Authenticate the peer serving ``didnode.v1.AuthService`` at ``target`` (HOST:PORT or a channel), and to it.
+
+        Precondition: called on the event loop that owns this object.
+        ``require``: credentials the peer must present (shorthand for a
+        policy). Returns the established session (peer DID and key, session
+        id and key, the checks that passed, a node's session credential).
+        Raises the reason of the first failure, this side's or the peer's
+        (e.g. :class:`~didnode.errors.PeerKeyRevoked` here,
+        :class:`~didnode.errors.KeyRevoked` with ``details["by"] ==
+        "responder"`` when the responder refused this device's key).
+        """
+        pol = policy if policy is not None else (require_credentials(require) if require else None)
+        name = target if isinstance(target, str) else "peer"
+        call = self._method(target)(timeout=timeout + 2.0)
+
+        async def send(msg: Message) -> None:
+            try:
+                await call.write(encode(msg))
+            except grpc.aio.AioRpcError as err:
+                raise _rpc_error(err, name) from None
+            except (grpc.aio.UsageError, asyncio.InvalidStateError) as err:
+                # Writing after the call ended (cancelled by a local timeout, or finished).
+                raise AuthenticationFailed(f"the stream to {name} is closed: {err}") from None
+
+        async def recv() -> Message:
+            try:
+                raw = await call.read()
+            except grpc.aio.AioRpcError as err:
+                raise _rpc_error(err, name) from None
+            if raw is grpc.aio.EOF:
+                raise AuthenticationFailed(f"{name} ended the stream before the handshake completed")
+            return decode(raw)
+
+        ok = False
+        try:
+            est = await self.driver.initiate(
+                recv, send, expect_peer=expect_peer, policy=pol, session_credential=session_credential, timeout_ms=int(timeout * 1000)
+            )
+            ok = True
+            # No half-close: the responder ended the call when it sent the session message.
+        finally:
+            if not ok and not call.done():
+                await _close_after_alert(call)
+        return est
+
+    async def close(self) -> None:
+        """Close the channels this object opened and flush its nonce store."""
+        for ch, _ in self._channels.values():
+            await ch.close()
+        self._channels.clear()
+        self.party.nonces.sync()
+
+
+async def _close_after_alert(call: grpc.aio.StreamStreamCall) -> None:
+    """End a failed handshake's call: half-close so that an alert just written is
+    delivered, give the responder a moment to end the stream, then cancel."""
+    try:
+        async with asyncio.timeout(0.5):
+            await call.done_writing()
+            await call.code()
+    except (TimeoutError, grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+        pass  # nothing more to tell a responder that is gone or slow
+    call.cancel()
+
+
+async def authenticate(
+    address: str,
+    identity: LocalIdentity,
+    *,
+    node: str = DEFAULT_ADDRESS,
+    network: str | None = None,
+    nonces: NonceStore | None = None,
+    expect_peer: str = "",
+    require: Sequence[CredentialRequest] = (),
+    policy: Policy | None = None,
+    present: Sequence[str] = (),
+    session_credential: bool = True,
+    max_staleness_ms: int = 0,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> Established:
+    """Authenticate the peer at ``address`` as ``identity``, checking its key through the node at ``node``.
+
+    One-shot convenience over :class:`Authenticator` (which keeps channels
+    and a nonce store across calls). ``network`` defaults to the node's.
+    ``max_staleness_ms`` > 0 accepts a state proof the responder stapled,
+    if its checkpoint (signed by the node's key, trusted on first use from
+    the node's DID document) is at most that old.
+    """
+    async with AsyncClient(node) as client:
+        net = network or (await client.node_info()).network
+        stapled = None
+        if max_staleness_ms > 0:
+            kid, key = await client.node_signer_key()
+            stapled = StapledStateVerifier({kid.partition("#")[0]: key}, net, max_staleness_ms)
+        auth = Authenticator(
+            identity, net, ClientKeyStates(client), nonces=nonces, credentials=ClientCredentials(client), present=present, stapled=stapled
+        )
+        try:
+            return await auth.authenticate(
+                address, expect_peer=expect_peer, require=require, policy=policy, session_credential=session_credential, timeout=timeout
+            )
+        finally:
+            await auth.close()
+
+
+def authenticate_sync(address: str, identity: LocalIdentity, **kwargs: object) -> Established:
+    """Blocking :func:`authenticate` (runs its own event loop; not from inside one)."""
+    return asyncio.run(authenticate(address, identity, **kwargs))  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
+# Responder
+# --------------------------------------------------------------------------
+
+
+class StateStapler:
+    """This device's own state proof, fetched from the node and refreshed every ``refresh_ms``.
+
+    Attached to every challenge, it lets initiators that trust the node's
+    checkpoint key verify this device's key without asking a node. A fetch
+    failure leaves the challenge without a proof (the initiator asks its
+    node instead) rather than failing the handshake.
+    """
+
+    def __init__(self, client: AsyncClient, did: str, refresh_ms: int = 5000, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.client = client
+        self.did = did
+        self.refresh_ms = refresh_ms
+        self.clock_ms = clock_ms
+        self._proof = b""
+        self._at = -refresh_ms
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> bytes:
+        now = self.clock_ms()
+        if now - self._at < self.refresh_ms:
+            return self._proof
+        async with self._lock:
+            if self.clock_ms() - self._at >= self.refresh_ms:
+                try:
+                    proof = await self.client.state_proof(self.did)
+                    self._proof = json.dumps(proof.to_json(), separators=(",", ":")).encode()
+                except DidnodeError:
+                    self._proof = b""
+                self._at = self.clock_ms()
+        return self._proof
+
+
+async def device_responder(
+    identity: LocalIdentity,
+    client: AsyncClient,
+    *,
+    nonces: NonceStore,
+    network: str | None = None,
+    policy: Policy = ACCEPT_ANYONE,
+    present: Sequence[str] = (),
+    staple: bool = False,
+    max_staleness_ms: int = 0,
+    clock_ms: Callable[[], int] = wall_clock_ms,
+) -> HandshakeResponder:
+    """A responder for a device: peers' keys and credentials are checked through the node behind ``client``.
+
+    ``nonces``: where used nonces and pending challenges live (an
+    :class:`~didnode.store.auth_store.LmdbNonceStore` survives restarts).
+    ``max_staleness_ms`` > 0 caches peers' key states that long (0: ask the
+    node on every handshake, so a revocation applies to the very next one).
+    ``staple``: attach this device's own state proof to its challenges.
+    """
+    net = network or (await client.node_info()).network
+    keys: KeyStateSource = ClientKeyStates(client)
+    if max_staleness_ms > 0:
+        keys = CachedKeyStates(keys, max_staleness_ms, clock_ms)
+    party = Party(identity, net, nonces, keys, policy, ClientCredentials(client), Wallet.of(present), None, clock_ms)
+    stapler: Callable[[], Awaitable[bytes]] | None = StateStapler(client, identity.did, clock_ms=clock_ms) if staple else None
+    return HandshakeResponder(ResponderSetup(party, staple=stapler))
+
+
+def add_auth_responder(server: grpc.aio.Server, responder: HandshakeResponder) -> AuthServicer:
+    """Mount ``didnode.v1.AuthService`` into ``server`` (before it starts); returns the servicer."""
+    servicer = AuthServicer(responder)
+    server.add_generic_rpc_handlers((generic_handler(SERVICE, servicer),))
+    return servicer
+
+
+def identity_for(did: str, state: DidState, signing_keys: Mapping[str, bytes]) -> LocalIdentity:
+    """The identity of ``did`` from its key state and the Ed25519 seeds held for it (by key id).
+
+    Picks the newest current authentication key whose seed is held.
+    Raises :class:`~didnode.errors.KeyNotInKeystore` when none is.
+    """
+    from nacl.signing import SigningKey
+
+    from didnode.errors import KeyNotInKeystore
+
+    held = [k for k in state.current_keys("authentication") if k.id in signing_keys and bytes(SigningKey(signing_keys[k.id]).verify_key) == k.raw]
+    if not held:
+        current = ", ".join(k.id for k in state.current_keys("authentication")) or "none"
+        raise KeyNotInKeystore(f"no current authentication key of {did} is held here (current on the ledger: {current})", did=did)
+    key = max(held, key=lambda k: k.added_pos)
+    return LocalIdentity.from_seed(did, key.id, signing_keys[key.id])
+
+
+__all__ = [
+    "AuthResponderServicer",
+    "Authenticator",
+    "Established",
+    "LocalIdentity",
+    "StateStapler",
+    "add_auth_responder",
+    "authenticate",
+    "authenticate_sync",
+    "device_responder",
+    "identity_for",
+    "load_policy",
+]
+

@@ -1,0 +1,131 @@
+"""Cluster fixtures: real nats-server processes (JetStream, R3, ``sync_interval: always``)
+clustered on free loopback ports, and real ``didnode serve --nats`` subprocesses.
+
+Every wait here is bounded; every process started here is stopped here.
+Tests sharing the module's NATS cluster use their own network (so their own
+stream) and never assume an empty ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from didnode.api.v1 import transparency_pb2 as tpb
+from didnode.api.v1 import transparency_pb2_grpc as tpb_grpc
+from didnode.client import Client, NodeInfo
+from didnode.ledger.stream import default_stream_name
+from tests.conftest import RunningNode, start_node
+from tools.cluster import NatsCluster
+
+T = TypeVar("T")
+LEDGER_SERVICE = "didnode.v1.LedgerService"
+
+
+
+def wait_until(what: str, fn: Callable[[], T], timeout: float = 30.0, every: float = 0.05) -> T:
+    """Poll ``fn`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T = fn()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(every)
+        last = fn()
+    return last
+
+
+def start_cluster_node(data_dir: Path, urls: list[str], network: str) -> RunningNode:
+    """A didnode in cluster mode; returns once it serves (its own DID is on the ledger)."""
+    # Errors only: nobody reads the stderr pipe while the node runs, and a full pipe would block it.
+    return start_node(data_dir, network=network, extra=["--nats", ",".join(urls), "--log-level", "error"])
+
+
+def info(node: RunningNode) -> NodeInfo:
+    with Client(node.address, timeout=10) as c:
+        return c.node_info()
+
+
+def checkpoint(node: RunningNode) -> tuple[int, bytes, bytes]:
+    """(tree size, log root, state root) of the node's latest checkpoint (TransparencyService)."""
+    with grpc.insecure_channel(node.address) as ch:
+        cp = tpb_grpc.TransparencyServiceStub(ch).GetCheckpoint(tpb.GetCheckpointRequest(), timeout=10)
+    return cp.tree_size, cp.log_root, cp.state_root
+
+
+def health(node: RunningNode, service: str = LEDGER_SERVICE) -> str:
+    with grpc.insecure_channel(node.address) as ch:
+        resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+
+def converged(nodes: list[RunningNode]) -> tuple[int, bytes, bytes] | None:
+    """The common checkpoint once every node applied the whole stream and agrees; else None."""
+    infos = [info(n) for n in nodes]
+    seqs = {i.stream_seq for i in infos}
+    if len(seqs) != 1 or any(i.lag for i in infos) or any(i.stream_seq < i.stream_last_seq for i in infos):
+        return None
+    cps = {checkpoint(n) for n in nodes}
+    return cps.pop() if len(cps) == 1 else None
+
+
+def wait_converged(nodes: list[RunningNode], timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+    return wait_until("the nodes to converge", lambda: converged(nodes), timeout, every=0.2)
+
+
+def stream_info(urls: list[str], network: str) -> dict[str, object]:
+    """JetStream's own view of the network's stream (leader, replicas, state)."""
+
+    async def ask() -> dict[str, object]:
+        import nats
+
+        nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=2)
+        try:
+            msg = await nc.request(f"$JS.API.STREAM.INFO.{default_stream_name(network)}", b"", timeout=5)
+            return json.loads(msg.data)  # type: ignore[no-any-return]
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())
+
+
+def stream_leader(urls: list[str], network: str) -> str:
+    def leader() -> str:
+        data = stream_info(urls, network)
+        return str(data.get("cluster", {}).get("leader", ""))  # type: ignore[union-attr]
+
+    return wait_until("a stream leader", leader, timeout=30)
+
+
+def start_nats(base: Path, no_advertise: bool = False) -> NatsCluster:
+    cluster = NatsCluster.on_free_ports(base, no_advertise=no_advertise)
+    cluster.start()
+    try:
+        cluster.wait_ready(30)
+    except RuntimeError:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """Three clustered nats-servers shared by a test module."""
+    cluster = start_nats(tmp_path_factory.mktemp("nats"))
+    yield cluster
+    cluster.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/cluster starts real nats-servers: mark it (``-m "not cluster"`` skips it)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.cluster)
