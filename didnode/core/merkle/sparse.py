@@ -317,6 +317,8 @@ def _apply(
     whose current record is ``rec``; write the new records; return its hash."""
     if rec is None:
         return _build(store, depth, entries, ints, lo, hi)
+    if hi - lo == 1:
+        return _apply_one(store, depth, rec, entries[lo], ints[lo])
     if rec[0] == _LEAF:
         old_key = rec[1:33]
         old_int = int.from_bytes(old_key, "big")
@@ -343,6 +345,51 @@ def _apply(
     if node != rec:  # nothing changed below: leave the record alone
         store.put(_id(depth, ints[lo]), node)
     return _sha256(node).digest()
+
+
+def _apply_one(store: SparseStore, depth: int, rec: bytes, entry: tuple[bytes, bytes], k: int) -> bytes:
+    """:func:`_apply` for a single entry, iteratively (the common case below
+    the levels a batch shares): walk down, replace or split the leaf found,
+    rehash up. Same records and hash as the recursive path."""
+    path: list[tuple[int, bytes, int]] = []
+    get_child = _get_child
+    while rec[0] != _LEAF:
+        bit = (k >> (255 - depth)) & 1
+        child = rec[33:] if bit else rec[1:33]
+        path.append((depth, rec, bit))
+        depth += 1
+        if child == EMPTY:
+            break
+        rec = get_child(store, _id(depth, k))
+    else:
+        key, value = entry
+        old_key = rec[1:33]
+        if old_key == key:
+            if rec[33:] == value:
+                h = _sha256(rec).digest()
+            else:
+                leaf = b"\x00" + key + value
+                store.put(_id(depth, k), leaf)
+                h = _sha256(leaf).digest()
+        else:
+            old_int = int.from_bytes(old_key, "big")
+            pair = [entry, (old_key, rec[33:])] if k < old_int else [(old_key, rec[33:]), entry]
+            h = _build(store, depth, pair, sorted((k, old_int)), 0, 2)
+        return _rehash(store, path, h, k)
+    key, value = entry
+    leaf = b"\x00" + key + value
+    store.put(_id(depth, k), leaf)
+    return _rehash(store, path, _sha256(leaf).digest(), k)
+
+
+def _rehash(store: SparseStore, path: list[tuple[int, bytes, int]], h: bytes, k: int) -> bytes:
+    put = store.put
+    for depth, rec, bit in reversed(path):
+        node = rec[:33] + h if bit else b"\x01" + h + rec[33:]
+        if node != rec:
+            put(_id(depth, k), node)
+        h = _sha256(node).digest()
+    return h
 
 
 def _build(
