@@ -7,8 +7,10 @@ and again for --seconds. Each completed handshake is the full protocol:
 hello, challenge, response, session; both sides check the other's key on
 the ledger (the node reads its LMDB; the initiators ask the node, with
 their cache of the node's own state bounded by --staleness), single-use
-nonces in LMDB on both sides, and (unless --no-session-credential) the
-node's session credential.
+nonces in LMDB on both sides. Measured twice: the mutual handshake alone
+(the headline figure, compared with mTLS, which issues no credential
+either), and with the initiator asking the node for a session credential
+(one more Ed25519 signature and a ~700-byte token on the node).
 
 mTLS: a TLS 1.3 server with Ed25519 certificates (``ssl`` on asyncio, in
 its own process, requiring and verifying a client certificate) and the
@@ -17,6 +19,11 @@ a fresh TCP connection (no resumption) and reading the one byte the server
 sends once it has verified the client: a completed *mutual* handshake.
 Certificates come from the ``cryptography`` package when installed, else
 from the ``openssl`` command.
+
+The two are measured in alternating rounds (--rounds) inside one run, so
+that a change in the machine's background load affects both alike; CPU
+time per handshake of each side is reported too (it does not depend on
+what else the machine is doing as much as rates do).
 
 Last line: one JSON object with the figures (rates, p50/p99 latency in ms, ratio).
 """
@@ -92,33 +99,65 @@ async def loop_for(seconds: float, one: Any, conc: int) -> tuple[int, list[float
     return len(lat), lat, time.perf_counter() - t0
 
 
+class Tally:
+    """Completed handshakes, latencies, elapsed time and CPU (peer process, this process) over several rounds."""
+
+    def __init__(self, peer_pid: int) -> None:
+        self.peer_pid = peer_pid
+        self.n = 0
+        self.lat: list[float] = []
+        self.elapsed = 0.0
+        self.cpu_peer = 0.0
+        self.cpu_self = 0.0
+
+    async def round(self, seconds: float, one: Any, conc: int) -> None:
+        c_peer, c_self = cpu_seconds(self.peer_pid), time.process_time()
+        n, lat, elapsed = await loop_for(seconds, one, conc)
+        self.cpu_peer += cpu_seconds(self.peer_pid) - c_peer
+        self.cpu_self += time.process_time() - c_self
+        self.n += n
+        self.lat += lat
+        self.elapsed += elapsed
+
+    def result(self) -> dict[str, Any]:
+        lat = sorted(self.lat)
+        return {
+            "rate": self.n / self.elapsed,
+            "p50": percentile(lat, 0.5) * 1000,
+            "p99": percentile(lat, 0.99) * 1000,
+            "n": self.n,
+            "cpu": (self.cpu_peer / self.n * 1000, self.cpu_self / self.n * 1000),
+        }
+
+
 # --------------------------------------------------------------------------
 # didnode
 # --------------------------------------------------------------------------
 
 
-async def didnode_run(address: str, identities: list[LocalIdentity], state: Path, args: argparse.Namespace, node_pid: int) -> dict[str, Any]:
-    async with AsyncClient(address) as client:
-        network = (await client.node_info()).network
-        keys = CachedKeyStates(ClientKeyStates(client), int(args.staleness * 1000))
-        store = LmdbNonceStore(state, wall_clock_ms())
-        auths = [Authenticator(i, network, keys, nonces=store) for i in identities]
-        sc = not args.no_session_credential
+async def didnode_client(address: str, identities: list[LocalIdentity], state: Path, args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(one(i), one_with_session_credential(i), close()) for the didnode initiators."""
+    client = AsyncClient(address)
+    network = (await client.node_info()).network
+    keys = CachedKeyStates(ClientKeyStates(client), int(args.staleness * 1000))
+    store = LmdbNonceStore(state, wall_clock_ms())
+    auths = [Authenticator(i, network, keys, nonces=store) for i in identities]
 
-        async def one(i: int) -> None:
-            est = await auths[i].authenticate(address, session_credential=sc)
-            if sc and not est.credential:
-                raise SystemExit("the node issued no session credential")
+    async def one(i: int) -> None:
+        await auths[i].authenticate(address, session_credential=False)
 
-        await loop_for(args.warmup, one, args.concurrency)
-        c_node, c_self = cpu_seconds(node_pid), time.process_time()
-        n, lat, elapsed = await loop_for(args.seconds, one, args.concurrency)
-        cpu = ((cpu_seconds(node_pid) - c_node) / n * 1000, (time.process_time() - c_self) / n * 1000)
+    async def one_sc(i: int) -> None:
+        est = await auths[i].authenticate(address, session_credential=True)
+        if not est.credential:
+            raise SystemExit("the node issued no session credential")
+
+    async def close() -> None:
         for a in auths:
             await a.close()
         store.close()
-    lat.sort()
-    return {"rate": n / elapsed, "p50": percentile(lat, 0.5) * 1000, "p99": percentile(lat, 0.99) * 1000, "n": n, "cpu": cpu}
+        await client.close()
+
+    return one, one_sc, close
 
 
 # --------------------------------------------------------------------------
@@ -224,7 +263,8 @@ def tls_server(d: str, q: "multiprocessing.Queue[int]") -> None:
     asyncio.run(main())
 
 
-async def mtls_run(d: Path, port: int, args: argparse.Namespace, server_pid: int) -> dict[str, Any]:
+def mtls_client(d: Path, port: int) -> Any:
+    """one(i): a full mutual TLS 1.3 handshake on a fresh connection, confirmed by the server's byte."""
     ctx = tls_context(d, server=False)
 
     async def one(i: int) -> None:
@@ -238,12 +278,25 @@ async def mtls_run(d: Path, port: int, args: argparse.Namespace, server_pid: int
         except (ConnectionError, ssl.SSLError):
             pass
 
-    await loop_for(args.warmup, one, args.concurrency)
-    c_srv, c_self = cpu_seconds(server_pid), time.process_time()
-    n, lat, elapsed = await loop_for(args.seconds, one, args.concurrency)
-    cpu = ((cpu_seconds(server_pid) - c_srv) / n * 1000, (time.process_time() - c_self) / n * 1000)
-    lat.sort()
-    return {"rate": n / elapsed, "p50": percentile(lat, 0.5) * 1000, "p99": percentile(lat, 0.99) * 1000, "n": n, "cpu": cpu}
+    return one
+
+
+async def compare(
+    address: str, identities: list[LocalIdentity], tmp: Path, certs: Path, port: int, pids: tuple[int, int], args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Alternate rounds of the three workloads (so that a change in background load hits all alike)."""
+    ours_one, ours_sc, ours_close = await didnode_client(address, identities, tmp / "initiators", args)
+    theirs_one = mtls_client(certs, port)
+    ours, ours_with_sc, theirs = Tally(pids[0]), Tally(pids[0]), Tally(pids[1])
+    for fn in (ours_one, ours_sc, theirs_one):
+        await loop_for(args.warmup, fn, args.concurrency)
+    per_round = args.seconds / args.rounds
+    for _ in range(args.rounds):
+        await ours.round(per_round, ours_one, args.concurrency)
+        await ours_with_sc.round(per_round, ours_sc, args.concurrency)
+        await theirs.round(per_round, theirs_one, args.concurrency)
+    await ours_close()
+    return ours.result(), ours_with_sc.result(), theirs.result()
 
 
 # --------------------------------------------------------------------------
@@ -252,10 +305,10 @@ async def mtls_run(d: Path, port: int, args: argparse.Namespace, server_pid: int
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seconds", type=float, default=6.0, help="measured seconds per protocol, split into --rounds alternating rounds")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--staleness", type=float, default=5.0, help="initiators' cache bound for the node's own key state, in seconds")
-    ap.add_argument("--no-session-credential", action="store_true", help="do not ask the node for session credentials")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-auth-"))
@@ -268,13 +321,6 @@ def main() -> None:
                 ident, op = new_create()
                 c.submit(op)
                 identities.append(LocalIdentity.from_signing_key(ident.did, "key-1", ident.key))
-        ours = asyncio.run(didnode_run(address, identities, tmp / "initiators", args, node.pid))
-        print(
-            f"didnode handshake: {ours['rate']:.0f}/s  p50 {ours['p50']:.2f} ms  p99 {ours['p99']:.2f} ms  ({ours['n']} handshakes; "
-            f"CPU per handshake: node {ours['cpu'][0]:.2f} ms, initiators {ours['cpu'][1]:.2f} ms)",
-            flush=True,
-        )
-
         certs = tmp / "certs"
         certs.mkdir()
         tool = make_certs(certs)
@@ -282,7 +328,14 @@ def main() -> None:
         tls_proc = multiprocessing.Process(target=tls_server, args=(str(certs), q), daemon=True)
         tls_proc.start()
         port = q.get(timeout=30)
-        theirs = asyncio.run(mtls_run(certs, port, args, tls_proc.pid))
+        assert tls_proc.pid is not None
+        ours, with_sc, theirs = asyncio.run(compare(address, identities, tmp, certs, port, (node.pid, tls_proc.pid), args))
+        for label, r in (("didnode handshake:", ours), ("  + session cred.:", with_sc)):
+            print(
+                f"{label} {r['rate']:.0f}/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  ({r['n']} handshakes; "
+                f"CPU per handshake: node {r['cpu'][0]:.2f} ms, initiators {r['cpu'][1]:.2f} ms)",
+                flush=True,
+            )
         print(
             f"mutual TLS 1.3:    {theirs['rate']:.0f}/s  p50 {theirs['p50']:.2f} ms  p99 {theirs['p99']:.2f} ms  ({theirs['n']} handshakes; "
             f"CPU per handshake: server {theirs['cpu'][0]:.2f} ms, clients {theirs['cpu'][1]:.2f} ms; certs by {tool})",
@@ -299,16 +352,20 @@ def main() -> None:
             "bench": "auth",
             "concurrency": args.concurrency,
             "seconds": args.seconds,
-            "session_credential": not args.no_session_credential,
+            "rounds": args.rounds,
             "handshakes_per_s": ours["rate"],
             "p50_ms": ours["p50"],
             "p99_ms": ours["p99"],
+            "with_session_credential_per_s": with_sc["rate"],
+            "with_session_credential_p50_ms": with_sc["p50"],
+            "with_session_credential_p99_ms": with_sc["p99"],
             "mtls_handshakes_per_s": theirs["rate"],
             "mtls_p50_ms": theirs["p50"],
             "mtls_p99_ms": theirs["p99"],
             "ratio_vs_mtls": ours["rate"] / theirs["rate"],
             "cpu_ms_per_handshake_node": ours["cpu"][0],
             "cpu_ms_per_handshake_initiators": ours["cpu"][1],
+            "with_session_credential_cpu_ms_node": with_sc["cpu"][0],
             "mtls_cpu_ms_per_handshake_server": theirs["cpu"][0],
             "mtls_cpu_ms_per_handshake_clients": theirs["cpu"][1],
             "cpus": os.cpu_count(),

@@ -131,7 +131,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20_000, help="creates for the throughput run")
     ap.add_argument("--revocations", type=int, default=200)
-    ap.add_argument("--chunk", type=int, default=256, help="operations per streamed chunk")
+    ap.add_argument("--chunk", type=int, default=512, help="operations per streamed chunk")
     ap.add_argument("--window", type=int, default=4, help="unacknowledged chunks per stream")
     ap.add_argument("--dir", default=None, help="where to put NATS and node data (default: a temp dir, removed after)")
     args = ap.parse_args()

@@ -2,7 +2,8 @@
 
 \b
     didctl provision --manufacturer DID --model NAME --count N --out DIR [options]
-    didctl provision transfer --manifest FILE --to OWNER_DID
+    didctl provision transfer --manifest FILE --to OWNER_DID [--export OFFER]
+    didctl provision accept --offer OFFER
 
 Thin over :mod:`didnode.provisioning` (the formats, the journal, the
 resumable run); this module turns options into a :class:`RunSpec`, finds
@@ -20,6 +21,7 @@ command on the same ``didctl`` main group.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -39,7 +41,7 @@ from didnode.keystore import kdf_from_env
 from didnode.provisioning.bundle import Sealer, parse_recipient
 from didnode.provisioning.devices import SERIAL_RE, read_public_keys
 from didnode.provisioning.run import DEFAULT_CHUNK, DEFAULT_WINDOW, Manufacturer, ProvisionRun, RunSpec, serial_for
-from didnode.provisioning.transfer import FleetTransfer, read_manifest
+from didnode.provisioning.transfer import FleetTransfer, TransferResult, read_manifest, read_offer, write_offer
 
 # Options of a run; none of them may be given together with a subcommand.
 RUN_OPTIONS = (
@@ -162,6 +164,8 @@ def provision_group(click_ctx: click.Context, **opts: Any) -> None:
           --hardware-version rev-b --firmware-version 1.4.2 --bundle-passphrase-env BUNDLE_PASS
       didctl provision --manufacturer $MFR --model X1 --from-public-keys devices.jsonl --out run-43
       didctl provision transfer --manifest run-42/manifest.jsonl --to $BUYER
+      didctl provision transfer --manifest run-42/manifest.jsonl --to $BUYER --export offer.jsonl
+      didctl provision accept --offer offer.jsonl        # by the buyer, with its own keystore
 
     Every device DID is controlled by the manufacturer (whose signature on each
     create vouches for it), gets a DeviceAttestationCredential with a status
@@ -326,8 +330,6 @@ def _warn_plain(out: Path) -> None:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
-
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as exc:
@@ -344,14 +346,19 @@ def _sha256(path: Path) -> str:
 @click.option("--to", "owner", required=True, metavar="OWNER_DID", help="The new owner: sole controller of every device afterwards.")
 @click.option("--as", "controller", metavar="DID", help="The current controller that signs (default: the manifest's manufacturer).")
 @click.option("--journal", "journal_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="Journal (default: FILE.transfer.journal).")
+@click.option("--export", "offer_path", type=click.Path(dir_okay=False, path_type=Path), metavar="OFFER", help="Do not submit: write an offer signed by the controller only, for the owner to accept.")
 @click.option("--chunk-size", type=click.IntRange(1, 65536), default=1024, show_default=True, metavar="N", help="Devices per journaled chunk.")
-def transfer(ctl: Ctl, manifest: Path, owner: str, controller: str | None, journal_path: Path | None, chunk_size: int) -> None:
+def transfer(ctl: Ctl, manifest: Path, owner: str, controller: str | None, journal_path: Path | None, offer_path: Path | None, chunk_size: int) -> None:
     """Transfer control of every device in a manifest to OWNER_DID.
 
-    Signed by the current controller and by the new owner (both keys must be
-    in this keystore); afterwards the owner controls the devices (revoke,
-    recover, deactivate, transfer) and the manufacturer no longer does.
-    Resumable: re-run the same command after a crash.
+    Signed by the current controller and by the new owner, both from this
+    keystore; afterwards the owner controls the devices (revoke, recover,
+    deactivate, transfer) and the manufacturer no longer does. Resumable:
+    re-run the same command after a crash.
+
+    When the owner's key is elsewhere, --export OFFER writes the transfers
+    signed by the controller only, and the owner runs
+    `didctl provision accept --offer OFFER` with its own keystore.
     """
     owner = checked_did(owner)
     rows, sha = read_manifest(manifest)
@@ -366,6 +373,20 @@ def transfer(ctl: Ctl, manifest: Path, owner: str, controller: str | None, journ
         raise click.BadParameter("the new owner is the current controller", param_hint="--to")
     client = ctl.client()
     network = client.node_info().network
+    if offer_path is not None:
+        if journal_path is not None:
+            raise click.UsageError("--journal does not apply with --export: nothing is submitted")
+        bar = ProgressBar("signing offer", progress_enabled(ctl))
+        try:
+            n = write_offer(offer_path, client, network, rows, owner, controller, auth_signer_of(ctl, controller, "controller"), bar)
+        finally:
+            bar.close()
+        ctl.emit(
+            {"offer": str(offer_path), "devices": n, "from": controller, "to": owner, "network": network},
+            f"wrote an offer of {n:,} devices from {controller} to {owner}: {offer_path}\n"
+            f"the owner accepts it with: didctl provision accept --offer {offer_path.name}",
+        )
+        return
     bar = ProgressBar("transferring", progress_enabled(ctl))
     try:
         result = FleetTransfer(
@@ -383,6 +404,45 @@ def transfer(ctl: Ctl, manifest: Path, owner: str, controller: str | None, journ
         ).run()
     finally:
         bar.close()
+    _transfer_done(ctl, result, controller, owner)
+
+
+@command(provision_group, "accept")
+@click.option("--offer", "offer_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), metavar="FILE", help="An offer written by `provision transfer --export`.")
+@click.option("--journal", "journal_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="Journal (default: FILE.transfer.journal).")
+@click.option("--chunk-size", type=click.IntRange(1, 65536), default=1024, show_default=True, metavar="N", help="Devices per journaled chunk.")
+def accept(ctl: Ctl, offer_path: Path, journal_path: Path | None, chunk_size: int) -> None:
+    """Accept a fleet transfer offer: countersign each transfer as its new owner and submit.
+
+    The owner named in the offer must have its current authentication key in
+    this keystore; the controller's key is not needed (it signed the offer).
+    Resumable: re-run the same command after a crash.
+    """
+    client = ctl.client()
+    network = client.node_info().network
+    offer = read_offer(offer_path, network)
+    bar = ProgressBar("accepting", progress_enabled(ctl))
+    try:
+        result = FleetTransfer(
+            client=client,
+            network=network,
+            rows=offer.rows,
+            manifest_sha256=offer.sha256,
+            owner=offer.owner,
+            controller=offer.controller,
+            controller_signer=None,
+            owner_signer=auth_signer_of(ctl, offer.owner, "new owner"),
+            journal_path=journal_path or offer_path.with_name(offer_path.name + ".transfer.journal"),
+            offer=offer,
+            chunk=chunk_size,
+            progress=bar,
+        ).run()
+    finally:
+        bar.close()
+    _transfer_done(ctl, result, offer.controller, offer.owner)
+
+
+def _transfer_done(ctl: Ctl, result: TransferResult, controller: str, owner: str) -> None:
     ctl.emit(
         result.to_json(),
         f"transferred {result.devices:,} devices from {controller} to {owner}: {result.transferred:,} now, "

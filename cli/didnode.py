@@ -68,13 +68,13 @@ async def _serve(config: NodeConfig, listen: str) -> None:
         if node.jetstream is not None and not await _identity_on_ledger(node, ledger):
             return
         server = await start_server(build_servicers(node, ledger), listen)
+        loop = asyncio.get_running_loop()
+        if node.jetstream is not None:
+            await _health_follows_cluster(node, server, loop)
         host = listen.rsplit(":", 1)[0]
         print(f"{host}:{server.port}", flush=True)
         log.info("node %s on network %s serving on %s:%s (data %s, %s mode)", node.node_did, node.network, host, server.port, config.data_dir, node.mode)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        if node.jetstream is not None:
-            _health_follows_cluster(node, server, loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
@@ -121,12 +121,13 @@ async def _identity_on_ledger(node: Node, ledger: LedgerService) -> bool:
     return False
 
 
-def _health_follows_cluster(node: Node, server: NodeServer, loop: asyncio.AbstractEventLoop) -> None:
+async def _health_follows_cluster(node: Node, server: NodeServer, loop: asyncio.AbstractEventLoop) -> None:
     """LedgerService health is NOT_SERVING while the node cannot reach NATS (writes fail fast);
     the other services, and ledger reads, keep serving from the local store."""
     assert node.jetstream is not None
     name = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
     tasks: set[asyncio.Task[None]] = set()
+    await server.set_serving(node.jetstream.status().writable, [name])  # before the address is printed
 
     def on_change(writable: bool) -> None:
         def schedule() -> None:

@@ -66,6 +66,9 @@ temporary file ``.<name>.<random>.tmp`` in the keystore directory, which is
 fsync'd, renamed over the target with ``os.replace`` and made durable by an
 fsync of the directory. A crash leaves either the old file or the new one,
 plus at worst a stray temporary file that :meth:`Keystore.list` ignores.
+(The one exception is opt-in: :meth:`Keystore.put_many` with
+``durability="batch"``, for bulk writers that journal the same secrets
+themselves; see there.)
 
 Python cannot reliably wipe memory: secrets live in ``bytes`` objects until
 garbage collected. :meth:`Keystore.close` drops the keystore's own references
@@ -686,6 +689,30 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _write_new_or_replace(directory: Path, name: str, data: bytes) -> None:
+    """put_many's "batch" mode: create ``directory/name`` in place if it does not exist
+    (mode 0600, no fsync), else replace it as :func:`_write_atomic` does (without fsync).
+    Raises :class:`KeystoreError` naming the file on any OS error."""
+    target = directory / name
+    try:
+        # O_EXCL: never write through a pre-planted file or symlink; an existing file
+        # (an earlier, interrupted attempt) is replaced atomically instead.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        _write_atomic(directory, name, data, sync_dir=False, sync_file=False)
+        return
+    except OSError as e:
+        raise KeystoreError(f"cannot write {target}: {e.strerror or e}", file=str(target)) from e
+    try:
+        try:
+            os.fchmod(fd, 0o600)  # exact mode whatever the umask
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise KeystoreError(f"cannot write {target}: {e.strerror or e}", file=str(target)) from e
+
+
 def _write_atomic(directory: Path, name: str, data: bytes, *, sync_dir: bool, sync_file: bool = True) -> None:
     """Write ``directory/name`` (mode 0600) so that a crash leaves the old or the new file.
 
@@ -1043,13 +1070,17 @@ class Keystore:
         written and renamed into place (by ``workers`` threads, each taking
         a slice) without a per-file fsync, then the whole file system is
         synced once (``syncfs``) before ``progress`` is called: about ten
-        times less CPU than one fsync per file. A chunk that returned is
-        exactly as durable as in "file" mode. A crash *during* a chunk can
-        leave, on file systems that do not order data before renames, a
-        renamed file whose content did not reach the disk: it then fails
-        :meth:`get` with :class:`KeystoreCorrupted` (never silently wrong)
-        until it is written again, which is why the caller must be able to
-        redo the chunk. Never use it to replace entries the caller cannot
+        times less CPU than one fsync per file. A file that does not exist
+        yet is created in place (no temporary file and rename: creating files
+        is most of this mode's cost), an existing one is replaced atomically.
+        A chunk that returned is exactly as durable as in "file" mode. Until
+        then a new entry may be seen half-written, and a crash *during* a
+        chunk can leave a new entry (or, on file systems that do not order
+        data before renames, a replaced one) whose content did not reach the
+        disk: it then fails :meth:`get` with :class:`KeystoreCorrupted` (never
+        silently wrong) until it is written again. So the caller must be able
+        to redo the chunk, and nobody may rely on these entries before the
+        call returns. Never use it to replace entries the caller cannot
         rewrite.
         """
         box = self._secretbox()
@@ -1111,7 +1142,7 @@ class Keystore:
 
         def write_slice(entries: builtins.list[tuple[str, bytes]]) -> None:
             for name, data in entries:
-                _write_atomic(self._path, name, data, sync_dir=False, sync_file=False)
+                _write_new_or_replace(self._path, name, data)
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keystore-put") as pool:
 

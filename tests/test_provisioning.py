@@ -195,3 +195,19 @@ def test_public_key_file_rejects_repeats_and_other_networks(tmp_path: Path) -> N
     path.write_text(json.dumps(row) + "\n")
     with pytest.raises(DeviceKeyFileInvalid, match="does not verify"):
         read_public_keys(path, "other-net", MFR)
+
+
+def test_keystore_batch_durability(tmp_path: Path) -> None:
+    ks = Keystore.open(tmp_path / "ks", "pw", create=True, kdf="interactive")
+    dids = [device_create("local", MFR, os.urandom(32), next_commitment(os.urandom(32))).did for _ in range(40)]
+    seeds = [os.urandom(32) for _ in dids]
+    seen: list[int] = []
+    n = ks.put_many(
+        (DidSecrets(did=d, next_key_id="next", next_key_seed=s, labels={"role": "device-recovery"}) for d, s in zip(dids, seeds)),
+        chunk_size=16, workers=3, durability="batch", progress=seen.append,
+    )  # fmt: skip
+    assert n == 40 and seen == [16, 32, 40]
+    assert [ks.get(d).next_key_seed for d in dids] == seeds
+    assert not [p for p in (tmp_path / "ks").iterdir() if p.name.endswith(".tmp")]
+    with pytest.raises(InvalidArgument):
+        ks.put_many([], durability="eventually")  # type: ignore[arg-type]

@@ -58,7 +58,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import lmdb
 import nats
@@ -133,7 +133,7 @@ class ClusterConfig:
     pull_expires_s: float = 5.0
     heartbeat_s: float = 1.0
     max_buffered: int = 20_000  # delivered but not yet applied messages
-    commit_interval_s: float = 0.1  # under load, at most one follower commit per interval (group commit)
+    commit_interval_s: float = 0.2  # under load, at most one follower commit per interval (group commit)
     busy_commit: int = 32  # a commit of this many messages means "under load"
     flush_interval_s: float = 0.005  # under load, delivered messages reach the follow thread at most this often
     atomic_batch_max: int = 1000  # the server's default limit of messages per atomic batch
@@ -442,6 +442,7 @@ class JetStreamOrderer:
             connect_timeout=2,
             ping_interval=5,
             max_outstanding_pings=2,
+            flush_timeout=5,  # a forced flush (full buffer on a stalled socket) must not wait for ever
             error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
@@ -484,7 +485,10 @@ class JetStreamOrderer:
     async def _api(self, nc: NatsClient, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """One JetStream API request (``$JS.API.<subject>``); raises :class:`ClusterUnavailable`."""
         try:
-            msg = await nc.request("$JS.API." + subject, b"" if body is None else json.dumps(body).encode(), timeout=self.config.api_timeout_s)
+            data = b"" if body is None else json.dumps(body).encode()
+            timeout = self.config.api_timeout_s
+            # nats-py bounds the wait for the reply, not the publish before it: bound both.
+            msg = await asyncio.wait_for(nc.request("$JS.API." + subject, data, timeout=timeout), timeout + 0.5)
             resp = json.loads(msg.data)
         except nats.errors.NoRespondersError:
             raise ClusterUnavailable("JetStream is not enabled or has no leader on this NATS cluster") from None
@@ -595,7 +599,10 @@ class JetStreamOrderer:
             raise ClusterUnavailable(f"cannot create a consumer on {self.stream}: {resp['error'].get('description')}")
         consumer = resp["name"]
         inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox, cb=self._on_delivery)
+        try:
+            sub = await asyncio.wait_for(nc.subscribe(inbox, cb=self._on_delivery), self.config.api_timeout_s)
+        except NATS_ERRORS as exc:
+            raise ClusterUnavailable(f"cannot subscribe to the consumer's inbox: {type(exc).__name__}") from None
         self._consumer, self._inbox, self._credit = consumer, inbox, 0
         self._last_activity = time.monotonic()
         log.debug("following %s from %d (consumer %s)", self.stream, start, consumer)
@@ -621,9 +628,9 @@ class JetStreamOrderer:
         finally:
             self._consumer = ""
             try:
-                await sub.unsubscribe()
+                await asyncio.wait_for(sub.unsubscribe(), self.config.api_timeout_s)
                 if nc.is_connected:
-                    await nc.publish(f"$JS.API.CONSUMER.DELETE.{self.stream}.{consumer}", b"")
+                    await asyncio.wait_for(nc.publish(f"$JS.API.CONSUMER.DELETE.{self.stream}.{consumer}", b""), self.config.api_timeout_s)
             except NATS_ERRORS as exc:
                 log.debug("dropping consumer %s: %s", consumer, exc)
 
@@ -710,7 +717,8 @@ class JetStreamOrderer:
             while self._credit < cfg.pull_batch and buffered + self._credit + cfg.pull_batch <= cfg.max_buffered:
                 req = {"batch": cfg.pull_batch, "expires": int(cfg.pull_expires_s * 1e9), "idle_heartbeat": int(cfg.heartbeat_s * 1e9)}
                 self._credit += cfg.pull_batch
-                await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{consumer}", json.dumps(req).encode(), reply=self._inbox)
+                subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{consumer}"
+                await asyncio.wait_for(nc.publish(subject, json.dumps(req).encode(), reply=self._inbox), cfg.api_timeout_s)
         except NATS_ERRORS as exc:
             log.debug("pull request: %s", exc)
         finally:
@@ -1040,8 +1048,8 @@ class JetStreamOrderer:
                             outcomes[i] = ClusterUnavailable("an earlier write this operation depends on is still not applied; resubmit")
                         break
                     continue
-                round_ops = [ops[i] for i in ready]
-                results = await self._write_round(round_ops, deadline)  # type: ignore[arg-type]
+                round_ops = [cast(Operation, ops[i]) for i in ready]  # pending ones parsed
+                results = await self._write_round(round_ops, deadline)
                 for i, r in zip(ready, results):
                     outcomes[i] = r
                     self._finish_op(group, i)
@@ -1194,14 +1202,20 @@ class JetStreamOrderer:
             if nc is None or not nc.is_connected or timeout <= 0:
                 return None
             batch_id = os.urandom(12).hex()
-            try:
+
+            async def send() -> Msg:
                 for j, (subject, body, headers) in enumerate(bodies):
                     headers = {**headers, st.HDR_BATCH_ID: batch_id, st.HDR_BATCH_SEQ: str(j + 1)}
                     if j < last:
                         await nc.publish(subject, body, headers=headers)
                     else:
                         headers[st.HDR_BATCH_COMMIT] = "1"
-                        msg = await nc.request(subject, body, timeout=timeout, headers=headers)
+                        return await nc.request(subject, body, timeout=timeout, headers=headers)
+                raise AssertionError("unreachable: a batch has a last message")
+
+            try:
+                # The bound covers the plain publishes too: on a stalled socket they wait for buffer space.
+                msg = await asyncio.wait_for(send(), timeout + 0.5)
                 resp = json.loads(msg.data)
             except nats.errors.NoRespondersError:
                 await asyncio.sleep(0.2)  # no stream leader right now
@@ -1237,7 +1251,8 @@ class JetStreamOrderer:
                     "it may still be ordered: resubmit it (idempotent)"
                 )
             try:
-                msg = await nc.request(subject, body, timeout=min(self.config.publish_timeout_s, remaining), headers=headers)
+                timeout = min(self.config.publish_timeout_s, remaining)
+                msg = await asyncio.wait_for(nc.request(subject, body, timeout=timeout, headers=headers), timeout + 0.5)
                 resp = json.loads(msg.data)
             except nats.errors.NoRespondersError:
                 last_error = "the stream has no leader"

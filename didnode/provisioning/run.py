@@ -7,26 +7,29 @@ Layout of a run's output directory (docs/provisioning.md)::
     <out>/manifest.jsonl      the same rows as JSON lines
     <out>/bundles/<serial>.json
 
-Devices go through the run in chunks of ``chunk`` (1,024 by default), in order:
+Devices go through the run in chunks of ``chunk`` (1,024 by default), in
+order, through three stages joined by bounded queues (the slowest stage
+sets the pace; memory stays bounded):
 
-1. **plan** (planner thread): serials, fresh keys (or the device-supplied
-   public keys), the canonical creates, the device's and the manufacturer's
-   signatures, status list indices (allocated in bulk on the ledger, each
-   allocation journaled), and the chunk's manufacture time. The plan record
-   is appended to the journal and fsync'd *before* anything of the chunk is
-   submitted; its secrets (device seeds, next-key seeds) are in one
-   secretbox under a key derived from the keystore's master key
-   (:meth:`didnode.keystore.Keystore.purpose_key`). Then every device's
-   next (recovery) key goes into the manufacturer's keystore.
+1. **plan** (planner thread): serials, status list indices (allocated in
+   bulk on the ledger, each allocation journaled) and the chunk's
+   manufacture time here; fresh keys (or the device-supplied public keys),
+   the canonical creates, the device's and the manufacturer's signatures,
+   credentials and sealed bundle keys in a :class:`~didnode.provisioning.worker.Preparer`
+   (a helper process for big runs). The plan record is appended to the
+   journal and fsync'd *before* anything of the chunk is submitted; its
+   secrets (device seeds, next-key seeds) are in one secretbox under a key
+   derived from the keystore's master key
+   (:meth:`didnode.keystore.Keystore.purpose_key`). Then every device's next
+   (recovery) key is written to the manufacturer's keystore, in the background.
 2. **submit** (main thread): one streaming batch call for the whole run
    (:meth:`didnode.client.Client.submit_batch`), at most ``window``
-   batches unacknowledged, fed from a queue of at most two planned chunks:
-   when the node is slower, planning waits (backpressure end to end).
-3. **finish** (main thread, per chunk, when all its outcomes are in): ledger
-   positions (a create that comes back DUPLICATE_OPERATION or DID_EXISTS was
-   accepted before a crash: its position is read from the ledger), the
-   latest signed checkpoint, one DeviceAttestationCredential per device
-   (deterministic: same id, time and signature when a chunk is redone),
+   batches unacknowledged; this thread only reads the node's answers, so
+   the window never waits on the disk.
+3. **finish** (finisher thread, per chunk, once all its outcomes are in):
+   ledger positions (a create that comes back DUPLICATE_OPERATION or
+   DID_EXISTS was accepted before a crash: its position is read from the
+   ledger), the recovery keys' keystore write, the latest signed checkpoint,
    the bundles (written, then one ``syncfs`` for the chunk), the manifest
    rows (appended, fsync'd), and a ``done`` record in the journal.
 
@@ -90,8 +93,8 @@ JOURNAL_FORMAT = "didctl-provision-journal"
 JOURNAL_VERSION = 1
 DEFAULT_CHUNK = 1024
 DEFAULT_WINDOW = 4
-SUBMIT_BATCH = 512
-FILE_WORKERS = 16  # threads creating bundle and keystore files (see _write_bundles)
+SUBMIT_BATCH = 1024  # the node accepts at most 1,024 operations per streamed chunk; bigger chunks cost it less per op
+FILE_WORKERS = 8  # threads creating bundle and keystore files (see _write_bundles); more spin on the directory lock
 MAX_STATUS_ALLOCATION = 131_072  # one Bitstring Status List (the spec's minimum size)
 CSV_COLUMNS = ("serial", "did", "position", "opHash", "manufacturer", "model", "bundle", "statusListCredential", "statusListIndex")
 RECOVERY_ROLE = "device-recovery"
@@ -487,7 +490,9 @@ class ProvisionRun:
             t.start()
         try:
             current: Chunk | None = None
-            for outcome in self.client.submit_batch(ops(), chunk_size=SUBMIT_BATCH, window=self.window):
+            # One streamed message per planned chunk (up to the node's limit), so a chunk is
+            # sent as soon as it is planned, never held back to fill a bigger message.
+            for outcome in self.client.submit_batch(ops(), chunk_size=min(SUBMIT_BATCH, self.chunk_size), window=self.window):
                 if current is None:
                     current = inflight.popleft()
                 current.outcomes.append(outcome)
@@ -636,7 +641,9 @@ class ProvisionRun:
         """
         if chunk.secrets is None:
             return
-        labels = {"role": RECOVERY_ROLE, "manufacturer": self.spec.manufacturer, "model": self.spec.model, "provisionRun": self.run_id}
+        # Few labels: every byte here is sealed and written once per device. The run id
+        # leads to the journal and manifests, which say everything else.
+        labels = {"role": RECOVERY_ROLE, "provisionRun": self.run_id}
         entries = (
             DidSecrets(did=did, next_key_id=NEXT_KEY_ID, next_key_seed=chunk.device_secrets(j)[1], labels={**labels, "serial": chunk.serials[j]})
             for j, did in enumerate(chunk.dids)

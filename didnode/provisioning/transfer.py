@@ -3,25 +3,32 @@
 Each device gets one ``transfer`` operation setting its controllers to
 exactly ``[owner]``, signed by a current controller (the manufacturer, or
 whoever the fleet was last handed to) and by the new owner, as the method
-requires. Both keys must be in the caller's keystore for now (see
-docs/provisioning.md, "Two parties").
+requires. Either both keys are in the caller's keystore, or the two parties
+sign apart: the controller writes an *offer* (:func:`write_offer`: every
+transfer signed by itself only) and the owner accepts it (:func:`read_offer`
+and :class:`FleetTransfer` with ``offer``: it adds its signature and submits).
 
-Journal (JSON lines, fsync'd per record, locked; default ``<manifest>.transfer.journal``)::
+Journal (JSON lines, fsync'd per record, locked; default ``<manifest or offer>.transfer.journal``)::
 
     {"t": "run", "format": "didctl-transfer-journal", "version": 1,
      "manifestSha256": HEX, "to": OWNER, "as": CONTROLLER, "count": N, "chunk": C}
-    {"t": "plan", "chunk": k, "kids": [CONTROLLER_KID, OWNER_KID],
-     "ops": [[DID, B64 payload, B64 controller sig, B64 owner sig], ...]}
-    {"t": "replan", "chunk": k, "i": j, "kids": [...], "op": [DID, B64, B64, B64]}
+    {"t": "plan", "chunk": k, "ops": [[DID, B64 payload, [[KID, B64 signature], ...]], ...]}
+    {"t": "replan", "chunk": k, "i": j, "op": [DID, B64 payload, [[KID, B64 signature], ...]]}
     {"t": "done", "chunk": k, "positions": [...], "already": [j, ...]}
+
+Offer file (JSON lines)::
+
+    {"format": "didctl-transfer-offer", "version": 1, "network": NET, "from": CONTROLLER, "to": OWNER, "count": N}
+    {"did": DID, "payload": B64, "proofs": [[CONTROLLER_KID, B64 signature]]}     one per device
 
 A fresh device's transfer is its operation 1 with ``prev`` = the create's
 hash (from the manifest), so a chunk is planned without reading the
 ledger. A device that changed since (rotated, say) comes back
 SEQUENCE_MISMATCH / PREV_MISMATCH: its state is read, and either it already
 has ``[owner]`` as controllers (done) or its transfer is rebuilt on the
-current state (journaled as a ``replan``) and submitted alone. A transfer
-that comes back DUPLICATE_OPERATION was accepted before a crash.
+current state (journaled as a ``replan``) and submitted alone; when
+accepting an offer it cannot be rebuilt here, and the run stops naming the
+device. A transfer that comes back DUPLICATE_OPERATION was accepted before a crash.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import queue
 import threading
 import time
@@ -43,10 +51,11 @@ from didnode.client import Client, Receipt
 from didnode.core import builder
 from didnode.core.builder import SignedOperation
 from didnode.core.did import validate_did
-from didnode.core.operations import Proof
+from didnode.core.operations import Proof, parse, signing_bytes
 from didnode.errors import (
     DidnodeError,
     DuplicateOperation,
+    InvalidArgument,
     InvalidDid,
     JournalCorrupted,
     ManifestInvalid,
@@ -56,9 +65,10 @@ from didnode.errors import (
     SequenceMismatch,
 )
 from didnode.provisioning.bundle import b64d, b64e
-from didnode.provisioning.journal import Journal
+from didnode.provisioning.journal import Journal, fsync_dir, write_all
 
 JOURNAL_FORMAT = "didctl-transfer-journal"
+OFFER_FORMAT = "didctl-transfer-offer"
 JOURNAL_VERSION = 1
 DEFAULT_CHUNK = 1024
 _HEX64 = frozenset("0123456789abcdef")
@@ -172,9 +182,11 @@ class _Chunk:
 class FleetTransfer:
     """Transfer every device of ``rows`` to ``owner`` (module docstring). Call :meth:`run` once.
 
-    Preconditions: ``controller`` is (kid, key) of a current authentication
-    key of a current controller of every device; ``owner_signer`` is (kid, key)
-    of a current authentication key of ``owner``; ``network`` is the node's.
+    Preconditions: ``controller_signer`` is (kid, key) of a current
+    authentication key of ``controller``, a current controller of every
+    device, or None with an ``offer`` that controller signed (then only the
+    owner signs here); ``owner_signer`` is (kid, key) of a current
+    authentication key of ``owner``; ``network`` is the node's.
     """
 
     def __init__(
@@ -186,21 +198,25 @@ class FleetTransfer:
         manifest_sha256: str,
         owner: str,
         controller: str,
-        controller_signer: Signer,
+        controller_signer: Signer | None,
         owner_signer: Signer,
         journal_path: Path,
+        offer: Offer | None = None,
         chunk: int = DEFAULT_CHUNK,
         window: int = 4,
         progress: Progress | None = None,
     ) -> None:
+        if (controller_signer is None) == (offer is None):
+            raise InvalidArgument("a transfer is signed here by the controller, or accepts an offer the controller signed: exactly one")
         self.client = client
         self.network = network
         self.rows = rows
         self.manifest_sha256 = manifest_sha256
         self.owner = owner
         self.controller = controller
-        self.signers = [controller_signer, owner_signer]
-        self.kids = [controller_signer[0], owner_signer[0]]
+        self.controller_signer = controller_signer
+        self.owner_signer = owner_signer
+        self.offer = offer
         self.journal_path = journal_path
         self.chunk_size = chunk
         self.window = window
@@ -322,27 +338,36 @@ class FleetTransfer:
             thread.join(timeout=30)
 
     def _sign(self, did: str, seq: int, prev: str) -> SignedOperation:
-        return builder.sign(builder.transfer(self.network, did, seq, prev, [self.owner]), self.signers)
+        assert self.controller_signer is not None
+        return builder.sign(builder.transfer(self.network, did, seq, prev, [self.owner]), [self.controller_signer, self.owner_signer])
+
+    def _countersign(self, op: SignedOperation) -> SignedOperation:
+        """The controller's offered transfer with the owner's signature added."""
+        kid, key = self.owner_signer
+        sig = key.sign(signing_bytes(self.network, "transfer", op.payload)).signature
+        return SignedOperation("transfer", self.network, op.did, op.payload, (*op.proofs, Proof(kid, sig)))
 
     def _plan(self, journal: Journal, k: int) -> _Chunk:
         rows = self.rows[k * self.chunk_size : (k + 1) * self.chunk_size]
         ops = []
         for row in rows:
-            if row.op_hash is not None:
+            if self.offer is not None:
+                ops.append(self._countersign(self.offer.ops[row.did]))
+            elif row.op_hash is not None:
                 ops.append(self._sign(row.did, 1, row.op_hash))
             else:
                 state = self.client.state(row.did)
                 ops.append(self._sign(row.did, state.seq + 1, state.last))
-        journal.append({"t": "plan", "chunk": k, "kids": self.kids, "ops": [_op_json(op) for op in ops]})
+        journal.append({"t": "plan", "chunk": k, "ops": [_op_json(op) for op in ops]})
         return _Chunk(k, rows, ops, [])
 
     def _load(self, k: int, r: dict[str, Any], replans: dict[tuple[int, int], dict[str, Any]]) -> _Chunk:
         rows = self.rows[k * self.chunk_size : (k + 1) * self.chunk_size]
         try:
-            ops = [_op_from(entry, r["kids"], self.network) for entry in r["ops"]]
+            ops = [_op_from(entry, self.network) for entry in r["ops"]]
             for (c, i), rp in replans.items():
                 if c == k:
-                    ops[i] = _op_from(rp["op"], rp["kids"], self.network)
+                    ops[i] = _op_from(rp["op"], self.network)
         except (KeyError, TypeError, ValueError, IndexError, DidnodeError) as exc:
             raise JournalCorrupted(f"plan of chunk {k} in {self.journal_path} does not decode: {exc}") from None
         if [op.did for op in ops] != [row.did for row in rows]:
@@ -370,9 +395,16 @@ class FleetTransfer:
                     already.append(j)
                     self._already += 1
                     continue
+                if self.controller_signer is None:
+                    self._stop.set()
+                    raise ProvisioningError(
+                        f"the offer for {op.did} is stale (the device changed after {self.controller} signed it); "
+                        "ask for a new offer and accept that one",
+                        did=op.did,
+                    )
                 # The device moved on since the manifest was written: rebuild on its current state.
                 fresh = self._sign(op.did, state.seq + 1, state.last)
-                journal.append({"t": "replan", "chunk": chunk.index, "i": j, "kids": self.kids, "op": _op_json(fresh)})
+                journal.append({"t": "replan", "chunk": chunk.index, "i": j, "op": _op_json(fresh)})
                 positions.append(self.client.submit(fresh).position)
                 self._transferred += 1
                 continue
@@ -396,15 +428,116 @@ class FleetTransfer:
         return transfers[-1]
 
 
-def _op_json(op: SignedOperation) -> list[str]:
-    return [op.did, b64e(op.payload), *(b64e(p.signature) for p in op.proofs)]
+def _op_json(op: SignedOperation) -> list[Any]:
+    return [op.did, b64e(op.payload), [[p.kid, b64e(p.signature)] for p in op.proofs]]
 
 
-def _op_from(entry: list[str], kids: list[str], network: str) -> SignedOperation:
-    did, payload, *sigs = entry
-    if len(sigs) != len(kids):
-        raise ValueError("signature count does not match the key ids")
-    return SignedOperation("transfer", network, did, b64d(payload, "payload"), tuple(Proof(k, b64d(s, "signature")) for k, s in zip(kids, sigs)))
+def _op_from(entry: list[Any], network: str) -> SignedOperation:
+    did, payload, proofs = entry
+    return SignedOperation("transfer", network, str(did), b64d(payload, "payload"), tuple(Proof(str(k), b64d(s, "signature")) for k, s in proofs))
 
 
-__all__ = ["FleetTransfer", "ManifestRow", "TransferResult", "read_manifest"]
+# --------------------------------------------------------------------------
+# Two parties: the controller signs an offer, the new owner accepts it
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A transfer offer: each device's transfer to ``owner``, signed by the current controller only."""
+
+    controller: str
+    owner: str
+    network: str
+    ops: dict[str, SignedOperation]
+    rows: list[ManifestRow]
+    sha256: str
+
+
+def write_offer(
+    path: Path,
+    client: Client,
+    network: str,
+    rows: list[ManifestRow],
+    owner: str,
+    controller: str,
+    controller_signer: Signer,
+    progress: Progress | None = None,
+) -> int:
+    """Write an offer file (docs/provisioning.md, section 9): one transfer per device,
+    signed by ``controller_signer`` only; atomically (temporary file, fsync, rename).
+
+    Precondition: ``controller_signer`` is a current authentication key of a current
+    controller of every device. Returns the number of devices. Nothing is submitted.
+    """
+    report = progress or (lambda done, total: None)
+    lines = [json.dumps({"format": OFFER_FORMAT, "version": JOURNAL_VERSION, "network": network, "from": controller, "to": owner, "count": len(rows)})]
+    for i, row in enumerate(rows):
+        if row.op_hash is not None:
+            seq, prev = 1, row.op_hash
+        else:
+            state = client.state(row.did)
+            seq, prev = state.seq + 1, state.last
+        op = builder.sign(builder.transfer(network, row.did, seq, prev, [owner]), [controller_signer])
+        lines.append(json.dumps({"did": row.did, "payload": b64e(op.payload), "proofs": [[p.kid, b64e(p.signature)] for p in op.proofs]}))
+        if i % 1024 == 0:
+            report(i, len(rows))
+    data = ("\n".join(lines) + "\n").encode("ascii")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise ProvisioningError(f"cannot write offer {path}: {exc.strerror or exc}", file=str(path)) from None
+    report(len(rows), len(rows))
+    return len(rows)
+
+
+def read_offer(path: Path, network: str) -> Offer:
+    """Parse and check an offer: every operation is a well-formed transfer of the named
+    device to exactly the offer's owner on ``network``. Raises :class:`ManifestInvalid`
+    naming the line (signatures are checked by the node when submitted)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ManifestInvalid(f"cannot read {path}: {exc.strerror or exc}", file=str(path)) from None
+    lines = raw.decode("utf-8", "replace").splitlines()
+    try:
+        header = json.loads(lines[0])
+        if header.get("format") != OFFER_FORMAT or header.get("version") != JOURNAL_VERSION:
+            raise ValueError(f"not a {OFFER_FORMAT} v{JOURNAL_VERSION} file")
+        owner, controller = validate_did(header["to"]), validate_did(header["from"])
+    except (IndexError, KeyError, ValueError, InvalidDid) as exc:
+        raise ManifestInvalid(f"{path}:1: {exc}", file=str(path), line=1) from None
+    if header.get("network") != network:
+        raise ManifestInvalid(f"{path} is an offer on network {header.get('network')!r}; this node serves {network!r}", file=str(path))
+    ops: dict[str, SignedOperation] = {}
+    rows: list[ManifestRow] = []
+    for n, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            did = str(entry["did"])
+            op = _op_from([did, entry["payload"], entry["proofs"]], network)
+            parsed = parse(op.payload, op.proofs, network)
+        except (KeyError, TypeError, ValueError, DidnodeError) as exc:
+            raise ManifestInvalid(f"{path}:{n}: {exc}", file=str(path), line=n) from None
+        if parsed.type != "transfer" or parsed.did != did or parsed.controllers != (owner,):
+            raise ManifestInvalid(f"{path}:{n}: not a transfer of {did} to exactly {owner}", file=str(path), line=n)
+        if did in ops:
+            raise ManifestInvalid(f"{path}:{n}: {did} is offered twice", file=str(path), line=n)
+        ops[did] = op
+        rows.append(ManifestRow(n, did, None, None, controller))
+    if len(rows) != header.get("count"):
+        raise ManifestInvalid(f"{path} holds {len(rows)} transfers; its header says {header.get('count')} (truncated?)", file=str(path))
+    return Offer(controller, owner, network, ops, rows, hashlib.sha256(raw).hexdigest())
+
+
+__all__ = ["FleetTransfer", "ManifestRow", "Offer", "TransferResult", "read_manifest", "read_offer", "write_offer"]

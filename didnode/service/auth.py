@@ -14,7 +14,9 @@ driver does what needs the outside world:
   node or from the node's RPCs on a device), then
   :func:`didnode.core.handshake.policy.evaluate` decides;
 * a node responder issues a session credential through a
-  :class:`SessionIssuer` (the credential service's ``issue_session_credential``);
+  :class:`SessionIssuer` (:class:`HandshakeSessions`: the credential
+  service's issuer and lifetime; :class:`CredentialServiceSessions` calls
+  its ``issue_session_credential`` instead);
 * time limits: a handshake that does not complete within the limit fails
   with :class:`HandshakeTimeout` and releases its pending challenge.
 """

@@ -32,12 +32,19 @@ class Store:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], map_size: int = DEFAULT_MAP_SIZE, sync: bool = True, dbs: tuple[bytes, ...] = layout.ALL_DBS
+        self,
+        path: str | os.PathLike[str],
+        map_size: int = DEFAULT_MAP_SIZE,
+        sync: bool = True,
+        dbs: tuple[bytes, ...] = layout.ALL_DBS,
+        writemap: bool = False,
     ) -> None:
         """Open (creating) the environment at ``path`` with the named databases ``dbs``.
 
         ``dbs`` must include ``layout.DB_META`` (the schema version lives there);
-        the handshake's environment passes ``layout.AUTH_DBS``.
+        the handshake's environment passes ``layout.AUTH_DBS``. ``writemap``
+        (only with ``sync=False``) makes commits write the memory map instead of
+        issuing ``pwrite`` calls: no syscall per commit.
         """
         os.makedirs(path, mode=0o700, exist_ok=True)
         self.path = os.fspath(path)
@@ -49,6 +56,8 @@ class Store:
                 max_readers=512,
                 sync=sync,
                 metasync=sync,
+                writemap=writemap and not sync,
+                map_async=writemap and not sync,
                 readahead=False,
                 meminit=False,
             )

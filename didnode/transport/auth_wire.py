@@ -23,6 +23,7 @@ from didnode.core.handshake.messages import (
     Challenge,
     CredentialRequest,
     Hello,
+    NO_ATTACHMENTS,
     Message,
     Response,
     Session,
@@ -34,7 +35,10 @@ def _want_out(want: tuple[CredentialRequest, ...]) -> list[pb.CredentialRequest]
     return [pb.CredentialRequest(type=w.type, issuer=w.issuer) for w in want]
 
 
-def _att_out(att: Attachments) -> pb.Attachments:
+def _att_out(att: Attachments) -> pb.Attachments | None:
+    """None for no attachments: the field is then left out (decoded as empty)."""
+    if not att.credentials and not att.state_proof:
+        return None
     return pb.Attachments(credentials=list(att.credentials), state_proof=att.state_proof)
 
 
@@ -107,8 +111,14 @@ def _want_in(items: object, what: str) -> tuple[CredentialRequest, ...]:
     return tuple(out)
 
 
-def _att_in(m: pb.Attachments, what: str) -> Attachments:
+def _att_in(parent: PbMessage, what: str) -> Attachments:
+    # An absent submessage is the empty one (the encoder omits empty attachments).
+    if not parent.HasField("attachments"):
+        return NO_ATTACHMENTS
+    m = parent.attachments  # type: ignore[attr-defined]
     _no_unknown(m, what)
+    if not m.credentials and not m.state_proof:
+        return NO_ATTACHMENTS
     return Attachments(tuple(m.credentials), m.state_proof)
 
 
@@ -127,7 +137,7 @@ def from_pb(m: pb.AuthMessage) -> Message:
     if which == "hello":
         h = m.hello
         return Hello(
-            h.version, h.network, h.initiator_did, h.key_id, h.nonce, h.ephemeral_key, h.time_ms, _want_in(h.want, which), h.responder_did, h.session_credential
+            h.version, h.network, h.initiator_did, h.key_id, h.nonce, h.ephemeral_key, h.time_ms, _want_in(h.want, which) if h.want else (), h.responder_did, h.session_credential
         )
     if which == "challenge":
         c = m.challenge
@@ -140,14 +150,14 @@ def from_pb(m: pb.AuthMessage) -> Message:
             c.initiator_nonce,
             c.nonce,
             c.ephemeral_key,
-            _want_in(c.want, which),
-            _att_in(c.attachments, which),
+            _want_in(c.want, which) if c.want else (),
+            _att_in(c, which),
             c.signature,
             c.mac,
         )
     if which == "response":
         r = m.response
-        return Response(r.initiator_did, r.responder_did, r.initiator_nonce, r.responder_nonce, _att_in(r.attachments, which), r.signature, r.mac)
+        return Response(r.initiator_did, r.responder_did, r.initiator_nonce, r.responder_nonce, _att_in(r, which), r.signature, r.mac)
     if which == "session":
         s = m.session
         return Session(s.session_id, s.credential, s.expires_ms, s.mac)

@@ -19,7 +19,7 @@ from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
 from cli.didctl import main
-from cli.didctl_provision import provision_group
+from cli.didctl_provision import ProgressBar, provision_group
 from didnode.client import Client
 from didnode.core.checkpoint import from_json as checkpoint_from_json
 from didnode.core.credentials import DEVICE_ATTESTATION
@@ -163,6 +163,20 @@ def test_usage_errors(ctl: Didctl, mfr: str, tmp_path: Path) -> None:
     assert "NOPE_UNSET" in r.stderr
 
 
+def test_progress_bar_shows_rate_and_eta(capsys: pytest.CaptureFixture[str]) -> None:
+    bar = ProgressBar("provisioning X1", enabled=True)
+    bar(0, 2000)
+    time.sleep(0.15)
+    bar(1024, 2000)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "1,024/2,000" in err and " 51%" in err and "/s" in err and "ETA 0:0" in err and err.endswith("\n")
+    silent = ProgressBar("x", enabled=False)
+    silent(5, 10)
+    silent.close()
+    assert capsys.readouterr().err == ""
+
+
 def test_plain_keys_are_loud(ctl: Didctl, mfr: str, tmp_path: Path) -> None:
     out = tmp_path / "plain"
     result = ctl.invoke("provision", "--manufacturer", mfr, "--model", "X1", "--count", "5", "--out", str(out), "--plain-keys", "--hardware-version", "rev-b")
@@ -184,23 +198,13 @@ def test_sigkill_halfway_then_resume(ctl: Didctl, mfr: str, tmp_path: Path) -> N
         "--count", "2000", "--out", str(out), "--hardware-version", "rev-b", "--firmware-version", "1.4.2",
         "--bundle-passphrase-env", "BPASS", "--chunk-size", "128", "--helper",
     ]  # fmt: skip
-    env = {**os.environ, **{k: v for k, v in ctl.env(BPASS=BUNDLE_PASS).items() if v is not None}}
     before = did_count(ctl)
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     journal = out / "provision.journal"
-    deadline = time.monotonic() + 60
-    done = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        done = journal.read_bytes().count(b'"t":"done"') if journal.exists() else 0
-        if done >= 4:  # 4 of 16 chunks finished, more planned and in flight
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL, f"not killed mid-run (rc {proc.returncode}, {done} chunks done): {proc.stderr.read()!r}"  # type: ignore[union-attr]
+    run_and_kill(ctl, args, journal, 4)  # 4 of 16 chunks finished, more planned and in flight
     half = len((out / "manifest.jsonl").read_text().splitlines())
     assert 0 < half < 2000
 
+    env = {**os.environ, **{k: v for k, v in ctl.env(BPASS=BUNDLE_PASS).items() if v is not None}}
     resumed = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)
@@ -212,6 +216,62 @@ def test_sigkill_halfway_then_resume(ctl: Didctl, mfr: str, tmp_path: Path) -> N
     check_run(ctl, mfr, out, 2000, BundleOpener(passphrase=BUNDLE_PASS))
     records = [json.loads(line) for line in journal.read_text().splitlines()]
     assert sorted(r["chunk"] for r in records if r["t"] == "done") == list(range(16))
+
+
+def run_and_kill(ctl: Didctl, args: list[str], journal: Path, after_done: int) -> None:
+    """Start ``args`` (a didctl process) and SIGKILL it once the journal holds ``after_done`` done records."""
+    env = {**os.environ, **{k: v for k, v in ctl.env(BPASS=BUNDLE_PASS).items() if v is not None}}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    done = 0
+    children: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = journal.read_bytes().count(b'"t":"done"') if journal.exists() else 0
+        if done >= after_done:
+            children = _children(proc.pid)
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, f"not killed mid-run (rc {proc.returncode}, {done} chunks done): {proc.stderr.read()!r}"  # type: ignore[union-attr]
+    # The helper process dies with the run (it must not outlive it).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() and "Z" not in _state(c) for c in children):
+        time.sleep(0.02)
+    assert not [c for c in children if Path(f"/proc/{c}").exists() and "Z" not in _state(c)], "a helper outlived the killed run"
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(x) for x in (task / "children").read_text().split()]
+    return out
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_manufacturer_rotates_its_key_between_crash_and_resume(ctl: Didctl, tmp_path: Path) -> None:
+    maker = ctl.create()
+    out = tmp_path / "rotated"
+    args = [
+        sys.executable, "-m", "cli.didctl_provision", "--json", "provision", "--manufacturer", maker, "--model", "X1",
+        "--count", "600", "--out", str(out), "--hardware-version", "rev-b", "--plain-keys", "--chunk-size", "50", "--helper",
+    ]  # fmt: skip
+    run_and_kill(ctl, args, out / "provision.journal", 2)
+    assert ctl.json("did", "rotate", maker)["keyId"] == "key-2"
+    resumed = ctl.invoke(*args[3:])
+    assert "re-signing with the manufacturer's current key" in resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert result["devices"] == 600 and result["resumed"] is True
+    rows = check_run(ctl, maker, out, 600, BundleOpener())
+    with Client(ctl.node.address) as client:
+        signers = {s.split("#")[1] for r in rows for s in client.history(r["did"])[0].signers if s.startswith(maker)}
+    assert signers == {"key-1", "key-2"}  # early chunks by the old key, the rest re-signed by the new one
 
 
 # --------------------------------------------------------------------------
@@ -301,3 +361,35 @@ def test_fleet_transfer(ctl: Didctl, mfr: str, tmp_path: Path) -> None:
     with Client(ctl.node.address) as client:
         assert client.state(dev_a).key("key-1").fate == "revoked"
         assert client.state(dev_b).key("key-1").fate == "current"
+
+
+def test_two_party_transfer_with_an_offer(ctl: Didctl, mfr: str, tmp_path: Path) -> None:
+    out = tmp_path / "sold"
+    provision(ctl, mfr, out, "--count", "120", "--plain-keys", "--chunk-size", "50")
+    # The buyer has its own keystore: the manufacturer never holds the buyer's key, nor the reverse.
+    buyer_ctl = Didctl(ctl.node, tmp_path / "buyer-keystore")
+    buyer_ctl.invoke("keystore", "init")
+    buyer = buyer_ctl.create()
+    offer = tmp_path / "offer.jsonl"
+    # Without --export the manufacturer cannot transfer alone (the buyer's key is not in its keystore).
+    ctl.fail("provision", "transfer", "--manifest", str(out / "manifest.jsonl"), "--to", buyer, code=4, reason="KEY_NOT_IN_KEYSTORE")
+    exported = ctl.json("provision", "transfer", "--manifest", str(out / "manifest.jsonl"), "--to", buyer, "--export", str(offer))
+    assert exported == {"offer": str(offer), "devices": 120, "from": mfr, "to": buyer, "network": exported["network"]}
+    with Client(ctl.node.address) as client:
+        assert client.state(manifest(out)[0]["did"]).controllers == (mfr,)  # nothing submitted yet
+
+    # A tampered offer is refused before anything is submitted.
+    lines = offer.read_text().splitlines()
+    bad = tmp_path / "bad-offer.jsonl"
+    bad.write_text("\n".join([lines[0].replace(buyer, mfr)] + lines[1:]) + "\n")
+    buyer_ctl.fail("provision", "accept", "--offer", str(bad), code=1, reason="MANIFEST_INVALID")
+
+    accepted = buyer_ctl.json("provision", "accept", "--offer", str(offer))
+    assert (accepted["devices"], accepted["transferred"], accepted["from"], accepted["to"]) == (120, 120, mfr, buyer)
+    again = buyer_ctl.json("provision", "accept", "--offer", str(offer))
+    assert (again["transferred"], again["alreadyTransferred"]) == (0, 0)
+    rows = manifest(out)
+    with Client(ctl.node.address) as client:
+        assert all(client.state(r["did"]).controllers == (buyer,) for r in rows)
+    buyer_ctl.json("did", "revoke-key", rows[3]["did"], "key-1", "--as", buyer)
+    ctl.fail("did", "revoke-key", rows[4]["did"], "key-1", "--as", mfr, code=1, reason="WRONG_SIGNER")

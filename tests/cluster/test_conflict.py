@@ -18,6 +18,7 @@ from didnode import errors
 from didnode.client import Client, Receipt
 from didnode.core import builder
 from didnode.core.builder import SignedOperation
+from didnode.core.operations import Proof
 from didnode.ledger import stream as st
 from tests.cluster.conftest import info, start_cluster_node, wait_converged, wait_until
 from tests.conftest import RunningNode
@@ -107,7 +108,7 @@ def test_messages_rejected_at_apply_are_skipped_alike_and_do_not_block_the_did(n
     subject = st.subject_for(NET, ident.did)
     rot, key = rotation(ident, 1, prev)
     foreign = rotation(other, 1, "00" * 32)[0]
-    bad_sig = builder.SignedOperation(rot.type, rot.network, rot.did, rot.payload, (builder.Proof(rot.proofs[0].kid, bytes(64)),))
+    bad_sig = SignedOperation(rot.type, rot.network, rot.did, rot.payload, (Proof(rot.proofs[0].kid, bytes(64)),))
     publish_raw(nats_cluster.urls, subject, b"\x01garbage")  # not a message body
     publish_raw(nats_cluster.urls, subject, st.encode_body(foreign.payload, foreign.proofs))  # another DID's operation
     publish_raw(nats_cluster.urls, subject, st.encode_body(bad_sig.payload, bad_sig.proofs))  # a forged signature
