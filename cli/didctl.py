@@ -28,6 +28,7 @@ from cli.didctl_common import (
     read_passphrase,
 )
 from cli.didctl_did import did_group
+from cli.didctl_auth import auth_command, device_group
 from cli.didctl_log import audit, log
 from cli.didctl_vc import vc_group
 from didnode import __version__
@@ -132,6 +133,8 @@ main.add_command(did_group)
 main.add_command(vc_group)
 main.add_command(log)
 main.add_command(audit)
+main.add_command(auth_command)
+main.add_command(device_group)
 
 
 # --------------------------------------------------------------------------
