@@ -30,9 +30,11 @@ from typing import NamedTuple
 
 import lmdb
 
+
 from didnode.core import entry as entry_codec
 from didnode.core.did import PREFIX
 from didnode.core.keystate import ApplyContext, DidState, apply
+from didnode.core.merkle import sparse
 from didnode.core.merkle.hasher import leaf_hash
 from didnode.core.operations import NEXT_FRAGMENT, Operation, parse
 from didnode.errors import DidnodeError, InvalidSignature, StoreCorrupted, UnknownDid
@@ -232,7 +234,7 @@ def check_state_tree(store: ReadOnlyStore) -> tuple[bytes, list[tuple[str, str]]
             expected[sha(did_bytes).digest()] = (sha(record).digest(), did_bytes.decode("utf-8", "replace"))
 
         def nid(depth: int, prefix: int) -> bytes:
-            return ((depth << 256) | prefix).to_bytes(34, "big")
+            return sparse.prefix_id(depth, prefix)
 
         def did_below(depth: int, prefix: int) -> str:
             """A stored DID whose key path passes through node (depth, prefix) (for the report)."""
@@ -297,7 +299,7 @@ def _leaf_missing(txn: lmdb.Transaction, smt_db: object, key: bytes) -> bool:
     k = int.from_bytes(key, "big")
     depth = 0
     while depth <= 256:
-        rec = txn.get(((depth << 256) | (k >> (256 - depth))).to_bytes(34, "big"), db=smt_db)
+        rec = txn.get(sparse.prefix_id(depth, k >> (256 - depth)), db=smt_db)
         if rec is None or len(rec) != 65:
             return True
         if rec[0] == 0:

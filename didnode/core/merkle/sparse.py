@@ -32,9 +32,11 @@ Storage
 Only non-empty nodes are stored, through :class:`SparseStore` (get / put /
 delete over opaque byte ids), one record per node:
 
-* node id (34 bytes): the big-endian integer ``(depth << 256) | (key >> (256 -
-  depth))``, i.e. ``u16 depth || the key's first `depth` bits, right-aligned
-  in 256 bits``;
+* node id (34 bytes): ``the key's first `depth` bits, left-aligned in 256 bits
+  (the rest zero) || u16 depth``, big-endian. Ids sort by the start of the key
+  range a node covers, then by depth, so the nodes on one key's path below
+  the levels a batch shares sit next to each other in LMDB: an update dirties
+  a few neighbouring pages instead of one random page per level;
 * record (65 bytes): the node's hash preimage -- ``0x00 || key || value`` for a
   leaf, ``0x01 || left hash || right hash`` for an interior node -- so that a
   node's hash is ``SHA-256(record)`` and walking down needs one read per
@@ -118,8 +120,12 @@ def key_for_did(did: str) -> bytes:
 
 def node_id(depth: int, key: bytes) -> bytes:
     """Store id of the node at ``depth`` (0..256) on ``key``'s path."""
-    k = int.from_bytes(key, "big")
-    return ((depth << KEY_BITS) | (k >> (KEY_BITS - depth))).to_bytes(34, "big")
+    return _id(depth, int.from_bytes(key, "big"))
+
+
+def prefix_id(depth: int, prefix: int) -> bytes:
+    """Store id of the node at ``depth`` whose path is the ``depth``-bit integer ``prefix``."""
+    return (((prefix << (KEY_BITS - depth)) << 16) | depth).to_bytes(34, "big")
 
 
 def _check_entry(key: bytes, value: bytes | None = None) -> None:
@@ -165,7 +171,7 @@ def _walk(store: SparseStore, k: int) -> tuple[list[bytes], bytes | None]:
         if child == EMPTY:
             rec = None
         else:
-            rec = _get_child(store, ((depth << 256) | (k >> (256 - depth))).to_bytes(34, "big"))
+            rec = _get_child(store, _id(depth, k))
     return interiors, rec
 
 
@@ -188,7 +194,7 @@ def update(store: SparseStore, key: bytes, value: bytes) -> None:
     if rec is None or rec[1:33] == key:
         if rec == leaf:
             return
-        put(((j << 256) | (k >> (256 - j))).to_bytes(34, "big"), leaf)
+        put(_id(j, k), leaf)
         h = sha(leaf).digest()
     else:
         # The path ends at another key's leaf: both leaves move down to the
@@ -197,16 +203,16 @@ def update(store: SparseStore, key: bytes, value: bytes) -> None:
         k2 = int.from_bytes(rec[1:33], "big")
         c = KEY_BITS - (k ^ k2).bit_length()  # common prefix length, >= j
         d = c + 1
-        put(((d << 256) | (k >> (256 - d))).to_bytes(34, "big"), leaf)
-        put(((d << 256) | (k2 >> (256 - d))).to_bytes(34, "big"), rec)
+        put(_id(d, k), leaf)
+        put(_id(d, k2), rec)
         mine = sha(leaf).digest()
         theirs = sha(rec).digest()
         node = b"\x01" + (theirs + mine if (k >> (255 - c)) & 1 else mine + theirs)
-        put(((c << 256) | (k >> (256 - c))).to_bytes(34, "big"), node)
+        put(_id(c, k), node)
         h = sha(node).digest()
         for depth in range(c - 1, j - 1, -1):
             node = b"\x01" + EMPTY + h if (k >> (255 - depth)) & 1 else b"\x01" + h + EMPTY
-            put(((depth << 256) | (k >> (256 - depth))).to_bytes(34, "big"), node)
+            put(_id(depth, k), node)
             h = sha(node).digest()
     _rehash_up(store, k, interiors, j, h)
 
@@ -222,7 +228,7 @@ def _rehash_up(store: SparseStore, k: int, interiors: list[bytes], j: int, h: by
     for depth in range(j - 1, -1, -1):
         old = interiors[depth]
         node = old[:33] + h if (k >> (255 - depth)) & 1 else b"\x01" + h + old[33:]
-        put(((depth << 256) | (k >> (256 - depth))).to_bytes(34, "big"), node)
+        put(_id(depth, k), node)
         h = sha(node).digest()
 
 
@@ -242,14 +248,14 @@ def remove(store: SparseStore, key: bytes) -> None:
         raise UnknownDid(f"state tree holds no key {key.hex()}", key=key.hex())
     d = len(interiors)
     delete = store.delete
-    delete(((d << 256) | (k >> (256 - d))).to_bytes(34, "big"))
+    delete(_id(d, k))
     if d == 0:
         return
     j = d - 1
     parent = interiors[j]
     right = (k >> (255 - j)) & 1
     sib_hash = parent[1:33] if right else parent[33:]
-    sib_id = ((d << 256) | ((k >> (256 - d)) ^ 1)).to_bytes(34, "big")
+    sib_id = prefix_id(d, (k >> (256 - d)) ^ 1)
     sib = _get_child(store, sib_id)
     if sib[0] == _LEAF:
         # The parent now holds one entry: it becomes that leaf, and so does
@@ -260,13 +266,13 @@ def remove(store: SparseStore, key: bytes) -> None:
             other = up[1:33] if (k >> (256 - j)) & 1 else up[33:]
             if other != EMPTY:
                 break
-            delete(((j << 256) | (k >> (256 - j))).to_bytes(34, "big"))
+            delete(_id(j, k))
             j -= 1
-        store.put(((j << 256) | (k >> (256 - j))).to_bytes(34, "big"), sib)
+        store.put(_id(j, k), sib)
         h = _sha256(sib).digest()
     else:
         node = b"\x01" + (sib_hash + EMPTY if right else EMPTY + sib_hash)
-        store.put(((j << 256) | (k >> (256 - j))).to_bytes(34, "big"), node)
+        store.put(_id(j, k), node)
         h = _sha256(node).digest()
     _rehash_up(store, k, interiors, j, h)
 
@@ -412,7 +418,7 @@ def _build(
 
 
 def _id(depth: int, k: int) -> bytes:
-    return ((depth << 256) | (k >> (256 - depth))).to_bytes(34, "big")
+    return (((k >> (256 - depth) << (256 - depth)) << 16) | depth).to_bytes(34, "big")
 
 
 def prove(store: SparseStore, key: bytes) -> SparseProof:

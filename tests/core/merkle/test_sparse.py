@@ -280,6 +280,6 @@ def test_store_errors() -> None:
 def test_node_id_layout() -> None:
     key = bytes([0b1010_0000]) + bytes(31)
     assert sparse.node_id(0, key) == bytes(34)
-    assert sparse.node_id(3, key) == (3).to_bytes(2, "big") + (0b101).to_bytes(32, "big")
-    assert sparse.node_id(256, key) == (256).to_bytes(2, "big") + key
+    assert sparse.node_id(3, key) == (0b101 << 253).to_bytes(32, "big") + (3).to_bytes(2, "big")
+    assert sparse.node_id(256, key) == key + (256).to_bytes(2, "big")
     assert sparse.key_for_did("did:dnode:x") == hashlib.sha256(b"did:dnode:x").digest()
