@@ -10,8 +10,9 @@ keystore, journal, manifests, bundles. The tool and the node share the
 machine, as on a factory line PC.
 
 Reported: devices per second over the whole process (start-up and
-keystore unlock included), the run's own time, and the CPU each process
-spent per device (to see which side is the bottleneck on a busy machine).
+keystore unlock included), the run's own time, the CPU each process spent
+per device, and the share of the machine other processes took meanwhile
+(the tool and the node saturate two cores, so that share lowers the rate).
 The output is checked: exactly --count manifest rows and bundles.
 
 Last stdout line: one JSON object {"devices", "devices_per_s", "seconds", ...}.
@@ -55,6 +56,14 @@ def tree_cpu(pid: int) -> float:
         except OSError:
             continue
     return total / tick
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores; /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def start_node(data: Path) -> tuple[subprocess.Popen[str], str]:
@@ -108,12 +117,14 @@ def main() -> None:
             "--chunk-size", str(args.chunk_size),
         ] + ({"auto": [], "yes": ["--helper"], "no": ["--no-helper"]}[args.helper])  # fmt: skip
         node_cpu0 = tree_cpu(node.pid)
+        busy0 = machine_busy()
         tool_cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
         seconds = time.perf_counter() - t0
         tool_cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         node_cpu = tree_cpu(node.pid) - node_cpu0
+        busy = machine_busy() - busy0
         if done.returncode != 0:
             raise SystemExit(f"didctl provision failed ({done.returncode}): {done.stderr.strip()}")
         result = json.loads(done.stdout)
@@ -123,11 +134,15 @@ def main() -> None:
         if result["devices"] != count or rows != count or bundles != count:
             raise SystemExit(f"expected {count} devices, got {result['devices']} (manifest rows {rows}, bundles {bundles})")
         rate = count / seconds
+        # What the rest of the machine took meanwhile: on a shared machine the rate falls
+        # with it, since the tool and the node alone saturate two cores.
+        others = max(0.0, busy - tool_cpu - node_cpu) / (seconds * (os.cpu_count() or 1)) * 100
         print(f"devices          {count:>10,}")
         print(f"end to end       {seconds:>10.2f} s   {rate:,.0f} devices/s (didctl process start to exit)")
         print(f"run              {result['seconds']:>10.2f} s   {result['devicesPerSecond']:,.0f} devices/s (inside the run)")
         print(f"tool cpu         {tool_cpu / count * 1e6:>10.0f} us/device")
-        print(f"node cpu         {node_cpu / count * 1e6:>10.0f} us/device   on {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+        print(f"node cpu         {node_cpu / count * 1e6:>10.0f} us/device   on {os.cpu_count()} cores")
+        print(f"other processes  {others:>10.0f} % of the machine meanwhile")
         emit(
             {
                 "devices": count,
@@ -137,6 +152,7 @@ def main() -> None:
                 "run_devices_per_s": result["devicesPerSecond"],
                 "tool_cpu_us_per_device": tool_cpu / count * 1e6,
                 "node_cpu_us_per_device": node_cpu / count * 1e6,
+                "other_processes_cpu_pct": others,
             }
         )
     finally:

@@ -96,7 +96,8 @@ class ProgressBar:
         rate = (done - self._start) / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else None
         pct = done * 100 // total if total else 100
-        stats = f" {done:,}/{total:,} {pct:3d}%  {rate:,.0f}/s  ETA {_clock(eta)}"
+        w = len(f"{total:,}")
+        stats = f" {done:>{w},}/{total:,} {pct:3d}%  {rate:>7,.0f}/s  ETA {_clock(eta):>7}"  # fixed width: the bar does not jump
         width = max(10, min(40, shutil.get_terminal_size((80, 24)).columns - len(self.label) - len(stats) - 4))
         filled = width * done // total if total else width
         sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}]{stats}")

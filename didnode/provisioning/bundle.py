@@ -146,6 +146,14 @@ class Sealer:
     def plain(cls) -> "Sealer":
         return cls("none")
 
+    def check_value(self) -> str:
+        """For the passphrase mode: a hex MAC of a fixed text under the run key, so a resumed
+        run can tell that it was given the same passphrase (a guesser learns nothing it could
+        not get from any sealed bundle: each guess still costs one Argon2id)."""
+        if self._run_key is None:
+            raise InvalidArgument("only a passphrase sealer has a check value")
+        return crypto_generichash_blake2b_salt_personal(b"didctl provision bundle check", digest_size=16, key=self._run_key, person=_PERSON).hex()
+
     @property
     def run_key_bytes(self) -> bytes | None:
         """The passphrase mode's run key (to hand to a helper process of the same run), else None."""

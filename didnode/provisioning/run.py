@@ -303,11 +303,6 @@ class ProvisionRun:
             allocs, plans, dones = self._replay(journal.records[1:])
             for a in allocs:
                 self._pool.extend((a["list"], a["first"] + i) for i in range(a["count"]))
-            if self.spec.protection == "passphrase":
-                kdf = header["bundleKdf"]
-                self.sealer = Sealer.passphrase(
-                    self.bundle_passphrase or "", b64d(kdf["salt"], "bundle salt"), KdfParams(kdf["opslimit"], kdf["memlimit"])
-                )
             n_chunks = -(-self.spec.count // self.chunk_size)
             done_chunks = sorted(dones)
             if done_chunks != list(range(len(done_chunks))):
@@ -392,6 +387,8 @@ class ProvisionRun:
                     "resume it with the keystore (and passphrase) that started it",
                     out=str(self.out),
                 )
+            if self.spec.protection == "passphrase":
+                self._bundle_sealer(header["bundleKdf"])
             return header
         self.run_id = nacl.utils.random(16).hex()
         self._jkey = self.keystore.purpose_key(f"didctl-provision-journal:{self.run_id}")
@@ -409,9 +406,24 @@ class ProvisionRun:
         if self.spec.protection == "passphrase":
             params = KdfParams.named(self.spec.kdf or "moderate")
             salt = nacl.utils.random(argon2id.SALTBYTES)
-            header["bundleKdf"] = {"alg": "argon2id", "salt": b64e(salt), "opslimit": params.opslimit, "memlimit": params.memlimit}
+            kdf = {"alg": "argon2id", "salt": b64e(salt), "opslimit": params.opslimit, "memlimit": params.memlimit}
+            header["bundleKdf"] = {**kdf, "check": self._bundle_sealer(kdf)}
         journal.append(header)
         return header
+
+    def _bundle_sealer(self, kdf: dict[str, Any]) -> str:
+        """Build the passphrase sealer of the run (one Argon2id) from the journaled salt and cost;
+        return its check value, and if ``kdf`` carries one, require the same (one run, one passphrase)."""
+        sealer = Sealer.passphrase(self.bundle_passphrase or "", b64d(kdf["salt"], "bundle salt"), KdfParams(kdf["opslimit"], kdf["memlimit"]))
+        check = sealer.check_value()
+        if "check" in kdf and kdf["check"] != check:
+            raise RunMismatch(
+                f"the bundle passphrase is not the one run {self.run_id} in {self.out} started with; "
+                "its bundles must all open with one passphrase",
+                out=str(self.out),
+            )
+        self.sealer = sealer
+        return check
 
     def _replay(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
         allocs: list[dict[str, Any]] = []

@@ -140,10 +140,6 @@ class Preparer:
         sigs = [(dev_sig, crypto_sign(self.prefix + p, self.m.manufacturer_secret)[:64]) for (_, _, _, dev_sig), p in zip(keys, payloads)]
         return self.derived([did_from_create_payload(p) for p in payloads], payloads, sigs, None, serials, statuses, time_ms)
 
-    def resign(self, payloads: Sequence[bytes]) -> list[bytes]:
-        """The manufacturer's signatures over ``payloads`` with its current key."""
-        return [crypto_sign(self.prefix + p, self.m.manufacturer_secret)[:64] for p in payloads]
-
     def derived(
         self,
         dids: list[str],
@@ -299,7 +295,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
         if method == "init":
             preparer = Preparer(args[0])
             continue
-        assert preparer is not None and method in ("generated", "devices", "derived", "resign"), method
+        assert preparer is not None and method in ("generated", "devices", "derived"), method
         write_frame(out, getattr(preparer, method)(*args))
 
 

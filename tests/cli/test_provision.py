@@ -149,6 +149,11 @@ def test_run_of_2000_devices(ctl: Didctl, mfr: str, tmp_path: Path) -> None:
         code=1, reason="RUN_MISMATCH", BPASS=BUNDLE_PASS,
     )  # fmt: skip
     assert "model" in bad.stderr
+    # ... and so is another bundle passphrase: all bundles of a run open with one passphrase.
+    ctl.fail(
+        "provision", "--manufacturer", mfr, "--model", "X1", "--count", "2000", "--out", str(out), "--bundle-passphrase-env", "BPASS",
+        "--hardware-version", "rev-b", "--firmware-version", "1.4.2", code=1, reason="RUN_MISMATCH", BPASS="another passphrase",
+    )  # fmt: skip
 
 
 def test_usage_errors(ctl: Didctl, mfr: str, tmp_path: Path) -> None:
@@ -170,7 +175,7 @@ def test_progress_bar_shows_rate_and_eta(capsys: pytest.CaptureFixture[str]) -> 
     bar(1024, 2000)
     bar.close()
     err = capsys.readouterr().err
-    assert "1,024/2,000" in err and " 51%" in err and "/s" in err and "ETA 0:0" in err and err.endswith("\n")
+    assert "1,024/2,000" in err and " 51%" in err and "/s" in err and "ETA    0:0" in err and err.endswith("\n")
     silent = ProgressBar("x", enabled=False)
     silent(5, 10)
     silent.close()
