@@ -34,11 +34,15 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	$(BIN)/python tools/gen_proto.py --check didnode/api/v1
 
+# Each script prints its figures as one JSON object on its last line.
+BENCHES := ledger transparency credentials auth provision cluster
+
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py | tail -n 1 || exit 1; done
 
 bench-quick: $(STAMP)
-	$(BIN)/python bench/run_all.py --quick
+	$(BIN)/python bench/ledger.py --prefill 20000 --n 5000 | tail -n 1
+	$(BIN)/python bench/credentials.py | tail -n 1
 
 # Three nats-servers (JetStream R3, sync_interval: always) and three didnodes on loopback,
 # data under var/cluster; cluster-stop stops exactly the processes cluster started (docs/cluster.md).

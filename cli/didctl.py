@@ -30,6 +30,7 @@ from cli.didctl_common import (
 from cli.didctl_did import did_group
 from cli.didctl_auth import auth_command, device_group
 from cli.didctl_log import audit, log
+from cli.didctl_provision import provision_group
 from cli.didctl_vc import vc_group
 from didnode import __version__
 from didnode.errors import DidnodeError, KeystoreError, Unavailable
@@ -135,6 +136,7 @@ main.add_command(log)
 main.add_command(audit)
 main.add_command(auth_command)
 main.add_command(device_group)
+main.add_command(provision_group)
 
 
 # --------------------------------------------------------------------------
