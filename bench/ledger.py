@@ -94,7 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prefill", type=int, default=200_000)
     ap.add_argument("--n", type=int, default=20_000)
-    ap.add_argument("--batch", type=int, default=2048)
+    ap.add_argument("--batch", type=int, default=8192)
     ap.add_argument("--no-trees", action="store_true", help="measure the ledger alone, without the transparency trees")
     ap.add_argument("--dir", default=None, help="where to build the store (default: a temp dir, removed after)")
     args = ap.parse_args()

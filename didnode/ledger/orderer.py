@@ -66,7 +66,7 @@ class LocalOrderer:
         tables: LedgerTables,
         clock_ms: Callable[[], int],
         hooks: Sequence[BatchHook] = (),
-        max_batch: int = 2048,
+        max_batch: int = 8192,
         max_pending: int = 100_000,
     ) -> None:
         self.tables = tables

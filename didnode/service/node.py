@@ -49,7 +49,7 @@ class NodeConfig:
     map_size: int = DEFAULT_MAP_SIZE
     verify_workers: int = 2
     verify_processes: int = 1
-    max_batch: int = 2048
+    max_batch: int = 8192
     max_pending: int = 100_000
     session_lifetime_s: int = 900  # lifetime (and maximum) of node-issued session credentials
     # Cluster mode (docs/cluster.md): NATS server URLs; empty runs embedded.
