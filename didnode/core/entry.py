@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Sequence
 
 from didnode.core.operations import Proof
-from didnode.errors import StoreCorrupted
+from didnode.errors import DidnodeError, StoreCorrupted
 
 VERSION = 1
-_HEAD = struct.Struct(">BQQI")
+_HEAD = struct.Struct(">BQQ")
+_LEN = struct.Struct(">I")
 _KID = struct.Struct(">H")
+SIG_BYTES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +42,13 @@ class LogEntry:
         return encode(self.position, self.time, self.payload, self.proofs)
 
 
-def encode(position: int, time: int, payload: bytes, proofs: tuple[Proof, ...]) -> bytes:
-    """Entry bytes (see module docstring). Precondition: every signature is 64 bytes, < 256 proofs."""
-    parts = [_HEAD.pack(VERSION, position, time, len(payload)), payload, bytes((len(proofs),))]
+def encode_operation(payload: bytes, proofs: Sequence[Proof]) -> bytes:
+    """``u32 len | payload | u8 n | n x (u16 len | kid | 64-byte signature)``.
+
+    Shared by log entries and the cluster's stream messages. Precondition:
+    every signature is 64 bytes, fewer than 256 proofs.
+    """
+    parts = [_LEN.pack(len(payload)), payload, bytes((len(proofs),))]
     for p in proofs:
         kid = p.kid.encode()
         parts.append(_KID.pack(len(kid)))
@@ -50,16 +57,17 @@ def encode(position: int, time: int, payload: bytes, proofs: tuple[Proof, ...]) 
     return b"".join(parts)
 
 
-def decode(data: bytes) -> LogEntry:
-    """Parse entry bytes; raises :class:`StoreCorrupted` if they are not exactly one entry."""
+def decode_operation(data: bytes, off: int, error: type[DidnodeError], what: str) -> tuple[bytes, tuple[Proof, ...]]:
+    """Inverse of :func:`encode_operation` starting at ``off``; the operation must end ``data``.
+
+    Raises ``error`` (naming ``what``) on truncation, trailing bytes or bad UTF-8.
+    """
     try:
-        version, position, time, n = _HEAD.unpack_from(data, 0)
-        if version != VERSION:
-            raise StoreCorrupted(f"log entry has unknown version {version}")
-        off = _HEAD.size
+        (n,) = _LEN.unpack_from(data, off)
+        off += 4
         payload = bytes(data[off : off + n])
         if len(payload) != n:
-            raise StoreCorrupted("log entry payload is truncated")
+            raise error(f"{what} payload is truncated")
         off += n
         count = data[off]
         off += 1
@@ -69,13 +77,30 @@ def decode(data: bytes) -> LogEntry:
             off += 2
             kid = bytes(data[off : off + klen]).decode()
             off += klen
-            sig = bytes(data[off : off + 64])
-            if len(sig) != 64:
-                raise StoreCorrupted("log entry signature is truncated")
-            off += 64
+            sig = bytes(data[off : off + SIG_BYTES])
+            if len(sig) != SIG_BYTES:
+                raise error(f"{what} signature is truncated")
+            off += SIG_BYTES
             proofs.append(Proof(kid, sig))
         if off != len(data):
-            raise StoreCorrupted(f"log entry has {len(data) - off} trailing bytes")
-        return LogEntry(position, time, payload, tuple(proofs))
+            raise error(f"{what} has {len(data) - off} trailing bytes")
+        return payload, tuple(proofs)
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
+        raise error(f"{what} does not decode: {exc}") from None
+
+
+def encode(position: int, time: int, payload: bytes, proofs: Sequence[Proof]) -> bytes:
+    """Entry bytes (see module docstring). Precondition: every signature is 64 bytes, < 256 proofs."""
+    return _HEAD.pack(VERSION, position, time) + encode_operation(payload, proofs)
+
+
+def decode(data: bytes) -> LogEntry:
+    """Parse entry bytes; raises :class:`StoreCorrupted` if they are not exactly one entry."""
+    try:
+        version, position, time = _HEAD.unpack_from(data, 0)
+    except struct.error as exc:
         raise StoreCorrupted(f"log entry does not decode: {exc}") from None
+    if version != VERSION:
+        raise StoreCorrupted(f"log entry has unknown version {version}")
+    payload, proofs = decode_operation(data, _HEAD.size, StoreCorrupted, "log entry")
+    return LogEntry(position, time, payload, proofs)

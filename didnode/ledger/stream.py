@@ -24,18 +24,16 @@ subject and the stream's own sequence and timestamp.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from didnode.core import entry as entry_codec
 from didnode.core.did import PREFIX
 from didnode.core.operations import MAX_PROOFS, MAX_PUBLISH_PAYLOAD_BYTES, Proof
 from didnode.errors import MalformedMessage
 
 VERSION = 1
-_HEAD = struct.Struct(">BI")
-_KID = struct.Struct(">H")
-SIG_BYTES = 64
+SIG_BYTES = entry_codec.SIG_BYTES
 # The largest body a valid operation can produce (a publish at its limit with
 # every proof, kids at their DID URL limit), rounded up: the stream's max_msg_size.
 MAX_BODY_BYTES = 128 * 1024
@@ -69,44 +67,16 @@ def did_for_subject(subject: str) -> str:
 
 def encode_body(payload: bytes, proofs: Sequence[Proof]) -> bytes:
     """Message body bytes. Precondition: every signature is 64 bytes, fewer than 256 proofs."""
-    parts = [_HEAD.pack(VERSION, len(payload)), payload, bytes((len(proofs),))]
-    for p in proofs:
-        kid = p.kid.encode()
-        parts.append(_KID.pack(len(kid)))
-        parts.append(kid)
-        parts.append(p.signature)
-    return b"".join(parts)
+    return bytes((VERSION,)) + entry_codec.encode_operation(payload, proofs)
 
 
 def decode_body(data: bytes) -> tuple[bytes, tuple[Proof, ...]]:
     """(payload, proofs) of a message body; raises :class:`MalformedMessage` on anything else."""
-    try:
-        version, n = _HEAD.unpack_from(data, 0)
-        if version != VERSION:
-            raise MalformedMessage(f"stream message has unknown version {version}")
-        off = _HEAD.size
-        payload = bytes(data[off : off + n])
-        if len(payload) != n:
-            raise MalformedMessage("stream message payload is truncated")
-        off += n
-        count = data[off]
-        off += 1
-        proofs = []
-        for _ in range(count):
-            (klen,) = _KID.unpack_from(data, off)
-            off += 2
-            kid = bytes(data[off : off + klen]).decode()
-            off += klen
-            sig = bytes(data[off : off + SIG_BYTES])
-            if len(sig) != SIG_BYTES:
-                raise MalformedMessage("stream message signature is truncated")
-            off += SIG_BYTES
-            proofs.append(Proof(kid, sig))
-        if off != len(data):
-            raise MalformedMessage(f"stream message has {len(data) - off} trailing bytes")
-        return payload, tuple(proofs)
-    except (struct.error, IndexError, UnicodeDecodeError) as exc:
-        raise MalformedMessage(f"stream message does not decode: {exc}") from None
+    if not data:
+        raise MalformedMessage("stream message is empty")
+    if data[0] != VERSION:
+        raise MalformedMessage(f"stream message has unknown version {data[0]}")
+    return entry_codec.decode_operation(data, 1, MalformedMessage, "stream message")
 
 
 @dataclass(frozen=True, slots=True)
