@@ -51,7 +51,7 @@ class Pipeline:
         hooks = transparency_hooks(self.tables) if trees else []
         self.orderer = LocalOrderer(self.tables, wall_clock_ms, hooks, max_batch=batch)
         self.orderer.start()
-        self.pool = ThreadPoolExecutor(2)
+        self.pool = ThreadPoolExecutor(1)  # as the node: NodeConfig.prepare_threads
         self.verifier = ProcessVerifier(1)
         self.batch = batch
 
