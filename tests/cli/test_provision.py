@@ -249,7 +249,11 @@ def run_and_kill(ctl: Didctl, args: list[str], journal: Path, after_done: int) -
 def _children(pid: int) -> list[int]:
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(x) for x in (task / "children").read_text().split()]
+        try:
+            listed = (task / "children").read_text()
+        except FileNotFoundError:
+            continue  # the thread ended between listing and reading: it has no children to report
+        out += [int(x) for x in listed.split()]
     return out
 
 
