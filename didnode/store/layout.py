@@ -11,8 +11,8 @@ log            u64 position                                log entry bytes (didn
 ophash         32-byte sha256 of the payload               u64 position
 state          DID (UTF-8)                                 canonical JSON key state (core.keystate)
 history        DID (UTF-8) + u32 seq                       u64 position + u64 time
-merkle         u8 level + u64 index                        32-byte RFC 6962 node hash (perfect subtrees)
-smt            node id (core.merkle.sparse, 34 bytes)      65-byte node record (0x00|key|value or 0x01|l|r)
+merkle         u64 last leaf covered + u8 level            32-byte RFC 6962 node hash (perfect subtrees)
+smt            node id (core.merkle.sparse, 2..34 bytes)   65-byte node record (0x00|key|value or 0x01|l|r)
 checkpoints    u64 tree size                               signed checkpoint (core.checkpoint encoding)
 stream_subj    DID (UTF-8; cluster mode)                   u64 stream seq of the last message on its subject
 =============  ==========================================  ==============================================
@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import struct
 
-SCHEMA_VERSION = 1
+# 2: short sparse-tree node ids, Merkle nodes keyed by their last leaf, binary state records.
+SCHEMA_VERSION = 2
 
 DB_META = b"meta"
 DB_LOG = b"log"
@@ -67,7 +68,7 @@ META_STREAM_TIME = b"stream_time"
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _POS_TIME = struct.Struct(">QQ")
-_LEVEL_INDEX = struct.Struct(">BQ")
+_LAST_LEVEL = struct.Struct(">QB")
 
 
 def u64(n: int) -> bytes:
@@ -99,4 +100,12 @@ def history_seq(key: bytes) -> int:
 
 
 def merkle_key(level: int, index: int) -> bytes:
-    return _LEVEL_INDEX.pack(level, index)
+    """Key of the perfect subtree node ``(level, index)``: ``u64 last leaf it covers || u8 level``.
+
+    Appending a leaf completes exactly the nodes whose last leaf it is, from
+    level 0 up, so appends write strictly increasing keys: LMDB appends them
+    to the last page and fills pages completely (``(level, index)`` keys put
+    each level's new nodes in the middle of the table, which splits pages in
+    half and doubled the table's size).
+    """
+    return _LAST_LEVEL.pack(((index + 1) << level) - 1, level)

@@ -16,11 +16,12 @@ from didnode.store.env import Store
 class LogNodes:
     """``NodeStore`` over the ``merkle`` table: (level, index) -> 32-byte hash."""
 
-    __slots__ = ("txn", "db")
+    __slots__ = ("txn", "db", "_cursor")
 
     def __init__(self, txn: lmdb.Transaction, store: Store) -> None:
         self.txn = txn
         self.db = store.dbs[layout.DB_MERKLE]
+        self._cursor: lmdb.Cursor | None = None
 
     def get(self, level: int, index: int) -> bytes:
         value = self.txn.get(layout.merkle_key(level, index), db=self.db)
@@ -29,7 +30,14 @@ class LogNodes:
         return value
 
     def put(self, level: int, index: int, hash_: bytes) -> None:
-        self.txn.put(layout.merkle_key(level, index), hash_, db=self.db)
+        key = layout.merkle_key(level, index)
+        if self._cursor is None:
+            self._cursor = self.txn.cursor(db=self.db)
+        # Appends write increasing keys (see layout.merkle_key): LMDB's append
+        # mode fills pages. It refuses a key that is not past the last one,
+        # and only then does the ordinary put run.
+        if not self._cursor.put(key, hash_, append=True):
+            self.txn.put(key, hash_, db=self.db)
 
 
 class StateNodes:

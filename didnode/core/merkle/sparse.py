@@ -32,11 +32,14 @@ Storage
 Only non-empty nodes are stored, through :class:`SparseStore` (get / put /
 delete over opaque byte ids), one record per node:
 
-* node id (34 bytes): ``the key's first `depth` bits, left-aligned in 256 bits
-  (the rest zero) || u16 depth``, big-endian. Ids sort by the start of the key
-  range a node covers, then by depth, so the nodes on one key's path below
-  the levels a batch shares sit next to each other in LMDB: an update dirties
-  a few neighbouring pages instead of one random page per level;
+* node id (2 to 34 bytes): ``the key's first `depth` bits, left-aligned in
+  ceil(depth / 8) bytes (the rest of the last byte zero) || u16 depth``,
+  big-endian; the root's id is two zero bytes. Ids of the nodes below a node
+  start with that node's prefix bytes, so the nodes on one key's path below
+  the levels a batch shares sit near each other in LMDB: an update dirties a
+  few neighbouring pages instead of one random page per level. Keeping only
+  the bytes the depth needs (about 5 instead of 34 at a million keys) makes
+  the table about a quarter smaller;
 * record (65 bytes): the node's hash preimage -- ``0x00 || key || value`` for a
   leaf, ``0x01 || left hash || right hash`` for an interior node -- so that a
   node's hash is ``SHA-256(record)`` and walking down needs one read per
@@ -66,7 +69,7 @@ EMPTY: Final = bytes(HASH_SIZE)
 KEY_BITS: Final = 256
 _LEAF: Final = 0
 _NODE: Final = 1
-_ROOT_ID: Final = bytes(34)
+_ROOT_ID: Final = bytes(2)
 
 
 class SparseStore(Protocol):
@@ -125,7 +128,8 @@ def node_id(depth: int, key: bytes) -> bytes:
 
 def prefix_id(depth: int, prefix: int) -> bytes:
     """Store id of the node at ``depth`` whose path is the ``depth``-bit integer ``prefix``."""
-    return (((prefix << (KEY_BITS - depth)) << 16) | depth).to_bytes(34, "big")
+    n = (depth + 7) >> 3
+    return ((prefix << ((n << 3) - depth + 16)) | depth).to_bytes(n + 2, "big")
 
 
 def _check_entry(key: bytes, value: bytes | None = None) -> None:
@@ -418,7 +422,8 @@ def _build(
 
 
 def _id(depth: int, k: int) -> bytes:
-    return (((k >> (256 - depth) << (256 - depth)) << 16) | depth).to_bytes(34, "big")
+    n = (depth + 7) >> 3
+    return (((k >> (256 - depth)) << ((n << 3) - depth + 16)) | depth).to_bytes(n + 2, "big")
 
 
 def prove(store: SparseStore, key: bytes) -> SparseProof:

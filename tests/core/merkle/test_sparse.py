@@ -159,7 +159,7 @@ def test_empty_single_and_deepest_trees() -> None:
     sparse_verify.verify_present(sparse.root(store), twin, _value(2), proof)
     _check_all_proofs(store, {key: _value(1), twin: _value(2)}, [other, _flip_bit(key, 254)])
     sparse.remove(store, twin)
-    assert store.records == {bytes(34): b"\x00" + key + _value(1)}
+    assert store.records == {bytes(2): b"\x00" + key + _value(1)}  # the root id
     sparse.remove(store, key)
     assert store.records == {}
 
@@ -270,7 +270,7 @@ def test_store_errors() -> None:
         sparse.remove(store, bytes(32))
     sparse.update_many(store, [(_value(i), _value(i)) for i in range(4)])
     # Drop a non-root record: walking into it is reported as corruption.
-    victim = next(nid for nid in store.records if nid != bytes(34))
+    victim = next(nid for nid in store.records if nid != bytes(2))
     del store.records[victim]
     with pytest.raises(StoreCorrupted):
         for i in range(4):
@@ -279,7 +279,13 @@ def test_store_errors() -> None:
 
 def test_node_id_layout() -> None:
     key = bytes([0b1010_0000]) + bytes(31)
-    assert sparse.node_id(0, key) == bytes(34)
-    assert sparse.node_id(3, key) == (0b101 << 253).to_bytes(32, "big") + (3).to_bytes(2, "big")
+    assert sparse.node_id(0, key) == bytes(2)  # the root: no prefix bytes
+    assert sparse.node_id(3, key) == bytes([0b1010_0000]) + (3).to_bytes(2, "big")
+    assert sparse.node_id(8, key) == bytes([0b1010_0000]) + (8).to_bytes(2, "big")
+    assert sparse.node_id(9, key) == bytes([0b1010_0000, 0]) + (9).to_bytes(2, "big")
     assert sparse.node_id(256, key) == key + (256).to_bytes(2, "big")
+    assert sparse.prefix_id(3, 0b101) == sparse.node_id(3, key)
+    # Ids are unique: the depth is in the id and fixes how many prefix bytes precede it.
+    ids = {sparse.node_id(d, bytes([b]) + bytes(31)) for d in range(0, 17) for b in range(256)}
+    assert len(ids) == sum(min(2**d, 256) for d in range(0, 17))
     assert sparse.key_for_did("did:dnode:x") == hashlib.sha256(b"did:dnode:x").digest()
