@@ -74,7 +74,7 @@ from didnode.store.tree_tables import LogNodes, StateNodes
 CHUNK = 2048
 # The tables the audit reads; others (checkpoints, cluster bookkeeping) are optional.
 REQUIRED_DBS = (
-    layout.DB_META, layout.DB_LOG, layout.DB_OPHASH, layout.DB_STATE, layout.DB_HISTORY, layout.DB_MERKLE, layout.DB_SMT,
+    layout.DB_META, layout.DB_LOG, layout.DB_OPHASH, layout.DB_STATE, layout.DB_MERKLE, layout.DB_SMT,
 )
 PARALLEL_THRESHOLD = 20_000
 Progress = Callable[[int, int], None]
@@ -355,7 +355,7 @@ class _Audit:
     def check_counts(self) -> list[Problem]:
         out = []
         n = self.size
-        for name, what in ((layout.DB_LOG, "log"), (layout.DB_OPHASH, "op-hash index"), (layout.DB_HISTORY, "history index")):
+        for name, what in ((layout.DB_LOG, "log"), (layout.DB_OPHASH, "op-hash index")):
             entries = self.txn.stat(self.dbs[name])["entries"]
             if entries != n:
                 out.append(Problem.at(None, "index" if name != layout.DB_LOG else "meta", f"the {what} holds {entries} rows; the log size is {n}"))

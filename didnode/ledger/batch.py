@@ -108,7 +108,7 @@ def apply_batch(
             continue
         record = new.to_record()
         data = entry_codec.encode(position, time, op.payload, op.proofs)
-        writes.accepted(position, time, data, op.hash, op.did, new.seq, record)
+        writes.accepted(position, data, op.hash, op.did, record)
         cache[op.did] = new
         seen[op.hash] = position
         applied.append(AppliedEntry(position, data, op.did, record))

@@ -10,7 +10,6 @@ meta           ASCII name (see META_*)                     bytes / u64 / UTF-8, 
 log            u64 position                                log entry bytes (didnode.core.entry)
 ophash         32-byte sha256 of the payload               u64 position
 state          DID (UTF-8)                                 canonical JSON key state (core.keystate)
-history        DID (UTF-8) + u32 seq                       u64 position + u64 time
 merkle         u64 last leaf covered + u8 level            32-byte RFC 6962 node hash (perfect subtrees)
 smt            node id (core.merkle.sparse, 2..34 bytes)   65-byte node record (0x00|key|value or 0x01|l|r)
 checkpoints    u64 tree size                               signed checkpoint (core.checkpoint encoding)
@@ -22,14 +21,13 @@ from __future__ import annotations
 
 import struct
 
-# 2: short sparse-tree node ids, Merkle nodes keyed by their last leaf, binary state records.
+# 2: no history table (versions walk the prev chain), short sparse-tree node ids, Merkle nodes keyed by their last leaf, binary state records.
 SCHEMA_VERSION = 2
 
 DB_META = b"meta"
 DB_LOG = b"log"
 DB_OPHASH = b"ophash"
 DB_STATE = b"state"
-DB_HISTORY = b"history"
 DB_MERKLE = b"merkle"
 DB_SMT = b"smt"
 # The node's latest signed checkpoints, one per tree size (the latest few hundred are kept).
@@ -38,7 +36,7 @@ DB_CHECKPOINTS = b"checkpoints"
 # rejected) on the DID's subject: the Nats-Expected-Last-Subject-Sequence of
 # the next write to that DID. Written in the same transaction as the state.
 DB_STREAM_SUBJECTS = b"stream_subj"
-ALL_DBS = (DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_HISTORY, DB_MERKLE, DB_SMT, DB_CHECKPOINTS, DB_STREAM_SUBJECTS)
+ALL_DBS = (DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_MERKLE, DB_SMT, DB_CHECKPOINTS, DB_STREAM_SUBJECTS)
 
 # The handshake's state (didnode.store.auth_store) lives in its own small
 # environment, DATA/auth, not in the ledger's: its writes (two per handshake)
@@ -66,8 +64,6 @@ META_STREAM_CREATED = b"stream_created"
 META_STREAM_TIME = b"stream_time"
 
 _U64 = struct.Struct(">Q")
-_U32 = struct.Struct(">I")
-_POS_TIME = struct.Struct(">QQ")
 _LAST_LEVEL = struct.Struct(">QB")
 
 
@@ -81,22 +77,6 @@ def read_u64(b: bytes) -> int:
 
 def did_key(did: str) -> bytes:
     return did.encode()
-
-
-def history_key(did: str, seq: int) -> bytes:
-    return did.encode() + _U32.pack(seq)
-
-
-def history_value(position: int, time: int) -> bytes:
-    return _POS_TIME.pack(position, time)
-
-
-def read_history_value(b: bytes) -> tuple[int, int]:
-    return _POS_TIME.unpack(b)
-
-
-def history_seq(key: bytes) -> int:
-    return _U32.unpack(key[-4:])[0]
 
 
 def merkle_key(level: int, index: int) -> bytes:

@@ -16,6 +16,8 @@ from didnode.core import entry as entry_codec
 from didnode.errors import AuditFailed, StoreCorrupted
 from didnode.ledger.audit import audit
 from didnode.store import layout
+from didnode.store.env import Store
+from didnode.store.ledger_tables import LedgerTables
 from didnode.store.readonly import snapshot
 from tests.conftest import start_node
 from tests.factory import Identity, adopt_rotation, new_create, rotate_op
@@ -89,13 +91,12 @@ def _failure(copy: Path, workers: int = 0) -> AuditFailed:
 
 
 def _last_position(copy: Path, did: str) -> int:
-    env = lmdb.open(str(copy / "ledger"), readonly=True, lock=False, max_dbs=16)
+    store = Store(str(copy / "ledger"))
     try:
-        with env.begin() as txn:
-            cur = txn.cursor(db=env.open_db(layout.DB_HISTORY, txn=txn, create=False))
-            positions = [layout.read_history_value(v)[0] for k, v in cur if k.startswith(did.encode())]
+        with store.read() as txn:
+            positions = [v.position for v in LedgerTables(store).versions(txn, did)]
     finally:
-        env.close()
+        store.close()
     return max(positions)
 
 
@@ -147,10 +148,11 @@ def test_a_flipped_byte_in_a_stored_leaf_blames_the_leaf_not_the_entry(ledger: L
 def test_a_flipped_byte_in_a_state_record_names_the_did_and_its_last_position(ledger: Ledger, tmp_path: Path, kind: str) -> None:
     copy = _copy(ledger, tmp_path)
     ident = (ledger.rotated if kind == "rotated" else ledger.plain)[2]
+    last = _last_position(copy, ident.did)
     record = _value(copy, layout.DB_STATE, ident.did.encode())
     _flip(copy, record, record.index(b'"seq"') + 7)  # the digit of seq
     err = _failure(copy)
-    assert err.details == {"position": str(_last_position(copy, ident.did)), "check": "state"}
+    assert err.details == {"position": str(last), "check": "state"}
     assert ident.did in str(err) and "differs from the replayed one" in str(err)
 
 
@@ -162,10 +164,11 @@ def test_a_flipped_byte_in_a_state_tree_node_is_found(ledger: Ledger, tmp_path: 
     with env.begin() as txn:
         leaf = next(v for _, v in txn.cursor(db=env.open_db(layout.DB_SMT, txn=txn, create=False)) if v[1:33] == key)
     env.close()
+    last = _last_position(copy, did)
     _flip(copy, bytes(leaf), 40)  # inside the value hash
     err = _failure(copy)
     assert err.details["check"] == "state-tree" and did in str(err)
-    assert err.details["position"] == str(_last_position(copy, did))
+    assert err.details["position"] == str(last)
 
 
 def test_a_tampered_checkpoint_and_index_are_reported(ledger: Ledger, tmp_path: Path) -> None:
