@@ -27,7 +27,8 @@ import click
 from cli.didctl_audit import audit
 from cli.didctl_common import Ctl, checked_did, command, iso_ms, kv_lines, note
 from didnode.core.checkpoint import SignedCheckpoint
-from didnode.core.proof_bundle import Bundle, ConsistencyProof, InclusionProof
+from didnode.core.keystate import DidState
+from didnode.core.proof_bundle import Bundle, ConsistencyProof, InclusionProof, StateProof
 from didnode.core.transparency_verify import Verified, verify_bundle, verify_checkpoint
 from didnode.errors import InvalidArgument, LocalError
 from didnode.proofcheck import load_bundle, signer_key_from_multibase, verify_offline
@@ -230,4 +231,7 @@ def verify_proof(ctl: Ctl, file: str, signer_key: str | None, doc_file: str | No
         note(f"no --signer-key or --node-did-document: trusting the DID document the node at {ctl.node} serves for itself")
         node_did = ctl.client().node_info().node_did
         verified = verify_offline(bundle, did_document=ctl.client().resolve(node_did), max_age_ms=max_age_ms)
-    ctl.emit(_verified_json(verified), f"ok: {verified.summary} (checkpoint of {iso_ms(verified.checkpoint.time_ms)})")
+    out = _verified_json(verified)
+    if isinstance(bundle, StateProof) and bundle.present:
+        out["state"] = DidState.from_record(bundle.state_record).to_json()  # the proven record, decoded
+    ctl.emit(out, f"ok: {verified.summary} (checkpoint of {iso_ms(verified.checkpoint.time_ms)})")

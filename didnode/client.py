@@ -164,7 +164,7 @@ def _resolve_req(did: str, version_id: int | None, version_time: str | None) -> 
 
 
 def _key_state(resp: pb.KeyStateResponse, asked: bool) -> KeyState:
-    return KeyState(DidState.from_record(resp.state_json.encode()), tuple(k.id for k in resp.valid_at) if asked else None)
+    return KeyState(DidState.from_json_text(resp.state_json), tuple(k.id for k in resp.valid_at) if asked else None)
 
 
 def _info(i: node_pb2.NodeInfo) -> NodeInfo:

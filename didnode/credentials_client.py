@@ -107,7 +107,7 @@ def status_in(r: pb.GetStatusResponse) -> StatusInfo:
 
 
 def issuer_in(r: pb.GetIssuerResponse) -> IssuerRecord:
-    state = DidState.from_record(r.state_json.encode())
+    state = DidState.from_json_text(r.state_json)
     return IssuerRecord(state, {k.key_id: (k.added_time_ms, k.ended_time_ms) for k in r.keys})
 
 

@@ -15,8 +15,8 @@ The node builds them, the transport carries them, the client library and
 JSON layout (docs/transparency.md, "Proof bundles"): a ``type`` member names
 the kind; byte strings are lowercase hex; log proofs use the byte layout of
 :func:`didnode.core.merkle.encoding.serialize_log_proof` and state proofs that
-of :func:`~didnode.core.merkle.encoding.serialize_sparse_proof`; the state
-record is embedded as a JSON string whose UTF-8 encoding is the record.
+of :func:`~didnode.core.merkle.encoding.serialize_sparse_proof`; the (binary)
+state record is embedded as unpadded base64url.
 Parsing is strict: unknown or missing members raise :class:`MalformedProof`.
 """
 
@@ -34,6 +34,7 @@ from didnode.core.merkle.encoding import (
     serialize_log_proof,
     serialize_sparse_proof,
 )
+from didnode.core.encoding import b64url, b64url_decode
 from didnode.errors import MalformedProof
 
 INCLUSION_TYPE: Final = "didnode/inclusion-proof/v1"
@@ -101,7 +102,7 @@ class StateProof:
             "checkpoint": self.checkpoint.to_json(),
             "did": self.did,
             "present": self.present,
-            "stateRecord": self.state_record.decode("utf-8") if self.present else None,
+            "stateRecord": b64url(self.state_record) if self.present else None,
             "proof": serialize_sparse_proof(self.proof).hex(),
         }
 
@@ -132,6 +133,16 @@ def _hex(d: dict[str, Any], name: str, limit: int = MAX_ENTRY_BYTES) -> bytes:
     if raw.hex() != value:
         raise MalformedProof(f"bundle member {name} must be lowercase hex without spaces")
     return raw
+
+
+def _state_record(text: str) -> bytes:
+    """The record bytes of a present ``stateRecord`` (unpadded base64url, canonical form)."""
+    if len(text) > MAX_ENTRY_BYTES * 4 // 3 + 3:
+        raise MalformedProof(f"bundle member stateRecord is longer than a {MAX_ENTRY_BYTES}-byte record")
+    try:
+        return b64url_decode(text)
+    except ValueError:
+        raise MalformedProof("bundle member stateRecord is not unpadded base64url") from None
 
 
 def _checkpoint(value: Any) -> SignedCheckpoint | None:
@@ -167,5 +178,5 @@ def from_json(d: Any) -> Bundle:
         checkpoint = _checkpoint(d["checkpoint"])
         if checkpoint is None:
             raise MalformedProof("state bundle has no checkpoint")
-        return StateProof(did, present, record.encode("utf-8") if present else b"", parse_sparse_proof(_hex(d, "proof")), checkpoint)
+        return StateProof(did, present, _state_record(record) if present else b"", parse_sparse_proof(_hex(d, "proof")), checkpoint)
     raise MalformedProof(f"unknown proof bundle type {str(kind)[:60]!r}")

@@ -33,6 +33,7 @@ from nacl.exceptions import BadSignatureError
 from didnode.core import entry as entry_codec
 from didnode.core.checkpoint import SIGNATURE_SIZE, Checkpoint, SignedCheckpoint
 from didnode.core.entry import LogEntry
+from didnode.core.keystate import DidState
 from didnode.core.merkle import proof_verify, sparse_verify
 from didnode.core.merkle.encoding import SparseProof
 from didnode.core.merkle.hasher import leaf_hash
@@ -145,7 +146,8 @@ def verify_state_at(checkpoint: Checkpoint, did: str, state_record: bytes | None
     or (``None``) the DID has no state there.
 
     Preconditions: ``checkpoint`` is verified. The key is ``SHA-256(UTF-8 DID)``,
-    the value ``SHA-256(state record)``; a present record must name ``did``.
+    the value ``SHA-256(state record)``; a present record must decode (else
+    :class:`MalformedProof`) and name ``did``.
     """
     key = hashlib.sha256(did.encode("utf-8")).digest()
     if state_record is None:
@@ -153,9 +155,9 @@ def verify_state_at(checkpoint: Checkpoint, did: str, state_record: bytes | None
         return
     sparse_verify.verify_present(checkpoint.state_root, key, hashlib.sha256(state_record).digest(), proof)
     try:
-        named = json.loads(state_record).get("did")
-    except (ValueError, AttributeError):
-        raise MalformedProof("state record is not a JSON object") from None
+        named = DidState.from_record(state_record).did
+    except StoreCorrupted as exc:
+        raise MalformedProof(f"state record does not decode: {exc}") from None
     if named != did:
         raise ProofClaimMismatch(f"state record is of {str(named)[:80]!r}, not of {did}", did=did)
 

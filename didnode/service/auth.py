@@ -80,7 +80,7 @@ class LedgerKeyStates:
 
     The record bytes are read every time; only their *decoding* is cached
     (per DID, keyed by the exact bytes), because a device authenticates
-    far more often than its state changes and decoding the JSON record is
+    far more often than its state changes and decoding the record is
     most of a lookup's cost.
     """
 

@@ -9,7 +9,7 @@ database       key                                         value
 meta           ASCII name (see META_*)                     bytes / u64 / UTF-8, per name
 log            u64 position                                log entry bytes (didnode.core.entry)
 ophash         32-byte sha256 of the payload               u64 position
-state          DID (UTF-8)                                 canonical JSON key state (core.keystate)
+state          DID (UTF-8)                                 binary state record (core.keystate)
 merkle         u64 last leaf covered + u8 level            32-byte RFC 6962 node hash (perfect subtrees)
 smt            node id (core.merkle.sparse, 2..34 bytes)   65-byte node record (0x00|key|value or 0x01|l|r)
 checkpoints    u64 tree size                               signed checkpoint (core.checkpoint encoding)

@@ -74,7 +74,7 @@ def key_state_out(state: DidState, at_position: int | None) -> pb.KeyStateRespon
         next_commitment=state.next,
         controllers=list(state.controllers),
         keys=[key_out(k) for k in state.keys],
-        state_json=state.to_record().decode(),
+        state_json=state.to_json_text(),
     )
     if at_position is not None:
         resp.valid_at.extend(key_out(k) for k in state.keys_valid_at(at_position))

@@ -89,7 +89,7 @@ class CredentialServicer:
     async def GetIssuer(self, request: pb.GetIssuerRequest, context: grpc.aio.ServicerContext) -> pb.GetIssuerResponse:
         rec = self.service.issuer_record(request.did)
         return pb.GetIssuerResponse(
-            state_json=rec.state.to_record().decode(),
+            state_json=rec.state.to_json_text(),
             keys=[pb.IssuerKeyTimes(key_id=k, added_time_ms=a, ended_time_ms=e) for k, (a, e) in sorted(rec.key_times.items())],
         )
 

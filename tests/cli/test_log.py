@@ -13,6 +13,7 @@ import pytest
 from cli.didctl import main
 from cli.didctl_log import audit, log
 from didnode.client import Client
+from didnode.core.encoding import b64url, b64url_decode
 from didnode.store import layout
 from didnode.store.readonly import snapshot
 from tests.cli.conftest import Didctl
@@ -76,6 +77,7 @@ def test_prove_and_verify_offline_every_way(dc: Didctl, facts: dict[str, Any], t
     assert ok["ok"] is True and ok["kind"] == "inclusion" and r.op_hash.hex() in ok["summary"]
     ok = dc.json("log", "verify-proof", str(state), "--node-did-document", str(facts["doc"]), **offline)
     assert ok["kind"] == "state" and facts["did"] in ok["summary"]
+    assert ok["state"]["did"] == facts["did"] and ok["state"]["status"] == "active"  # the proven record, decoded
     text = dc.invoke("log", "verify-proof", str(absent), "--signer-key", facts["key"], **offline).stdout
     assert text.startswith("ok: ") and "does not exist" in text
     fetched = dc.invoke("log", "verify-proof", str(state))
@@ -107,7 +109,9 @@ def test_verify_proof_failures_are_one_line(dc: Didctl, facts: dict[str, Any], t
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**bundle, "proof": proof.hex()}))
     dc.fail("log", "verify-proof", str(bad), "--signer-key", facts["key"], code=1, reason="ROOT_MISMATCH", **offline)
-    bad.write_text(json.dumps({**bundle, "stateRecord": bundle["stateRecord"].replace('"seq":0', '"seq":7')}))
+    record = bytearray(b64url_decode(bundle["stateRecord"]))
+    record[5] ^= 7  # the low byte of seq (u32 at offset 2): another state, so another leaf value
+    bad.write_text(json.dumps({**bundle, "stateRecord": b64url(bytes(record))}))
     dc.fail("log", "verify-proof", str(bad), "--signer-key", facts["key"], code=1, reason="ROOT_MISMATCH", **offline)
     bad.write_text("{}")
     dc.fail("log", "verify-proof", str(bad), "--signer-key", facts["key"], code=1, reason="MALFORMED_PROOF", **offline)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import replace
@@ -26,7 +27,7 @@ from didnode.errors import (
     RootMismatch,
 )
 from didnode.proofcheck import bundle_kid, load_bundle, signer_key_from_did_document, verify_offline
-from tests.factory import new_create
+from tests.factory import MemLedger, new_create
 
 KEY = SigningKey(hashlib.sha256(b"verifier tests").digest())
 PUB = bytes(KEY.verify_key)
@@ -42,12 +43,13 @@ class Ledger:
         self.nodes = log_tree.MemoryNodeStore()
         self.smt = sparse.MemorySparseStore()
         self.records: dict[str, bytes] = {}
+        mem = MemLedger(network)
         for i in range(n):
             ident, op = new_create(network=network)
             e = entry_codec.encode(i, 1_700_000_000_000 + i, op.payload, op.proofs)
             log_tree.append(self.nodes, i, leaf_hash(e))
             self.entries.append(e)
-            record = json.dumps({"did": ident.did, "seq": 0}).encode()
+            record = mem.submit(op).to_record()
             self.records[ident.did] = record
             sparse.update(self.smt, sparse.key_for_did(ident.did), hashlib.sha256(record).digest())
         self.network = network
@@ -163,12 +165,21 @@ def test_state_mutations(led: Ledger) -> None:
             verify_bundle(bundle, PUB)  # type: ignore[arg-type]
     # A record that hashes right but names another DID is caught too.
     smt = sparse.MemorySparseStore()
-    liar = json.dumps({"did": dids[4]}).encode()
+    liar = led.records[dids[4]]
     sparse.update(smt, sparse.key_for_did(dids[5]), hashlib.sha256(liar).digest())
     cp = sign(Checkpoint("local", 13, log_tree.root(led.nodes, 13), sparse.root(smt), 1), KEY, KID)
     bundle = StateProof(dids[5], True, liar, sparse.prove(smt, sparse.key_for_did(dids[5])), cp)
     with pytest.raises(ProofClaimMismatch):
         verify_bundle(bundle, PUB)
+    # So is one that hashes right but is not a state record at all (the JSON of the old format, a
+    # record with a trailing byte): malformed, never a decoding error of another kind.
+    for junk in (b'{"did":"%s","seq":0}' % dids[5].encode(), led.records[dids[5]] + b"\x00"):
+        smt = sparse.MemorySparseStore()
+        sparse.update(smt, sparse.key_for_did(dids[5]), hashlib.sha256(junk).digest())
+        cp = sign(Checkpoint("local", 13, log_tree.root(led.nodes, 13), sparse.root(smt), 1), KEY, KID)
+        bundle = StateProof(dids[5], True, junk, sparse.prove(smt, sparse.key_for_did(dids[5])), cp)
+        with pytest.raises(MalformedProof, match="state record does not decode"):
+            verify_bundle(bundle, PUB)
 
 
 def test_bundle_json_parsing_is_strict(led: Ledger) -> None:
@@ -186,6 +197,16 @@ def test_bundle_json_parsing_is_strict(led: Ledger) -> None:
     state = led.state(list(led.records)[0]).to_json()
     with pytest.raises(MalformedProof):
         proof_bundle.from_json({**state, "present": False})
+    # stateRecord is the record as unpadded base64url, in its one canonical form.
+    record = state["stateRecord"]
+    assert proof_bundle.from_json(state).state_record == led.records[list(led.records)[0]]
+    assert base64.urlsafe_b64decode(record + "=" * (-len(record) % 4)) == led.records[list(led.records)[0]]
+    assert len(record) % 4 in (2, 3)  # so that the last character carries padding bits
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    stray_bits = record[:-1] + alphabet[alphabet.index(record[-1]) ^ 1]
+    for text in (record + "=" * (4 - len(record) % 4), record + "!", record[:-1] + "/", stray_bits, 5):
+        with pytest.raises(MalformedProof):
+            proof_bundle.from_json({**state, "stateRecord": text})
     with pytest.raises(MalformedProof):
         load_bundle("{not json")
 

@@ -13,6 +13,7 @@ import pytest
 from didnode.client import Client
 from didnode.core import builder
 from didnode.core import entry as entry_codec
+from didnode.core.keystate import DidState
 from didnode.errors import AuditFailed, StoreCorrupted
 from didnode.ledger.audit import audit
 from didnode.store import layout
@@ -144,13 +145,23 @@ def test_a_flipped_byte_in_a_stored_leaf_blames_the_leaf_not_the_entry(ledger: L
     assert "stored Merkle leaf (level 0, index 33) was altered" in str(err)
 
 
-@pytest.mark.parametrize("kind", ["rotated", "plain"])
-def test_a_flipped_byte_in_a_state_record_names_the_did_and_its_last_position(ledger: Ledger, tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "offset"),
+    [("rotated", 5), ("plain", 5), ("plain", 0)],  # the low byte of seq (u32 at offset 2); the version byte
+)
+def test_a_flipped_byte_in_a_state_record_names_the_did_and_its_last_position(ledger: Ledger, tmp_path: Path, kind: str, offset: int) -> None:
     copy = _copy(ledger, tmp_path)
     ident = (ledger.rotated if kind == "rotated" else ledger.plain)[2]
     last = _last_position(copy, ident.did)
     record = _value(copy, layout.DB_STATE, ident.did.encode())
-    _flip(copy, record, record.index(b'"seq"') + 7)  # the digit of seq
+    flipped = bytearray(record)
+    flipped[offset] ^= 1
+    if offset == 0:
+        with pytest.raises(StoreCorrupted):  # a record of no known version: it no longer decodes
+            DidState.from_record(bytes(flipped))
+    else:
+        assert DidState.from_record(bytes(flipped)).seq == DidState.from_record(record).seq ^ 1
+    _flip(copy, record, offset)
     err = _failure(copy)
     assert err.details == {"position": str(last), "check": "state"}
     assert ident.did in str(err) and "differs from the replayed one" in str(err)
