@@ -10,7 +10,7 @@ LISTEN  ?= 127.0.0.1:50051
 NETWORK ?= local
 PYTEST_ARGS ?=
 
-.PHONY: run test venv proto proto-check bench bench-quick clean cluster cluster-stop
+.PHONY: run test venv proto proto-check bench bench-quick bench-scale bench-keri-env clean cluster cluster-stop
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,15 +34,31 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	$(BIN)/python tools/gen_proto.py --check didnode/api/v1
 
-# Each script prints its figures as one JSON object on its last line.
-BENCHES := ledger transparency credentials auth provision cluster
+# Benchmarks (docs/performance.md). Each bench/*.py prints its figures as one JSON object on its
+# last stdout line; bench/run_all.py runs them, prints one table (figure, reference measured in
+# the same run, ratio, target) and writes bench/results/{latest,quick}.json and .png.
+# keripy (the peer) and matplotlib (the plot) live in bench/.venv-keri, never in didnode's deps.
+KERI_ENV := bench/.venv-keri/.installed
 
+$(KERI_ENV): bench/requirements-bench.txt
+	$(PY) bench/keri_env.py
+
+bench-keri-env: $(KERI_ENV)
+
+# The keripy environment is optional: without it the table says keripy is unavailable and why.
 bench: $(STAMP)
-	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py | tail -n 1 || exit 1; done
+	-@$(MAKE) --no-print-directory bench-keri-env
+	$(BIN)/python bench/run_all.py --profile full
 
 bench-quick: $(STAMP)
-	$(BIN)/python bench/ledger.py --prefill 20000 --n 5000 | tail -n 1
-	$(BIN)/python bench/credentials.py | tail -n 1
+	-@$(MAKE) --no-print-directory bench-keri-env
+	$(BIN)/python bench/run_all.py --profile quick
+
+# Grows one ledger to 1,000,000 DIDs (minutes; not in CI): resolve p50/p99, node RSS, LMDB bytes per DID.
+SCALE_MAX ?= 1000000
+bench-scale: $(STAMP)
+	-@$(MAKE) --no-print-directory bench-keri-env
+	$(BIN)/python bench/scale.py --max $(SCALE_MAX)
 
 # Three nats-servers (JetStream R3, sync_interval: always) and three didnodes on loopback,
 # data under var/cluster; cluster-stop stops exactly the processes cluster started (docs/cluster.md).
@@ -53,4 +69,4 @@ cluster-stop:
 	$(PY) tools/cluster.py stop
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info bench/.venv-keri

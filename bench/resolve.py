@@ -1,0 +1,154 @@
+"""Resolution over gRPC and durable apply throughput, against ledger size.
+
+A node's data directory is grown through the node's own write path
+(bench/ledger.py's Pipeline: verify pool + single group-committing writer,
+both transparency trees). At each size of --sizes:
+
+  * the last --apply-n creates that bring the ledger to that size are applied
+    durably (fsync per batch, batches <= 8,192), timed: durable creates/s
+    at that ledger size (the rest of the growth is not synced, not timed);
+  * the LMDB space in use is read (pages of every database, node stopped);
+  * ``didnode serve`` is started on the directory and --concurrency asyncio
+    callers on one grpc.aio channel resolve DIDs drawn uniformly from the
+    whole ledger, back to back, for --seconds: resolves/s and latency
+    p50/p99 (the client sends ResolveRequest and keeps the response bytes
+    it gets, as the echo reference does; it does not parse the JSON);
+  * the node process's RSS is read after the load.
+
+With --echo the plain gRPC echo server (bench/ref_grpc_echo.py) is measured
+right after the largest size, with the same client loop, concurrency and
+duration (``echo_unary_per_s``, ``echo_unary_p50_ms``, ``echo_unary_p99_ms``),
+and the ratio is reported: on a shared machine a reference measured minutes
+apart can see a different background load.
+
+Last line: one JSON object: the figures at the largest size, and
+``points``: one object per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import emit, make_creates  # noqa: E402
+from serving import DidSample, LoadResult, grow_ledger, lmdb_usage, rss_mb, start_didnode, stop_process, unary_load  # noqa: E402
+
+import grpc  # noqa: E402
+
+from didnode.api.v1 import ledger_pb2, ledger_pb2_grpc  # noqa: E402
+from didnode.service.node import Node, NodeConfig  # noqa: E402
+
+NET = "local"
+
+
+def log(msg: str) -> None:
+    """Progress on stderr."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+async def resolve_load(address: str, dids: list[str], seconds: float, concurrency: int) -> LoadResult:
+    """Resolves/s and latency of ``concurrency`` callers on one channel, DIDs taken round-robin from ``dids``."""
+    requests = [ledger_pb2.ResolveRequest(did=d) for d in dids]
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = ledger_pb2_grpc.LedgerServiceStub(channel)
+        first = await stub.Resolve(requests[0])
+        got = json.loads(first.result_json)
+        if got.get("didDocument", {}).get("id") != dids[0]:
+            raise SystemExit(f"resolving {dids[0]} returned {first.result_json[:300]!r}")
+        n = len(requests)
+        return await unary_load(lambda i: stub.Resolve(requests[i % n]), seconds, concurrency)
+
+
+def measure_point(data: Path, sample: list[str], seconds: float, concurrency: int) -> dict[str, Any]:
+    """Serve ``data`` with a fresh node, load it with resolves, read its RSS, stop it."""
+    proc, address = start_didnode(data, NET)
+    try:
+        res = asyncio.run(resolve_load(address, sample, seconds, concurrency))
+        mem = rss_mb(proc.pid)
+    finally:
+        stop_process(proc)
+    return {"resolve_per_s": res.rate, "resolve_p50_ms": res.p50_ms, "resolve_p99_ms": res.p99_ms, "resolves": res.calls, **mem}
+
+
+def main() -> None:
+    """Grow the ledger through the sizes, measure at each, emit the figures."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,50000,200000", help="comma-separated ledger sizes (DIDs) to measure at")
+    ap.add_argument("--apply-n", type=int, default=5000, help="durable creates timed at each size (the last ones of its growth; 0: none)")
+    ap.add_argument("--seconds", type=float, default=5.0, help="resolve load per size")
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--sample", type=int, default=50_000, help="DIDs kept (uniform sample of the ledger) to resolve")
+    ap.add_argument("--echo", action="store_true", help="also measure the plain gRPC echo server (the reference) in this run")
+    ap.add_argument("--dir", default=None, help="where to build the node data dir (default: a temp dir, removed after)")
+    args = ap.parse_args()
+    sizes = sorted(int(float(s)) for s in args.sizes.split(","))
+    if args.apply_n >= sizes[0]:
+        raise SystemExit(f"--apply-n ({args.apply_n}) must be smaller than the smallest size ({sizes[0]})")
+    base = Path(args.dir or tempfile.mkdtemp(prefix="didnode-bench-resolve-"))
+    data = base / "node"
+    ledger_dir = data / "ledger"
+    try:
+        t = time.perf_counter()
+        log(f"generating {sizes[-1]:,} creates ...")
+        ops = [x[0] for x in make_creates(sizes[-1], NET)]
+        log(f"  {time.perf_counter() - t:.1f}s")
+        Node(NodeConfig(data_dir=str(data), network=NET)).close()  # genesis: the node DID at position 0
+        sample = DidSample(args.sample)
+        points: list[dict[str, Any]] = []
+        have = 0
+        for size in sizes:
+            fill = ops[have : size - args.apply_n]
+            timed = ops[size - args.apply_n : size]
+            grow_ledger(ledger_dir, fill, sync=False)
+            apply_rate = grow_ledger(ledger_dir, timed, sync=True) if timed else float("nan")
+            sample.add(op.did for op in ops[have:size])
+            have = size
+            usage = lmdb_usage(ledger_dir)
+            dids = int(usage["dids"])
+            point: dict[str, Any] = {
+                "dids": dids,
+                "apply_per_s": apply_rate,
+                "lmdb_used_bytes_per_did": usage["used_bytes"] / dids,
+                "lmdb_file_bytes_per_did": usage["file_bytes"] / dids,
+            }
+            point.update(measure_point(data, list(sample.items), args.seconds, args.concurrency))
+            points.append(point)
+            log(
+                f"{dids:>9,} DIDs: durable creates {apply_rate:,.0f}/s; resolve {point['resolve_per_s']:,.0f}/s "
+                f"p50 {point['resolve_p50_ms']:.2f} ms p99 {point['resolve_p99_ms']:.2f} ms; node RSS {point['rss_mb']:.0f} MB "
+                f"(anon {point['rss_anon_mb']:.0f}, file {point['rss_file_mb']:.0f}); LMDB {point['lmdb_used_bytes_per_did']:,.0f} B/DID in use, "
+                f"{point['lmdb_file_bytes_per_did']:,.0f} B/DID file"
+            )
+        figures: dict[str, Any] = {
+            "sizes": sizes,
+            "concurrency": args.concurrency,
+            "seconds": args.seconds,
+            "apply_n": args.apply_n,
+            **{k: v for k, v in points[-1].items()},
+            "p99_growth": points[-1]["resolve_p99_ms"] / points[0]["resolve_p99_ms"],
+            "points": points,
+        }
+        if args.echo:
+            from ref_grpc_echo import measure
+
+            echo = measure(args.seconds, args.concurrency, 100)
+            figures.update({f"echo_{k}": v for k, v in echo.items()})
+            figures["ratio_vs_echo"] = points[-1]["resolve_per_s"] / echo["unary_per_s"]
+            log(f"echo unary in the same run: {echo['unary_per_s']:,.0f}/s; resolve/echo {figures['ratio_vs_echo']:.2f}")
+        emit(figures)
+    finally:
+        if args.dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

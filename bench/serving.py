@@ -1,0 +1,251 @@
+"""Shared pieces of the benchmarks that serve over gRPC: a node subprocess, load loops, RSS, LMDB usage.
+
+Used by ``ref_grpc_echo.py``, ``resolve.py`` and ``scale.py``, so that the
+echo reference and the node are driven by exactly the same client loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
+
+import lmdb
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import ROOT, chunks  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of already sorted values (nearest rank); NaN when empty."""
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Completed calls over a timed window and their latencies."""
+
+    calls: int
+    seconds: float
+    latencies: tuple[float, ...]  # seconds, sorted
+
+    @property
+    def rate(self) -> float:
+        """Completed calls per second."""
+        return self.calls / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def p50_ms(self) -> float:
+        """Median latency in ms."""
+        return percentile(self.latencies, 0.50) * 1000
+
+    @property
+    def p99_ms(self) -> float:
+        """99th percentile latency in ms."""
+        return percentile(self.latencies, 0.99) * 1000
+
+
+async def unary_load(one: Callable[[int], Awaitable[object]], seconds: float, concurrency: int, warmup: float = 0.5) -> LoadResult:
+    """Call ``one(i)`` back to back from ``concurrency`` tasks for ``seconds`` (after ``warmup``)."""
+
+    async def run(window: float, lat: list[float] | None) -> float:
+        stop = time.perf_counter() + window
+        counter = iter(range(1 << 62))
+
+        async def worker() -> None:
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                await one(next(counter))
+                if lat is not None:
+                    lat.append(time.perf_counter() - t)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - t0
+
+    if warmup > 0:
+        await run(warmup, None)
+    lat: list[float] = []
+    elapsed = await run(seconds, lat)
+    return LoadResult(len(lat), elapsed, tuple(sorted(lat)))
+
+
+# --------------------------------------------------------------------------
+# a node subprocess
+# --------------------------------------------------------------------------
+
+
+def start_didnode(data: Path, network: str = "local", log: Path | None = None, timeout: float = 60.0) -> tuple[subprocess.Popen[str], str]:
+    """Start ``didnode serve`` on a free loopback port; return the process and its address.
+
+    Its stderr goes to ``log`` (default: ``data``/../node.log), whose tail is
+    shown when the node fails to start.
+    """
+    log = log or data.parent / f"{data.name}.log"
+    cmd = [str(BIN / "didnode"), "serve", "--data", str(data), "--listen", "127.0.0.1:0", "--network", network, "--log-level", "warning"]
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    line = ""
+    while time.monotonic() < deadline and not line:
+        line = proc.stdout.readline().strip()
+        if not line and proc.poll() is not None:
+            break
+    if not line:
+        stop_process(proc)
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"didnode serve did not print its address within {timeout:.0f}s (exit {proc.returncode}): {tail}")
+    return proc, line
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _status_kb(pid: int) -> dict[str, int]:
+    """The memory lines of /proc/PID/status, in kB."""
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM"):
+                out[name] = int(value.split()[0])
+    return out
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (all its threads')."""
+    kids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return kids
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """Memory of process ``pid`` in MB (Linux /proc): VmRSS, its anonymous and file-backed parts, peak, children.
+
+    ``rss_mb`` is VmRSS of the process itself: its heap (``rss_anon_mb``) plus
+    the pages of mapped files it touched (``rss_file_mb``: mostly the LMDB
+    map, pages the kernel can drop and re-read at will). ``children_rss_mb``
+    is the VmRSS of its child processes (the signature verifier), whose pages
+    are partly shared with the parent (fork).
+    """
+    me = _status_kb(pid)
+    kids = 0
+    for kid in _children(pid):
+        try:
+            kids += _status_kb(kid).get("VmRSS", 0)
+        except OSError:
+            continue
+    return {
+        "rss_mb": me.get("VmRSS", 0) / 1024,
+        "rss_anon_mb": me.get("RssAnon", 0) / 1024,
+        "rss_file_mb": me.get("RssFile", 0) / 1024,
+        "rss_peak_mb": me.get("VmHWM", 0) / 1024,
+        "children_rss_mb": kids / 1024,
+    }
+
+
+# --------------------------------------------------------------------------
+# the node's store
+# --------------------------------------------------------------------------
+
+
+def lmdb_usage(ledger_dir: Path) -> dict[str, float]:
+    """Pages in use by every database of the environment at ``ledger_dir`` (opened read-only; the node must be stopped).
+
+    ``used_bytes``: branch + leaf + overflow pages of the main and every named
+    database, times the page size (what the data needs; free pages that LMDB
+    keeps for reuse are not counted). ``file_bytes``: the size of data.mdb.
+    ``dids``: entries of the ``state`` database.
+    """
+    env = lmdb.open(str(ledger_dir), readonly=True, lock=False, max_dbs=64, readahead=False)
+    try:
+        psize = env.stat()["psize"]
+
+        def pages(st: Mapping[str, Any]) -> int:
+            return st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+
+        used = pages(env.stat())
+        dids = 0
+        per_db: dict[str, float] = {}
+        with env.begin() as txn:
+            names = [bytes(k) for k, _ in txn.cursor()]
+            for name in names:
+                try:
+                    db = env.open_db(name, txn=txn, create=False)
+                except lmdb.Error:
+                    continue  # a plain key of the main database, not a named database
+                st = txn.stat(db)
+                used += pages(st)
+                per_db[name.decode(errors="replace")] = pages(st) * psize
+                if name == b"state":
+                    dids = st["entries"]
+    finally:
+        env.close()
+    return {
+        "used_bytes": used * psize,
+        "file_bytes": os.path.getsize(ledger_dir / "data.mdb"),
+        "dids": dids,
+        **{f"db_{k}_bytes": v for k, v in per_db.items()},
+    }
+
+
+def grow_ledger(ledger_dir: Path, ops: Sequence[object], batch: int = 8192, sync: bool = False) -> float:
+    """Apply signed operations to the store through the node's write path (bench/ledger.py's Pipeline); ops/s."""
+    from ledger import Pipeline
+
+    p = Pipeline(str(ledger_dir), sync=sync, batch=batch)
+    try:
+        total, seconds = 0, 0.0
+        for part in chunks(list(ops), 50_000):
+            t = time.perf_counter()
+            p.run(list(part))
+            seconds += time.perf_counter() - t
+            total += len(part)
+    finally:
+        p.close()
+    return total / seconds if seconds else 0.0
+
+
+class DidSample:
+    """A uniform random sample (reservoir) of the DIDs written so far, for resolving."""
+
+    def __init__(self, size: int, seed: int = 11) -> None:
+        self.size = size
+        self.seen = 0
+        self.items: list[str] = []
+        self._rnd = random.Random(seed)
+
+    def add(self, dids: Iterator[str] | Sequence[str]) -> None:
+        """Offer each DID to the sample."""
+        for did in dids:
+            self.seen += 1
+            if len(self.items) < self.size:
+                self.items.append(did)
+            else:
+                j = self._rnd.randrange(self.seen)
+                if j < self.size:
+                    self.items[j] = did
