@@ -1,13 +1,20 @@
 """Durable validate+apply throughput of the ledger, in-process, on a pre-filled LMDB store.
 
 Measures, on a ledger that already holds --prefill DIDs (random keys make
-LMDB touch pages all over the tree, so an empty database flatters):
-  * --n single-signature creates, durable (fsync per batch), in batches;
+LMDB touch pages all over the tree, so an empty database flatters), all
+durable (fsync per batch), in batches:
+
+  the ledger alone (issue #2's scope: log, op-hash index, per-DID state)
+  * --n single-signature creates;
   * --n creates that also carry a controller's signature;
-  * --n rotations (signed by the pre-committed next key);
+  * --n rotations (signed by the pre-committed next key) of prefilled DIDs;
+  the node's full write path (adds issue #3's Merkle log and sparse state tree)
+  * --n single-signature creates and --n rotations;
+
 next to the raw single-thread Ed25519 verify rate measured in the same run.
-The pipeline is the node's: signatures verified in the worker pool, batches
-applied and committed by the single writer (LocalOrderer).
+The pipeline is the node's: chunks of 256 submissions parsed and verified in
+the prepare worker process (ProcessPreparer, several chunks in flight),
+batches applied and committed by the single writer (LocalOrderer).
 
 Last line: one JSON object with the figures.
 """
@@ -22,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import chunks, emit, make_creates, raw_verify_rate  # noqa: E402
@@ -32,9 +38,8 @@ from nacl.signing import SigningKey  # noqa: E402
 from didnode.core import builder  # noqa: E402
 from didnode.errors import DidnodeError  # noqa: E402
 from didnode.ledger.orderer import LocalOrderer  # noqa: E402
-from didnode.ledger.prepare import prepare_many  # noqa: E402
-from didnode.ledger.verifier import ProcessVerifier  # noqa: E402
-from didnode.service.node import wall_clock_ms  # noqa: E402
+from didnode.ledger.preparer import ProcessPreparer  # noqa: E402
+from didnode.service.node import NodeConfig, wall_clock_ms  # noqa: E402
 from didnode.store.env import Store  # noqa: E402
 from didnode.store.ledger_tables import LedgerTables  # noqa: E402
 from didnode.ledger.trees import transparency_hooks  # noqa: E402
@@ -43,16 +48,15 @@ NET = "local"
 
 
 class Pipeline:
-    """The node's write path without gRPC: verify pool + single group-committing writer."""
+    """The node's write path without gRPC: prepare worker + single group-committing writer."""
 
-    def __init__(self, path: str, sync: bool, batch: int, trees: bool = True) -> None:
+    def __init__(self, path: str, sync: bool, batch: int, trees: bool = True, workers: int = 1) -> None:
         self.store = Store(path, map_size=1 << 32, sync=sync)
         self.tables = LedgerTables(self.store)
         hooks = transparency_hooks(self.tables) if trees else []
         self.orderer = LocalOrderer(self.tables, wall_clock_ms, hooks, max_batch=batch)
         self.orderer.start()
-        self.pool = ThreadPoolExecutor(1)  # as the node: NodeConfig.prepare_threads
-        self.verifier = ProcessVerifier(1)
+        self.preparer = ProcessPreparer(self.tables, path, NET, workers)  # as the node: NodeConfig.prepare_processes
         self.batch = batch
 
     def run(self, ops: list) -> float:
@@ -71,10 +75,7 @@ class Pipeline:
                     done.set()
 
         t = time.perf_counter()
-        futs = [
-            self.pool.submit(prepare_many, [(o.payload, o.proofs) for o in c], NET, self.tables, self.verifier)
-            for c in chunks(ops, 256)
-        ]
+        futs = [self.preparer.submit([(o.payload, o.proofs) for o in c]) for c in chunks(ops, 256)]
         for f in futs:
             self.orderer.submit(f.result(), on_done)
         done.wait()
@@ -85,8 +86,7 @@ class Pipeline:
 
     def close(self) -> None:
         self.orderer.stop()
-        self.pool.shutdown()
-        self.verifier.close()
+        self.preparer.close()
         self.store.close()
 
 
@@ -95,16 +95,17 @@ def main() -> None:
     ap.add_argument("--prefill", type=int, default=200_000)
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=8192)
-    ap.add_argument("--no-trees", action="store_true", help="measure the ledger alone, without the transparency trees")
+    ap.add_argument("--workers", type=int, default=NodeConfig.prepare_processes, help="prepare worker processes (default: the node's)")
     ap.add_argument("--dir", default=None, help="where to build the store (default: a temp dir, removed after)")
     args = ap.parse_args()
     base = args.dir or tempfile.mkdtemp(prefix="didnode-bench-")
     path = os.path.join(base, "ledger")
     try:
         t = time.perf_counter()
-        print(f"generating {args.prefill + 3 * args.n} identities ...", file=sys.stderr, flush=True)
+        print(f"generating {args.prefill + 4 * args.n} identities ...", file=sys.stderr, flush=True)
         pre = make_creates(args.prefill)
         fresh = make_creates(args.n)
+        fresh_trees = make_creates(args.n)
         admins = make_creates(1)
         ctl_creates = []
         admin_op, admin_seed, _, _ = admins[0]
@@ -114,40 +115,52 @@ def main() -> None:
             u = builder.create(NET, [builder.NewKey("key-1", bytes(auth.verify_key))], bytes(nxt.verify_key), controllers=[admin_op.did])
             ctl_creates.append(builder.sign(u, [(f"{u.did}#key-1", auth), (f"{admin_op.did}#key-1", admin_key)]))
         print(f"  {time.perf_counter() - t:.1f}s; prefilling {args.prefill} DIDs (not timed, no fsync) ...", file=sys.stderr, flush=True)
-        p = Pipeline(path, sync=False, batch=args.batch, trees=not args.no_trees)
+        p = Pipeline(path, sync=False, batch=args.batch, trees=True, workers=args.workers)
         p.run([x[0] for x in pre] + [admin_op])
         p.close()
         # Rotations for DIDs of the prefill: the realistic case (old DIDs rotate).
         rotations = []
-        for op, _seed, nxt_seed, _ in pre[: args.n]:
+        for op, _seed, nxt_seed, _ in pre[: 2 * args.n]:
             nxt = SigningKey(nxt_seed)
             new_auth, new_next = SigningKey.generate(), SigningKey.generate()
             u = builder.rotate(NET, op.did, 1, hashlib.sha256(op.payload).hexdigest(), bytes(nxt.verify_key), [builder.NewKey("key-2", bytes(new_auth.verify_key))], bytes(new_next.verify_key))
             rotations.append(builder.sign(u, [(builder.next_kid(op.did), nxt)]))
         verify = raw_verify_rate()
-        p = Pipeline(path, sync=True, batch=args.batch, trees=not args.no_trees)
+        # The full write path first, while the trees still match the store.
+        p = Pipeline(path, sync=True, batch=args.batch, trees=True, workers=args.workers)
+        creates_trees = p.run([x[0] for x in fresh_trees])
+        rot_trees = p.run(rotations[args.n :])
+        p.close()
+        p = Pipeline(path, sync=True, batch=args.batch, trees=False, workers=args.workers)
         creates = p.run([x[0] for x in fresh])
         ctl = p.run(ctl_creates)
-        rot = p.run(rotations)
+        rot = p.run(rotations[: args.n])
         with p.store.read() as txn:
             dids = p.tables.count_dids(txn)
         size = os.path.getsize(os.path.join(path, "data.mdb"))
         p.close()
         print(f"raw Ed25519 verify (1 thread): {verify:,.0f}/s", file=sys.stderr)
-        print(f"durable creates: {creates:,.0f}/s  ({creates / verify:.2f} of raw verify)", file=sys.stderr)
-        print(f"durable creates with controller signature: {ctl:,.0f}/s", file=sys.stderr)
-        print(f"durable rotations: {rot:,.0f}/s", file=sys.stderr)
-        print(f"ledger: {dids} DIDs, {size / dids:,.0f} LMDB bytes per DID", file=sys.stderr)
+        print("the ledger alone (log, op-hash index, state):", file=sys.stderr)
+        print(f"  durable creates: {creates:,.0f}/s  ({creates / verify:.2f} of raw verify)", file=sys.stderr)
+        print(f"  durable creates with controller signature: {ctl:,.0f}/s", file=sys.stderr)
+        print(f"  durable rotations: {rot:,.0f}/s", file=sys.stderr)
+        print("the node's write path (ledger + Merkle log + sparse state tree):", file=sys.stderr)
+        print(f"  durable creates: {creates_trees:,.0f}/s  ({creates_trees / verify:.2f} of raw verify)", file=sys.stderr)
+        print(f"  durable rotations: {rot_trees:,.0f}/s", file=sys.stderr)
+        print(f"store: {dids} DIDs, {size / dids:,.0f} LMDB file bytes per DID", file=sys.stderr)
         emit(
             {
                 "prefill_dids": args.prefill,
-                "trees": not args.no_trees,
                 "n": args.n,
+                "workers": args.workers,
                 "creates_per_s": creates,
                 "controller_creates_per_s": ctl,
                 "rotations_per_s": rot,
+                "creates_with_trees_per_s": creates_trees,
+                "rotations_with_trees_per_s": rot_trees,
                 "verify_per_s": verify,
                 "ratio": creates / verify,
+                "ratio_with_trees": creates_trees / verify,
                 "lmdb_bytes_per_did": size / dids,
             }
         )

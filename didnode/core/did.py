@@ -25,6 +25,15 @@ def did_from_create_payload(payload: bytes) -> str:
     return PREFIX + b58encode(sha256_multihash(payload))
 
 
+def did_for_create_hash(op_hash: bytes) -> str:
+    """The DID that a create whose payload hashes to ``op_hash`` (32-byte sha256) would make.
+
+    A create's operation hash *is* its DID's identifier, so the ledger needs
+    no index row to find a create by hash: it looks the DID up instead.
+    """
+    return PREFIX + b58encode(SHA2_256_MULTIHASH + op_hash)
+
+
 def validate_did(did: object) -> str:
     """Return ``did`` if it is a well-formed ``did:dnode`` DID, else raise :class:`InvalidDid`.
 

@@ -499,13 +499,13 @@ def _revoke(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
     own, used_next, ctrls = _signers(state, op, ctx, state.controllers)
     if own or not (used_next or ctrls):
         raise WrongSigner(f"a revoke of a key of {state.did} must be signed by a controller or by the committed next key")
-    key_id = op.body["keyId"]
+    key_id = op.key_id
     target = state.key(key_id)
     if target.fate == REVOKED:
         raise KeyRevoked(f"{state.did}#{key_id} is already revoked", kid=f"{state.did}#{key_id}")
     ended_seq = target.ended_seq if target.fate == ROTATED else op.seq
     ended_pos = target.ended_pos if target.fate == ROTATED else ctx.position
-    revoked = replace(target, fate=REVOKED, ended_seq=ended_seq, ended_pos=ended_pos, reason=op.body["reason"] or "compromised")
+    revoked = replace(target, fate=REVOKED, ended_seq=ended_seq, ended_pos=ended_pos, reason=op.reason or "compromised")
     keys = tuple(revoked if k.id == key_id else k for k in state.keys)
     return _advance(state, op, ctx, keys=keys)
 
@@ -560,7 +560,9 @@ def _publish(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
     for key_id in own:
         if "assertionMethod" not in state.key(key_id).purposes:
             raise WrongSigner(f"{state.did}#{key_id} is not an assertionMethod key")
-    res = op.body["resource"]
+    res = op.resource
+    if res is None:  # parse() sets it for every publish
+        raise MalformedOperation("publish without a resource")
     entry = {
         "id": res["id"],
         "mediaType": res["mediaType"],

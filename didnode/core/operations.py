@@ -126,6 +126,9 @@ class Operation:
 
     ``verified`` caches the (public key, signature) pairs that already verified, so a
     pipeline can check signatures in parallel before the (serial) apply.
+    The parsed members are kept as typed fields, not as the decoded JSON
+    object: an operation is pickled from the prepare worker to the node, and
+    a dict of the whole body would cost more to pickle than what apply uses.
     """
 
     type: str
@@ -135,7 +138,6 @@ class Operation:
     prev: str
     payload: bytes
     hash: bytes
-    body: dict[str, Any]
     proofs: tuple[Proof, ...]
     keys: tuple[KeySpec, ...] = ()
     next: str = ""
@@ -143,6 +145,9 @@ class Operation:
     controllers: tuple[str, ...] = ()
     services: tuple[Service, ...] = ()
     key_agreement: AgreementKey | None = None
+    key_id: str = ""  # revoke: the key revoked
+    reason: str = ""  # revoke, deactivate
+    resource: dict[str, str] | None = None  # publish: {"id", "mediaType", "content"}
     verified: set[tuple[bytes, bytes]] = field(default_factory=set)
 
     @property
@@ -234,7 +239,7 @@ def parse(payload: bytes, proofs: Sequence[Proof], network: str) -> Operation:
         raise WrongNetwork(f"operation is for network {op_network!r}; this node serves {network!r}", network=op_network)
     seq = _int(body, "seq")
     op_hash = hashlib.sha256(payload).digest()
-    op = Operation(op_type, op_network, "", seq, "", payload, op_hash, body, tuple(proofs))
+    op = Operation(op_type, op_network, "", seq, "", payload, op_hash, tuple(proofs))
     if op_type == "create":
         if seq != 0:
             raise MalformedOperation(f"a create has seq 0, not {seq}")
@@ -288,7 +293,8 @@ def _parse_revoke(op: Operation, body: dict[str, Any]) -> None:
     key_id = _str(body, "keyId", 32)
     if not KEY_ID_RE.fullmatch(key_id):
         raise MalformedOperation(f"keyId {key_id!r} is not a key id")
-    _str(body, "reason", MAX_REASON)
+    op.key_id = key_id
+    op.reason = _str(body, "reason", MAX_REASON)
     if "nextKey" in body:
         op.next_key = _ed_key(body["nextKey"], "nextKey")
 
@@ -305,7 +311,7 @@ def _parse_transfer(op: Operation, body: dict[str, Any]) -> None:
 
 
 def _parse_deactivate(op: Operation, body: dict[str, Any]) -> None:
-    _str(body, "reason", MAX_REASON)
+    op.reason = _str(body, "reason", MAX_REASON)
     if "nextKey" in body:
         op.next_key = _ed_key(body["nextKey"], "nextKey")
 
@@ -319,6 +325,7 @@ def _parse_publish(op: Operation, body: dict[str, Any]) -> None:
     if "/" not in media:
         raise MalformedOperation(f"resource mediaType {media!r} is not a media type")
     _str(res, "content", MAX_RESOURCE_CONTENT)
+    op.resource = res
 
 
 _PARSERS = {

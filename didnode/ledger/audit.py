@@ -18,8 +18,8 @@ time               entry times never go backwards; the stored last time is the
 merkle-leaf        Merkle node (0, p) is ``SHA-256(0x00 || entry p)``
 merkle             every node above the leaves is the hash of its children;
                    no node beyond the log
-index              ``ophash`` and ``history`` map each operation to its
-                   position (and time), and hold nothing else
+index              ``ophash`` maps each operation but creates (found by
+                   their DID) to its position, and holds nothing else
 state              each DID's stored state record equals the replayed one; no
                    other record exists
 state-tree         the stored sparse tree is well formed (every child hash,
@@ -199,7 +199,9 @@ class _ReplayState:
             if records:
                 txn.cursor(db=self.state_db).putmulti(records)
             if items:
-                sparse.update_many(StateNodes(txn, self.store), items)
+                nodes = StateNodes(txn, self.store)
+                sparse.update_many(nodes, items)
+                nodes.flush()
 
         self.store.write(write)
         self.records.clear()
@@ -254,6 +256,7 @@ class _Audit:
         self.entry_times: dict[int, int] = {}
         self.prev_time = 0
         self.first_did = ""
+        self.creates = 0
 
     def _meta_text(self, name: bytes) -> str:
         raw = self.txn.get(name, db=self.dbs[layout.DB_META])
@@ -301,6 +304,7 @@ class _Audit:
             if self.replay.exists(it.did):
                 raise _Found(Problem.at(p, "operation", f"{it.did} already exists [DID_EXISTS]"))
             record = it.record
+            self.creates += 1
         else:
             record = self._apply(p, it)
         if it.index_problem is not None:
@@ -323,6 +327,7 @@ class _Audit:
             new = apply(self.replay.state(op.did), op, ApplyContext(p, e.time, self.replay.resolve))
         except DidnodeError as exc:
             raise _Found(Problem.at(p, "operation", f"{exc} [{exc.reason}]")) from None
+        self.creates += op.type == "create"
         return new.to_record()
 
     # -- after the replay ---------------------------------------------------------
@@ -355,10 +360,12 @@ class _Audit:
     def check_counts(self) -> list[Problem]:
         out = []
         n = self.size
-        for name, what in ((layout.DB_LOG, "log"), (layout.DB_OPHASH, "op-hash index")):
-            entries = self.txn.stat(self.dbs[name])["entries"]
-            if entries != n:
-                out.append(Problem.at(None, "index" if name != layout.DB_LOG else "meta", f"the {what} holds {entries} rows; the log size is {n}"))
+        entries = self.txn.stat(self.dbs[layout.DB_LOG])["entries"]
+        if entries != n:
+            out.append(Problem.at(None, "meta", f"the log holds {entries} rows; the log size is {n}"))
+        entries = self.txn.stat(self.dbs[layout.DB_OPHASH])["entries"]
+        if entries != n - self.creates:
+            out.append(Problem.at(None, "index", f"the op-hash index holds {entries} rows; the log holds {n - self.creates} operations other than creates"))
         if n and self.last_time != self.prev_time:
             out.append(Problem.at(n - 1, "time", f"the stored last time {self.last_time} is not the last entry's time {self.prev_time}"))
         if n and self.first_did != self.node_did:

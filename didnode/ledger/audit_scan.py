@@ -14,8 +14,8 @@ about *state*:
   the serial replay still checks that the key is the right one;
 * a create without controllers needs no state at all, so it is applied here
   (``apply(None, op)``, signatures re-verified) and its state record returned;
-* the stored indexes agree: ``ophash[sha256(payload)] = position`` and
-  ``history[did, seq] = (position, time)``.
+* the op-hash index agrees: ``ophash[sha256(payload)] = position`` for every
+  operation but a create, which has no row (its hash is its DID).
 
 Everything that depends on earlier entries (does the DID exist, seq/prev
 chains, controller keys, time order) is left to the serial replay in
@@ -126,7 +126,10 @@ def scan_range(store: ReadOnlyStore, network: str, start: int, end: int) -> list
                 continue
             problem = None
             at = get(op.hash, db=ophash_db)
-            if at != u64(p):
+            if op.type == "create":
+                if at is not None:
+                    problem = f"the op-hash index holds a row for the create {op.hash.hex()}; creates are found by their DID"
+            elif at != u64(p):
                 where = "no position" if at is None or len(at) != 8 else f"position {layout.read_u64(at)}"
                 problem = f"the op-hash index maps operation {op.hash.hex()} to {where}, not {p}"
             record = None

@@ -97,18 +97,21 @@ def apply_batch(
             out.append(op)
             continue
         try:
-            if op.hash in seen or tables.has_operation(txn, op.hash):
+            create = op.type == "create"
+            state = lookup(op.did)
+            # A create's hash is its DID: the DID existing means this very create is on the ledger.
+            if create and state is not None:
+                _duplicate(op.hash, state.created_pos)
+            if not create and (op.hash in seen or tables.has_operation(txn, op.hash)):
                 at = seen.get(op.hash)
-                if at is None:
-                    at = tables.position_of(txn, op.hash)
-                raise DuplicateOperation(f"operation {op.hash.hex()} is already on the ledger at position {at}", position=at)
-            new = apply(lookup(op.did), op, ApplyContext(position, time, resolve))
+                _duplicate(op.hash, at if at is not None else tables.position_of(txn, op.hash))
+            new = apply(state, op, ApplyContext(position, time, resolve))
         except DidnodeError as exc:
             out.append(exc)
             continue
         record = new.to_record()
         data = entry_codec.encode(position, time, op.payload, op.proofs)
-        writes.accepted(position, data, op.hash, op.did, record)
+        writes.accepted(position, data, op.hash, op.did, record, create)
         cache[op.did] = new
         seen[op.hash] = position
         applied.append(AppliedEntry(position, data, op.did, record))
@@ -120,3 +123,7 @@ def apply_batch(
         for hook in hooks:
             hook.on_batch(txn, applied)
     return out
+
+
+def _duplicate(op_hash: bytes, position: int) -> None:
+    raise DuplicateOperation(f"operation {op_hash.hex()} is already on the ledger at position {position}", position=position)

@@ -46,9 +46,9 @@ class TreesHook(BatchHook):
         first = applied[0].position
         log_tree.append_many(LogNodes(txn, self.store), first, [leaf_hash(a.entry) for a in applied])
         # Last state of each DID in the batch wins (update_many keeps the last value).
-        sparse.update_many(
-            StateNodes(txn, self.store), [(sparse.key_for_did(a.did), state_value(a.state_record)) for a in applied]
-        )
+        nodes = StateNodes(txn, self.store)
+        sparse.update_many(nodes, [(sparse.key_for_did(a.did), state_value(a.state_record)) for a in applied])
+        nodes.flush()
 
 
 def roots(tables: LedgerTables, txn: lmdb.Transaction, size: int | None = None) -> Roots:

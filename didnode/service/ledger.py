@@ -104,7 +104,7 @@ class LedgerService:
             if len(items) > MAX_BATCH_CHUNK:
                 raise InvalidArgument(f"a batch chunk holds at most {MAX_BATCH_CHUNK} operations, not {len(items)}")
             loop = asyncio.get_running_loop()
-            ops = await loop.run_in_executor(self.node.pool, self.node.prepare, items)
+            ops = await asyncio.wrap_future(self.node.prepare_future(items))
             if after is not None:
                 await after.wait()
             fut: asyncio.Future[list[Outcome]] = loop.create_future()

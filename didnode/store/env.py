@@ -64,6 +64,10 @@ class Store:
         except lmdb.Error as exc:
             raise StoreCorrupted(f"cannot open the LMDB store at {self.path}: {exc}") from None
         self.dbs = {name: self.env.open_db(name) for name in dbs}
+        # Free reader slots left by processes that died holding them (e.g. a
+        # prepare worker of a node killed with -9): the writer would otherwise
+        # keep the pages those readers pinned.
+        self.env.reader_check()
         self._gate = threading.Condition()
         self._readers = 0
         self._resizing = False

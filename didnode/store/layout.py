@@ -8,7 +8,7 @@ database       key                                         value
 =============  ==========================================  ==============================================
 meta           ASCII name (see META_*)                     bytes / u64 / UTF-8, per name
 log            u64 position                                log entry bytes (didnode.core.entry)
-ophash         32-byte sha256 of the payload               u64 position
+ophash         32-byte sha256 of the payload (not creates)  u64 position
 state          DID (UTF-8)                                 binary state record (core.keystate)
 merkle         u64 last leaf covered + u8 level            32-byte RFC 6962 node hash (perfect subtrees)
 smt            node id (core.merkle.sparse, 2..34 bytes)   65-byte node record (0x00|key|value or 0x01|l|r)
@@ -22,7 +22,8 @@ from __future__ import annotations
 import struct
 
 # 2: no history table (versions walk the prev chain), short sparse-tree node ids, Merkle nodes keyed by their last leaf, binary state records.
-SCHEMA_VERSION = 2
+# 3: creates have no op-hash row (a create's hash is its DID; found through the state table).
+SCHEMA_VERSION = 3
 
 DB_META = b"meta"
 DB_LOG = b"log"

@@ -14,6 +14,7 @@ import json
 import lmdb
 
 from didnode.core import entry as entry_codec
+from didnode.core.did import did_for_create_hash
 from didnode.core.keystate import DidState
 from didnode.errors import StoreCorrupted, UnknownDid, UnknownOperation
 from didnode.store import layout
@@ -84,13 +85,27 @@ class LedgerTables:
             yield layout.read_u64(key), value
 
     def position_of(self, txn: lmdb.Transaction, op_hash: bytes) -> int:
+        """The log position of the operation whose payload hashes to ``op_hash``; raises :class:`UnknownOperation`.
+
+        The op-hash index holds every operation but creates: a create's hash
+        is its DID's identifier, so a create is found through the state table
+        (the DID's creation position). That saves one randomly keyed row, and
+        one dirty page, per create.
+        """
         raw = txn.get(op_hash, db=self.ophash)
-        if raw is None:
-            raise UnknownOperation(f"no operation with hash {op_hash.hex()}", hash=op_hash.hex())
-        return layout.read_u64(raw)
+        if raw is not None:
+            return layout.read_u64(raw)
+        if len(op_hash) == 32:
+            record = txn.get(layout.did_key(did_for_create_hash(op_hash)), db=self.state)
+            if record is not None:
+                return DidState.from_record(record).created_pos
+        raise UnknownOperation(f"no operation with hash {op_hash.hex()}", hash=op_hash.hex())
 
     def has_operation(self, txn: lmdb.Transaction, op_hash: bytes) -> bool:
-        return txn.get(op_hash, db=self.ophash) is not None
+        """Whether an operation with this hash is on the ledger (creates included, see :meth:`position_of`)."""
+        if txn.get(op_hash, db=self.ophash) is not None:
+            return True
+        return len(op_hash) == 32 and txn.get(layout.did_key(did_for_create_hash(op_hash)), db=self.state) is not None
 
     # -- per-DID state and history -----------------------------------------
 
@@ -178,8 +193,12 @@ class BatchWrites:
         self.ophash: dict[bytes, bytes] = {}
         self.state: dict[bytes, bytes] = {}
 
-    def accepted(self, position: int, entry: bytes, op_hash: bytes, did: str, state_record: bytes) -> None:
-        """Record the rows of one accepted operation (a later state of the same DID replaces an earlier one)."""
+    def accepted(self, position: int, entry: bytes, op_hash: bytes, did: str, state_record: bytes, create: bool) -> None:
+        """Record the rows of one accepted operation (a later state of the same DID replaces an earlier one).
+
+        A create gets no op-hash row (see :meth:`LedgerTables.position_of`).
+        """
         self.log.append((position, entry))
-        self.ophash[op_hash] = layout.u64(position)
+        if not create:
+            self.ophash[op_hash] = layout.u64(position)
         self.state[layout.did_key(did)] = state_record

@@ -1,10 +1,13 @@
 """A read-only view of a node's LMDB store, for audits and offline tools.
 
-Opened with ``readonly=True, lock=False``: nothing is ever written, not even
-the reader lock table, so it works on a copy, on read-only media, or on the
-data directory of a *stopped* node. It must not be used on the store of a
-running node (without the lock table a concurrent writer may reuse pages
-this reader still looks at); copy such a store first (:func:`snapshot`).
+By default opened with ``readonly=True, lock=False``: nothing is ever
+written, not even the reader lock table, so it works on a copy, on read-only
+media, or on the data directory of a *stopped* node. Without the lock table a
+concurrent writer may reuse pages this reader still looks at, so on the store
+of a running node either copy it first (:func:`snapshot`) or open it with
+``live=True``: then each read transaction takes a slot in LMDB's reader
+table, which the writer respects, exactly like a reader in the node's own
+process (this is how the node's prepare workers read it).
 """
 
 from __future__ import annotations
@@ -34,13 +37,17 @@ class ReadOnlyStore:
     store written before checkpoints existed); ``has(name)`` tells.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, live: bool = False) -> None:
+        """Open the store at ``path`` read-only; ``live=True`` when its node may be running (see module docstring)."""
         if not os.path.isfile(os.path.join(path, "data.mdb")):
             raise StoreCorrupted(f"no LMDB store at {path} (no data.mdb)")
         self.path = path
         try:
+            # A live reader shares the writer's reader table, which the node
+            # sized (max_readers=512); LMDB takes that size from the lock file.
             self.env = lmdb.open(
-                path, readonly=True, lock=False, max_dbs=len(layout.ALL_DBS) + 4, subdir=True, max_readers=16
+                path, readonly=True, lock=live, max_dbs=len(layout.ALL_DBS) + 4, subdir=True,
+                max_readers=512 if live else 16, readahead=False,
             )
         except lmdb.Error as exc:
             raise StoreCorrupted(f"cannot open the LMDB store at {path} read-only: {exc}") from None
@@ -59,7 +66,13 @@ class ReadOnlyStore:
     @contextmanager
     def read(self) -> Iterator[lmdb.Transaction]:
         """A read transaction (values copied out as bytes)."""
-        with self.env.begin(buffers=False) as txn:
+        try:
+            txn = self.env.begin(buffers=False)
+        except lmdb.MapResizedError:
+            # The running node grew the map since we opened it: adopt the new size.
+            self.env.set_mapsize(0)
+            txn = self.env.begin(buffers=False)
+        with txn:
             yield txn
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -190,10 +191,24 @@ def test_a_tampered_checkpoint_and_index_are_reported(ledger: Ledger, tmp_path: 
     assert err.details["check"] == "checkpoint" and f"tree size {ledger.checkpoint_sizes[0]}" in str(err)
 
     copy2 = _copy(ledger, tmp_path / "b")
-    op_hash = hashlib.sha256(entry_codec.decode(_value(copy2, layout.DB_LOG, layout.u64(7))).payload).digest()
-    _flip(copy2, op_hash + layout.u64(7), 39)  # the ophash row's value: position 7 -> 6
+    # The first odd position that holds an operation other than a create (creates have no op-hash row).
+    pos = next(p for p in range(1, 100, 2) if json.loads(entry_codec.decode(_value(copy2, layout.DB_LOG, layout.u64(p))).payload)["type"] != "create")
+    op_hash = hashlib.sha256(entry_codec.decode(_value(copy2, layout.DB_LOG, layout.u64(pos))).payload).digest()
+    _flip(copy2, op_hash + layout.u64(pos), 39)  # the ophash row's value: position pos -> pos - 1
     err = _failure(copy2)
-    assert err.details == {"position": "7", "check": "index"}
+    assert err.details == {"position": str(pos), "check": "index"}
+
+
+def test_an_index_row_for_a_create_is_reported(ledger: Ledger, tmp_path: Path) -> None:
+    copy = _copy(ledger, tmp_path)
+    payload = entry_codec.decode(_value(copy, layout.DB_LOG, layout.u64(3))).payload
+    assert json.loads(payload)["type"] == "create"
+    env = lmdb.open(str(copy / "ledger"), max_dbs=16)
+    with env.begin(write=True) as txn:
+        txn.put(hashlib.sha256(payload).digest(), layout.u64(3), db=env.open_db(layout.DB_OPHASH, txn=txn))
+    env.close()
+    err = _failure(copy)
+    assert err.details == {"position": "3", "check": "index"} and "creates are found by their DID" in str(err)
 
 
 def test_not_a_store(tmp_path: Path) -> None:

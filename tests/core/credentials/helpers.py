@@ -32,7 +32,8 @@ class TimedLedger(MemLedger):
         state = super().submit(op)
         parsed = self.parse(op)
         if parsed.type == "publish":
-            res = parsed.body["resource"]
+            res = parsed.resource
+            assert res is not None
             self.resources[(parsed.did, res["id"])] = res["content"]
         return state
 
