@@ -39,7 +39,7 @@ from didnode.core import builder  # noqa: E402
 from didnode.errors import DidnodeError  # noqa: E402
 from didnode.ledger.orderer import LocalOrderer  # noqa: E402
 from didnode.ledger.preparer import ProcessPreparer  # noqa: E402
-from didnode.service.node import NodeConfig, wall_clock_ms  # noqa: E402
+from didnode.service.node import DEFAULT_PREPARE_PROCESSES, wall_clock_ms  # noqa: E402
 from didnode.store.env import Store  # noqa: E402
 from didnode.store.ledger_tables import LedgerTables  # noqa: E402
 from didnode.ledger.trees import transparency_hooks  # noqa: E402
@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--prefill", type=int, default=200_000)
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=8192)
-    ap.add_argument("--workers", type=int, default=NodeConfig.prepare_processes, help="prepare worker processes (default: the node's)")
+    ap.add_argument("--workers", type=int, default=DEFAULT_PREPARE_PROCESSES, help="prepare worker processes (default: the node's)")
     ap.add_argument("--dir", default=None, help="where to build the store (default: a temp dir, removed after)")
     args = ap.parse_args()
     base = args.dir or tempfile.mkdtemp(prefix="didnode-bench-")

@@ -19,7 +19,7 @@ from didnode import __version__
 from didnode.api.v1 import ledger_pb2
 from didnode.errors import DidnodeError, UnknownDid
 from didnode.service.ledger import LedgerService
-from didnode.service.node import Node, NodeConfig
+from didnode.service.node import DEFAULT_PREPARE_PROCESSES, Node, NodeConfig
 from didnode.store.env import DEFAULT_MAP_SIZE
 from didnode.transport.server import NodeServer, start_server
 from didnode.transport.services import build_servicers
@@ -42,14 +42,16 @@ def main() -> None:
 @click.option("--session-lifetime", default=900, show_default=True, envvar="DIDNODE_SESSION_LIFETIME", type=click.IntRange(1, 86400), metavar="SECONDS", help="Lifetime (and maximum) of node-issued session credentials.")
 @click.option("--nats", "nats_urls", default="", envvar="DIDNODE_NATS", metavar="URLS", help="Cluster mode: comma-separated NATS server URLs (nats://host:4222,...); the ledger is ordered by a JetStream stream. See docs/cluster.md.")
 @click.option("--stream", default="", envvar="DIDNODE_STREAM", metavar="NAME", help="Cluster mode: JetStream stream name  [default: DIDNODE_<NETWORK>]")
-def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str) -> None:
+@click.option("--prepare-processes", default=DEFAULT_PREPARE_PROCESSES, show_default=True, envvar="DIDNODE_PREPARE_PROCESSES", type=click.IntRange(0, 64), metavar="N", help="Worker processes that parse and verify submitted batches (0: in the node process).")
+def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, prepare_processes: int) -> None:
     """Run a node until SIGTERM or SIGINT."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     servers = tuple(u if "://" in u else f"nats://{u}" for u in (x.strip() for x in nats_urls.split(",")) if u)
     if stream and not servers:
         raise click.UsageError("--stream needs --nats")
     config = NodeConfig(
-        data_dir=data_dir, network=network, map_size=map_size, session_lifetime_s=session_lifetime, nats_servers=servers, stream=stream
+        data_dir=data_dir, network=network, map_size=map_size, session_lifetime_s=session_lifetime, nats_servers=servers, stream=stream,
+        prepare_processes=prepare_processes,
     )
     try:
         asyncio.run(_serve(config, listen))

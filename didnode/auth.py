@@ -97,6 +97,7 @@ class Authenticator:
         self.party = Party(identity, network, store, keys, policy, credentials, Wallet.of(present), stapled, clock_ms, random_bytes)
         self.driver = HandshakeInitiator(self.party)
         self._channels: dict[str, tuple[grpc.aio.Channel, grpc.aio.StreamStreamMultiCallable]] = {}
+        self._finishing: set[grpc.aio.StreamStreamCall] = set()  # completed handshakes whose status is in flight
 
     def _method(self, target: str | grpc.aio.Channel) -> grpc.aio.StreamStreamMultiCallable:
         """The Handshake method on ``target``; channels this object opens are kept per address.
@@ -160,7 +161,14 @@ class Authenticator:
                 recv, send, expect_peer=expect_peer, policy=pol, session_credential=session_credential, timeout_ms=int(timeout * 1000)
             )
             ok = True
-            # No half-close: the responder ended the call when it sent the session message.
+            # No half-close: the responder ends the call right after the session message.
+            # Its status is usually still in flight here, and grpc.aio *cancels* a call
+            # that is garbage-collected before it is done (an RST_STREAM both sides must
+            # process, and a "cancelled" handshake RPC on the responder). Keep the call
+            # referenced until its status arrives instead of waiting for it.
+            if not call.done():
+                self._finishing.add(call)
+                call.add_done_callback(self._finishing.discard)
         finally:
             if not ok and not call.done():
                 await _close_after_alert(call)

@@ -26,7 +26,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from didnode.core import canonical
-from didnode.core.did import KEY_ID_RE, PREFIX, did_from_create_payload, split_did_url, validate_did, validate_key_id
+from didnode.core.did import KEY_ID_RE, PREFIX, did_for_create_hash, split_did_url, validate_did, validate_key_id
 from didnode.core.encoding import ED25519_PUB, X25519_PUB, multikey_decode
 from didnode.errors import (
     InvalidDid,
@@ -243,7 +243,7 @@ def parse(payload: bytes, proofs: Sequence[Proof], network: str) -> Operation:
     if op_type == "create":
         if seq != 0:
             raise MalformedOperation(f"a create has seq 0, not {seq}")
-        op.did = did_from_create_payload(payload)
+        op.did = did_for_create_hash(op_hash)  # = did_from_create_payload(payload), hashing once
     else:
         op.did = validate_did(body["did"])
         if seq < 1:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from didnode.ledger.jetstream import ClusterStatus, JetStreamOrderer
 
 NODE_KEY_FILE = "node.key"
+DEFAULT_PREPARE_PROCESSES = 2  # see NodeConfig.prepare_processes
 
 
 def wall_clock_ms() -> int:
@@ -57,7 +58,7 @@ class NodeConfig:
     # Two workers: preparing costs more CPU per operation than applying it,
     # so one worker would be the bottleneck even on two cores; when the
     # writer is the bottleneck, idle workers cost nothing.
-    prepare_processes: int = 2
+    prepare_processes: int = DEFAULT_PREPARE_PROCESSES
     prepare_threads: int = 1
     max_batch: int = 8192
     max_pending: int = 100_000

@@ -7,8 +7,8 @@ through the orderer's writer thread:
   commit fsyncs. Handshake state only has to stop replays across a restart,
   so it commits without fsync (``sync=False``, and ``writemap``: a commit
   writes the memory map, no syscall at all) and is flushed to disk once a
-  second. Two small write transactions per handshake then cost a few µs
-  instead of two fsyncs;
+  second. One small write transaction per responder handshake (two per
+  initiator handshake) then costs a few µs instead of an fsync;
 * handshake writes never queue behind a ledger batch (or its fsync), and a
   flood of hellos can never slow the ledger's writer down;
 * the ledger stays a pure function of the log: no per-connection state in it.
@@ -18,11 +18,21 @@ committed pages are in the OS page cache then) the last second of nonces
 may be lost, or the environment may not open. A store that cannot open is
 moved aside and recreated, and then refuses every hello dated before the
 moment it was recreated (:attr:`LmdbNonceStore.not_before_ms`), so that
-nothing recorded in the lost window can be replayed.
+nothing recorded in the lost window can be replayed. (A lost record could
+not make a replay *succeed* anyway: a replayed hello gets a fresh challenge
+the replayer cannot sign, a replayed challenge cannot echo the initiator's
+fresh nonce; the store makes replays fail early, with ``REPLAY``.)
+
+Pending challenges (deadline, peer address) are this process's memory: only
+the stream that carried a challenge can deliver its response, so nothing
+about it must outlive the process; its nonce is recorded as used (``OWN``)
+when the challenge is opened, in the same transaction that claims the hello
+nonce.
 
 Layout (``didnode.store.layout``): ``auth_nonces`` nonce -> expiry + origin;
-``auth_expiry`` expiry + nonce (purge order); ``auth_pending`` challenge
-nonce -> deadline + peer address. Thread rules: one event loop (or thread)
+``auth_expiry`` expiry + nonce (purge order); ``auth_pending`` (challenge
+nonce -> deadline + peer address) is only read, for rows an older version
+left there. Thread rules: one event loop (or thread)
 uses a store; :meth:`sync` may run on another thread.
 """
 
@@ -47,6 +57,12 @@ log = logging.getLogger("didnode.auth")
 AUTH_MAP_SIZE = 64 << 20
 SYNC_INTERVAL_MS = 1000
 PURGE_INTERVAL_MS = 1000
+# While a purge finds a full batch of expired nonces, the next one comes after
+# BACKLOG_INTERVAL_MS instead: a busy responder records two nonces per handshake
+# (3,000/s at 1,500 handshakes/s), more than one batch a second could forget, and
+# a table that only grows ends in TOO_MANY_PENDING. One batch is one write
+# transaction of a few ms, so the event loop is never held long.
+BACKLOG_INTERVAL_MS = 100
 PURGE_BATCH = 2048
 _VALUE = struct.Struct(">QB")
 _U64 = struct.Struct(">Q")
@@ -78,20 +94,25 @@ class LmdbNonceStore:
             self.not_before_ms = now_ms
         self._nonces = self.store.dbs[layout.DB_AUTH_NONCES]
         self._expiry = self.store.dbs[layout.DB_AUTH_EXPIRY]
-        self._pending = self.store.dbs[layout.DB_AUTH_PENDING]
+        self._legacy_pending = self.store.dbs[layout.DB_AUTH_PENDING]
+        self._pending: dict[bytes, tuple[int, str]] = {}  # this process's half-open handshakes: nonce -> (deadline, peer)
         self._per_peer: dict[str, int] = {}
         self._pending_total = 0
+        self._backlog = False
         self._last_purge = 0
         self._last_sync = now_ms
         self._dirty = False
         self._closed = False
-        self._mine: set[bytes] = set()
         self._retire_expired(now_ms)
 
     # -- helpers (inside one write transaction) ----------------------------------
 
-    def _retire_expired(self, now_ms: int) -> None:
-        """Challenges past their deadline (left by a run that stopped) become plain used nonces.
+    def _retire_expired(self, now_ms: int, sync: bool = True) -> None:
+        """Challenges past their deadline that an earlier version left in ``auth_pending`` become plain used nonces.
+
+        (This version records a challenge nonce as used when it opens the
+        challenge and keeps the pending part in memory, so it writes no rows
+        there; older stores may still hold some.)
 
         Unexpired ones are left alone: another process may share this
         environment (``didctl auth`` next to ``didctl device serve`` for the
@@ -101,16 +122,20 @@ class LmdbNonceStore:
         """
 
         def run(txn: lmdb.Transaction) -> int:
-            keys = [k for k, v in txn.cursor(db=self._pending) if _U64.unpack(v[:8])[0] < now_ms]
+            keys = [k for k, v in txn.cursor(db=self._legacy_pending) if _U64.unpack(v[:8])[0] < now_ms]
             for k in keys:
-                txn.delete(k, db=self._pending)
+                txn.delete(k, db=self._legacy_pending)
                 self._record(txn, k, Origin.OWN, now_ms)
             return len(keys)
 
+        with self.store.read() as txn:
+            if not txn.stat(self._legacy_pending)["entries"]:
+                return
         n = self.store.write(run)
         if n:
             log.info("handshake store: %d challenges left pending by an earlier run can no longer be answered", n)
-        self.store.env.sync(True)
+        if sync:
+            self.store.env.sync(True)
 
     def _check_claim(self, txn: lmdb.Transaction, nonce: bytes, origin: Origin, now_ms: int) -> None:
         raw = txn.get(nonce, db=self._nonces)
@@ -119,7 +144,7 @@ class LmdbNonceStore:
             expires, stored = _VALUE.unpack(raw)
             if expires > now_ms:
                 have = Origin(stored)
-        elif txn.get(nonce, db=self._pending) is not None:
+        elif nonce in self._pending or txn.get(nonce, db=self._legacy_pending) is not None:
             have = Origin.OWN
         if have is Origin.ABSENT:
             if txn.stat(self._nonces)["entries"] >= self.limits.max_nonces:
@@ -154,8 +179,10 @@ class LmdbNonceStore:
 
     def origin(self, nonce: bytes, now_ms: int) -> Origin:
         """See :meth:`didnode.core.handshake.nonces.NonceStore.origin`."""
+        if nonce in self._pending:
+            return Origin.OWN
         with self.store.read() as txn:
-            if txn.get(nonce, db=self._pending) is not None:
+            if txn.get(nonce, db=self._legacy_pending) is not None:
                 return Origin.OWN
             raw = txn.get(nonce, db=self._nonces)
         if raw is None:
@@ -165,7 +192,16 @@ class LmdbNonceStore:
 
     def open_challenge(self, nonce_i: bytes, nonce_r: bytes, peer: str, now_ms: int, hello_time_ms: int = -1) -> int:
         """See :meth:`didnode.core.handshake.nonces.NonceStore.open_challenge`; also refuses
-        hellos dated before :attr:`not_before_ms` (after a lost store)."""
+        hellos dated before :attr:`not_before_ms` (after a lost store).
+
+        One write transaction per handshake: the hello nonce is claimed and the
+        challenge nonce recorded as used (``OWN``) together. The *pending* part
+        (deadline, peer address) lives in this process's memory: only the
+        stream that carried the challenge can ever deliver its response, so a
+        pending challenge means nothing once its process is gone, while its
+        nonce is remembered like any other (another process sharing the
+        environment sees it as this party's own; no restart accepts it again).
+        """
         if 0 <= hello_time_ms < self.not_before_ms:
             raise HandshakeStale("the hello is dated before this party's replay records begin (its store was recreated); send a fresh one")
         check_pending(self._pending_total, self._per_peer.get(peer, 0), peer, self.limits)
@@ -173,47 +209,37 @@ class LmdbNonceStore:
 
         def run(txn: lmdb.Transaction) -> None:
             self._check_claim(txn, nonce_i, Origin.PEER, now_ms)
+            if txn.get(nonce_r, db=self._nonces) is not None or nonce_r in self._pending:
+                # 32 fresh random bytes seen before: a broken RNG, never a peer's doing.
+                raise Internal("a fresh challenge nonce is already in use; the random number generator is broken")
             self._record(txn, nonce_i, Origin.PEER, now_ms)
-            txn.put(nonce_r, _U64.pack(deadline) + peer.encode("utf-8"), db=self._pending)
+            self._record(txn, nonce_r, Origin.OWN, now_ms)
 
         self._write(run)
         # The bounds count this process's half-open handshakes (the ones it holds state for).
-        self._mine.add(nonce_r)
+        self._pending[nonce_r] = (deadline, peer)
         self._pending_total += 1
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         return deadline
 
-    def _close(self, nonce_r: bytes, now_ms: int) -> int:
-        """Move a pending challenge to the used nonces; return its deadline, or -1 if it was not pending."""
-        found: list[bytes] = []
-
-        def run(txn: lmdb.Transaction) -> None:
-            found.clear()
-            raw = txn.get(nonce_r, db=self._pending)
-            if raw is None:
-                return
-            found.append(raw)
-            txn.delete(nonce_r, db=self._pending)
-            self._record(txn, nonce_r, Origin.OWN, now_ms)
-
-        self._write(run)
-        if not found:
+    def _close(self, nonce_r: bytes) -> int:
+        """Release a pending challenge (its nonce stays used); return its deadline, or -1 if it was not pending."""
+        entry = self._pending.pop(nonce_r, None)
+        if entry is None:
             return -1
-        raw = found[0]
-        if nonce_r in self._mine:
-            self._mine.discard(nonce_r)
-            peer = raw[8:].decode("utf-8")
-            self._pending_total -= 1
-            left = self._per_peer.get(peer, 1) - 1
-            if left > 0:
-                self._per_peer[peer] = left
-            else:
-                self._per_peer.pop(peer, None)
-        return int(_U64.unpack(raw[:8])[0])
+        deadline, peer = entry
+        self._pending_total -= 1
+        left = self._per_peer.get(peer, 1) - 1
+        if left > 0:
+            self._per_peer[peer] = left
+        else:
+            self._per_peer.pop(peer, None)
+        return deadline
 
     def close_challenge(self, nonce_r: bytes, now_ms: int) -> None:
-        """See :meth:`didnode.core.handshake.nonces.NonceStore.close_challenge`."""
-        deadline = self._close(nonce_r, now_ms)
+        """See :meth:`didnode.core.handshake.nonces.NonceStore.close_challenge` (no storage write:
+        the nonce was recorded as used when the challenge was opened)."""
+        deadline = self._close(nonce_r)
         if deadline < 0:
             raise HandshakeReplay("the response answers a challenge that is no longer pending (already answered)")
         if now_ms > deadline:
@@ -221,17 +247,14 @@ class LmdbNonceStore:
 
     def abandon_challenge(self, nonce_r: bytes, now_ms: int) -> None:
         """See :meth:`didnode.core.handshake.nonces.NonceStore.abandon_challenge`."""
-        self._close(nonce_r, now_ms)
+        self._close(nonce_r)
 
     def purge(self, now_ms: int, limit: int = PURGE_BATCH) -> int:
         """Forget up to ``limit`` expired nonces, and abandon challenges far past their deadline."""
-        stale: list[bytes] = []
-        with self.store.read() as txn:
-            for k, v in txn.cursor(db=self._pending):
-                if _U64.unpack(v[:8])[0] + self.limits.timeout_ms <= now_ms:
-                    stale.append(k)
-        for k in stale[:limit]:
-            self._close(k, now_ms)
+        stale = [k for k, (deadline, _) in self._pending.items() if deadline + self.limits.timeout_ms <= now_ms][:limit]
+        for k in stale:
+            self._close(k)
+        self._retire_expired(now_ms, sync=False)  # rows an earlier version left in auth_pending (normally none)
         bound = _U64.pack(now_ms + 1)
         removed: list[int] = [0]
 
@@ -255,7 +278,8 @@ class LmdbNonceStore:
                     break
 
         self._write(run)
-        return removed[0] + len(stale[:limit])
+        self._backlog = removed[0] >= limit
+        return removed[0] + len(stale)
 
     def pending_count(self, peer: str | None = None) -> int:
         """See :meth:`didnode.core.handshake.nonces.NonceStore.pending_count`."""
@@ -269,7 +293,7 @@ class LmdbNonceStore:
 
     def maintenance_due(self, now_ms: int) -> bool:
         """Whether :meth:`maintain` has work (cheap; call after each handshake)."""
-        return now_ms - self._last_purge >= PURGE_INTERVAL_MS
+        return now_ms - self._last_purge >= (BACKLOG_INTERVAL_MS if self._backlog else PURGE_INTERVAL_MS)
 
     def maintain(self, now_ms: int) -> bool:
         """Purge expired entries (bounded); return whether a :meth:`sync` is due."""

@@ -73,6 +73,25 @@ def test_hkdf_matches_rfc5869_test_case_1() -> None:
     assert hkdf(ikm, salt, info, 42).hex() == okm
 
 
+def test_inlined_key_schedule_is_the_documented_hkdf(w: World) -> None:
+    """confirmation_keys and session_key compute one-block HKDF-Expand inline: they must equal the generic HKDF."""
+    ss, ni, nr, th4 = bytes(range(32)), b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
+    prk = hkdf_extract(tr.sha256(tr.SALT_CONTEXT + ni + nr), ss)
+    keys = tr.confirmation_keys(ss, ni, nr)
+    assert keys.responder == hkdf_expand(prk, b"didnode/auth/v1 responder confirmation")
+    assert keys.initiator == hkdf_expand(prk, b"didnode/auth/v1 initiator confirmation")
+    assert keys.session == hkdf_expand(prk, b"didnode/auth/v1 session confirmation")
+    assert tr.session_key(ss, th4) == hkdf(ss, th4, b"didnode/auth/v1 session key")
+    assert hkdf_expand(prk, b"x", 32) == hkdf_expand(prk, b"x", 33)[:32]
+
+
+def test_cached_string_encodings_are_exact() -> None:
+    """The transcript caches length-prefixed encodings of recurring strings; a cached one is byte-identical."""
+    for text in ("local", "did:dnode:abc", "é" * 10, "x" * 300, ""):
+        first, again = tr._s(text), tr._s(text)
+        assert first == again == len(text.encode()).to_bytes(4, "big") + text.encode()
+
+
 def test_signing_context_is_distinct_from_every_other_didnode_context() -> None:
     from didnode.core import checkpoint, operations
     from didnode.core.credentials import session

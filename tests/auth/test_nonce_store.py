@@ -177,3 +177,41 @@ def test_a_store_open_in_this_process_is_not_mistaken_for_a_damaged_one(tmp_path
         assert not list(tmp_path.glob("auth.corrupt-*"))
     finally:
         s.close()
+
+
+def test_a_purge_backlog_is_worked_off_sooner_than_once_a_second(tmp_path: Path) -> None:
+    """A busy responder records more nonces a second than one purge batch: while a batch comes back
+    full, the next purge is due after BACKLOG_INTERVAL_MS, so the table cannot only grow."""
+    from didnode.store import auth_store
+
+    limits = HandshakeLimits(timeout_ms=1000, max_skew_ms=2000, max_nonces=10_000)
+    s = LmdbNonceStore(tmp_path / "auth", NOW, limits)
+    try:
+        for i in range(25):
+            s.claim(n(i), Origin.PEER, NOW)
+        later = NOW + limits.retention_ms + 1
+        assert s.purge(later, limit=10) == 10
+        assert s.maintenance_due(later + auth_store.BACKLOG_INTERVAL_MS)  # backlog: due again soon
+        s.maintain(later + auth_store.BACKLOG_INTERVAL_MS)  # full batch (PURGE_BATCH > 15 left): clears the backlog
+        assert len(s) == 0
+        assert not s.maintenance_due(later + 2 * auth_store.BACKLOG_INTERVAL_MS)  # back to once a second
+    finally:
+        s.close()
+
+
+def test_opening_a_challenge_records_its_nonce_at_once_and_closing_writes_nothing(tmp_path: Path) -> None:
+    """One write transaction per responder handshake: the challenge nonce is a used OWN nonce from the
+    moment the challenge is opened (so a crash leaves nothing replayable); pending state is in memory."""
+    s = LmdbNonceStore(tmp_path / "auth", NOW, LIMITS)
+    try:
+        s.open_challenge(n(1), n(2), "a", NOW)
+        with s.store.read() as txn:
+            assert txn.get(n(2), db=s._nonces) is not None  # recorded, OWN
+        writes_before = s.store.env.info()["last_txnid"]
+        s.close_challenge(n(2), NOW + 5)
+        assert s.store.env.info()["last_txnid"] == writes_before
+        with pytest.raises(errors.HandshakeReplay):
+            s.close_challenge(n(2), NOW + 6)  # already answered
+        assert s.origin(n(2), NOW + 6) is Origin.OWN
+    finally:
+        s.close()

@@ -30,7 +30,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from didnode.core.handshake.crypto import hkdf, hkdf_expand, hkdf_extract, hmac_sha256, sha256
+from didnode.core.handshake.crypto import hkdf_extract, hmac_sha256, sha256
 from didnode.core.handshake.messages import SESSION_ID_BYTES, Attachments, Challenge, CredentialRequest, Hello, Response, Session
 
 HELLO_CONTEXT = b"didnode/auth/v1/hello\x00"
@@ -46,6 +46,11 @@ _INFO_R = b"didnode/auth/v1 responder confirmation"
 _INFO_I = b"didnode/auth/v1 initiator confirmation"
 _INFO_S = b"didnode/auth/v1 session confirmation"
 _INFO_KEY = b"didnode/auth/v1 session key"
+# HKDF-Expand of one hash length is one HMAC over info || 0x01 (RFC 5869, T(1)).
+_INFO_R1 = _INFO_R + b"\x01"
+_INFO_I1 = _INFO_I + b"\x01"
+_INFO_S1 = _INFO_S + b"\x01"
+_INFO_KEY1 = _INFO_KEY + b"\x01"
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -55,16 +60,39 @@ def _lp(data: bytes) -> bytes:
     return _U32.pack(len(data)) + data
 
 
+# Encoded strings that recur in every handshake (network, DIDs, key ids): a
+# party hashes the same few dozen of them over and over. Bounded; cleared when
+# full (a miss only costs the encoding). Keyed by the exact string, so the
+# bytes are always exactly what _lp(text.encode()) gives.
+_ENCODED: dict[str, bytes] = {}
+_ENCODED_LIMIT = 4096
+
+
 def _s(text: str) -> bytes:
-    return _lp(text.encode("utf-8"))
+    out = _ENCODED.get(text)
+    if out is None:
+        out = _lp(text.encode("utf-8"))
+        if len(text) <= 256:  # DIDs, ids and networks; not credentials
+            if len(_ENCODED) >= _ENCODED_LIMIT:
+                _ENCODED.clear()
+            _ENCODED[text] = out
+    return out
+
+
+_NO_WANT = _U32.pack(0)
+_NO_ATTACHMENTS = _U32.pack(0) + _lp(b"")
 
 
 def _want(want: tuple[CredentialRequest, ...]) -> bytes:
+    if not want:
+        return _NO_WANT
     return _U32.pack(len(want)) + b"".join(_s(w.type) + _s(w.issuer) for w in want)
 
 
 def _attachments(att: Attachments) -> bytes:
-    return _U32.pack(len(att.credentials)) + b"".join(_s(c) for c in att.credentials) + _lp(att.state_proof)
+    if not att.credentials and not att.state_proof:
+        return _NO_ATTACHMENTS
+    return _U32.pack(len(att.credentials)) + b"".join(_lp(c.encode("utf-8")) for c in att.credentials) + _lp(att.state_proof)
 
 
 def hello_hash(h: Hello) -> bytes:
@@ -151,7 +179,7 @@ class ConfirmationKeys:
 def confirmation_keys(shared: bytes, nonce_i: bytes, nonce_r: bytes) -> ConfirmationKeys:
     """K_r, K_i, K_s (see the module docstring)."""
     prk = hkdf_extract(sha256(SALT_CONTEXT + nonce_i + nonce_r), shared)
-    return ConfirmationKeys(hkdf_expand(prk, _INFO_R), hkdf_expand(prk, _INFO_I), hkdf_expand(prk, _INFO_S))
+    return ConfirmationKeys(hmac_sha256(prk, _INFO_R1), hmac_sha256(prk, _INFO_I1), hmac_sha256(prk, _INFO_S1))
 
 
 def mac(key: bytes, th: bytes) -> bytes:
@@ -169,7 +197,7 @@ def session_mac(key: bytes, th4: bytes, s: Session) -> bytes:
 
 def session_key(shared: bytes, th4: bytes) -> bytes:
     """The 32-byte session key: HKDF over the X25519 secret, salted with the final transcript hash."""
-    return hkdf(shared, th4, _INFO_KEY)
+    return hmac_sha256(hkdf_extract(th4, shared), _INFO_KEY1)
 
 
 def session_id(th4: bytes) -> bytes:
