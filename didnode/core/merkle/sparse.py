@@ -361,16 +361,22 @@ def _apply_one(store: SparseStore, depth: int, rec: bytes, entry: tuple[bytes, b
     """:func:`_apply` for a single entry, iteratively (the common case below
     the levels a batch shares): walk down, replace or split the leaf found,
     rehash up. Same records and hash as the recursive path."""
-    path: list[tuple[int, bytes, int]] = []
-    get_child = _get_child
+    # Each step keeps the id it computed, so the rehash below does not compute it again.
+    path: list[tuple[bytes, bytes, int]] = []
+    get = store.get
+    nid = _id(depth, k)
     while rec[0] != _LEAF:
         bit = (k >> (255 - depth)) & 1
         child = rec[33:] if bit else rec[1:33]
-        path.append((depth, rec, bit))
+        path.append((nid, rec, bit))
         depth += 1
+        nid = _id(depth, k)
         if child == EMPTY:
             break
-        rec = get_child(store, _id(depth, k))
+        try:
+            rec = get(nid)
+        except KeyError:
+            raise StoreCorrupted(f"sparse tree node {nid.hex()} is missing", node=nid.hex()) from None
     else:
         key, value = entry
         old_key = rec[1:33]
@@ -379,25 +385,26 @@ def _apply_one(store: SparseStore, depth: int, rec: bytes, entry: tuple[bytes, b
                 h = _sha256(rec).digest()
             else:
                 leaf = b"\x00" + key + value
-                store.put(_id(depth, k), leaf)
+                store.put(nid, leaf)
                 h = _sha256(leaf).digest()
         else:
             old_int = int.from_bytes(old_key, "big")
             pair = [entry, (old_key, rec[33:])] if k < old_int else [(old_key, rec[33:]), entry]
             h = _build(store, depth, pair, sorted((k, old_int)), 0, 2)
-        return _rehash(store, path, h, k)
+        return _rehash(store, path, h)
     key, value = entry
     leaf = b"\x00" + key + value
-    store.put(_id(depth, k), leaf)
-    return _rehash(store, path, _sha256(leaf).digest(), k)
+    store.put(nid, leaf)
+    return _rehash(store, path, _sha256(leaf).digest())
 
 
-def _rehash(store: SparseStore, path: list[tuple[int, bytes, int]], h: bytes, k: int) -> bytes:
+def _rehash(store: SparseStore, path: list[tuple[bytes, bytes, int]], h: bytes) -> bytes:
+    """Rewrite the interior records on ``path`` (id, old record, side taken) bottom-up with the new child hash ``h``."""
     put = store.put
-    for depth, rec, bit in reversed(path):
+    for nid, rec, bit in reversed(path):
         node = rec[:33] + h if bit else b"\x01" + h + rec[33:]
         if node != rec:
-            put(_id(depth, k), node)
+            put(nid, node)
         h = _sha256(node).digest()
     return h
 
