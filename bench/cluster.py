@@ -5,7 +5,10 @@ Measures:
   * durable create throughput through the cluster: --n signed creates streamed with the
     batch API to all three nodes at once (a third each); an operation counts when the node
     it was sent to acknowledged it, i.e. after the stream's quorum stored it and that node's
-    LMDB applied it. Also the rate until all three nodes applied everything;
+    LMDB applied it. Also the rate until all three nodes applied everything, and the CPU
+    spent per create by the nats-servers, the didnodes (with their worker processes) and
+    this client, next to how busy the whole machine was (the rest is other work: on two
+    shared cores the rate depends on it);
   * revocation propagation, over --revocations revocations: the time from the
     acknowledgement on node A until nodes B and C both report the key revoked (each polled
     with GetKeyState, in parallel); p50 and p99.
@@ -19,6 +22,7 @@ import argparse
 import hashlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -61,10 +65,49 @@ def wait_applied(addresses: list[str], seq: int, timeout: float = 300.0) -> floa
     return time.perf_counter() - t
 
 
-def throughput(addresses: list[str], n: int, chunk: int, window: int) -> tuple[float, float]:
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a didnode and its verifier processes)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) of one process so far; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(") ", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(roles: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds per role: each role's processes and their descendants, plus this process ("client")."""
+    snap = {role: sum(_cpu(p) for pid in pids for p in _tree(pid)) for role, pids in roles.items()}
+    t = os.times()
+    snap["client"] = t.user + t.system
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    # Busy time of the whole machine (everything but idle and iowait): what no process
+    # above accounts for (kernel threads, interrupts, other work on the machine) shows here.
+    snap["machine"] = (sum(cpu) - cpu[3] - cpu[4]) / os.sysconf("SC_CLK_TCK")
+    return snap
+
+
+def throughput(addresses: list[str], n: int, chunk: int, window: int, roles: dict[str, list[int]] | None = None) -> tuple[float, float, dict[str, float]]:
     print(f"generating {n} creates ...", file=sys.stderr, flush=True)
     ops = [x[0] for x in make_creates(n, NET)]
     outs: list[list] = [[] for _ in addresses]  # type: ignore[type-arg]
+    before = cpu_snapshot(roles or {})
     threads = [threading.Thread(target=stream_to, args=(a, ops[k :: len(addresses)], chunk, window, outs[k])) for k, a in enumerate(addresses)]
     t = time.perf_counter()
     for th in threads:
@@ -78,7 +121,10 @@ def throughput(addresses: list[str], n: int, chunk: int, window: int) -> tuple[f
     with Client(addresses[0]) as c:
         last = c.node_info().stream_last_seq
     all_applied = acked + wait_applied(addresses, last)
-    return n / acked, n / all_applied
+    after = cpu_snapshot(roles or {})
+    # CPU per create, in microseconds, from the first submission until every node applied everything.
+    cpu_us = {role: (after[role] - before[role]) / n * 1e6 for role in after}
+    return n / acked, n / all_applied, cpu_us
 
 
 def revocations(addresses: list[str], count: int) -> list[float]:
@@ -133,22 +179,34 @@ def main() -> None:
     ap.add_argument("--revocations", type=int, default=200)
     ap.add_argument("--chunk", type=int, default=512, help="operations per streamed chunk")
     ap.add_argument("--window", type=int, default=4, help="unacknowledged chunks per stream")
+    ap.add_argument("--log-level", default="warning", help="the didnodes' log level (their logs: DIR/node-N.err)")
     ap.add_argument("--dir", default=None, help="where to put NATS and node data (default: a temp dir, removed after)")
     args = ap.parse_args()
     base = Path(args.dir or tempfile.mkdtemp(prefix="didnode-cluster-bench-"))
     nats = NatsCluster.on_free_ports(base / "nats")
     procs = []
+    started_workers: list[int] = []
     try:
         nats.start()
         nats.wait_ready()
         ports = free_ports(3)
         for i, port in enumerate(ports):
             log = base / f"node-{i + 1}.log"
-            procs.append((start_didnode(base / f"node-{i + 1}", f"127.0.0.1:{port}", NET, nats.urls[i:] + nats.urls[:i], log, log_level="warning"), log))
+            procs.append((start_didnode(base / f"node-{i + 1}", f"127.0.0.1:{port}", NET, nats.urls[i:] + nats.urls[:i], log, log_level=args.log_level), log))
         addresses = [wait_address(log, proc) for proc, log in procs]
+        started_workers.extend(p for proc, _ in procs for p in _tree(proc.pid)[1:])
         print(f"cluster up: nodes {', '.join(addresses)}; NATS {', '.join(nats.urls)}", file=sys.stderr, flush=True)
-        acked_rate, applied_rate = throughput(addresses, args.n, args.chunk, args.window)
+        roles = {"nats": [s.proc.pid for s in nats.servers if s.proc is not None], "didnodes": [proc.pid for proc, _ in procs]}
+        load = os.getloadavg()[0]
+        acked_rate, applied_rate, cpu_us = throughput(addresses, args.n, args.chunk, args.window, roles)
         print(f"durable creates through the cluster: {acked_rate:,.0f}/s acknowledged; {applied_rate:,.0f}/s applied on all three nodes", file=sys.stderr, flush=True)
+        print(
+            "CPU per create: " + ", ".join(f"{role} {us:,.0f} us" for role, us in cpu_us.items() if role != "machine")
+            + f"; total {sum(us for role, us in cpu_us.items() if role != 'machine'):,.0f} us; whole machine busy {cpu_us['machine']:,.0f} us"
+            + f" (load average {load:.2f} before, {os.getloadavg()[0]:.2f} after)",
+            file=sys.stderr,
+            flush=True,
+        )
         lat = revocations(addresses, args.revocations)
         p50, p99 = percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000
         print(f"revocation ack on A -> rejected on B and C: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(lat) * 1000:.1f} ms", file=sys.stderr, flush=True)
@@ -161,6 +219,8 @@ def main() -> None:
                 "window": args.window,
                 "creates_per_s": acked_rate,
                 "creates_applied_everywhere_per_s": applied_rate,
+                "cpu_us_per_create": cpu_us,
+                "load_average_1m": load,
                 "revocations": len(lat),
                 "revocation_propagation_p50_ms": p50,
                 "revocation_propagation_p99_ms": p99,
@@ -168,6 +228,7 @@ def main() -> None:
             }
         )
     finally:
+        workers = set(started_workers) | {p for proc, _ in procs for p in _tree(proc.pid)[1:]}
         for proc, _ in procs:
             proc.terminate()
         for proc, _ in procs:
@@ -175,6 +236,13 @@ def main() -> None:
                 proc.wait(15)
             except subprocess.TimeoutExpired:  # never leave a node behind
                 proc.kill()
+        for pid in workers:  # nor its worker processes, should it have died without stopping them
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"multiprocessing" in f.read():
+                        os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         nats.stop()
         if args.dir is None:
             shutil.rmtree(base, ignore_errors=True)

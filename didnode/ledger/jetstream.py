@@ -18,16 +18,23 @@ it are three stages on three threads:
   ``sync_interval: always`` this is what makes durable throughput possible);
   when a batch fails as a whole (a compare-and-set lost, a duplicate, a
   timeout) its operations are published one by one, which tells each one's
-  fate. Every publish is bounded by a timeout and retried with the same
+  fate. At most ``max_inflight_batches`` batches await their
+  acknowledgement at once. Every publish is bounded by a timeout (for a
+  batch: without progress of the stream) and retried with the same
   message id through leader changes until the submission deadline. The
   client is answered only when *this* node's LMDB has applied the stream
   sequence of its operation (read-your-writes), with what
   :func:`~didnode.ledger.batch.apply_batch` decided at that position: an
   operation that passed the dry run can still lose to a concurrent write.
-* **follower** (same loop, then thread ``didnode-follow``). An ephemeral
-  pull consumer (no acks, in memory) delivers the stream in order from the
-  last applied sequence + 1; the loop checks that sequences are dense and
-  recreates the consumer on any gap, stall or reconnect. The follow thread
+* **follower** (same loop, then thread ``didnode-follow``). Batched direct
+  gets (answered by the nearest replica, no consumer on the servers) read
+  the stream in order from the last applied sequence + 1, when the stream
+  grew (acknowledgements, the other nodes' ticks) and at least every
+  ``poll_interval_s``; on a stream without ``allow_direct`` an ephemeral pull
+  consumer (no acks, in memory) does. The loop checks that sequences are
+  dense and reads again (or recreates the consumer) on any gap, stall or
+  reconnect. No acknowledgement goes back: the position is the applied
+  stream sequence recorded in LMDB. The follow thread
   decodes and parses messages and verifies their signatures in bulk (the
   node's verifier process), reusing the already verified operation when the
   message is one this node published.
@@ -49,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime
 import hashlib
 import json
 import logging
@@ -123,15 +131,26 @@ class ClusterConfig:
     replicas: int = 0  # 0: 3, or 1 on a single server
     duplicate_window_s: float = 120.0
     publish_timeout_s: float = 2.0  # one publish attempt (nats-py futures never time out alone)
-    # One attempt of an atomic batch: it queues behind the batches before it (each
-    # message fsync'd on every replica), so it gets longer than a single message.
+    # An atomic batch waits this long for its acknowledgement while the stream makes no
+    # progress (this node receives nothing): then it is sent again. While the stream
+    # stores other messages the batch is only queued behind them (each message is
+    # fsync'd on every replica) and the wait goes on, up to batch_max_wait_s.
     batch_timeout_s: float = 3.0
+    batch_max_wait_s: float = 10.0
+    # Atomic batches of this node awaiting their acknowledgement at once. More only
+    # lengthen the queue at the stream leader (and so every batch's wait) without
+    # storing anything sooner; two keep the leader busy while one is acknowledged.
+    max_inflight_batches: int = 2
     api_timeout_s: float = 3.0
     catch_up_s: float = 5.0  # longest wait for this node to catch up before judging a submission
     submit_deadline_s: float = 20.0  # all attempts of one submission, publish to local apply
-    pull_batch: int = 1000
+    pull_batch: int = 1000  # messages per read (a direct get batch, or a consumer pull)
+    pull_max_bytes: int = 4 << 20  # bytes per direct get batch
     pull_expires_s: float = 5.0
     heartbeat_s: float = 1.0
+    # With direct gets, a node reads the stream when told that it grew (its own acks,
+    # the other nodes' ticks) and, for writes from elsewhere, at least this often.
+    poll_interval_s: float = 0.1
     max_buffered: int = 20_000  # delivered but not yet applied messages
     commit_interval_s: float = 0.2  # under load, at most one follower commit per interval (group commit)
     busy_commit: int = 32  # a commit of this many messages means "under load"
@@ -256,6 +275,11 @@ class JetStreamOrderer:
         self._listeners: list[Callable[[bool], None]] = []
         self._stream_last = self._applied_seq
         self._atomic = False
+        self._direct = False  # the stream allows direct gets: read it with them, not with a consumer
+        self._grew: asyncio.Event | None = None  # the stream grew, or the buffer has room again
+        self._fetch_id = ""
+        self._fetch_done: asyncio.Future[int] | None = None
+        self._consumer_until = 0.0  # follow with a consumer until then (the nearest replica lags)
         self._next_seq = self._applied_seq + 1
         self._consumer = ""
         self._inbox = ""
@@ -270,6 +294,11 @@ class JetStreamOrderer:
         self._stop_evt: asyncio.Event | None = None
         self._wake_evt: asyncio.Event | None = None
         self._reset_evt: asyncio.Event | None = None
+        # Atomic batch acknowledgements come to one subscription (``<inbox>.<batch id>``),
+        # so that a batch can wait for its ack as long as the stream is busy.
+        self._ack_prefix = ""
+        self._acks: dict[str, asyncio.Future[Msg]] = {}
+        self._batch_slots: asyncio.Semaphore | None = None
         # -- pipeline queues and threads
         self._raw_q: queue.SimpleQueue[list[_Raw] | None] = queue.SimpleQueue()
         self._apply_q: queue.SimpleQueue[_Prepared | _TaskReq | None] = queue.SimpleQueue()
@@ -373,6 +402,8 @@ class JetStreamOrderer:
         self._stop_evt = asyncio.Event()
         self._wake_evt = asyncio.Event()
         self._reset_evt = asyncio.Event()
+        self._batch_slots = asyncio.Semaphore(max(1, self.config.max_inflight_batches))
+        self._grew = asyncio.Event()
         self._spawn(self._supervise())
         await self._stop_evt.wait()
 
@@ -437,6 +468,9 @@ class JetStreamOrderer:
             servers=list(self.config.servers),
             name=self.config.client_name,
             allow_reconnect=True,
+            # In the order given: each node lists its nearest server first (its direct gets
+            # are then answered by that server's replica, spreading the reads).
+            dont_randomize=True,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,  # type: ignore[arg-type]  # nats-py annotates int; seconds as float work
             connect_timeout=2,
@@ -450,7 +484,12 @@ class JetStreamOrderer:
 
     async def _supervise(self) -> None:
         """Connect; then keep the stream checked and the follower running, for the node's life."""
-        self._nc = nc = await self._connect()
+        nc = await self._connect()
+        # nats-py subscribes again by itself after a reconnect.
+        prefix = nc.new_inbox()
+        await nc.subscribe(prefix + ".*", cb=self._on_ack)
+        self._ack_prefix = prefix
+        self._nc = nc
         log.info("connected to NATS at %s", nc.connected_url.netloc if nc.connected_url else "?")
         checked = False  # the stream was found and matched this store at least once
         while True:
@@ -532,6 +571,7 @@ class JetStreamOrderer:
                 stream=self.stream,
             )
         self._atomic = bool(cfg.get("allow_atomic", False))
+        self._direct = bool(cfg.get("allow_direct", False))
         self._stream_last = max(self._stream_last, last)
 
     async def _create_stream(self, nc: NatsClient) -> None:
@@ -575,6 +615,174 @@ class JetStreamOrderer:
     # ------------------------------------------------------------------
 
     async def _follow(self, nc: NatsClient) -> None:
+        """Read the stream from the next expected sequence until a reset is needed."""
+        if self._direct and time.monotonic() >= self._consumer_until:
+            await self._follow_direct(nc)
+        else:
+            await self._follow_consumer(nc)
+
+    async def _follow_direct(self, nc: NatsClient) -> None:
+        """Read the stream with batched direct gets (no consumer), until a reset or a disconnect.
+
+        A direct get batch (``$JS.API.DIRECT.GET.<stream>`` with ``seq`` and ``batch``) is
+        answered by the nearest replica from its store: every message with its sequence,
+        subject and timestamp in headers, then an end-of-batch status telling how many
+        more it holds. Compared with a consumer per node, the servers keep no consumer
+        state, wake no consumer on every stored message and send each batch in one
+        burst. A batch is requested when the stream grew (this node's publish
+        acknowledgements, the other nodes' ticks on ``didnode-tick.<stream>``), while
+        the replica reports more, and at least every ``poll_interval_s`` (writes from
+        publishers that send no ticks). A replica that lags behind the stream leader
+        answers with a shorter prefix; the next read gets the rest.
+        """
+        assert self._reset_evt is not None and self._grew is not None
+        self._reset_evt.clear()
+        cfg = self.config
+        prefix = nc.new_inbox()
+        try:
+            sub = await asyncio.wait_for(nc.subscribe(prefix + ".*", cb=self._on_direct), cfg.api_timeout_s)
+            ticks = await asyncio.wait_for(nc.subscribe(self._tick_subject, cb=self._on_tick), cfg.api_timeout_s)
+        except NATS_ERRORS as exc:
+            raise ClusterUnavailable(f"cannot subscribe to direct get replies: {type(exc).__name__}") from None
+        log.debug("following %s from %d with direct gets (connected to %s)", self.stream, self._next_seq, (getattr(nc, "_server_info", None) or {}).get("server_name", "?"))
+        next_info = time.monotonic() + 5.0
+        more = True
+        progress_at, progress_seq = time.monotonic(), self._next_seq
+        try:
+            while nc.is_connected and not self._reset_evt.is_set():
+                room = cfg.max_buffered - ((self._next_seq - 1) - self._applied_seq)
+                if self._next_seq != progress_seq or self._stream_last < self._next_seq or room < cfg.max_buffered // 2:
+                    progress_at, progress_seq = time.monotonic(), self._next_seq
+                elif time.monotonic() - progress_at > cfg.catch_up_s:
+                    # The stream holds more than the replica answering this node's direct gets
+                    # (it lags, or is catching up): follow the stream with a consumer a while.
+                    log.warning("direct gets stuck at %d (stream at %d); following with a consumer for a minute", self._next_seq, self._stream_last)
+                    self._consumer_until = time.monotonic() + 60.0
+                    return
+                if time.monotonic() > next_info:
+                    next_info = time.monotonic() + 5.0
+                    await self._refresh_info(nc)
+                    if not self._direct:
+                        return  # the stream no longer allows direct gets: follow with a consumer
+                if room < min(cfg.pull_batch, cfg.max_buffered // 2) or not more:
+                    # Wait until the stream grew, the writer made room, or the poll interval passed.
+                    self._grew.clear()
+                    if room >= min(cfg.pull_batch, cfg.max_buffered // 2) and self._stream_last >= self._next_seq:
+                        self._grew.set()
+                    try:
+                        await asyncio.wait_for(self._grew.wait(), cfg.poll_interval_s)
+                    except asyncio.TimeoutError:
+                        pass
+                    more = True
+                    continue
+                # Pace reads under load: each one then carries more messages.
+                pause = self._last_flush + cfg.flush_interval_s - time.monotonic()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                fetch_id = os.urandom(6).hex()
+                done: asyncio.Future[int] = self._loop.create_future()
+                self._fetch_id, self._fetch_done = fetch_id, done
+                start = self._next_seq
+                req = {"seq": start, "batch": min(cfg.pull_batch, room), "max_bytes": cfg.pull_max_bytes}
+                try:
+                    await asyncio.wait_for(nc.publish(f"$JS.API.DIRECT.GET.{self.stream}", json.dumps(req).encode(), reply=f"{prefix}.{fetch_id}"), cfg.api_timeout_s)
+                    pending = await asyncio.wait_for(done, cfg.api_timeout_s)
+                except NATS_ERRORS as exc:
+                    log.debug("direct get from %d: %s", req["seq"], type(exc).__name__)
+                    pending = 0
+                finally:
+                    self._fetch_done = None
+                more = pending > 0
+                if self._next_seq == start:
+                    # Nothing new on this replica (it may lag behind the leader that acknowledged
+                    # what this node was told of): no faster than the flush pace.
+                    await asyncio.sleep(cfg.flush_interval_s)
+        finally:
+            self._fetch_done = None
+            for s_ in (sub, ticks):
+                try:
+                    await asyncio.wait_for(s_.unsubscribe(), cfg.api_timeout_s)
+                except NATS_ERRORS as exc:
+                    log.debug("unsubscribing: %s", exc)
+
+    @property
+    def _tick_subject(self) -> str:
+        # Outside didnode.> so that no stream of the network's subjects can ever store a tick.
+        return f"didnode-tick.{self.stream}"
+
+    def _grown(self, seq: int) -> None:
+        """The stream holds ``seq`` (an acknowledgement, a tick): read it if this node has not yet."""
+        if seq > self._stream_last:
+            self._stream_last = seq
+        if seq >= self._next_seq and self._grew is not None:
+            self._grew.set()
+
+    def _announce(self, seq: int) -> None:
+        """Tell the other nodes that the stream holds ``seq`` (best effort: they also poll)."""
+        self._grown(seq)
+        nc = self._nc
+        if nc is not None and nc.is_connected and self._direct:
+            self._spawn(self._send_tick(nc, seq))
+
+    async def _send_tick(self, nc: NatsClient, seq: int) -> None:
+        try:
+            await asyncio.wait_for(nc.publish(self._tick_subject, str(seq).encode()), self.config.api_timeout_s)
+        except NATS_ERRORS as exc:
+            log.debug("tick: %s", exc)
+
+    async def _on_tick(self, msg: Msg) -> None:
+        try:
+            self._grown(int(msg.data))
+        except ValueError:
+            pass
+
+    async def _on_direct(self, msg: Msg) -> None:
+        headers = msg.headers
+        if not headers:
+            return
+        seq_text = headers.get("Nats-Sequence")
+        if seq_text is None:
+            # End of a batch (204, with what the replica holds beyond it), nothing at that
+            # sequence yet (404), or an error: the read is over.
+            done = self._fetch_done
+            if done is not None and not done.done() and msg.subject.endswith(self._fetch_id):
+                try:
+                    pending = int(headers.get("Nats-Num-Pending", "0")) if headers.get("Status") == "204" else 0
+                except ValueError:
+                    pending = 0
+                done.set_result(pending)
+            return
+        try:
+            seq = int(seq_text)
+            ts_ms = _rfc3339_ms(headers["Nats-Time-Stamp"])
+            subject = headers["Nats-Subject"]
+            pending = int(headers.get("Nats-Num-Pending", "0"))
+        except (KeyError, ValueError) as exc:
+            log.warning("ignoring a direct get reply without valid stream headers: %r", exc)
+            return
+        if seq != self._next_seq:
+            if seq > self._next_seq:
+                # Never on a stream that denies deletes; read again from the next expected one.
+                log.warning("stream gap: expected %d, got %d; reading again from %d", self._next_seq, seq, self._next_seq)
+            return  # below: a late reply to an earlier read
+        self._next_seq = seq + 1
+        if seq + pending > self._stream_last:
+            self._stream_last = seq + pending
+        self._deliver(_Raw(seq, ts_ms, subject, msg.data))
+
+    def _deliver(self, raw: _Raw) -> None:
+        self._incoming.append(raw)
+        if not self._flush_scheduled:
+            # Under load the stream trickles (its leader stores message by message): hand
+            # messages over in small batches, not one by one (each hand-over wakes two threads).
+            self._flush_scheduled = True
+            delay = self._last_flush + self.config.flush_interval_s - time.monotonic()
+            if delay > 0:
+                self._loop.call_later(delay, self._flush)
+            else:
+                self._loop.call_soon(self._flush)
+
+    async def _follow_consumer(self, nc: NatsClient) -> None:
         """Consume from the next expected sequence until a reset is needed (gap, stall, reconnect)."""
         assert self._reset_evt is not None
         self._reset_evt.clear()
@@ -605,7 +813,14 @@ class JetStreamOrderer:
             raise ClusterUnavailable(f"cannot subscribe to the consumer's inbox: {type(exc).__name__}") from None
         self._consumer, self._inbox, self._credit = consumer, inbox, 0
         self._last_activity = time.monotonic()
-        log.debug("following %s from %d (consumer %s)", self.stream, start, consumer)
+        log.debug(
+            "following %s from %d (consumer %s on %s; connected to %s)",
+            self.stream,
+            start,
+            consumer,
+            resp.get("cluster", {}).get("leader", "?"),
+            (getattr(nc, "_server_info", None) or {}).get("server_name", "?"),
+        )
         next_info = time.monotonic() + 5.0
         try:
             await self._pull_more()
@@ -625,6 +840,8 @@ class JetStreamOrderer:
                 if time.monotonic() > next_info:
                     next_info = time.monotonic() + 5.0
                     await self._refresh_info(nc)
+                    if self._direct and time.monotonic() >= self._consumer_until:
+                        return  # the stream allows direct gets (again): read it with them
         finally:
             self._consumer = ""
             try:
@@ -645,6 +862,12 @@ class JetStreamOrderer:
         if "error" not in info:
             self._stream_last = max(self._stream_last, int(info.get("state", {}).get("last_seq", 0)))
             self._atomic = bool(info.get("config", {}).get("allow_atomic", False))
+            self._direct = bool(info.get("config", {}).get("allow_direct", False))
+
+    async def _on_ack(self, msg: Msg) -> None:
+        fut = self._acks.pop(msg.subject[len(self._ack_prefix) + 1 :], None)
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
 
     async def _on_delivery(self, msg: Msg) -> None:
         self._last_activity = time.monotonic()
@@ -666,16 +889,7 @@ class JetStreamOrderer:
             return
         self._next_seq += 1
         self._stream_last = max(self._stream_last, d.stream_seq + d.pending)
-        self._incoming.append(_Raw(d.stream_seq, d.timestamp_ns // 1_000_000, msg.subject, msg.data))
-        if not self._flush_scheduled:
-            # Under load the stream trickles (its leader stores message by message): hand
-            # messages over in small batches, not one by one (each hand-over wakes two threads).
-            self._flush_scheduled = True
-            delay = self._last_flush + self.config.flush_interval_s - time.monotonic()
-            if delay > 0:
-                self._loop.call_later(delay, self._flush)
-            else:
-                self._loop.call_soon(self._flush)
+        self._deliver(_Raw(d.stream_seq, d.timestamp_ns // 1_000_000, msg.subject, msg.data))
 
     def _on_status(self, msg: Msg) -> None:
         headers = msg.headers or {}
@@ -702,6 +916,8 @@ class JetStreamOrderer:
         self._kick()
 
     def _kick(self) -> None:
+        if self._grew is not None and self._stream_last >= self._next_seq:
+            self._grew.set()  # the writer made room: read on
         if not self._pull_scheduled and self._consumer:
             self._pull_scheduled = True
             self._spawn(self._pull_more())
@@ -899,6 +1115,7 @@ class JetStreamOrderer:
 
     def _resync(self) -> None:
         self._next_seq = self._applied_seq + 1
+        self._incoming.clear()
         if self._reset_evt is not None:
             self._reset_evt.set()
 
@@ -1188,44 +1405,61 @@ class JetStreamOrderer:
         """One atomic batch; the stream sequences of its messages, or None when it was not
         committed as a whole (then each message is published alone, which tells its own fate).
 
-        A batch that gets no acknowledgement (its stream leader died, or it is queued
-        behind others) is sent again, same message ids under a new batch id, until the
-        deadline: if the first one was committed after all, the second is refused as a
-        duplicate and the one-by-one publishes that follow get duplicate acknowledgements
-        that carry the sequences.
+        At most ``max_inflight_batches`` batches of this node await their acknowledgement
+        at once: more would only queue at the stream leader. A batch waits for its
+        acknowledgement as long as the stream makes progress (this node keeps receiving
+        messages: the batch is queued behind others), up to ``batch_max_wait_s``; after
+        ``batch_timeout_s`` without progress (its stream leader died, say) it is sent
+        again, same message ids under a new batch id, until the deadline. If the first
+        one was committed after all, the second is refused as a duplicate and the
+        one-by-one publishes that follow get duplicate acknowledgements that carry the
+        sequences.
         """
         last = len(items) - 1
         bodies = [self._message(op, expected) for op, expected in items]
-        while True:
-            nc = self._nc
-            timeout = min(self.config.batch_timeout_s, deadline - self._loop.time())
-            if nc is None or not nc.is_connected or timeout <= 0:
-                return None
-            batch_id = os.urandom(12).hex()
+        slots = self._batch_slots
+        assert slots is not None
+        async with slots:
+            while True:
+                nc = self._nc
+                timeout = min(self.config.batch_timeout_s, deadline - self._loop.time())
+                if nc is None or not nc.is_connected or timeout <= 0 or not self._ack_prefix:
+                    return None
+                batch_id = os.urandom(12).hex()
+                ack: asyncio.Future[Msg] = self._loop.create_future()
+                self._acks[batch_id] = ack
+                reply = f"{self._ack_prefix}.{batch_id}"
 
-            async def send() -> Msg:
-                for j, (subject, body, headers) in enumerate(bodies):
-                    headers = {**headers, st.HDR_BATCH_ID: batch_id, st.HDR_BATCH_SEQ: str(j + 1)}
-                    if j < last:
-                        await nc.publish(subject, body, headers=headers)
-                    else:
-                        headers[st.HDR_BATCH_COMMIT] = "1"
-                        return await nc.request(subject, body, timeout=timeout, headers=headers)
-                raise AssertionError("unreachable: a batch has a last message")
+                async def send() -> None:
+                    for j, (subject, body, headers) in enumerate(bodies):
+                        headers = {**headers, st.HDR_BATCH_ID: batch_id, st.HDR_BATCH_SEQ: str(j + 1)}
+                        if j < last:
+                            await nc.publish(subject, body, headers=headers)
+                        else:
+                            headers[st.HDR_BATCH_COMMIT] = "1"
+                            await nc.publish(subject, body, reply=reply, headers=headers)
 
-            try:
-                # The bound covers the plain publishes too: on a stalled socket they wait for buffer space.
-                msg = await asyncio.wait_for(send(), timeout + 0.5)
-                resp = json.loads(msg.data)
-            except nats.errors.NoRespondersError:
-                await asyncio.sleep(0.2)  # no stream leader right now
-                continue
-            except NATS_ERRORS as exc:
-                log.info("atomic batch of %d not acknowledged (%s); sending it again", len(items), type(exc).__name__)
-                continue
-            except ValueError:
-                return None
-            break
+                try:
+                    # On a stalled socket the publishes wait for buffer space: bound them too.
+                    await asyncio.wait_for(send(), timeout + 0.5)
+                    await self._await_ack(ack, deadline)
+                except NATS_ERRORS as exc:
+                    log.info("atomic batch of %d not sent (%s); sending it again", len(items), type(exc).__name__)
+                    continue
+                finally:
+                    self._acks.pop(batch_id, None)
+                if not ack.done():
+                    log.info("atomic batch of %d not acknowledged; sending it again", len(items))
+                    continue
+                msg = ack.result()
+                if msg.headers and msg.headers.get("Status") == "503":
+                    await asyncio.sleep(0.2)  # no responders: no stream leader right now
+                    continue
+                try:
+                    resp = json.loads(msg.data)
+                except ValueError:
+                    return None
+                break
         if not isinstance(resp, dict) or "error" in resp:
             log.debug("atomic batch of %d refused: %s", len(items), resp.get("error") if isinstance(resp, dict) else resp)
             return None
@@ -1233,9 +1467,23 @@ class JetStreamOrderer:
         if count != len(items) or seq < count:
             log.warning("atomic batch of %d acknowledged as %d messages; publishing them one by one", len(items), count)
             return None
+        self._announce(seq)
         # An atomic batch is stored contiguously, ending at the acknowledged sequence
         # (each waiter still checks the operation hash at its sequence).
         return [seq - count + 1 + j for j in range(count)]
+
+    async def _await_ack(self, ack: "asyncio.Future[Msg]", deadline: float) -> None:
+        """Wait for a batch acknowledgement while the stream makes progress (see :meth:`_publish_atomic`)."""
+        cfg = self.config
+        give_up = min(deadline, self._loop.time() + max(cfg.batch_max_wait_s, cfg.batch_timeout_s))
+        while not ack.done():
+            mark = self._next_seq
+            wait = min(cfg.batch_timeout_s, give_up - self._loop.time())
+            if wait <= 0:
+                return
+            await asyncio.wait([ack], timeout=wait)
+            if self._next_seq == mark:
+                return  # nothing stored meanwhile: the stream (or this batch) is stuck
 
     async def _publish_one(self, op: Operation, expected: int, deadline: float) -> int | _WrongLast | DidnodeError:
         subject, body, headers = self._message(op, expected)
@@ -1266,7 +1514,9 @@ class JetStreamOrderer:
                 continue
             err = resp.get("error") if isinstance(resp, dict) else {"description": "not an object"}
             if err is None:
-                return int(resp["seq"])
+                seq = int(resp["seq"])
+                self._announce(seq)
+                return seq
             code, desc = err.get("err_code"), str(err.get("description", ""))
             if code == ERR_WRONG_LAST_SEQ:
                 m = _TRAILING_INT.search(desc)
@@ -1308,3 +1558,30 @@ def _may_be_stale(check: DidnodeError | int) -> bool:
 def _settle(fut: "asyncio.Future[Any]", result: Any) -> None:
     if not fut.done():
         fut.set_result(result)
+
+
+_EPOCH_CACHE: dict[str, int] = {}
+
+
+def _rfc3339_ms(text: str) -> int:
+    """Milliseconds since the epoch of a NATS RFC 3339 timestamp (``2026-11-25T04:17:58.8004429Z``),
+    rounded down: the same as the stream's nanosecond timestamp // 1,000,000."""
+    base = text[:19]
+    secs = _EPOCH_CACHE.get(base)
+    if secs is None:
+        if len(_EPOCH_CACHE) > 64:
+            _EPOCH_CACHE.clear()
+        secs = int(datetime.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp())
+        _EPOCH_CACHE[base] = secs
+    rest = text[19:]
+    if rest == "Z":
+        return secs * 1000
+    if rest[:1] == "." and rest[-1:] == "Z" and rest[1:-1].isdigit():
+        return secs * 1000 + int((rest[1:-1] + "00")[:3])
+    # Not UTC: let datetime handle the offset (microseconds at most, enough for ms).
+    frac, tz = "", rest
+    if rest[:1] == ".":
+        digits = len(rest) - len(rest[1:].lstrip("0123456789"))
+        frac, tz = rest[1:digits], rest[digits:]
+    when = datetime.datetime.fromisoformat(base + ("." + (frac + "000000")[:6] if frac else "") + tz.replace("Z", "+00:00"))
+    return int(when.timestamp()) * 1000 + (int((frac + "000")[:3]) if frac else 0)

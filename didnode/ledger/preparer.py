@@ -23,12 +23,14 @@ startup, and small requests, for which a round trip costs more than the work).
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Protocol, Sequence
 
 from didnode.core.operations import Operation, Proof
 from didnode.errors import DidnodeError
 from didnode.ledger.prepare import prepare_many
+from didnode.ledger.processes import exit_with_parent
 from didnode.store.ledger_tables import LedgerTables
 from didnode.store.readonly import ReadOnlyStore
 
@@ -83,8 +85,9 @@ _worker_tables: LedgerTables | None = None
 _worker_network = ""
 
 
-def _init_worker(path: str, network: str) -> None:
+def _init_worker(path: str, network: str, parent_pid: int) -> None:
     global _worker_tables, _worker_network
+    exit_with_parent(parent_pid)
     _worker_tables = LedgerTables(ReadOnlyStore(path, live=True))  # type: ignore[arg-type]  # reads only
     _worker_network = network
 
@@ -108,7 +111,7 @@ class ProcessPreparer:
             max(1, workers),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(store_path, network),
+            initargs=(store_path, network, os.getpid()),
         )
         # Start every worker now, not on the first request (a spawn costs ~100 ms).
         for f in [self._pool.submit(_prepare_in_worker, []) for _ in range(max(1, workers))]:

@@ -12,11 +12,14 @@ node for parsing and applying. ``InlineVerifier`` does the same in-thread
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Protocol, Sequence
 
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
+
+from didnode.ledger.processes import exit_with_parent
 
 Triple = tuple[bytes, bytes, bytes]
 
@@ -59,7 +62,9 @@ class ProcessVerifier:
     """Verifies in ``workers`` spawned processes (spawn, not fork: the node runs gRPC threads)."""
 
     def __init__(self, workers: int = 1) -> None:
-        self._pool = ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            max(1, workers), mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)
+        )
         self._pool.submit(verify_triples, []).result()  # start the worker now, not on the first request
 
     def verify(self, triples: Sequence[Triple]) -> list[bool]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -46,6 +48,35 @@ def start_cluster_node(data_dir: Path, urls: list[str], network: str) -> Running
     """A didnode in cluster mode; returns once it serves (its own DID is on the ledger)."""
     # Errors only: nobody reads the stderr pipe while the node runs, and a full pipe would block it.
     return start_node(data_dir, network=network, extra=["--nats", ",".join(urls), "--log-level", "error"])
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (a didnode's verifier and preparer workers)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(c) for c in f.read().split()]
+                out.extend(kids)
+                todo.extend(kids)
+        except OSError:
+            pass
+    return out
+
+
+def kill9_node(node: RunningNode) -> None:
+    """``kill -9`` a node, then its worker processes: a SIGKILL'd parent cannot stop them, and
+    they would outlive the test."""
+    kids = descendants(node.proc.pid)
+    node.kill9()
+    for pid in kids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def info(node: RunningNode) -> NodeInfo:

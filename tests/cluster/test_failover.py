@@ -14,7 +14,7 @@ import pytest
 from didnode import errors
 from didnode.client import Client, Receipt
 from didnode.core.builder import SignedOperation
-from tests.cluster.conftest import info, start_cluster_node, start_nats, stream_leader, wait_converged, wait_until
+from tests.cluster.conftest import info, kill9_node, start_cluster_node, start_nats, stream_leader, wait_converged, wait_until
 from tests.conftest import RunningNode
 from tests.factory import new_create
 from tools.cluster import NatsCluster
@@ -67,7 +67,7 @@ def test_kill9_stream_leader_and_a_node_mid_run(nats3: NatsCluster, tmp_path: Pa
         wait_until("300 acknowledged writes", lambda: sum(len(w.acked) for w in writers) >= 300, timeout=60)
 
         nats3.kill9(leader)
-        nodes[2].kill9()
+        kill9_node(nodes[2])
         survivors = writers[:2]
         at_kill = [len(w.acked) for w in survivors]
         killed_at = time.monotonic()

@@ -66,3 +66,47 @@ def test_small_groups_are_prepared_in_the_calling_thread(tmp_path: Path) -> None
     finally:
         process.close()
         store.close()
+
+
+_OWNER = """
+import sys, time
+from didnode.ledger.preparer import ProcessPreparer
+from didnode.store.env import Store
+from didnode.store.ledger_tables import LedgerTables
+store = Store(sys.argv[1], map_size=1 << 22)
+prep = ProcessPreparer(LedgerTables(store), sys.argv[1], "local", workers=2)
+print(" ".join(str(pid) for pid in prep._pool._processes), flush=True)
+time.sleep(60)
+"""
+
+
+def test_workers_exit_when_their_node_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(tmp_path / "db")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        workers = [int(p) for p in owner.stdout.readline().split()]
+        assert len(workers) == 2
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        deadline = time.monotonic() + 10
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = [p for p in workers if _running(p)]
+        assert not alive, f"prepare workers {alive} outlived their killed node"
+    finally:
+        owner.kill()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
