@@ -85,14 +85,26 @@ async def unary_load(one: Callable[[int], Awaitable[object]], seconds: float, co
 # --------------------------------------------------------------------------
 
 
-def start_didnode(data: Path, network: str = "local", log: Path | None = None, timeout: float = 60.0) -> tuple[subprocess.Popen[str], str]:
+class NodeStartError(RuntimeError):
+    """``didnode serve`` did not print its address; ``returncode``: its exit status (None if it had to be stopped)."""
+
+    def __init__(self, message: str, returncode: int | None) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+
+
+def start_didnode(
+    data: Path, network: str = "local", log: Path | None = None, timeout: float = 60.0, prefix: Sequence[str] = ()
+) -> tuple[subprocess.Popen[str], str]:
     """Start ``didnode serve`` on a free loopback port; return the process and its address.
 
     Its stderr goes to ``log`` (default: ``data``/../node.log), whose tail is
-    shown when the node fails to start.
+    shown when the node fails to start. ``prefix``: a wrapper command that
+    execs the rest of the command line (so the returned process is the node
+    itself), e.g. one that joins a memory cgroup first (bench/scale.py).
     """
     log = log or data.parent / f"{data.name}.log"
-    cmd = [str(BIN / "didnode"), "serve", "--data", str(data), "--listen", "127.0.0.1:0", "--network", network, "--log-level", "warning"]
+    cmd = [*prefix, str(BIN / "didnode"), "serve", "--data", str(data), "--listen", "127.0.0.1:0", "--network", network, "--log-level", "warning"]
     with open(log, "ab") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
     assert proc.stdout is not None
@@ -103,9 +115,10 @@ def start_didnode(data: Path, network: str = "local", log: Path | None = None, t
         if not line and proc.poll() is not None:
             break
     if not line:
+        exited = proc.poll()
         stop_process(proc)
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        raise RuntimeError(f"didnode serve did not print its address within {timeout:.0f}s (exit {proc.returncode}): {tail}")
+        raise NodeStartError(f"didnode serve did not print its address within {timeout:.0f}s (exit {proc.returncode}): {tail}", exited)
     return proc, line
 
 
@@ -166,6 +179,47 @@ def rss_mb(pid: int) -> dict[str, float]:
         "rss_peak_mb": me.get("VmHWM", 0) / 1024,
         "children_rss_mb": kids / 1024,
     }
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...)."""
+    out: list[int] = []
+    todo = _children(pid)
+    while todo:
+        kid = todo.pop()
+        out.append(kid)
+        todo += _children(kid)
+    return out
+
+
+def _pss_kb(pid: int) -> int:
+    """Proportional set size of ``pid`` in kB (/proc/PID/smaps_rollup): shared pages divided among their users."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def tree_rss_mb(pid: int) -> dict[str, float]:
+    """Memory of ``pid`` and all its descendants in MB: summed VmRSS, RssAnon, and PSS.
+
+    Summed VmRSS counts a page shared by several of them (libraries, the
+    LMDB map, pages inherited over fork) once per process; PSS divides each
+    shared page among the processes that map it, so ``tree_pss_mb`` is what
+    the tree holds without double counting. ``tree_processes`` includes ``pid``.
+    """
+    rss = anon = pss = n = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            st = _status_kb(p)
+            pss += _pss_kb(p)
+        except OSError:
+            continue  # exited meanwhile
+        rss += st.get("VmRSS", 0)
+        anon += st.get("RssAnon", 0)
+        n += 1
+    return {"tree_rss_mb": rss / 1024, "tree_rss_anon_mb": anon / 1024, "tree_pss_mb": pss / 1024, "tree_processes": n}
 
 
 # --------------------------------------------------------------------------
