@@ -50,13 +50,17 @@ from didnode.service.auth import (
     Wallet,
     wall_clock_ms,
 )
-from didnode.transport.auth import METHOD, SERVICE, AuthServicer
+from didnode.transport.auth import METHOD, SERVICE, SESSION_IN_TRAILER, SESSION_TRAILER_KEY, AuthServicer
 from didnode.transport.auth_wire import decode, encode
 from didnode.transport.server import generic_handler
 from didnode.transport.status import from_rpc_error
 
 AuthResponderServicer = AuthServicer
 DEFAULT_TIMEOUT_S = 10.0
+# Asks the responder for the session message in the call's trailing metadata (see
+# didnode.transport.auth.SESSION_IN_TRAILER); a responder that does not know the
+# request sends it as a stream message, which recv() accepts just the same.
+_CALL_METADATA = (SESSION_IN_TRAILER,)
 
 
 def _rpc_error(err: grpc.aio.AioRpcError, target: str) -> DidnodeError:
@@ -135,7 +139,7 @@ class Authenticator:
         """
         pol = policy if policy is not None else (require_credentials(require) if require else None)
         name = target if isinstance(target, str) else "peer"
-        call = self._method(target)(timeout=timeout + 2.0)
+        call = self._method(target)(timeout=timeout + 2.0, metadata=_CALL_METADATA)
 
         async def send(msg: Message) -> None:
             try:
@@ -152,6 +156,12 @@ class Authenticator:
             except grpc.aio.AioRpcError as err:
                 raise _rpc_error(err, name) from None
             if raw is grpc.aio.EOF:
+                # An OK status: the session message may have come with it, as a trailer.
+                # (Which message it is, and whether it is the expected one, is the state
+                # machine's business: carriage changes nothing about what is checked.)
+                trailer = (await call.trailing_metadata() or {}).get(SESSION_TRAILER_KEY)  # type: ignore[attr-defined]
+                if isinstance(trailer, bytes):
+                    return decode(trailer)
                 raise AuthenticationFailed(f"{name} ended the stream before the handshake completed")
             return decode(raw)
 

@@ -21,7 +21,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from didnode.api.v1 import auth_pb2 as pb
 from didnode.core.handshake.machine import Established, LocalIdentity
-from didnode.core.handshake.messages import Message
+from didnode.core.handshake.messages import Message, Session
 from didnode.core.handshake.nonces import HandshakeLimits
 from didnode.core.keystate import CURRENT
 from didnode.errors import AuthenticationFailed, DidnodeError, HandshakeMalformed, Internal
@@ -36,7 +36,7 @@ from didnode.service.auth import (
 from didnode.service.ledger import LedgerService
 from didnode.service.node import Node
 from didnode.store.auth_store import LmdbNonceStore
-from didnode.transport.auth_wire import from_pb, to_pb
+from didnode.transport.auth_wire import encode, from_pb, to_pb
 from didnode.transport.servicers import Malformed
 from didnode.transport.status import to_status
 
@@ -44,6 +44,18 @@ log = logging.getLogger("didnode.auth")
 SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["AuthService"]
 METHOD = "/didnode.v1.AuthService/Handshake"
 AUTH_DIR = "auth"
+
+# Carriage of the session message (docs/authentication.md, "On the wire"). An
+# initiator that sends SESSION_IN_TRAILER as request metadata accepts the session
+# message (the same serialized AuthMessage bytes, MAC and all) in the trailing
+# metadata of the call's OK status instead of as a last stream message: the
+# responder then ends the handshake with one gRPC batch (status + trailer) instead
+# of two (message, then status), which saves each side a message operation and
+# its completion. Without that request, or for a session message too large for a
+# trailer, the session is a stream message as before, so either side may be older.
+SESSION_IN_TRAILER: tuple[str, str] = ("didnode-auth-session", "trailer")
+SESSION_TRAILER_KEY = "didnode-auth-session-bin"
+MAX_TRAILER_SESSION_BYTES = 4096  # well under gRPC's default 8 KiB metadata limit
 
 
 def peer_host(peer: str) -> str:
@@ -77,7 +89,15 @@ class AuthServicer:
                 raise HandshakeMalformed(m.error.message)
             return from_pb(m)
 
+        trailer = _wants_session_trailer(context.invocation_metadata())
+
         async def send(msg: Message) -> None:
+            if trailer and type(msg) is Session:
+                raw = encode(msg)
+                if len(raw) <= MAX_TRAILER_SESSION_BYTES:
+                    # Sent with the OK status when this handler returns (the last step).
+                    context.set_trailing_metadata(((SESSION_TRAILER_KEY, raw),))
+                    return
             await context.write(to_pb(msg))
 
         peer = context.peer()
@@ -90,9 +110,23 @@ class AuthServicer:
                 self.on_done(err, peer)
             await context.abort_with_status(to_status(err))
             return
-        log.debug("authenticated %s#%s, session %s", est.peer_did, est.peer_key_id, est.session_id.hex())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("authenticated %s#%s, session %s", est.peer_did, est.peer_key_id, est.session_id.hex())
         if self.on_done is not None:
-            self.on_done(est, peer)
+            try:
+                self.on_done(est, peer)
+            except Exception:  # noqa: BLE001 - a hook's failure must not fail an established handshake
+                # The session message may still be waiting in the trailer (sent when this
+                # handler returns): an exception here would replace it with an error status.
+                log.exception("the on_done hook failed for the handshake with %s", peer)
+
+
+def _wants_session_trailer(metadata: Any) -> bool:
+    """Whether the initiator asked for the session message in the trailing metadata (see SESSION_IN_TRAILER)."""
+    if not metadata:
+        return False
+    key, value = SESSION_IN_TRAILER
+    return any(k == key and v == value for k, v in metadata)
 
 
 def node_identity(node: Node, ledger: LedgerService) -> LocalIdentity:

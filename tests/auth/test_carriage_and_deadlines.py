@@ -1,0 +1,230 @@
+"""How handshake messages ride on gRPC (the session message as a trailer, negotiated) and the drivers' time limits.
+
+* Carriage: an initiator that asks for it (request metadata
+  ``didnode-auth-session: trailer``) gets the session message in the OK
+  status's trailing metadata; one that does not (an older initiator) gets it
+  as a stream message; an SDK initiator completes against a responder that
+  ignores the request (an older responder). The bytes are the same
+  ``AuthMessage`` either way, decoded strictly and MAC-checked by the core.
+* Time limits: :class:`didnode.service.auth.Deadlines` behaves like
+  ``asyncio.timeout`` (expiry -> ``TimeoutError``, an outside cancellation
+  stays a cancellation) with one loop timer for many handshakes; a responder
+  bounds half-open handshakes by itself, whatever deadline (none here) the
+  initiator's call carries, and frees their slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from didnode import errors
+from didnode.auth import Authenticator
+from didnode.core.handshake import Fresh, HandshakeLimits, Initiator, MemoryNonceStore
+from didnode.service.auth import ClientKeyStates, Deadlines, wall_clock_ms
+from didnode.transport import auth as transport_auth
+from didnode.transport.auth import METHOD, SESSION_IN_TRAILER, SESSION_TRAILER_KEY
+from didnode.transport.auth_wire import decode, encode
+from didnode.client import AsyncClient, Client
+from tests.auth.test_auth_grpc import client, make, me, status_reason, with_device  # noqa: F401  (client is a fixture)
+from tests.conftest import RunningNode
+from tests.factory import Identity
+
+# --------------------------------------------------------------------------
+# Carriage of the session message
+# --------------------------------------------------------------------------
+
+
+async def _raw_handshake(address: str, ident: Identity, node_state: Any, metadata: tuple[tuple[str, str], ...] | None) -> tuple[bytes | None, bytes | None]:
+    """A full handshake by hand on one stream: (session message bytes read from the stream, from the trailer)."""
+    i = Initiator(me(ident), "local", Fresh.draw(os.urandom), MemoryNonceStore())
+    async with grpc.aio.insecure_channel(address) as ch:
+        call = ch.stream_stream(METHOD)(timeout=10, metadata=metadata)
+        await call.write(encode(i.hello(wall_clock_ms())))
+        c = i.check_challenge(decode(await call.read()), wall_clock_ms())
+        i.verify_challenge(node_state)
+        await call.write(encode(i.response()))
+        raw = await call.read()
+        as_message = None if raw is grpc.aio.EOF else raw
+        while raw is not grpc.aio.EOF:
+            raw = await call.read()
+        assert await call.code() == grpc.StatusCode.OK
+        trailer = (await call.trailing_metadata()).get(SESSION_TRAILER_KEY)
+        session = as_message if as_message is not None else trailer
+        assert session is not None, "no session message at all"
+        est = i.finish(decode(session))
+        assert est.peer_did == c.responder_did
+        return as_message, trailer
+
+
+def test_session_rides_in_the_trailer_only_when_asked(shared_node: RunningNode, client: Client) -> None:  # noqa: F811
+    dev = make(client)
+
+    async def run() -> None:
+        async with AsyncClient(shared_node.address) as nc:
+            node_did = (await nc.node_info()).node_did
+            node_state = await ClientKeyStates(nc).key_state(node_did)
+        # An initiator that does not ask (an older one): the session is the last stream message.
+        as_message, trailer = await _raw_handshake(shared_node.address, dev, node_state, None)
+        assert as_message is not None and trailer is None
+        # One that asks: no fourth stream message, the same bytes in the OK status's trailer.
+        as_message, trailer = await _raw_handshake(shared_node.address, dev, node_state, (SESSION_IN_TRAILER,))
+        assert as_message is None and trailer is not None
+        assert decode(trailer).__class__.__name__ == "Session"
+
+    asyncio.run(run())
+
+
+def test_sdk_initiator_completes_against_a_responder_that_ignores_the_request(
+    shared_node: RunningNode, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    """An older responder sends the session as a stream message whatever the initiator asked; the SDK takes it."""
+    a, b = make(client), make(client)
+    monkeypatch.setattr(transport_auth, "_wants_session_trailer", lambda metadata: False)
+
+    async def body(address: str) -> None:
+        async with AsyncClient(shared_node.address) as nc:
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            for _ in range(3):
+                est = await auth.authenticate(address, expect_peer=a.did)
+                assert est.peer_did == a.did
+            await auth.close()
+
+    asyncio.run(with_device(shared_node, a, tmp_path, body))
+
+
+def test_a_session_too_large_for_a_trailer_is_a_stream_message(
+    shared_node: RunningNode, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    a, b = make(client), make(client)
+    monkeypatch.setattr(transport_auth, "MAX_TRAILER_SESSION_BYTES", 10)
+
+    async def body(address: str) -> None:
+        async with AsyncClient(shared_node.address) as nc:
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            est = await auth.authenticate(address, expect_peer=a.did)
+            assert est.peer_did == a.did
+            await auth.close()
+
+    asyncio.run(with_device(shared_node, a, tmp_path, body))
+
+
+def test_a_forged_session_trailer_fails_key_confirmation(
+    shared_node: RunningNode, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    """Carriage changes nothing about what is checked: an altered trailer is refused by mac_S."""
+    a, b = make(client), make(client)
+    real_encode = transport_auth.encode
+
+    def tampered(msg: Any) -> bytes:
+        raw = bytearray(real_encode(msg))
+        if msg.__class__.__name__ == "Session":
+            raw[-1] ^= 1  # last byte of the MAC
+        return bytes(raw)
+
+    monkeypatch.setattr(transport_auth, "encode", tampered)
+
+    async def body(address: str) -> None:
+        async with AsyncClient(shared_node.address) as nc:
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            with pytest.raises(errors.DidnodeError) as exc:
+                await auth.authenticate(address, expect_peer=a.did)
+            assert exc.value.reason == "KEY_CONFIRMATION_FAILED"
+            await auth.close()
+
+    asyncio.run(with_device(shared_node, a, tmp_path, body))
+
+
+# --------------------------------------------------------------------------
+# Time limits
+# --------------------------------------------------------------------------
+
+
+def test_deadlines_time_out_like_asyncio_timeout() -> None:
+    async def run() -> None:
+        d = Deadlines()
+        t = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with d.limit(0.05):
+                await asyncio.sleep(5)
+        assert 0.04 <= time.monotonic() - t < 1
+        # A block that finishes in time is left alone, and nothing fires later.
+        async with d.limit(0.05):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.1)
+
+        # A cancellation from outside stays a cancellation.
+        async def victim() -> None:
+            async with d.limit(5):
+                await asyncio.sleep(5)
+
+        task = asyncio.create_task(victim())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+
+
+def test_many_handshakes_share_one_timer_and_each_gets_its_own_limit() -> None:
+    async def run() -> None:
+        d = Deadlines()
+        outcomes: list[str] = []
+
+        async def one(limit: float, work: float) -> None:
+            try:
+                async with d.limit(limit):
+                    await asyncio.sleep(work)
+                outcomes.append("done")
+            except TimeoutError:
+                outcomes.append("timeout")
+
+        loop = asyncio.get_running_loop()
+        t = time.monotonic()
+        jobs = [one(0.1, 0.0) for _ in range(50)] + [one(0.1, 5) for _ in range(50)] + [one(0.3, 5) for _ in range(10)] + [one(0.3, 0.01) for _ in range(10)]
+        timers_before = len(loop._scheduled)  # type: ignore[attr-defined]
+        await asyncio.gather(*jobs)
+        assert outcomes.count("done") == 60 and outcomes.count("timeout") == 60
+        assert time.monotonic() - t < 2
+        assert len(loop._scheduled) <= timers_before + 1  # type: ignore[attr-defined]
+        assert not d._queues or all(not q for q in d._queues.values())  # everything released
+
+    asyncio.run(run())
+
+
+def test_responder_bounds_half_open_handshakes_without_any_call_deadline(shared_node: RunningNode, client: Client, tmp_path: Path) -> None:  # noqa: F811
+    """The responder's own limit ends a silent initiator's stream (no gRPC deadline on the call) and frees its slot."""
+    a, b = make(client), make(client)
+    limits = HandshakeLimits(timeout_ms=400, max_pending_per_peer=1, max_pending_total=10)
+
+    async def body(address: str) -> None:
+        async with grpc.aio.insecure_channel(address) as ch:
+            # Silent after the hello: timed out, slot freed.
+            call = ch.stream_stream(METHOD)()  # no deadline
+            i = Initiator(me(b), "local", Fresh.draw(os.urandom), MemoryNonceStore())
+            await call.write(encode(i.hello(wall_clock_ms())))
+            assert decode(await call.read()).__class__.__name__ == "Challenge"
+            t = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await call.read()
+            assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and status_reason(exc.value) == "HANDSHAKE_TIMEOUT"
+            assert time.monotonic() - t < 3
+            # Silent from the start (no hello at all): the wait for the hello is bounded too.
+            call = ch.stream_stream(METHOD)()
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await call.read()
+            assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and status_reason(exc.value) == "HANDSHAKE_TIMEOUT"
+        # The per-address bound is 1: the slot is free again.
+        async with AsyncClient(shared_node.address) as nc:
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            assert (await auth.authenticate(address, expect_peer=a.did)).peer_did == a.did
+            await auth.close()
+
+    asyncio.run(with_device(shared_node, a, tmp_path, body, limits))
