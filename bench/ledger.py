@@ -50,7 +50,7 @@ NET = "local"
 class Pipeline:
     """The node's write path without gRPC: prepare worker + single group-committing writer."""
 
-    def __init__(self, path: str, sync: bool, batch: int, trees: bool = True, workers: int = 1) -> None:
+    def __init__(self, path: str, sync: bool, batch: int, trees: bool = True, workers: int = DEFAULT_PREPARE_PROCESSES) -> None:
         self.store = Store(path, map_size=1 << 32, sync=sync)
         self.tables = LedgerTables(self.store)
         hooks = transparency_hooks(self.tables) if trees else []

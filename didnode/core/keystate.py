@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from didnode.core import canonical
@@ -436,14 +436,41 @@ def _create(op: Operation, ctx: ApplyContext) -> DidState:
     )
 
 
+_ADVANCE_FIELDS = frozenset({"status", "next", "controllers", "services", "keys", "resources"})
+
+
 def _advance(state: DidState, op: Operation, ctx: ApplyContext, **changes: Any) -> DidState:
-    return replace(state, seq=op.seq, last=op.hash.hex(), updated_pos=ctx.position, updated_time=ctx.time, **changes)
+    # Built positionally: dataclasses.replace() introspects the fields on every
+    # call and costs several times more, on the path of every operation.
+    if not changes.keys() <= _ADVANCE_FIELDS:
+        raise TypeError(f"_advance cannot change {sorted(changes.keys() - _ADVANCE_FIELDS)}")
+    get = changes.get
+    return DidState(
+        state.did,
+        op.seq,
+        op.hash.hex(),
+        get("status", state.status),
+        get("next", state.next),
+        get("controllers", state.controllers),
+        get("services", state.services),
+        get("keys", state.keys),
+        state.created_pos,
+        state.created_time,
+        ctx.position,
+        ctx.time,
+        get("resources", state.resources),
+    )
+
+
+def _ended(k: KeyRecord, fate: str, ended_seq: int, ended_pos: int, reason: str | None = None) -> KeyRecord:
+    """``k`` with a new fate (positional construction: see ``_advance``)."""
+    return KeyRecord(k.id, k.kind, k.multibase, k.purposes, fate, k.added_seq, k.added_pos, ended_seq, ended_pos, k.reason if reason is None else reason)
 
 
 def _retire(keys: Iterable[KeyRecord], op: Operation, ctx: ApplyContext, kinds: tuple[str, ...]) -> list[KeyRecord]:
     """Mark current keys of ``kinds`` as rotated at this operation."""
     return [
-        replace(k, fate=ROTATED, ended_seq=op.seq, ended_pos=ctx.position) if k.fate == CURRENT and k.kind in kinds else k
+        _ended(k, ROTATED, op.seq, ctx.position) if k.fate == CURRENT and k.kind in kinds else k
         for k in keys
     ]
 
@@ -505,7 +532,7 @@ def _revoke(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
         raise KeyRevoked(f"{state.did}#{key_id} is already revoked", kid=f"{state.did}#{key_id}")
     ended_seq = target.ended_seq if target.fate == ROTATED else op.seq
     ended_pos = target.ended_pos if target.fate == ROTATED else ctx.position
-    revoked = replace(target, fate=REVOKED, ended_seq=ended_seq, ended_pos=ended_pos, reason=op.reason or "compromised")
+    revoked = _ended(target, REVOKED, ended_seq, ended_pos, op.reason or "compromised")
     keys = tuple(revoked if k.id == key_id else k for k in state.keys)
     return _advance(state, op, ctx, keys=keys)
 
@@ -548,7 +575,7 @@ def _deactivate(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
     elif own or not used_next:
         raise NextKeyRequired(f"{state.did} has no controller: its deactivate must be signed by its next key")
     keys = tuple(
-        replace(k, fate=ROTATED, ended_seq=op.seq, ended_pos=ctx.position) if k.fate == CURRENT else k for k in state.keys
+        _ended(k, ROTATED, op.seq, ctx.position) if k.fate == CURRENT else k for k in state.keys
     )
     return _advance(state, op, ctx, keys=keys, status=DEACTIVATED, next="")
 

@@ -102,7 +102,7 @@ def apply_batch(
             # A create's hash is its DID: the DID existing means this very create is on the ledger.
             if create and state is not None:
                 _duplicate(op.hash, state.created_pos)
-            if not create and (op.hash in seen or tables.has_operation(txn, op.hash)):
+            if not create and (op.hash in seen or tables.has_indexed_operation(txn, op.hash)):
                 at = seen.get(op.hash)
                 _duplicate(op.hash, at if at is not None else tables.position_of(txn, op.hash))
             new = apply(state, op, ApplyContext(position, time, resolve))

@@ -101,6 +101,14 @@ class LedgerTables:
                 return DidState.from_record(record).created_pos
         raise UnknownOperation(f"no operation with hash {op_hash.hex()}", hash=op_hash.hex())
 
+    def has_indexed_operation(self, txn: lmdb.Transaction, op_hash: bytes) -> bool:
+        """Whether an operation other than a create with this hash is on the ledger (one read of the op-hash index).
+
+        What the writer asks of a non-create: its hash cannot be a create's,
+        whose payload has another type.
+        """
+        return txn.get(op_hash, db=self.ophash) is not None
+
     def has_operation(self, txn: lmdb.Transaction, op_hash: bytes) -> bool:
         """Whether an operation with this hash is on the ledger (creates included, see :meth:`position_of`)."""
         if txn.get(op_hash, db=self.ophash) is not None:
