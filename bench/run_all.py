@@ -265,9 +265,11 @@ ROWS: tuple[Row, ...] = (
         "resolve", "echo_unary_per_s", "gRPC echo unary calls/s (right after)"),
     Row("resolution over gRPC", "resolve p50, {dids:,} DIDs", "resolve", "resolve_p50_ms", "ms", "resolve", "echo_unary_p50_ms", "gRPC echo unary p50"),
     Row("resolution over gRPC", "resolve p99, {dids:,} DIDs", "resolve", "resolve_p99_ms", "ms", "resolve", "echo_unary_p99_ms", "gRPC echo unary p99"),
-    Row("resolution over gRPC", "p99 at largest / smallest size ({sizes})", "resolve", "p99_growth", "×", targets=(Target("figure", "<=", 1.5),)),
-    Row("resolution over gRPC", "node RSS under resolve load (VmRSS), {dids:,} DIDs", "resolve", "rss_mb", "MB", targets=(Target("figure", "<", 300),)),
-    Row("resolution over gRPC", "  of which not LMDB's mapped pages (RssAnon)", "resolve", "rss_anon_mb", "MB", targets=(Target("figure", "<", 300),)),
+    # Issue #8 sets the p99-growth and RSS targets on `make bench-scale` (10k -> 1M DIDs and a
+    # memory-limited run, bench/scale.py); at these smaller sizes they are shown for information.
+    Row("resolution over gRPC", "p99 at largest / smallest size ({sizes}); target judged at 1M by make bench-scale", "resolve", "p99_growth", "×"),
+    Row("resolution over gRPC", "node VmRSS under resolve load, {dids:,} DIDs (counts LMDB's mapped page cache)", "resolve", "rss_mb", "MB"),
+    Row("resolution over gRPC", "  the node's own memory (RssAnon)", "resolve", "rss_anon_mb", "MB", targets=(Target("figure", "<", 300),)),
     Row("resolution over gRPC", "LMDB bytes per DID in use, {dids:,} DIDs", "resolve", "lmdb_used_bytes_per_did", "B", targets=(Target("figure", "<", 2048),)),
     Row("credential verification", "offline verify/s, warm cache", "credentials", "verify_per_s", "/s",
         "credentials", "raw_verify_per_s", "raw Ed25519 verify/s (alternating rounds)", (Target("figure", ">=", 9000), Target("ratio", ">=", 0.4))),

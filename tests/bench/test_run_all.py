@@ -119,7 +119,7 @@ def test_report_is_json_with_summary_references_and_scripts() -> None:
     # ... and the plot falls back to ref_grpc_echo's when resolve.py measured none.
     del results["resolve"].figures["echo_unary_per_s"]
     assert ra.scaling_points(results)["echo_unary_per_s"] == 6000.0
-    assert row(back["rows"], "resolve", "p99_growth")["metric"] == "p99 at largest / smallest size (1000,20000)"
+    assert row(back["rows"], "resolve", "p99_growth")["metric"] == "p99 at largest / smallest size (1000,20000); target judged at 1M by make bench-scale"
     assert {r["key"] for r in back["references"]} >= {"sign_per_s", "verify_per_s", "puts_per_s", "unary_per_s"}
     assert back["scripts"]["keri_peer"] == {"status": "unavailable", "seconds": 0.0, "command": "", "error": "no Python >= 3.12.2 for keripy"}
 
