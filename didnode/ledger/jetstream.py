@@ -97,6 +97,7 @@ from didnode.errors import (
 )
 from didnode.ledger import stream as st
 from didnode.ledger.batch import Accepted, BatchHook, Outcome, apply_batch
+from didnode.ledger.orderer import run_task
 from didnode.ledger.prepare import prepare_many
 from didnode.ledger.verifier import InlineVerifier, Verifier
 from didnode.store.cluster_tables import ClusterTables, subject_key
@@ -1064,7 +1065,7 @@ class JetStreamOrderer:
                 # now_ms=0: the ordering time comes from the stream alone, never from this node's clock.
                 outcomes = apply_batch(self.tables, txn, ops, 0, self.hooks, times=times)
                 self.cluster.record(txn, msgs[-1].seq, t, subjects)
-            return outcomes, [self._run_task(txn, r.task) for r in tasks]
+            return outcomes, [run_task(self.tables, txn, r.task) for r in tasks]
 
         while True:
             try:
@@ -1100,18 +1101,6 @@ class JetStreamOrderer:
                 self._loop.call_soon_threadsafe(self._after_apply, ready)
             except RuntimeError:
                 pass  # the loop closed while stopping; nobody waits any more
-
-    def _run_task(self, txn: lmdb.Transaction, task: Task) -> Any:
-        try:
-            with self.tables.store.env.begin(write=True, parent=txn, buffers=False) as child:
-                return task(child)
-        except DidnodeError as exc:
-            return exc
-        except lmdb.MapFullError:
-            raise  # the store grows the map and retries the whole transaction
-        except Exception:  # the writer must survive a buggy task; the batch still commits
-            log.exception("writer task failed")
-            return Internal("internal error in a writer task; see the node log")
 
     def _resync(self) -> None:
         self._next_seq = self._applied_seq + 1

@@ -33,6 +33,24 @@ Task = Callable[[lmdb.Transaction], Any]
 log = logging.getLogger("didnode.orderer")
 
 
+def run_task(tables: LedgerTables, txn: lmdb.Transaction, task: Task) -> Any:
+    """Run a writer task in a transaction nested in the batch's ``txn``; return its result or its error.
+
+    Only the task's own writes roll back when it fails; the batch still
+    commits. Both orderers (this module's and the JetStream one) run tasks so.
+    """
+    try:
+        with tables.store.env.begin(write=True, parent=txn, buffers=False) as child:
+            return task(child)
+    except DidnodeError as exc:
+        return exc
+    except lmdb.MapFullError:
+        raise  # the store grows the map and retries the whole transaction
+    except Exception:  # the writer thread must survive a buggy task; the batch still commits
+        log.exception("writer task failed")
+        return Internal("internal error in a writer task; see the node log")
+
+
 class Orderer(Protocol):
     """What the service layer needs of an orderer: this module's LocalOrderer (embedded)
     or ``didnode.ledger.jetstream.JetStreamOrderer`` (cluster)."""
@@ -110,18 +128,6 @@ class LocalOrderer:
                 raise NodeUnavailable("the node is shutting down")
         self._queue.put(_Request((), lambda results: done(results[0]), task))
 
-    def _run_task(self, txn: lmdb.Transaction, task: Task) -> Any:
-        try:
-            with self.tables.store.env.begin(write=True, parent=txn, buffers=False) as child:
-                return task(child)
-        except DidnodeError as exc:
-            return exc
-        except lmdb.MapFullError:
-            raise  # the store grows the map and retries the whole transaction
-        except Exception:  # the writer thread must survive a buggy task; the batch still commits
-            log.exception("writer task failed")
-            return Internal("internal error in a writer task; see the node log")
-
     def apply_now(self, ops: Sequence[Operation | DidnodeError]) -> list[Outcome]:
         """Apply synchronously from the calling thread (startup, before :meth:`start`)."""
         return self.tables.store.write(lambda txn: apply_batch(self.tables, txn, ops, self.clock_ms(), self.hooks))
@@ -157,7 +163,7 @@ class LocalOrderer:
 
             def batch(txn: lmdb.Transaction) -> tuple[list[Outcome], list[Any]]:
                 outcomes = apply_batch(self.tables, txn, ops, self.clock_ms(), self.hooks) if ops else []
-                return outcomes, [self._run_task(txn, t) for t in tasks]
+                return outcomes, [run_task(self.tables, txn, t) for t in tasks]
 
             try:
                 outcomes, results = self.tables.store.write(batch)
