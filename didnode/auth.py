@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import weakref
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping, Sequence
 
 import grpc
@@ -35,7 +38,7 @@ from didnode.core.handshake.messages import CredentialRequest, Message
 from didnode.core.handshake.nonces import HandshakeLimits, MemoryNonceStore, NonceStore
 from didnode.core.handshake.policy import ACCEPT_ANYONE, Policy, load_policy, require_credentials
 from didnode.core.keystate import DidState
-from didnode.errors import AuthenticationFailed, DidnodeError, NodeUnavailable
+from didnode.errors import AuthenticationFailed, DidnodeError, Internal, NodeUnavailable
 from didnode.service.auth import (
     CachedKeyStates,
     ClientCredentials,
@@ -50,16 +53,26 @@ from didnode.service.auth import (
     Wallet,
     wall_clock_ms,
 )
-from didnode.transport.auth import METHOD, SERVICE, SESSION_IN_TRAILER, SESSION_TRAILER_KEY, AuthServicer
+from didnode.transport.auth import (
+    CHALLENGE_HEADER_KEY,
+    HELLO_HEADER_KEY,
+    METHOD,
+    METHOD_IN_HEADERS,
+    SERVICE,
+    SESSION_IN_TRAILER,
+    SESSION_TRAILER_KEY,
+    AuthServicer,
+)
 from didnode.transport.auth_wire import decode, encode
 from didnode.transport.server import generic_handler
 from didnode.transport.status import from_rpc_error
 
 AuthResponderServicer = AuthServicer
 DEFAULT_TIMEOUT_S = 10.0
-# Asks the responder for the session message in the call's trailing metadata (see
-# didnode.transport.auth.SESSION_IN_TRAILER); a responder that does not know the
-# request sends it as a stream message, which recv() accepts just the same.
+log = logging.getLogger("didnode.auth")
+# On the classic method, asks the responder for the session message in the call's
+# trailing metadata (see didnode.transport.auth.SESSION_IN_TRAILER); a responder that
+# does not know the request sends it as a stream message, which recv() accepts too.
 _CALL_METADATA = (SESSION_IN_TRAILER,)
 
 
@@ -69,6 +82,93 @@ def _rpc_error(err: grpc.aio.AioRpcError, target: str) -> DidnodeError:
     if isinstance(rebuilt, NodeUnavailable) and "by" not in rebuilt.details:
         return NodeUnavailable(f"peer {target} unreachable: {err.details() or err.code().name}", grpc_code=err.code().name)
     return rebuilt
+
+
+class _NoHeaderCarriage(Exception):
+    """The responder has no ``HandshakeInHeaders`` method (UNIMPLEMENTED): an older one.
+
+    Not a :class:`DidnodeError`: it never reaches a caller. :meth:`Authenticator.authenticate`
+    catches it and runs the handshake again over ``Handshake``.
+    """
+
+
+@dataclass(slots=True)
+class _Route:
+    """One responder's two handshake methods, and whether it has the header carriage (learned on first contact)."""
+
+    classic: grpc.aio.StreamStreamMultiCallable
+    in_headers: grpc.aio.StreamStreamMultiCallable
+    headers_ok: bool = True
+
+    @classmethod
+    def on(cls, channel: grpc.aio.Channel) -> "_Route":
+        # Raw bytes both ways: requests are encoded and replies decoded strictly by auth_wire.
+        return cls(channel.stream_stream(METHOD), channel.stream_stream(METHOD_IN_HEADERS))
+
+
+class _Stream:
+    """One handshake's gRPC call, as the driver's ``send(msg)`` / ``recv()``, in either carriage.
+
+    The call is opened by the first ``send`` (the hello): with the header
+    carriage the hello becomes the call's request header, so it must be known
+    when the call starts. See :mod:`didnode.transport.auth` for both carriages.
+    """
+
+    __slots__ = ("route", "name", "timeout", "in_headers", "call", "_first_recv")
+
+    def __init__(self, route: _Route, name: str, timeout: float, in_headers: bool) -> None:
+        self.route = route
+        self.name = name
+        self.timeout = timeout
+        self.in_headers = in_headers
+        self.call: grpc.aio.StreamStreamCall | None = None
+        self._first_recv = True
+
+    async def send(self, msg: Message) -> None:
+        """Send ``msg`` (precondition: the first message is the hello)."""
+        call = self.call
+        if call is None:
+            if self.in_headers:
+                self.call = self.route.in_headers(timeout=self.timeout, metadata=((HELLO_HEADER_KEY, encode(msg)),))
+                return
+            call = self.call = self.route.classic(timeout=self.timeout, metadata=_CALL_METADATA)
+        try:
+            await call.write(encode(msg))
+        except grpc.aio.AioRpcError as err:
+            raise _rpc_error(err, self.name) from None
+        except (grpc.aio.UsageError, asyncio.InvalidStateError) as err:
+            # Writing after the call ended (cancelled by a local timeout, or finished).
+            raise AuthenticationFailed(f"the stream to {self.name} is closed: {err}") from None
+
+    async def recv(self) -> Message:
+        """The responder's next message (precondition: :meth:`send` opened the call)."""
+        call = self.call
+        if call is None:
+            raise Internal("a handshake cannot receive before it has sent its hello")
+        first, self._first_recv = self._first_recv, False
+        if first and self.in_headers:
+            # (grpc.aio's Metadata is a mapping: get() finds the first value without a Python-level scan.)
+            raw = (await call.initial_metadata()).get(CHALLENGE_HEADER_KEY)
+            if isinstance(raw, bytes):
+                return decode(raw)
+            # Headers without a challenge: it is a stream message (too large for a
+            # header), or the responder refused the hello and the status follows.
+        try:
+            raw = await call.read()
+        except grpc.aio.AioRpcError as err:
+            if first and self.in_headers and err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                # No didnode error maps to UNIMPLEMENTED (didnode.transport.status): the method is missing.
+                raise _NoHeaderCarriage(self.name) from None
+            raise _rpc_error(err, self.name) from None
+        if raw is grpc.aio.EOF:
+            # An OK status: the session message may have come with it, as a trailer.
+            # (Which message it is, and whether it is the expected one, is the state
+            # machine's business: carriage changes nothing about what is checked.)
+            trailer = (await call.trailing_metadata()).get(SESSION_TRAILER_KEY)
+            if isinstance(trailer, bytes):
+                return decode(trailer)
+            raise AuthenticationFailed(f"{self.name} ended the stream before the handshake completed")
+        return decode(raw)
 
 
 class Authenticator:
@@ -100,20 +200,21 @@ class Authenticator:
         store = nonces if nonces is not None else MemoryNonceStore(limits, not_before_ms=clock_ms())
         self.party = Party(identity, network, store, keys, policy, credentials, Wallet.of(present), stapled, clock_ms, random_bytes)
         self.driver = HandshakeInitiator(self.party)
-        self._channels: dict[str, tuple[grpc.aio.Channel, grpc.aio.StreamStreamMultiCallable]] = {}
+        self._channels: dict[str, tuple[grpc.aio.Channel, _Route]] = {}
+        self._routes: weakref.WeakKeyDictionary[grpc.aio.Channel, _Route] = weakref.WeakKeyDictionary()
         self._finishing: set[grpc.aio.StreamStreamCall] = set()  # completed handshakes whose status is in flight
 
-    def _method(self, target: str | grpc.aio.Channel) -> grpc.aio.StreamStreamMultiCallable:
-        """The Handshake method on ``target``; channels this object opens are kept per address.
-
-        Raw bytes both ways: requests are encoded and replies decoded strictly by auth_wire.
-        """
+    def _route(self, target: str | grpc.aio.Channel) -> _Route:
+        """The handshake methods on ``target``; channels this object opens are kept per address."""
         if not isinstance(target, str):
-            return target.stream_stream(METHOD)
+            route = self._routes.get(target)
+            if route is None:
+                route = self._routes[target] = _Route.on(target)
+            return route
         entry = self._channels.get(target)
         if entry is None:
             ch = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-            entry = self._channels[target] = (ch, ch.stream_stream(METHOD))
+            entry = self._channels[target] = (ch, _Route.on(ch))
         return entry[1]
 
     async def authenticate(
@@ -139,56 +240,40 @@ class Authenticator:
         """
         pol = policy if policy is not None else (require_credentials(require) if require else None)
         name = target if isinstance(target, str) else "peer"
-        call = self._method(target)(timeout=timeout + 2.0, metadata=_CALL_METADATA)
-
-        async def send(msg: Message) -> None:
+        route = self._route(target)
+        while True:
+            stream = _Stream(route, name, timeout + 2.0, route.headers_ok)
+            ok = False
             try:
-                await call.write(encode(msg))
-            except grpc.aio.AioRpcError as err:
-                raise _rpc_error(err, name) from None
-            except (grpc.aio.UsageError, asyncio.InvalidStateError) as err:
-                # Writing after the call ended (cancelled by a local timeout, or finished).
-                raise AuthenticationFailed(f"the stream to {name} is closed: {err}") from None
-
-        async def recv() -> Message:
-            try:
-                raw = await call.read()
-            except grpc.aio.AioRpcError as err:
-                raise _rpc_error(err, name) from None
-            if raw is grpc.aio.EOF:
-                # An OK status: the session message may have come with it, as a trailer.
-                # (Which message it is, and whether it is the expected one, is the state
-                # machine's business: carriage changes nothing about what is checked.)
-                trailer = (await call.trailing_metadata() or {}).get(SESSION_TRAILER_KEY)  # type: ignore[attr-defined]
-                if isinstance(trailer, bytes):
-                    return decode(trailer)
-                raise AuthenticationFailed(f"{name} ended the stream before the handshake completed")
-            return decode(raw)
-
-        ok = False
-        try:
-            est = await self.driver.initiate(
-                recv, send, expect_peer=expect_peer, policy=pol, session_credential=session_credential, timeout_ms=int(timeout * 1000)
-            )
-            ok = True
-            # No half-close: the responder ends the call right after the session message.
-            # Its status is usually still in flight here, and grpc.aio *cancels* a call
-            # that is garbage-collected before it is done (an RST_STREAM both sides must
-            # process, and a "cancelled" handshake RPC on the responder). Keep the call
-            # referenced until its status arrives instead of waiting for it.
-            if not call.done():
-                self._finishing.add(call)
-                call.add_done_callback(self._finishing.discard)
-        finally:
-            if not ok and not call.done():
-                await _close_after_alert(call)
-        return est
+                est = await self.driver.initiate(
+                    stream.recv, stream.send, expect_peer=expect_peer, policy=pol, session_credential=session_credential, timeout_ms=int(timeout * 1000)
+                )
+                ok = True
+                return est
+            except _NoHeaderCarriage:
+                # An older responder: remember it, and run the handshake again (fresh nonces) the classic way.
+                route.headers_ok = False
+                log.info("%s has no %s; handshakes with it use %s", name, METHOD_IN_HEADERS, METHOD)
+            finally:
+                call = stream.call
+                if call is not None and not call.done():
+                    if ok:
+                        # No half-close: the responder ends the call right after the session message.
+                        # Its status is usually still in flight here, and grpc.aio *cancels* a call
+                        # that is garbage-collected before it is done (an RST_STREAM both sides must
+                        # process, and a "cancelled" handshake RPC on the responder). Keep the call
+                        # referenced until its status arrives instead of waiting for it.
+                        self._finishing.add(call)
+                        call.add_done_callback(self._finishing.discard)
+                    else:
+                        await _close_after_alert(call)
 
     async def close(self) -> None:
         """Close the channels this object opened and flush its nonce store."""
         for ch, _ in self._channels.values():
             await ch.close()
         self._channels.clear()
+        self._routes.clear()
         self.party.nonces.sync()
 
 

@@ -253,6 +253,9 @@ def test_initiator_times_out_against_a_silent_responder(tmp_path: Path) -> None:
             await context.read()
             await asyncio.sleep(5)
 
+        async def HandshakeInHeaders(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+            await asyncio.sleep(5)  # the hello came with the request headers
+
     async def run() -> None:
         from didnode.transport.auth import SERVICE
         from didnode.transport.server import generic_handler

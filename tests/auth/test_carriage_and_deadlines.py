@@ -1,11 +1,17 @@
-"""How handshake messages ride on gRPC (the session message as a trailer, negotiated) and the drivers' time limits.
+"""How handshake messages ride on gRPC (two carriages, negotiated) and the drivers' time limits.
 
-* Carriage: an initiator that asks for it (request metadata
-  ``didnode-auth-session: trailer``) gets the session message in the OK
-  status's trailing metadata; one that does not (an older initiator) gets it
-  as a stream message; an SDK initiator completes against a responder that
-  ignores the request (an older responder). The bytes are the same
-  ``AuthMessage`` either way, decoded strictly and MAC-checked by the core.
+* Classic carriage (``Handshake``): an initiator that asks for it (request
+  metadata ``didnode-auth-session: trailer``) gets the session message in the
+  OK status's trailing metadata; one that does not (an older initiator) gets
+  it as a stream message.
+* Header carriage (``HandshakeInHeaders``, what the SDK uses): hello in the
+  request headers, challenge in the response headers, session in the
+  trailer; a challenge or session too large for a header is a stream
+  message. Against a responder without the method (an older one) the SDK
+  falls back to ``Handshake`` and remembers it. A missing, garbage or
+  misplaced hello header, a replayed one and a forged challenge header all
+  fail with their own reasons. The bytes are the same ``AuthMessage`` in
+  every carriage, decoded strictly and checked by the core.
 * Time limits: :class:`didnode.service.auth.Deadlines` behaves like
   ``asyncio.timeout`` (expiry -> ``TimeoutError``, an outside cancellation
   stays a cancellation) with one loop timer for many handshakes; a responder
@@ -24,12 +30,21 @@ from typing import Any
 import grpc
 import pytest
 
+import didnode.auth as sdk
 from didnode import errors
 from didnode.auth import Authenticator
 from didnode.core.handshake import Fresh, HandshakeLimits, Initiator, MemoryNonceStore
+from didnode.core.handshake.messages import Session
 from didnode.service.auth import ClientKeyStates, Deadlines, wall_clock_ms
 from didnode.transport import auth as transport_auth
-from didnode.transport.auth import METHOD, SESSION_IN_TRAILER, SESSION_TRAILER_KEY
+from didnode.transport.auth import (
+    CHALLENGE_HEADER_KEY,
+    HELLO_HEADER_KEY,
+    METHOD,
+    METHOD_IN_HEADERS,
+    SESSION_IN_TRAILER,
+    SESSION_TRAILER_KEY,
+)
 from didnode.transport.auth_wire import decode, encode
 from didnode.client import AsyncClient, Client
 from tests.auth.test_auth_grpc import client, make, me, status_reason, with_device  # noqa: F401  (client is a fixture)
@@ -81,11 +96,49 @@ def test_session_rides_in_the_trailer_only_when_asked(shared_node: RunningNode, 
     asyncio.run(run())
 
 
-def test_sdk_initiator_completes_against_a_responder_that_ignores_the_request(
+class _Recording(grpc.GenericRpcHandler):
+    """Wraps the responder's handler: records each method asked for; ``hide`` ones answer UNIMPLEMENTED."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, calls: list[str], hide: tuple[str, ...]) -> None:
+        self.inner, self.calls, self.hide = inner, calls, hide
+
+    def service(self, details: grpc.HandlerCallDetails) -> Any:
+        self.calls.append(details.method)
+        return None if details.method in self.hide else self.inner.service(details)
+
+
+def _record_responder_methods(monkeypatch: pytest.MonkeyPatch, hide: tuple[str, ...] = ()) -> list[str]:
+    """Make add_auth_responder mount a recording handler; return the list it fills."""
+    calls: list[str] = []
+    real = sdk.generic_handler
+    monkeypatch.setattr(sdk, "generic_handler", lambda service, servicer: _Recording(real(service, servicer), calls, hide))
+    return calls
+
+
+def test_sdk_uses_the_header_carriage(shared_node: RunningNode, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    a, b = make(client), make(client)
+    calls = _record_responder_methods(monkeypatch)
+
+    async def body(address: str) -> None:
+        async with AsyncClient(shared_node.address) as nc:
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            for _ in range(3):
+                assert (await auth.authenticate(address, expect_peer=a.did)).peer_did == a.did
+            await auth.close()
+
+    asyncio.run(with_device(shared_node, a, tmp_path, body))
+    assert calls == [METHOD_IN_HEADERS] * 3
+
+
+def test_sdk_falls_back_to_the_classic_carriage_against_an_older_responder(
     shared_node: RunningNode, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
-    """An older responder sends the session as a stream message whatever the initiator asked; the SDK takes it."""
+    """An older responder: no HandshakeInHeaders, and the session as a stream message whatever was asked.
+
+    The SDK learns it once (UNIMPLEMENTED), then uses Handshake for that peer.
+    """
     a, b = make(client), make(client)
+    calls = _record_responder_methods(monkeypatch, hide=(METHOD_IN_HEADERS,))
     monkeypatch.setattr(transport_auth, "_wants_session_trailer", lambda metadata: False)
 
     async def body(address: str) -> None:
@@ -94,16 +147,20 @@ def test_sdk_initiator_completes_against_a_responder_that_ignores_the_request(
             for _ in range(3):
                 est = await auth.authenticate(address, expect_peer=a.did)
                 assert est.peer_did == a.did
+            assert auth.party.stats["OK"] == 3 and sum(auth.party.stats.values()) == 3  # the probe is no failure
             await auth.close()
 
     asyncio.run(with_device(shared_node, a, tmp_path, body))
+    assert calls == [METHOD_IN_HEADERS, METHOD, METHOD, METHOD]
 
 
-def test_a_session_too_large_for_a_trailer_is_a_stream_message(
-    shared_node: RunningNode, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+@pytest.mark.parametrize("carriage", ["in headers", "classic"])
+def test_messages_too_large_for_a_header_are_stream_messages(
+    carriage: str, shared_node: RunningNode, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
     a, b = make(client), make(client)
-    monkeypatch.setattr(transport_auth, "MAX_TRAILER_SESSION_BYTES", 10)
+    monkeypatch.setattr(transport_auth, "MAX_HEADER_MESSAGE_BYTES", 10)
+    _record_responder_methods(monkeypatch, hide=(METHOD_IN_HEADERS,) if carriage == "classic" else ())
 
     async def body(address: str) -> None:
         async with AsyncClient(shared_node.address) as nc:
@@ -115,20 +172,22 @@ def test_a_session_too_large_for_a_trailer_is_a_stream_message(
     asyncio.run(with_device(shared_node, a, tmp_path, body))
 
 
-def test_a_forged_session_trailer_fails_key_confirmation(
-    shared_node: RunningNode, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+@pytest.mark.parametrize("forged", ["Challenge", "Session"])
+def test_a_forged_header_or_trailer_fails_key_confirmation(
+    forged: str, shared_node: RunningNode, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
-    """Carriage changes nothing about what is checked: an altered trailer is refused by mac_S."""
+    """Carriage changes nothing about what is checked: an altered challenge header or session trailer is refused by its MAC."""
     a, b = make(client), make(client)
     real_encode = transport_auth.encode
 
     def tampered(msg: Any) -> bytes:
         raw = bytearray(real_encode(msg))
-        if msg.__class__.__name__ == "Session":
+        if msg.__class__.__name__ == forged:
             raw[-1] ^= 1  # last byte of the MAC
         return bytes(raw)
 
     monkeypatch.setattr(transport_auth, "encode", tampered)
+    calls = _record_responder_methods(monkeypatch)
 
     async def body(address: str) -> None:
         async with AsyncClient(shared_node.address) as nc:
@@ -139,6 +198,74 @@ def test_a_forged_session_trailer_fails_key_confirmation(
             await auth.close()
 
     asyncio.run(with_device(shared_node, a, tmp_path, body))
+    assert calls == [METHOD_IN_HEADERS]
+
+
+def _initiator(ident: Identity) -> tuple[Initiator, bytes]:
+    """An initiator that has made its hello, and the hello's bytes."""
+    i = Initiator(me(ident), "local", Fresh.draw(os.urandom), MemoryNonceStore())
+    return i, encode(i.hello(wall_clock_ms()))
+
+
+async def _header_handshake(address: str, i: Initiator, hello: bytes, node_state: Any) -> tuple[Any, list[bytes], bytes | None]:
+    """A header-carriage handshake by hand after ``i``'s ``hello``: (the challenge header, the stream messages received, the session trailer)."""
+    async with grpc.aio.insecure_channel(address) as ch:
+        call = ch.stream_stream(METHOD_IN_HEADERS)(timeout=10, metadata=((HELLO_HEADER_KEY, hello),))
+        challenge = dict(await call.initial_metadata()).get(CHALLENGE_HEADER_KEY)
+        assert isinstance(challenge, bytes), "no challenge header"
+        c = i.check_challenge(decode(challenge), wall_clock_ms())
+        i.verify_challenge(node_state)
+        await call.write(encode(i.response()))
+        messages = []
+        while (raw := await call.read()) is not grpc.aio.EOF:
+            messages.append(raw)
+        trailer = dict(await call.trailing_metadata()).get(SESSION_TRAILER_KEY)
+        assert isinstance(trailer, bytes)
+        assert i.finish(decode(trailer)).peer_did == c.responder_did
+        return challenge, messages, trailer
+
+
+def test_header_carriage_by_hand_against_the_node(shared_node: RunningNode, client: Client) -> None:  # noqa: F811
+    """The node serves HandshakeInHeaders: one stream message in all (the response), the rest in headers and trailer."""
+    dev = make(client)
+
+    async def run() -> None:
+        async with AsyncClient(shared_node.address) as nc:
+            node_state = await ClientKeyStates(nc).key_state((await nc.node_info()).node_did)
+        challenge, messages, trailer = await _header_handshake(shared_node.address, *_initiator(dev), node_state)
+        assert messages == [] and challenge and trailer
+
+    asyncio.run(run())
+
+
+async def _hello_header_refused(address: str, header: tuple[tuple[str, Any], ...]) -> str:
+    """Open HandshakeInHeaders with ``header`` as request metadata; the reason of the status it ends with."""
+    async with grpc.aio.insecure_channel(address) as ch:
+        call = ch.stream_stream(METHOD_IN_HEADERS)(timeout=10, metadata=header)
+        assert CHALLENGE_HEADER_KEY not in dict(await call.initial_metadata())
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await call.read()
+        return status_reason(exc.value)
+
+
+def test_a_bad_hello_header_is_refused_with_its_reason(shared_node: RunningNode, client: Client) -> None:  # noqa: F811
+    dev = make(client)
+    i, hello = _initiator(dev)
+    not_a_hello = encode(Session(b"\x01" * 16, "", 0, b"\x02" * 32))
+
+    async def run() -> None:
+        a = shared_node.address
+        assert await _hello_header_refused(a, ()) == "MALFORMED_MESSAGE"  # no hello at all
+        assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, b"\xff\x00garbage"),)) == "MALFORMED_MESSAGE"
+        assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, hello[: len(hello) // 2]),)) == "MALFORMED_MESSAGE"  # truncated
+        assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, not_a_hello),)) == "OUT_OF_ORDER"
+        async with AsyncClient(a) as nc:
+            node_state = await ClientKeyStates(nc).key_state((await nc.node_info()).node_did)
+        # A replayed hello header: the first use completes, the second is a replay.
+        await _header_handshake(a, i, hello, node_state)
+        assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, hello),)) == "REPLAY"
+
+    asyncio.run(run())
 
 
 # --------------------------------------------------------------------------

@@ -40,6 +40,11 @@ class AuthServiceStub:
                 request_serializer=didnode_dot_v1_dot_auth__pb2.AuthMessage.SerializeToString,
                 response_deserializer=didnode_dot_v1_dot_auth__pb2.AuthMessage.FromString,
                 _registered_method=True)
+        self.HandshakeInHeaders = channel.stream_stream(
+                '/didnode.v1.AuthService/HandshakeInHeaders',
+                request_serializer=didnode_dot_v1_dot_auth__pb2.AuthMessage.SerializeToString,
+                response_deserializer=didnode_dot_v1_dot_auth__pb2.AuthMessage.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -47,7 +52,26 @@ class AuthServiceServicer:
 
     def Handshake(self, request_iterator, context):
         """One handshake per stream; failures end the stream with a rich status
-        (google.rpc.ErrorInfo reason, as every didnode call).
+        (google.rpc.ErrorInfo reason, as every didnode call). Every message is
+        an AuthMessage on the stream; an initiator that sends the request
+        metadata "didnode-auth-session: trailer" gets the Session message in the
+        binary trailer "didnode-auth-session-bin" of the OK status instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandshakeInHeaders(self, request_iterator, context):
+        """The same handshake, the same AuthMessage bytes, carried in HTTP/2 headers
+        where they fit (docs/authentication.md, "On the wire"):
+        Hello     in the request metadata   "didnode-auth-hello-bin" (always: a hello is at most 2 KiB);
+        Challenge in the response headers   "didnode-auth-challenge-bin" when it has at most 4 KiB,
+        else as the first stream message (headers without it);
+        Response  as a stream message (an Alert too);
+        Session   in the OK status's trailer "didnode-auth-session-bin" when it has at most 4 KiB,
+        else as a stream message.
+        A responder that does not implement this method answers UNIMPLEMENTED and
+        the initiator uses Handshake instead.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -58,6 +82,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Handshake': grpc.stream_stream_rpc_method_handler(
                     servicer.Handshake,
+                    request_deserializer=didnode_dot_v1_dot_auth__pb2.AuthMessage.FromString,
+                    response_serializer=didnode_dot_v1_dot_auth__pb2.AuthMessage.SerializeToString,
+            ),
+            'HandshakeInHeaders': grpc.stream_stream_rpc_method_handler(
+                    servicer.HandshakeInHeaders,
                     request_deserializer=didnode_dot_v1_dot_auth__pb2.AuthMessage.FromString,
                     response_serializer=didnode_dot_v1_dot_auth__pb2.AuthMessage.SerializeToString,
             ),
@@ -87,6 +116,33 @@ class AuthService:
             request_iterator,
             target,
             '/didnode.v1.AuthService/Handshake',
+            didnode_dot_v1_dot_auth__pb2.AuthMessage.SerializeToString,
+            didnode_dot_v1_dot_auth__pb2.AuthMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandshakeInHeaders(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/didnode.v1.AuthService/HandshakeInHeaders',
             didnode_dot_v1_dot_auth__pb2.AuthMessage.SerializeToString,
             didnode_dot_v1_dot_auth__pb2.AuthMessage.FromString,
             options,
