@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,8 +28,8 @@ from typing import AsyncIterator
 import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, emit  # noqa: E402
-from serving import LoadResult, stop_process, unary_load  # noqa: E402
+from common import emit  # noqa: E402
+from serving import LoadResult, serve_on_loopback, start_server_script, stop_process, unary_load  # noqa: E402
 
 UNARY = "/bench.Echo/Unary"
 STREAM = "/bench.Echo/Stream"
@@ -57,26 +56,12 @@ async def serve() -> None:
         "Stream": grpc.stream_stream_rpc_method_handler(_stream),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(f"127.0.0.1:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(1.0)
+    await serve_on_loopback(server)
 
 
 def start_echo_server() -> tuple[subprocess.Popen[str], str]:
     """This script with --serve in a subprocess; returns it and its address."""
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line:
-        stop_process(proc)
-        raise RuntimeError(f"the echo server did not start (exit {proc.returncode})")
-    return proc, line
+    return start_server_script(os.path.abspath(__file__))
 
 
 async def measure_unary(address: str, seconds: float, concurrency: int, size: int) -> LoadResult:

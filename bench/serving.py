@@ -1,7 +1,8 @@
 """Shared pieces of the benchmarks that serve over gRPC: a node subprocess, load loops, RSS, LMDB usage.
 
-Used by ``ref_grpc_echo.py``, ``resolve.py`` and ``scale.py``, so that the
-echo reference and the node are driven by exactly the same client loop.
+Used by ``ref_grpc_echo.py``, ``ref_bare_handshake.py``, ``resolve.py`` and
+``scale.py``, so that the echo reference and the node are driven by exactly
+the same client loop.
 """
 
 from __future__ import annotations
@@ -119,6 +120,34 @@ def start_didnode(
         stop_process(proc)
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         raise NodeStartError(f"didnode serve did not print its address within {timeout:.0f}s (exit {proc.returncode}): {tail}", exited)
+    return proc, line
+
+
+async def serve_on_loopback(server: Any) -> None:
+    """Start a grpc.aio ``server`` on a free 127.0.0.1 port, print the address on stdout (the
+    parent's :func:`start_server_script` reads it), and serve until SIGTERM or SIGINT."""
+    import signal
+
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"127.0.0.1:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(1.0)
+
+
+def start_server_script(script: str, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Run ``script`` (a bench file whose ``--serve`` mode calls :func:`serve_on_loopback`) with
+    ``--serve`` and ``args`` in a subprocess; returns it and the address it serves on."""
+    proc = subprocess.Popen([sys.executable, script, "--serve", *args], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line:
+        stop_process(proc)
+        raise RuntimeError(f"{os.path.basename(script)} --serve did not start (exit {proc.returncode})")
     return proc, line
 
 
