@@ -11,6 +11,14 @@ this protocol over grpc.aio": measured in the same run as didnode's handshake
 it turns that issue's absolute target (1,500/s where the prototype made about
 1,750/s) into a ratio that holds on any machine (about 0.86).
 
+Two carriages, as didnode has: ``stream`` (all four messages are stream
+messages: the prototype the issue speaks of) and ``headers`` (hello in the
+request headers, challenge in the response headers, session in the trailer,
+only the response a stream message: what didnode's ``HandshakeInHeaders``
+does). The first is the issue's yardstick; against the second, the
+difference is what didnode's ledger checks, nonce stores, protobuf, policy
+and error handling cost, since both then make the same gRPC operations.
+
 The server is grpc.aio in its own process (as ``didnode serve`` is) with the
 node's server options, one generic stream-stream method taking raw bytes. The
 initiators are ``--concurrency`` asyncio tasks in this process, one channel
@@ -27,7 +35,8 @@ mac_r/mac_i/mac_s are HMACs under keys HKDF'd from the X25519 secret and
 the transcript hash.
 
 Last line: one JSON object {"bare_handshakes_per_s", "bare_p50_ms", "bare_p99_ms",
-"bare_cpu_ms_per_handshake_server", "bare_cpu_ms_per_handshake_initiators", ...}.
+"bare_cpu_ms_per_handshake_server", "bare_cpu_ms_per_handshake_initiators", and the same
+named "bare_headers_..." for the headers carriage}.
 """
 
 from __future__ import annotations
@@ -50,7 +59,10 @@ from common import emit  # noqa: E402
 from serving import serve_on_loopback, start_server_script, stop_process  # noqa: E402
 
 SERVICE = "bench.Bare"
-METHOD = f"/{SERVICE}/Handshake"
+# Two carriages, as didnode has (docs/authentication.md, "On the wire"): every message a stream
+# message, or hello / challenge / session in request headers / response headers / trailer.
+METHODS = {"stream": f"/{SERVICE}/Handshake", "headers": f"/{SERVICE}/HandshakeInHeaders"}
+HELLO_KEY, CHALLENGE_KEY, SESSION_KEY = "bare-hello-bin", "bare-challenge-bin", "bare-session-bin"
 NETWORK = b"bench"
 # Deterministic identities, so that the server process and the initiators agree on every public key
 # without exchanging them (the bare protocol has no key lookup).
@@ -91,24 +103,39 @@ async def serve(initiators: int) -> None:
     pk_r, sk_r = crypto_sign_seed_keypair(RESPONDER_SEED)
     peers = [crypto_sign_seed_keypair(initiator_seed(i))[0] for i in range(initiators)]
 
-    async def handshake(requests: Any, context: grpc.aio.ServicerContext) -> None:
-        hello = await context.read()
+    def challenge(hello: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+        """(challenge message, transcript hash, initiator's key, its MAC key, the session MAC key)."""
         pk_i = peers[int.from_bytes(hello[:2], "big")]
-        eph_i = hello[34:66]
         nonce_r, secret = os.urandom(32), os.urandom(32)
         eph_r = crypto_scalarmult_base(secret)
         th = _transcript(pk_i, pk_r, hello, nonce_r, eph_r)
-        k_r, k_i, k_s = _keys(crypto_scalarmult(secret, eph_i), th)
+        k_r, k_i, k_s = _keys(crypto_scalarmult(secret, hello[34:66]), th)
         sig_r = crypto_sign(b"responder" + th, sk_r)[:64]
-        await context.write(nonce_r + eph_r + sig_r + _hmac(k_r, th))
-        response = await context.read()
+        return nonce_r + eph_r + sig_r + _hmac(k_r, th), th, pk_i, k_i, k_s
+
+    def check_response(response: bytes, th: bytes, pk_i: bytes, k_i: bytes) -> None:
         crypto_sign_open(response[:64] + b"initiator" + th, pk_i)
         if not hmac.compare_digest(response[64:96], _hmac(k_i, th)):
             raise BadHandshake("initiator MAC")
+
+    async def in_stream(requests: Any, context: grpc.aio.ServicerContext) -> None:
+        msg, th, pk_i, k_i, k_s = challenge(await context.read())
+        await context.write(msg)
+        check_response(await context.read(), th, pk_i, k_i)
         await context.write(_hmac(k_s, th))
 
+    async def in_headers(requests: Any, context: grpc.aio.ServicerContext) -> None:
+        hello = dict(context.invocation_metadata())[HELLO_KEY]
+        msg, th, pk_i, k_i, k_s = challenge(hello)
+        await context.send_initial_metadata(((CHALLENGE_KEY, msg),))
+        check_response(await context.read(), th, pk_i, k_i)
+        context.set_trailing_metadata(((SESSION_KEY, _hmac(k_s, th)),))
+
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    handlers = {"Handshake": grpc.stream_stream_rpc_method_handler(handshake)}
+    handlers = {
+        "Handshake": grpc.stream_stream_rpc_method_handler(in_stream),
+        "HandshakeInHeaders": grpc.stream_stream_rpc_method_handler(in_headers),
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     await serve_on_loopback(server)
 
@@ -123,12 +150,18 @@ def start_bare_server(initiators: int) -> tuple[subprocess.Popen[str], str]:
 # --------------------------------------------------------------------------
 
 
-def bare_initiators(address: str, concurrency: int) -> tuple[Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]]]:
-    """(one(i): a complete bare handshake by initiator ``i``, close()); one channel per initiator."""
+def bare_initiators(
+    address: str, concurrency: int, carriage: str = "stream"
+) -> tuple[Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """(one(i): a complete bare handshake by initiator ``i``, close()); one channel per initiator.
+
+    ``carriage``: ``stream`` (four stream messages) or ``headers`` (only the response is a stream message).
+    """
     pk_r = crypto_sign_seed_keypair(RESPONDER_SEED)[0]
     keys = [crypto_sign_seed_keypair(initiator_seed(i)) for i in range(concurrency)]
     channels = [grpc.aio.insecure_channel(address) for _ in range(concurrency)]
-    methods = [ch.stream_stream(METHOD) for ch in channels]
+    methods = [ch.stream_stream(METHODS[carriage]) for ch in channels]
+    in_headers = carriage == "headers"
 
     async def one(i: int) -> None:
         try:
@@ -140,11 +173,18 @@ def bare_initiators(address: str, concurrency: int) -> tuple[Callable[[int], Awa
 
     async def _one(i: int) -> None:
         pk_i, sk_i = keys[i]
-        call = methods[i]()
         secret = os.urandom(32)
         hello = i.to_bytes(2, "big") + os.urandom(32) + crypto_scalarmult_base(secret)
-        await call.write(hello)
-        challenge = await call.read()
+        if in_headers:
+            call = methods[i](metadata=((HELLO_KEY, hello),))
+            challenge = (await call.initial_metadata()).get(CHALLENGE_KEY)
+            if not isinstance(challenge, bytes):
+                await call.read()  # raises the responder's error status
+                raise BadHandshake("no challenge in the response headers")
+        else:
+            call = methods[i]()
+            await call.write(hello)
+            challenge = await call.read()
         nonce_r, eph_r, sig_r, mac_r = challenge[:32], challenge[32:64], challenge[64:128], challenge[128:160]
         th = _transcript(pk_i, pk_r, hello, nonce_r, eph_r)
         crypto_sign_open(sig_r + b"responder" + th, pk_r)
@@ -153,8 +193,12 @@ def bare_initiators(address: str, concurrency: int) -> tuple[Callable[[int], Awa
             raise BadHandshake("responder MAC")
         await call.write(crypto_sign(b"initiator" + th, sk_i)[:64] + _hmac(k_i, th))
         await call.done_writing()
-        session = await call.read()
-        if session is grpc.aio.EOF or not hmac.compare_digest(session, _hmac(k_s, th)):
+        if in_headers:
+            await call.read()  # EOF with an OK status, or raises the responder's error
+            session = (await call.trailing_metadata()).get(SESSION_KEY)
+        else:
+            session = await call.read()
+        if not isinstance(session, bytes) or not hmac.compare_digest(session, _hmac(k_s, th)):
             raise BadHandshake("session MAC")
         if await call.code() != grpc.StatusCode.OK:
             raise BadHandshake(f"status {await call.code()}")
@@ -167,29 +211,42 @@ def bare_initiators(address: str, concurrency: int) -> tuple[Callable[[int], Awa
 
 
 async def _measure(address: str, server_pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Both carriages in alternating rounds; figures ``bare_*`` (stream) and ``bare_headers_*``."""
     from auth import Tally, loop_for  # the same load loop and tally as didnode's handshake
 
-    one, close = bare_initiators(address, args.concurrency)
+    runs = {prefix: bare_initiators(address, args.concurrency, carriage) for prefix, carriage in (("bare", "stream"), ("bare_headers", "headers"))}
+    tallies = {prefix: Tally(server_pid) for prefix in runs}
     try:
-        await loop_for(args.warmup, one, args.concurrency)
-        tally = Tally(server_pid)
-        await tally.round(args.seconds, one, args.concurrency)
+        for one, _ in runs.values():
+            await loop_for(args.warmup, one, args.concurrency)
+        for _ in range(args.rounds):
+            for prefix, (one, _) in runs.items():
+                await tallies[prefix].round(args.seconds / args.rounds, one, args.concurrency)
     finally:
-        await close()
-    r = tally.result()
+        for _, close in runs.values():
+            await close()
+    figures: dict[str, Any] = {}
+    for prefix, tally in tallies.items():
+        figures.update(bare_figures(prefix, tally.result()))
+    return figures
+
+
+def bare_figures(prefix: str, r: dict[str, Any]) -> dict[str, Any]:
+    """A :class:`auth.Tally` result as this reference's JSON figures, named ``{prefix}_...``."""
     return {
-        "bare_handshakes_per_s": r["rate"],
-        "bare_p50_ms": r["p50"],
-        "bare_p99_ms": r["p99"],
-        "bare_cpu_ms_per_handshake_server": r["cpu"][0],
-        "bare_cpu_ms_per_handshake_initiators": r["cpu"][1],
+        f"{prefix}_handshakes_per_s": r["rate"],
+        f"{prefix}_p50_ms": r["p50"],
+        f"{prefix}_p99_ms": r["p99"],
+        f"{prefix}_cpu_ms_per_handshake_server": r["cpu"][0],
+        f"{prefix}_cpu_ms_per_handshake_initiators": r["cpu"][1],
     }
 
 
 def main() -> None:
     """Measure and emit, or (--serve) be the server."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--seconds", type=float, default=6.0, help="measured seconds per carriage, split into --rounds alternating rounds")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--concurrency", type=int, default=16, help="concurrent initiators (distinct identities)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -202,12 +259,13 @@ def main() -> None:
         figures = asyncio.run(_measure(address, proc.pid, args))
     finally:
         stop_process(proc)
-    print(
-        f"bare handshake: {figures['bare_handshakes_per_s']:,.0f}/s  p50 {figures['bare_p50_ms']:.2f} ms  p99 {figures['bare_p99_ms']:.2f} ms  "
-        f"(CPU per handshake: server {figures['bare_cpu_ms_per_handshake_server']:.2f} ms, "
-        f"initiators {figures['bare_cpu_ms_per_handshake_initiators']:.2f} ms)",
-        file=sys.stderr,
-    )
+    for prefix, label in (("bare", "bare, stream messages:"), ("bare_headers", "bare, in headers:     ")):
+        print(
+            f"{label} {figures[prefix + '_handshakes_per_s']:,.0f}/s  p50 {figures[prefix + '_p50_ms']:.2f} ms  "
+            f"p99 {figures[prefix + '_p99_ms']:.2f} ms  (CPU per handshake: server {figures[prefix + '_cpu_ms_per_handshake_server']:.2f} ms, "
+            f"initiators {figures[prefix + '_cpu_ms_per_handshake_initiators']:.2f} ms)",
+            file=sys.stderr,
+        )
     emit({"concurrency": args.concurrency, "seconds": args.seconds, **figures})
 
 

@@ -1,5 +1,6 @@
 """bench/ref_bare_handshake.py, the bare-protocol reference of bench/auth.py: its handshakes really complete
-(both signatures and all three MACs check) against its server in its own process, and a wrong key fails."""
+(both signatures and all three MACs check) against its server in its own process, in both carriages,
+and a wrong key fails."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ def server() -> object:
     stop_process(proc)
 
 
-def test_bare_handshakes_complete(server: str) -> None:
+@pytest.mark.parametrize("carriage", ["stream", "headers"])
+def test_bare_handshakes_complete(server: str, carriage: str) -> None:
     async def run() -> None:
-        one, close = bare.bare_initiators(server, 2)
+        one, close = bare.bare_initiators(server, 2, carriage)
         try:
             for i in (0, 1, 0, 1):
                 await asyncio.wait_for(one(i), 10)
@@ -35,12 +37,13 @@ def test_bare_handshakes_complete(server: str) -> None:
     asyncio.run(run())
 
 
-def test_an_initiator_with_another_key_than_the_responder_knows_fails(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("carriage", ["stream", "headers"])
+def test_an_initiator_with_another_key_than_the_responder_knows_fails(server: str, carriage: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The transcripts differ (each binds both identity keys): the responder's signature does not verify."""
     monkeypatch.setattr(bare, "initiator_seed", lambda i: bytes(32))
 
     async def run() -> None:
-        one, close = bare.bare_initiators(server, 1)
+        one, close = bare.bare_initiators(server, 1, carriage)
         try:
             await asyncio.wait_for(one(0), 10)
         finally:
