@@ -57,7 +57,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ROOT, emit  # noqa: E402
 from ref_bare_handshake import bare_figures, bare_initiators, start_bare_server  # noqa: E402
-from serving import stop_process  # noqa: E402
+from serving import percentile, stop_process  # noqa: E402
 
 from didnode.auth import Authenticator, LocalIdentity  # noqa: E402
 from didnode.client import AsyncClient, Client  # noqa: E402
@@ -73,12 +73,6 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 def start_node(data: Path) -> tuple[subprocess.Popen[str], str]:
