@@ -50,14 +50,13 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ROOT, emit  # noqa: E402
 from ref_bare_handshake import bare_figures, bare_initiators, start_bare_server  # noqa: E402
-from serving import percentile, stop_process  # noqa: E402
+from serving import Tally, loop_for, stop_process  # noqa: E402
 
 from didnode.auth import Authenticator, LocalIdentity  # noqa: E402
 from didnode.client import AsyncClient, Client  # noqa: E402
@@ -66,13 +65,6 @@ from didnode.store.auth_store import LmdbNonceStore  # noqa: E402
 from tests.factory import new_create  # noqa: E402
 
 BIN = Path(sys.executable).parent
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_node(data: Path) -> tuple[subprocess.Popen[str], str]:
@@ -88,53 +80,6 @@ def start_node(data: Path) -> tuple[subprocess.Popen[str], str]:
         proc.kill()
         raise SystemExit("the node did not start")
     return proc, line
-
-
-async def loop_for(seconds: float, one: Any, conc: int) -> tuple[int, list[float], float]:
-    """Run ``one(worker_index)`` back to back in ``conc`` tasks for ``seconds``; (count, latencies, elapsed)."""
-    lat: list[float] = []
-    stop = time.perf_counter() + seconds
-
-    async def worker(i: int) -> None:
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
-            await one(i)
-            lat.append(time.perf_counter() - t)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker(i) for i in range(conc)))
-    return len(lat), lat, time.perf_counter() - t0
-
-
-class Tally:
-    """Completed handshakes, latencies, elapsed time and CPU (peer process, this process) over several rounds."""
-
-    def __init__(self, peer_pid: int) -> None:
-        self.peer_pid = peer_pid
-        self.n = 0
-        self.lat: list[float] = []
-        self.elapsed = 0.0
-        self.cpu_peer = 0.0
-        self.cpu_self = 0.0
-
-    async def round(self, seconds: float, one: Any, conc: int) -> None:
-        c_peer, c_self = cpu_seconds(self.peer_pid), time.process_time()
-        n, lat, elapsed = await loop_for(seconds, one, conc)
-        self.cpu_peer += cpu_seconds(self.peer_pid) - c_peer
-        self.cpu_self += time.process_time() - c_self
-        self.n += n
-        self.lat += lat
-        self.elapsed += elapsed
-
-    def result(self) -> dict[str, Any]:
-        lat = sorted(self.lat)
-        return {
-            "rate": self.n / self.elapsed,
-            "p50": percentile(lat, 0.5) * 1000,
-            "p99": percentile(lat, 0.99) * 1000,
-            "n": self.n,
-            "cpu": (self.cpu_peer / self.n * 1000, self.cpu_self / self.n * 1000),
-        }
 
 
 # --------------------------------------------------------------------------

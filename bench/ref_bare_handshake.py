@@ -56,7 +56,7 @@ from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base, crypto_sign
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import emit  # noqa: E402
-from serving import serve_on_loopback, start_server_script, stop_process  # noqa: E402
+from serving import Tally, loop_for, serve_on_loopback, start_server_script, stop_process  # noqa: E402
 
 SERVICE = "bench.Bare"
 # Two carriages, as didnode has (docs/authentication.md, "On the wire"): every message a stream
@@ -212,8 +212,6 @@ def bare_initiators(
 
 async def _measure(address: str, server_pid: int, args: argparse.Namespace) -> dict[str, Any]:
     """Both carriages in alternating rounds; figures ``bare_*`` (stream) and ``bare_headers_*``."""
-    from auth import Tally, loop_for  # the same load loop and tally as didnode's handshake
-
     runs = {prefix: bare_initiators(address, args.concurrency, carriage) for prefix, carriage in (("bare", "stream"), ("bare_headers", "headers"))}
     tallies = {prefix: Tally(server_pid) for prefix in runs}
     try:
@@ -232,7 +230,7 @@ async def _measure(address: str, server_pid: int, args: argparse.Namespace) -> d
 
 
 def bare_figures(prefix: str, r: dict[str, Any]) -> dict[str, Any]:
-    """A :class:`auth.Tally` result as this reference's JSON figures, named ``{prefix}_...``."""
+    """A :class:`serving.Tally` result as this reference's JSON figures, named ``{prefix}_...``."""
     return {
         f"{prefix}_handshakes_per_s": r["rate"],
         f"{prefix}_p50_ms": r["p50"],

@@ -81,6 +81,60 @@ async def unary_load(one: Callable[[int], Awaitable[object]], seconds: float, co
     return LoadResult(len(lat), elapsed, tuple(sorted(lat)))
 
 
+
+async def loop_for(seconds: float, one: Any, conc: int) -> tuple[int, list[float], float]:
+    """Run ``one(worker_index)`` back to back in ``conc`` tasks for ``seconds``; (count, latencies, elapsed)."""
+    lat: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def worker(i: int) -> None:
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            await one(i)
+            lat.append(time.perf_counter() - t)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(conc)))
+    return len(lat), lat, time.perf_counter() - t0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Tally:
+    """Completed handshakes, latencies, elapsed time and CPU (peer process, this process) over several rounds."""
+
+    def __init__(self, peer_pid: int) -> None:
+        self.peer_pid = peer_pid
+        self.n = 0
+        self.lat: list[float] = []
+        self.elapsed = 0.0
+        self.cpu_peer = 0.0
+        self.cpu_self = 0.0
+
+    async def round(self, seconds: float, one: Any, conc: int) -> None:
+        c_peer, c_self = cpu_seconds(self.peer_pid), time.process_time()
+        n, lat, elapsed = await loop_for(seconds, one, conc)
+        self.cpu_peer += cpu_seconds(self.peer_pid) - c_peer
+        self.cpu_self += time.process_time() - c_self
+        self.n += n
+        self.lat += lat
+        self.elapsed += elapsed
+
+    def result(self) -> dict[str, Any]:
+        lat = sorted(self.lat)
+        return {
+            "rate": self.n / self.elapsed,
+            "p50": percentile(lat, 0.5) * 1000,
+            "p99": percentile(lat, 0.99) * 1000,
+            "n": self.n,
+            "cpu": (self.cpu_peer / self.n * 1000, self.cpu_self / self.n * 1000),
+        }
+
 # --------------------------------------------------------------------------
 # a node subprocess
 # --------------------------------------------------------------------------
