@@ -56,7 +56,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ROOT, emit  # noqa: E402
 from ref_bare_handshake import bare_figures, bare_initiators, start_bare_server  # noqa: E402
-from serving import Tally, loop_for, stop_process  # noqa: E402
+from serving import Tally, load_loop, stop_process  # noqa: E402
 
 from didnode.auth import Authenticator, LocalIdentity  # noqa: E402
 from didnode.client import AsyncClient, Client  # noqa: E402
@@ -255,7 +255,7 @@ async def compare(
     bare, bare_h = Tally(pids[2]), Tally(pids[2])
     try:
         for fn in (ours_one, ours_sc, theirs_one, bare_one, bare_h_one):
-            await loop_for(args.warmup, fn, args.concurrency)
+            await load_loop(fn, args.warmup, args.concurrency)  # warm-up: its figures are thrown away
         per_round = args.seconds / args.rounds
         for _ in range(args.rounds):
             await ours.round(per_round, ours_one, args.concurrency)

@@ -56,7 +56,7 @@ from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base, crypto_sign
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import emit  # noqa: E402
-from serving import Tally, loop_for, serve_on_loopback, start_server_script, stop_process  # noqa: E402
+from serving import Tally, load_loop, serve_on_loopback, start_server_script, stop_process  # noqa: E402
 
 SERVICE = "bench.Bare"
 # Two carriages, as didnode has (docs/authentication.md, "On the wire"): every message a stream
@@ -216,7 +216,7 @@ async def _measure(address: str, server_pid: int, args: argparse.Namespace) -> d
     tallies = {prefix: Tally(server_pid) for prefix in runs}
     try:
         for one, _ in runs.values():
-            await loop_for(args.warmup, one, args.concurrency)
+            await load_loop(one, args.warmup, args.concurrency)  # warm-up: its figures are thrown away
         for _ in range(args.rounds):
             for prefix, (one, _) in runs.items():
                 await tallies[prefix].round(args.seconds / args.rounds, one, args.concurrency)

@@ -29,7 +29,7 @@ import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import emit  # noqa: E402
-from serving import LoadResult, serve_on_loopback, start_server_script, stop_process, unary_load  # noqa: E402
+from serving import LoadResult, load_loop, serve_on_loopback, start_server_script, stop_process  # noqa: E402
 
 UNARY = "/bench.Echo/Unary"
 STREAM = "/bench.Echo/Stream"
@@ -69,7 +69,8 @@ async def measure_unary(address: str, seconds: float, concurrency: int, size: in
     payload = os.urandom(size)
     async with grpc.aio.insecure_channel(address) as channel:
         call = channel.unary_unary(UNARY)
-        return await unary_load(lambda i: call(payload), seconds, concurrency)
+        # exactly the loop, warm-up and indexing bench/resolve.py drives Resolve with (i is unused here)
+        return await load_loop(lambda i: call(payload), seconds, concurrency, warmup=0.5, index="call")
 
 
 async def measure_stream(address: str, seconds: float, size: int) -> float:

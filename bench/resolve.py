@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import emit, make_creates  # noqa: E402
-from serving import DidSample, LoadResult, grow_ledger, lmdb_usage, rss_mb, start_didnode, stop_process, unary_load  # noqa: E402
+from serving import DidSample, LoadResult, grow_ledger, lmdb_usage, load_loop, rss_mb, start_didnode, stop_process  # noqa: E402
 
 import grpc  # noqa: E402
 
@@ -65,7 +65,7 @@ async def resolve_load(address: str, dids: list[str], seconds: float, concurrenc
         if got.get("didDocument", {}).get("id") != dids[0]:
             raise SystemExit(f"resolving {dids[0]} returned {first.result_json[:300]!r}")
         n = len(requests)
-        return await unary_load(lambda i: stub.Resolve(requests[i % n]), seconds, concurrency)
+        return await load_loop(lambda i: stub.Resolve(requests[i % n]), seconds, concurrency, warmup=0.5, index="call")
 
 
 def measure_point(data: Path, sample: list[str], seconds: float, concurrency: int) -> dict[str, Any]:

@@ -1,21 +1,25 @@
-"""Shared pieces of the benchmarks that serve over gRPC: a node subprocess, load loops, RSS, LMDB usage.
+"""Shared pieces of the benchmarks that serve over gRPC: a node subprocess, the load loop, CPU, RSS, LMDB usage.
 
-Used by ``ref_grpc_echo.py``, ``ref_bare_handshake.py``, ``resolve.py`` and
-``scale.py``, so that the echo reference and the node are driven by exactly
-the same client loop.
+Every benchmark that drives a server with concurrent callers over a time
+window does it with :func:`load_loop` (``resolve.py`` and ``scale.py``
+resolving, ``ref_grpc_echo.py`` echoing; through :class:`Tally`,
+``auth.py`` and ``ref_bare_handshake.py`` handshaking), so that a figure
+and its reference are driven by exactly the same client loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Literal, Mapping, Sequence
 
 import lmdb
 
@@ -38,7 +42,12 @@ class LoadResult:
 
     calls: int
     seconds: float
-    latencies: tuple[float, ...]  # seconds, sorted
+    latencies: list[float]  # seconds, in completion order
+
+    @cached_property
+    def sorted_latencies(self) -> list[float]:
+        """The latencies, sorted (on first use: never inside a caller's CPU tally, see :class:`Tally`)."""
+        return sorted(self.latencies)
 
     @property
     def rate(self) -> float:
@@ -48,54 +57,56 @@ class LoadResult:
     @property
     def p50_ms(self) -> float:
         """Median latency in ms."""
-        return percentile(self.latencies, 0.50) * 1000
+        return percentile(self.sorted_latencies, 0.50) * 1000
 
     @property
     def p99_ms(self) -> float:
         """99th percentile latency in ms."""
-        return percentile(self.latencies, 0.99) * 1000
+        return percentile(self.sorted_latencies, 0.99) * 1000
 
 
-async def unary_load(one: Callable[[int], Awaitable[object]], seconds: float, concurrency: int, warmup: float = 0.5) -> LoadResult:
-    """Call ``one(i)`` back to back from ``concurrency`` tasks for ``seconds`` (after ``warmup``)."""
+async def load_loop(
+    one: Callable[[int], Awaitable[object]],
+    seconds: float,
+    concurrency: int,
+    *,
+    warmup: float = 0.0,
+    index: Literal["caller", "call"] = "caller",
+) -> LoadResult:
+    """The benchmarks' one load loop: ``concurrency`` asyncio callers await ``one(i)`` back to back for ``seconds``.
 
-    async def run(window: float, lat: list[float] | None) -> float:
-        stop = time.perf_counter() + window
-        counter = iter(range(1 << 62))
+    A caller starts no call once ``seconds`` have passed; the calls under way
+    then are awaited and counted. Each call is timed from just before
+    ``one(i)`` to its completion; ``LoadResult.seconds`` runs from the
+    callers' start to the last one's end, so the rate is completed calls over
+    the time it really took. With ``warmup`` > 0 an unmeasured window of that
+    length comes first (the same callers' work, thrown away).
 
-        async def worker() -> None:
+    ``index`` says what ``i`` is: ``"caller"``, the caller's number
+    0..concurrency-1 (callers that each own something: an identity, a
+    channel); ``"call"``, the call's sequence number in the window, counted
+    across all callers from 0 (round-robin over a sample of requests).
+    """
+    per_caller = index == "caller"
+
+    async def window(length: float) -> LoadResult:
+        lat: list[float] = []
+        stop = time.perf_counter() + length
+        counter = itertools.count()
+
+        async def caller(c: int) -> None:
             while time.perf_counter() < stop:
                 t = time.perf_counter()
-                await one(next(counter))
-                if lat is not None:
-                    lat.append(time.perf_counter() - t)
+                await one(c if per_caller else next(counter))
+                lat.append(time.perf_counter() - t)
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - t0
+        await asyncio.gather(*(caller(c) for c in range(concurrency)))
+        return LoadResult(len(lat), time.perf_counter() - t0, lat)
 
     if warmup > 0:
-        await run(warmup, None)
-    lat: list[float] = []
-    elapsed = await run(seconds, lat)
-    return LoadResult(len(lat), elapsed, tuple(sorted(lat)))
-
-
-
-async def loop_for(seconds: float, one: Any, conc: int) -> tuple[int, list[float], float]:
-    """Run ``one(worker_index)`` back to back in ``conc`` tasks for ``seconds``; (count, latencies, elapsed)."""
-    lat: list[float] = []
-    stop = time.perf_counter() + seconds
-
-    async def worker(i: int) -> None:
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
-            await one(i)
-            lat.append(time.perf_counter() - t)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker(i) for i in range(conc)))
-    return len(lat), lat, time.perf_counter() - t0
+        await window(warmup)
+    return await window(seconds)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -106,7 +117,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Tally:
-    """Completed handshakes, latencies, elapsed time and CPU (peer process, this process) over several rounds."""
+    """Completed handshakes, latencies, elapsed time and CPU (peer process, this process) over several rounds.
+
+    Each round is one :func:`load_loop` window (``one(i)``: initiator ``i``);
+    the CPU readings bracket exactly that window, so the CPU per handshake
+    is the load's and nothing else's.
+    """
 
     def __init__(self, peer_pid: int) -> None:
         self.peer_pid = peer_pid
@@ -116,16 +132,18 @@ class Tally:
         self.cpu_peer = 0.0
         self.cpu_self = 0.0
 
-    async def round(self, seconds: float, one: Any, conc: int) -> None:
+    async def round(self, seconds: float, one: Callable[[int], Awaitable[object]], conc: int) -> None:
+        """One measured window of ``conc`` initiators for ``seconds``, added to the tally."""
         c_peer, c_self = cpu_seconds(self.peer_pid), time.process_time()
-        n, lat, elapsed = await loop_for(seconds, one, conc)
+        res = await load_loop(one, seconds, conc, index="caller")
         self.cpu_peer += cpu_seconds(self.peer_pid) - c_peer
         self.cpu_self += time.process_time() - c_self
-        self.n += n
-        self.lat += lat
-        self.elapsed += elapsed
+        self.n += res.calls
+        self.lat += res.latencies
+        self.elapsed += res.seconds
 
     def result(self) -> dict[str, Any]:
+        """rate (/s), p50 and p99 (ms), n, and cpu: (peer, this process) CPU ms per handshake."""
         lat = sorted(self.lat)
         return {
             "rate": self.n / self.elapsed,
@@ -134,6 +152,7 @@ class Tally:
             "n": self.n,
             "cpu": (self.cpu_peer / self.n * 1000, self.cpu_self / self.n * 1000),
         }
+
 
 # --------------------------------------------------------------------------
 # a node subprocess
