@@ -58,13 +58,35 @@ from common import ROOT, emit  # noqa: E402
 from ref_bare_handshake import bare_figures, bare_initiators, start_bare_server  # noqa: E402
 from serving import Tally, load_loop, stop_process  # noqa: E402
 
+from nacl.public import PrivateKey  # noqa: E402
+from nacl.signing import SigningKey  # noqa: E402
+
 from didnode.auth import Authenticator, LocalIdentity  # noqa: E402
 from didnode.client import AsyncClient, Client  # noqa: E402
+from didnode.core import builder  # noqa: E402
+from didnode.core.builder import SignedOperation  # noqa: E402
 from didnode.service.auth import CachedKeyStates, ClientKeyStates, wall_clock_ms  # noqa: E402
 from didnode.store.auth_store import LmdbNonceStore  # noqa: E402
-from tests.factory import new_create  # noqa: E402
 
 BIN = Path(sys.executable).parent
+NET = "local"  # the network of a node started without --network
+
+
+def device_create(network: str = NET) -> tuple[SigningKey, SignedOperation]:
+    """A device's authentication key and the signed create of its DID.
+
+    The DID document a device has: ``key-1`` (Ed25519, the key it
+    authenticates with), a pre-committed next key and an X25519 key-agreement
+    key ``ka-1``; self-signed by ``key-1``.
+    """
+    auth, nxt, ka = SigningKey.generate(), SigningKey.generate(), PrivateKey.generate()
+    unsigned = builder.create(
+        network,
+        [builder.NewKey("key-1", bytes(auth.verify_key))],
+        bytes(nxt.verify_key),
+        key_agreement=builder.NewAgreementKey("ka-1", bytes(ka.public_key)),
+    )
+    return auth, builder.sign(unsigned, [(f"{unsigned.did}#key-1", auth)])
 
 
 def start_node(data: Path) -> tuple[subprocess.Popen[str], str]:
@@ -290,9 +312,9 @@ def main() -> None:
         with Client(address) as c:
             identities = []
             for _ in range(args.concurrency):
-                ident, op = new_create()
+                key, op = device_create()
                 c.submit(op)
-                identities.append(LocalIdentity.from_signing_key(ident.did, "key-1", ident.key))
+                identities.append(LocalIdentity.from_signing_key(op.did, "key-1", key))
         certs = tmp / "certs"
         certs.mkdir()
         tool = make_certs(certs)
