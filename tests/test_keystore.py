@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from didnode import keystore as ks_mod
+from didnode.core.did import validate_key_id
 from didnode.errors import (
     InvalidArgument,
     InvalidDid,
@@ -36,6 +36,8 @@ from didnode.keystore import (
     import_sealed,
     kdf_from_env,
 )
+from didnode.keystore import didsecrets as ks_secrets
+from didnode.keystore import files as ks_mod
 
 PASS = "correct horse battery staple"
 DID_A = "did:dnode:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme"
@@ -421,6 +423,55 @@ def test_didsecrets_validation() -> None:
         s.next_signing_key()
 
 
+# One key-id syntax: the ledger's (didnode.core.did.KEY_ID_RE). The first three
+# were accepted by the keystore's own, looser rule, under ids no operation can name.
+@pytest.mark.parametrize(
+    "key_id",
+    ["key.1", "key~1", "k" * 33, "#key-1", "key 1", "k\u00e9y-1", ""],
+    ids=["dot", "tilde", "33-chars", "fragment", "space", "non-ascii", "empty"],
+)
+def test_key_id_the_ledger_rejects_is_refused(key_id: str, store: Keystore) -> None:
+    with pytest.raises(InvalidDid):
+        validate_key_id(key_id)  # the ledger refuses it
+    for fields in (
+        {"signing_keys": {key_id: bytes(32)}},
+        {"next_key_id": key_id, "next_key_seed": bytes(32)},
+        {"key_agreement_id": key_id, "key_agreement_key": bytes(32)},
+    ):
+        with pytest.raises(InvalidArgument, match="bad key id"):
+            DidSecrets(did=DID_A, **fields)  # type: ignore[arg-type]
+    # Nor does it come in through an import.
+    plain = export_plain(DidSecrets(did=DID_A, signing_keys={"key-1": bytes(32)}))
+    plain["signing_keys"] = {key_id: plain["signing_keys"]["key-1"]}
+    with pytest.raises(InvalidArgument, match="bad key id"):
+        import_plain(plain)
+    assert store.list() == []
+
+
+def test_key_id_the_ledger_accepts_is_stored(store: Keystore) -> None:
+    for key_id in ("_key", "-1", "k" * 32, "KEY_1", "next"):  # the first two were refused before
+        validate_key_id(key_id)
+        secrets = DidSecrets(did=DID_A, signing_keys={key_id: os.urandom(32)})
+        store.put(secrets)
+        assert store.get(DID_A) == secrets
+
+
+@settings(max_examples=300, deadline=None)
+@given(key_id=st.one_of(st.text(max_size=40), st.text(alphabet="aZ09_-.~#:%", max_size=40)))
+def test_keystore_and_ledger_agree_on_key_ids(key_id: str) -> None:
+    try:
+        validate_key_id(key_id)
+        ledger_accepts = True
+    except InvalidDid:
+        ledger_accepts = False
+    try:
+        DidSecrets(did=DID_A, signing_keys={key_id: bytes(32)})
+        keystore_accepts = True
+    except InvalidArgument:
+        keystore_accepts = False
+    assert keystore_accepts == ledger_accepts
+
+
 # --------------------------------------------------------------------------
 # Exports
 # --------------------------------------------------------------------------
@@ -479,7 +530,7 @@ _DID_CHARS = st.sampled_from(list("abcXYZ019._-:") + ["%20", "%3A", "%5f"])
 )
 def test_filename_encoding_is_reversible(method: str, body: str) -> None:
     did = f"did:{method}:{body}"
-    if ks_mod._DID_RE.fullmatch(did) is None:
+    if ks_secrets._DID_RE.fullmatch(did) is None:
         return  # e.g. ends with ':'; not a DID
     stem = ks_mod._did_stem(did)
     assert not stem.startswith(".")

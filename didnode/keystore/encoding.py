@@ -1,0 +1,123 @@
+"""The JSON encodings shared by key files, sealed bundles and the plain export.
+
+Format names and version, strict unpadded base64url, compact JSON, and the
+"didnode-secrets" object (:class:`~didnode.keystore.didsecrets.DidSecrets`
+to and from JSON). Every parser takes the error class to raise, so the same
+code reports a damaged file as :class:`KeystoreCorrupted` and a bad argument
+as :class:`InvalidArgument`. The formats are in the package docstring
+(:mod:`didnode.keystore`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any, Final, Mapping
+
+from didnode.errors import InvalidArgument, InvalidDid, KeystoreError
+from didnode.keystore.didsecrets import DidSecrets
+
+_HEADER_FORMAT: Final = "didnode-keystore"
+_KEYFILE_FORMAT: Final = "didnode-keystore-key"
+_SECRETS_FORMAT: Final = "didnode-secrets"
+_SEALED_FORMAT: Final = "didnode-sealed-secrets"
+_VERSION: Final = 1
+
+# Files are a few hundred bytes; refusing big ones keeps a planted or damaged
+# file from making us read gigabytes.
+_MAX_FILE_BYTES: Final = 1 << 20
+
+_B64URL_RE: Final = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64d(text: object, where: str, what: str, err: type[KeystoreError] | type[InvalidArgument]) -> bytes:
+    # Strict: only the unpadded base64url alphabet, and the canonical encoding.
+    if not isinstance(text, str) or _B64URL_RE.fullmatch(text) is None or len(text) % 4 == 1:
+        raise err(f"{where}: {what} is not unpadded base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64e(data) != text:
+        raise err(f"{where}: {what} is not canonical base64url")
+    return data
+
+
+def _json_bytes(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _parse_json_object(raw: bytes, where: str, err: type[KeystoreError] | type[InvalidArgument]) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise err(f"{where}: not UTF-8 JSON ({e})") from e
+    if not isinstance(obj, dict):
+        raise err(f"{where}: not a JSON object")
+    return obj
+
+
+def _expect_format(obj: Mapping[str, Any], fmt: str, where: str, err: type[KeystoreError] | type[InvalidArgument]) -> None:
+    if obj.get("format") != fmt:
+        raise err(f"{where}: format is {obj.get('format')!r}, expected {fmt!r}")
+    if obj.get("version") != _VERSION:
+        raise err(f"{where}: unsupported {fmt} version {obj.get('version')!r} (this didnode reads version {_VERSION})")
+
+
+def _secrets_to_obj(s: DidSecrets) -> dict[str, Any]:
+    return {
+        "format": _SECRETS_FORMAT,
+        "version": _VERSION,
+        "did": s.did,
+        "signing_keys": {kid: _b64e(seed) for kid, seed in s.signing_keys.items()},
+        "next_key": None if s.next_key_seed is None else {"id": s.next_key_id, "seed": _b64e(s.next_key_seed)},
+        "key_agreement": (
+            None
+            if s.key_agreement_key is None
+            else {"id": s.key_agreement_id, "private_key": _b64e(s.key_agreement_key)}
+        ),
+        "labels": dict(s.labels),
+    }
+
+
+def _secrets_from_obj(
+    obj: Mapping[str, Any], where: str, err: type[KeystoreError] | type[InvalidArgument]
+) -> DidSecrets:
+    _expect_format(obj, _SECRETS_FORMAT, where, err)
+    expected = {"format", "version", "did", "signing_keys", "next_key", "key_agreement", "labels"}
+    if set(obj) != expected:
+        raise err(f"{where}: members {sorted(obj)} are not {sorted(expected)}")
+    signing = obj["signing_keys"]
+    if not isinstance(signing, dict):
+        raise err(f"{where}: signing_keys is not an object")
+
+    def pair(name: str, secret_name: str) -> tuple[str | None, bytes | None]:
+        member = obj[name]
+        if member is None:
+            return None, None
+        if not isinstance(member, dict) or set(member) != {"id", secret_name}:
+            raise err(f"{where}: {name} must be null or {{'id', '{secret_name}'}}")
+        return member["id"], _b64d(member[secret_name], where, f"{name}.{secret_name}", err)
+
+    next_id, next_seed = pair("next_key", "seed")
+    ka_id, ka_key = pair("key_agreement", "private_key")
+    labels = obj["labels"]
+    if not isinstance(labels, dict):
+        raise err(f"{where}: labels is not an object")
+    try:
+        return DidSecrets(
+            did=obj["did"],
+            signing_keys={kid: _b64d(v, where, f"signing_keys[{kid!r}]", err) for kid, v in signing.items()},
+            next_key_id=next_id,
+            next_key_seed=next_seed,
+            key_agreement_id=ka_id,
+            key_agreement_key=ka_key,
+            labels=labels,
+        )
+    except (InvalidArgument, InvalidDid) as e:
+        if err is InvalidArgument:
+            raise
+        raise err(f"{where}: {e.message}") from e
+
