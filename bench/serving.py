@@ -324,6 +324,19 @@ def tree_rss_mb(pid: int) -> dict[str, float]:
     return {"tree_rss_mb": rss / 1024, "tree_rss_anon_mb": anon / 1024, "tree_pss_mb": pss / 1024, "tree_processes": n}
 
 
+def mapped_rss_mb(pid: int, path: Path) -> float:
+    """The resident pages of ``pid``'s mappings of ``path`` (/proc/PID/smaps), in MB: its share of RssFile that is the LMDB map."""
+    target, kb, inside = str(path.resolve()), 0, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 5)
+            if len(head) >= 5 and "-" in head[0] and ":" not in head[0]:  # a mapping's header line
+                inside = len(head) == 6 and head[5].strip() == target
+            elif inside and line.startswith("Rss:"):
+                kb += int(line.split()[1])
+    return kb / 1024
+
+
 # --------------------------------------------------------------------------
 # the node's store
 # --------------------------------------------------------------------------
