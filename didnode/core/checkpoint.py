@@ -145,18 +145,18 @@ def sign(checkpoint: Checkpoint, key: SigningKey, kid: str) -> SignedCheckpoint:
     return SignedCheckpoint(checkpoint, kid, bytes(signature))
 
 
-def decode_body(data: bytes, offset: int = 0) -> tuple[Checkpoint, int]:
-    """Parse a body starting at ``offset``; return it and the offset after it.
+def decode_body(data: bytes) -> tuple[Checkpoint, int]:
+    """Parse the body at the start of ``data``; return it and the offset after it.
 
     Raises :class:`MalformedProof` on truncation or an invalid network id.
     """
-    if len(data) <= offset:
+    if not data:
         raise MalformedProof("checkpoint is empty")
-    n = data[offset]
-    start = offset + 1
+    n = data[0]
+    start = 1
     end = start + n + _SIZE_ROOTS_TIME.size
     if len(data) < end:
-        raise MalformedProof(f"checkpoint body is truncated ({len(data) - offset} bytes)")
+        raise MalformedProof(f"checkpoint body is truncated ({len(data)} bytes)")
     try:
         network = bytes(data[start : start + n]).decode("ascii")
     except UnicodeDecodeError:

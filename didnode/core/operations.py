@@ -20,16 +20,15 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from didnode.core import canonical
-from didnode.core.did import KEY_ID_RE, PREFIX, did_for_create_hash, split_did_url, validate_did, validate_key_id
+from didnode.core.did import KEY_ID_RE, did_for_create_hash, split_did_url, validate_did, validate_key_id
 from didnode.core.encoding import ED25519_PUB, X25519_PUB, multikey_decode
 from didnode.errors import (
-    InvalidDid,
     InvalidKey,
     InvalidSignature,
     MalformedOperation,
@@ -149,17 +148,6 @@ class Operation:
     reason: str = ""  # revoke, deactivate
     resource: dict[str, str] | None = None  # publish: {"id", "mediaType", "content"}
     verified: set[tuple[bytes, bytes]] = field(default_factory=set)
-
-    @property
-    def hash_hex(self) -> str:
-        return self.hash.hex()
-
-    def proof_for(self, kid: str) -> Proof:
-        """The proof with key id ``kid``; raises :class:`MissingSignature`."""
-        for p in self.proofs:
-            if p.kid == kid:
-                return p
-        raise MissingSignature(f"{self.type} of {self.did} lacks a signature by {kid}", kid=kid)
 
     def check_signature(self, proof: Proof, public_key: bytes) -> None:
         """Verify ``proof`` over this operation's signing bytes with ``public_key`` (raw Ed25519).
@@ -469,19 +457,8 @@ def _unique_ids(op: Operation) -> None:
 # --------------------------------------------------------------------------
 
 
-def key_json(key_id: str, multibase: str, purposes: Iterable[str] = PURPOSES) -> dict[str, Any]:
-    """The JSON form of a key inside an operation."""
-    return {"id": key_id, "publicKeyMultibase": multibase, "purposes": sorted(set(purposes))}
-
-
 def build_payload(body: Mapping[str, Any]) -> bytes:
     """Canonical payload bytes for ``body`` (a client-side helper; also validates values)."""
     canonical.check_value(dict(body))
     return canonical.encode(dict(body))
 
-
-def kid_of(did: str, key_id: str) -> str:
-    """The DID URL of key ``key_id`` of ``did``."""
-    if not did.startswith(PREFIX):
-        raise InvalidDid(f"{did[:80]!r} is not a did:dnode DID")
-    return f"{did}#{key_id}"

@@ -462,7 +462,6 @@ def audit(
     workers: int | None = None,
     progress: Progress | None = None,
     chunk: int = CHUNK,
-    tmp_dir: str | None = None,
 ) -> AuditReport:
     """Replay and check the store of ``data_dir`` (a node data dir, or its ``ledger`` dir).
 
@@ -475,7 +474,7 @@ def audit(
     """
     started = time.perf_counter()
     ro = ReadOnlyStore(ledger_path(data_dir))
-    scratch = tempfile.mkdtemp(prefix="didnode-audit-", dir=tmp_dir)
+    scratch = tempfile.mkdtemp(prefix="didnode-audit-")
     stored_state = ro.dbs[layout.DB_STATE] if ro.has(layout.DB_STATE) else None
     stored_txn = ro.env.begin(buffers=False)
 

@@ -26,7 +26,7 @@ from didnode.store.ledger_tables import LedgerTables
 _INLINE = InlineVerifier()
 
 
-def _known_keys(op: Operation, tables: LedgerTables, txn: lmdb.Transaction | None) -> list[tuple[Proof, bytes]]:
+def _known_keys(op: Operation, tables: LedgerTables, txn: lmdb.Transaction) -> list[tuple[Proof, bytes]]:
     """(proof, public key) for every proof whose key is known without applying the operation."""
     own_keys = {f"{op.did}#{k.id}": k.raw for k in op.keys} if op.type == "create" else {}
     out = []
@@ -37,7 +37,7 @@ def _known_keys(op: Operation, tables: LedgerTables, txn: lmdb.Transaction | Non
                 out.append((proof, op.next_key))
             continue
         raw = own_keys.get(proof.kid)
-        if raw is None and txn is not None and did.startswith(PREFIX):
+        if raw is None and did.startswith(PREFIX):
             try:
                 raw = tables.get_state(txn, did).key(frag).raw
             except (UnknownDid, UnknownKey, InvalidDid):
@@ -81,10 +81,3 @@ def prepare_many(
                 out[index] = InvalidSignature(f"signature by {proof.kid} does not verify", kid=proof.kid)
     return out
 
-
-def prepare(payload: bytes, proofs: Sequence[Proof], network: str, tables: LedgerTables, txn: lmdb.Transaction | None) -> Operation:
-    """Parse one submission and verify what can be verified; raises the rejection."""
-    op = parse(payload, proofs, network)
-    for proof, raw in _known_keys(op, tables, txn):
-        op.check_signature(proof, raw)
-    return op

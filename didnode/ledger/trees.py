@@ -51,10 +51,9 @@ class TreesHook(BatchHook):
         nodes.flush()
 
 
-def roots(tables: LedgerTables, txn: lmdb.Transaction, size: int | None = None) -> Roots:
-    """Roots at ``size`` (default: the current log size). The state root is only known for the current size."""
-    current = tables.log_size(txn)
-    n = current if size is None else size
+def roots(tables: LedgerTables, txn: lmdb.Transaction) -> Roots:
+    """Roots at the current log size (the state root is only known for the current size)."""
+    n = tables.log_size(txn)
     return Roots(n, log_tree.root(LogNodes(txn, tables.store), n), sparse.root(StateNodes(txn, tables.store)))
 
 

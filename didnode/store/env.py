@@ -128,10 +128,5 @@ class Store:
                 self._resizing = False
                 self._gate.notify_all()
 
-    def copy_to(self, path: str) -> None:
-        """A consistent copy of the environment (for audits and backups)."""
-        os.makedirs(path, exist_ok=True)
-        self.env.copy(path)
-
     def close(self) -> None:
         self.env.close()

@@ -76,10 +76,10 @@ class LedgerTables:
             raise UnknownOperation(f"no log entry at position {position}", position=position)
         return raw
 
-    def entries(self, txn: lmdb.Transaction, start: int = 0):  # type: ignore[no-untyped-def]
-        """Iterate (position, entry bytes) from ``start`` in log order."""
+    def entries(self, txn: lmdb.Transaction):  # type: ignore[no-untyped-def]
+        """Iterate (position, entry bytes) in log order."""
         cur = txn.cursor(db=self.log)
-        if not cur.set_range(layout.u64(start)):
+        if not cur.first():
             return
         for key, value in cur:
             yield layout.read_u64(key), value

@@ -22,10 +22,9 @@ from didnode.core.handshake import (
     Response,
     Session,
 )
-from didnode.core.handshake.keycheck import lookup_peer
 from didnode.core.handshake.messages import CredentialRequest
 from didnode.core.keystate import DidState
-from didnode.errors import UnknownDid
+from didnode.errors import PeerUnknown, UnknownDid
 from tests.factory import Identity, MemLedger, new_create
 
 NOW = 1_700_000_100_000
@@ -59,7 +58,10 @@ class World:
         return LocalIdentity.from_signing_key(ident.did, kid, ident.keys[kid])
 
     def state(self, did: str) -> DidState:
-        return lookup_peer(self.led.resolve, did)
+        try:
+            return self.led.resolve(did)
+        except UnknownDid:
+            raise PeerUnknown(f"the peer {did} does not exist on this ledger", did=did) from None
 
     def submit(self, op: builder.SignedOperation) -> DidState:
         return self.led.submit(op)

@@ -173,14 +173,6 @@ class Credential:
     signed_at: int
     status: tuple[StatusEntry, ...]
 
-    @property
-    def primary_type(self) -> str:
-        """The most specific type (the last one other than VerifiableCredential)."""
-        for t in reversed(self.types):
-            if t != VERIFIABLE_CREDENTIAL:
-                return t
-        return VERIFIABLE_CREDENTIAL
-
 
 def _str_claim(subject: Mapping[str, Any], name: str, type_name: str) -> str:
     value = subject.get(name)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from didnode.core.credentials.jose import JWK_SUFFIX
-from didnode.core.keystate import ED25519, REVOKED, DidState
+from didnode.core.keystate import ED25519, DidState
 from didnode.errors import StoreCorrupted
 
 
@@ -128,14 +128,3 @@ class IssuerCache:
                 del self._items[next(iter(self._items))]
             self._items[did] = entry
         return entry
-
-    def invalidate(self, did: str | None = None) -> None:
-        """Forget one issuer (or all)."""
-        if did is None:
-            self._items.clear()
-        else:
-            self._items.pop(did, None)
-
-
-def is_revoked(view: KeyView) -> bool:
-    return view.fate == REVOKED

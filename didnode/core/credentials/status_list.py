@@ -126,7 +126,6 @@ def build_list_claims(
     bits: Bitstring,
     now_ms: int,
     allocated: int | None = None,
-    valid_until_ms: int | None = None,
 ) -> dict[str, Any]:
     """The payload of a status list credential (BitstringStatusListCredential) issued at ``now_ms``."""
     url = status_list_url(issuer, resource)
@@ -152,9 +151,6 @@ def build_list_claims(
         "iat": secs,
         "nbf": secs,
     }
-    if valid_until_ms is not None:
-        claims["validUntil"] = format_time(valid_until_ms)
-        claims["exp"] = valid_until_ms // 1000
     return claims
 
 

@@ -308,10 +308,6 @@ class Verifier:
             return VerificationReport(False, checks, failures[0], cred, kid, now_ms, tuple(failures))
         return VerificationReport(True, checks, None, cred, kid, now_ms)
 
-    def verify_or_raise(self, token: str, now_ms: int, **expect: str | None) -> Credential:
-        """:meth:`verify`, then :meth:`VerificationReport.raise_if_invalid`."""
-        return self.verify(token, now_ms, **expect).raise_if_invalid()
-
     # -- key state ---------------------------------------------------------
 
     def _key(self, did: str, key_id: str, kid: str, signed_at: int, now_ms: int) -> KeyView:

@@ -96,11 +96,6 @@ def hkdf_expand(prk: bytes, info: bytes, length: int = HASH_BYTES) -> bytes:
     return out[:length]
 
 
-def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int = HASH_BYTES) -> bytes:
-    """HKDF-SHA256 (extract then expand)."""
-    return hkdf_expand(hkdf_extract(salt, ikm), info, length)
-
-
 def mac_equal(a: bytes, b: bytes) -> bool:
     """Constant-time comparison of two MACs."""
     return hmac.compare_digest(a, b)

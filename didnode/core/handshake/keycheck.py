@@ -1,14 +1,11 @@
 """Is a peer's signing key a current authentication key of its DID on the ledger?
 
 The peer's key state comes from outside (the node's LMDB, a client RPC, or
-a stapled state proof): :class:`KeyStateLookup` is a synchronous lookup that
-raises :class:`~didnode.errors.UnknownDid`; the asynchronous sources live in
+a stapled state proof); the asynchronous sources live in
 :mod:`didnode.service.auth`.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 from didnode.core.keystate import REVOKED, ROTATED, X25519, DidState, KeyRecord
 from didnode.errors import (
@@ -17,21 +14,9 @@ from didnode.errors import (
     PeerDeactivated,
     PeerKeyRevoked,
     PeerKeyRotated,
-    PeerUnknown,
     PeerUnknownKey,
-    UnknownDid,
     UnknownKey,
 )
-
-KeyStateLookup = Callable[[str], DidState]
-
-
-def lookup_peer(lookup: KeyStateLookup, did: str) -> DidState:
-    """``lookup(did)``, with an unknown DID reported as the handshake's :class:`PeerUnknown`."""
-    try:
-        return lookup(did)
-    except UnknownDid:
-        raise PeerUnknown(f"the peer {did} does not exist on this ledger", did=did) from None
 
 
 def authentication_key(state: DidState, did: str, key_id: str) -> KeyRecord:

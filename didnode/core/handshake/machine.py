@@ -132,16 +132,11 @@ class Established:
     peer_did: str
     peer_key_id: str
     peer_state: DidState
-    peer_attachments: Attachments
     session_id: bytes
     session_key: bytes
     checks: tuple[str, ...]
     credential: str = ""
     expires_ms: int = 0
-
-    @property
-    def session_id_hex(self) -> str:
-        return self.session_id.hex()
 
     def __repr__(self) -> str:
         return f"Established(role={self.role}, peer={self.peer_did}#{self.peer_key_id}, session={self.session_id.hex()})"
@@ -218,14 +213,13 @@ class _Machine:
         if not mac_equal(tr.mac(key, th), got):
             raise KeyConfirmationFailed(f"the {who}'s key confirmation MAC does not verify: it does not hold this handshake's X25519 secret")
 
-    def established(self, peer_did: str, attachments: Attachments, credential: str = "", expires_ms: int = 0) -> Established:
+    def established(self, peer_did: str, credential: str = "", expires_ms: int = 0) -> Established:
         assert self._peer_key is not None and self._peer_state is not None
         return Established(
             self.role,
             peer_did,
             self._peer_key.id,
             self._peer_state,
-            attachments,
             tr.session_id(self._th4),
             tr.session_key(self._shared, self._th4),
             tuple(self.checks),
@@ -323,13 +317,6 @@ class Initiator(_Machine):
         self.step = "verified"
         return key
 
-    @property
-    def challenge_received(self) -> Challenge:
-        """The verified (or being verified) challenge."""
-        if self._challenge is None:
-            raise HandshakeOutOfOrder("no challenge was received yet")
-        return self._challenge
-
     def response(self, attachments: Attachments = NO_ATTACHMENTS) -> Response:
         """Message 3: the initiator's transcript signature and key confirmation."""
         self._at("verified", "send a response")
@@ -361,7 +348,7 @@ class Initiator(_Machine):
             raise IdentityMisbinding("the session id is not the one this transcript derives")
         self.checks.append(f"session {s.session_id.hex()} confirmed by the responder")
         self.step = "done"
-        return self.established(self._challenge.responder_did, self._challenge.attachments, s.credential, s.expires_ms)
+        return self.established(self._challenge.responder_did, s.credential, s.expires_ms)
 
 
 class Responder(_Machine):
@@ -402,12 +389,6 @@ class Responder(_Machine):
         self._hello = h
         self.step = "lookup"
         return h
-
-    @property
-    def hello_received(self) -> Hello:
-        if self._hello is None:
-            raise HandshakeOutOfOrder("no hello was received yet")
-        return self._hello
 
     def challenge(self, peer_state: DidState, now_ms: int, attachments: Attachments = NO_ATTACHMENTS) -> Challenge:
         """Message 2. Checks the initiator's key first, so a hello from a revoked or unknown key
@@ -455,11 +436,6 @@ class Responder(_Machine):
         self.step = "response"
         return c
 
-    @property
-    def deadline_ms(self) -> int:
-        """When the pending challenge expires (0 before :meth:`challenge`)."""
-        return self._deadline
-
     def check_response(self, msg: Message, now_ms: int) -> Response:
         """Message 3: deadline, echoes, key confirmation, the initiator's signature; closes the challenge."""
         r = self._receive(msg, Response, "response")
@@ -498,7 +474,7 @@ class Responder(_Machine):
         s = Session(tr.session_id(self._th4), credential, expires_ms, b"")
         s = Session(s.session_id, credential, expires_ms, tr.session_mac(self._keys.session, self._th4, s))
         self.step = "done"
-        return s, self.established(self._hello.initiator_did, self._response.attachments, credential, expires_ms)
+        return s, self.established(self._hello.initiator_did, credential, expires_ms)
 
     def abandon(self, now_ms: int) -> None:
         """Release the pending challenge after any failure (idempotent; the nonce stays used)."""

@@ -45,7 +45,7 @@ def test_valid_attestation_report(ledger: TimedLedger) -> None:
     assert [c.name for c in report.checks] == list(CHECK_NAMES)
     assert [c.outcome for c in report.checks] == [PASSED] * 7 + [SKIPPED]  # no credentialStatus
     cred = report.raise_if_invalid()
-    assert cred.issuer == ident.did and cred.subject == dev.did and cred.primary_type == DEVICE_ATTESTATION
+    assert cred.issuer == ident.did and cred.subject == dev.did and cred.types[-1] == DEVICE_ATTESTATION
     doc = report.to_json()
     assert doc["valid"] is True and doc["credentialSubject"]["serialNumber"] == "SN-1"
     claims = json.loads(b64url_decode(tok.split(".")[1]))
