@@ -27,9 +27,10 @@ from cli.didctl_common import (
     note,
     read_passphrase,
 )
-from cli.didctl_did import did_group
+from cli.didctl_audit import audit
 from cli.didctl_auth import auth_command, device_group
-from cli.didctl_log import audit, log
+from cli.didctl_did import did_group
+from cli.didctl_log import log
 from cli.didctl_provision import provision_group
 from cli.didctl_vc import vc_group
 from didnode import __version__
@@ -224,4 +225,4 @@ def node_info(ctl: Ctl) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="didctl")

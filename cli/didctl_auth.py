@@ -11,13 +11,7 @@ prints the address it listens on as the first line of stdout (like
 ``didnode serve``), one line per handshake on stderr, and stops gracefully
 on SIGTERM or SIGINT.
 
-Registered in ``cli/didctl.py`` with::
-
-    from cli.didctl_auth import auth_command, device_group
-    main.add_command(auth_command)
-    main.add_command(device_group)
-
-(``python -m cli.didctl_auth ...`` runs didctl with both registered.)
+Both are registered on the main group in ``cli/didctl.py``.
 """
 
 from __future__ import annotations
@@ -33,8 +27,7 @@ from typing import Sequence
 import click
 
 from cli.didctl_common import Ctl, checked_did, iso_ms, json_option, note, pass_ctl
-from cli.didctl_did import secrets_of
-from cli.didctl_secrets import auth_signer
+from cli.signing import auth_signer, current_state, network_of, secrets_of
 from didnode.auth import Authenticator, device_responder
 from didnode.client import AsyncClient
 from didnode.core.handshake import ACCEPT_ANYONE, Established, HandshakeLimits, LocalIdentity, Policy, load_policy, require_credentials
@@ -68,10 +61,9 @@ def auth_state_dir(ctl: Ctl, did: str, given: Path | None) -> Path:
 def identity_of(ctl: Ctl, did: str) -> tuple[LocalIdentity, DidState, str]:
     """(identity, current state, network) of DID: its newest current authentication key held in the keystore."""
     secrets = secrets_of(ctl, did, "the authenticating DID")
-    client = ctl.client()
-    state = client.state(did)
+    state = current_state(ctl, did)
     kid, key = auth_signer(state, secrets)
-    network = client.node_info().network
+    network = network_of(ctl)
     return LocalIdentity.from_signing_key(did, kid.partition("#")[2], key), state, network
 
 
@@ -295,17 +287,3 @@ def device_serve(
     finally:
         store.close()
     note("stopped")
-
-
-
-def main() -> None:
-    """``python -m cli.didctl_auth``: didctl with ``auth`` and ``device`` registered."""
-    from cli.didctl import main as didctl
-
-    didctl.add_command(auth_command)
-    didctl.add_command(device_group)
-    didctl()
-
-
-if __name__ == "__main__":
-    main()

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 import click
 
 from didnode.client import Client, Receipt
-from didnode.core.did import KEY_ID_RE, validate_did
+from didnode.core.did import KEY_ID_RE, key_id_of, validate_did
 from didnode.errors import KeystoreError
 from didnode.keystore import Keystore, kdf_from_env
 
@@ -147,6 +147,18 @@ def command(group: click.Group, name: str | None = None, **kwargs: Any) -> Calla
 def checked_did(value: str) -> str:
     """``value`` if it is a valid ``did:dnode`` DID; raises :class:`~didnode.errors.InvalidDid` (exit 1)."""
     return validate_did(value.strip())
+
+
+def checked_key_id(did: str, value: str) -> str:
+    """The key id ``value`` names among ``did``'s keys, in any form a user copies.
+
+    ``key-1``, ``#key-1``, ``DID#key-1`` (and ``...key-1-jwk``, the JsonWebKey
+    method of the same key) all give ``key-1``; see
+    :func:`didnode.core.did.key_id_of`. A malformed reference raises
+    :class:`~didnode.errors.InvalidDid`, a DID URL of another DID
+    :class:`~didnode.errors.InvalidArgument` naming both (exit 1).
+    """
+    return key_id_of(did, value.strip())
 
 
 @dataclass(frozen=True)

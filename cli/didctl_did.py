@@ -14,13 +14,13 @@ from typing import Any, Iterable
 
 import click
 from nacl.public import PrivateKey
-from nacl.signing import SigningKey
 
 from cli.didctl_common import (
     SERVICE,
     Ctl,
     ServiceSpec,
     checked_did,
+    checked_key_id,
     command,
     iso_ms,
     note,
@@ -29,24 +29,21 @@ from cli.didctl_common import (
     stdin_is_tty,
     table,
 )
-from cli.didctl_secrets import (
-    FreshKeys,
+from cli.didctl_secrets import FreshKeys, next_index, secrets_with, submit_staged
+from cli.signing import (
+    Signer,
+    active_state,
     auth_signer,
-    next_index,
+    auth_signer_of,
+    held_secrets,
+    network_of,
     next_signer,
-    secrets_with,
-    settle,
-    submit_staged,
+    secrets_of,
 )
 from didnode.core import builder
-from didnode.core.did import KEY_ID_RE
 from didnode.core.document import parse_iso8601
 from didnode.core.keystate import ED25519, DidState, KeyRecord
 from didnode.core.operations import MAX_REASON, PURPOSES
-from didnode.errors import DidDeactivated, KeyNotInKeystore
-from didnode.keystore import DidSecrets
-
-Signer = tuple[str, SigningKey]
 
 
 @click.group("did")
@@ -61,44 +58,8 @@ def did_group() -> None:
 
 
 # --------------------------------------------------------------------------
-# Helpers: secrets, signers, operation context
+# Helpers (secrets, signers and state come from cli.signing)
 # --------------------------------------------------------------------------
-
-
-def secrets_of(ctl: Ctl, did: str, role: str) -> DidSecrets:
-    """The keystore entry of ``did``, settled; :class:`KeyNotInKeystore` names ``role`` if absent."""
-    ks = ctl.keystore()
-    if not ks.has(did):
-        raise KeyNotInKeystore(f"cannot sign as {role} {did}: keystore {ks.path} holds no secrets for it", did=did)
-    return settle(ks, ctl.client(), ks.get(did), note)
-
-
-def held_secrets(ctl: Ctl, did: str) -> DidSecrets | None:
-    """The settled keystore entry of ``did``, or None when the keystore has none (not an error here)."""
-    ks = ctl.keystore()
-    if not ks.has(did):
-        return None
-    return settle(ks, ctl.client(), ks.get(did), note)
-
-
-def auth_signer_of(ctl: Ctl, did: str, role: str) -> Signer:
-    """(kid, key): ``did``'s current authentication key from the keystore."""
-    secrets = secrets_of(ctl, did, role)
-    return auth_signer(active_state(ctl, did, role), secrets)
-
-
-def active_state(ctl: Ctl, did: str, role: str = "") -> DidState:
-    """The current state of ``did``; :class:`DidDeactivated` if no operation can follow."""
-    state = ctl.client().state(did)
-    if not state.active:
-        who = f"{role} {did}" if role else did
-        raise DidDeactivated(f"{who} is deactivated; it can neither change nor sign", did=did)
-    return state
-
-
-def network_of(ctl: Ctl) -> str:
-    """The network the node serves (every operation names it)."""
-    return ctl.client().node_info().network
 
 
 def current_purposes(state: DidState) -> tuple[str, ...]:
@@ -312,12 +273,14 @@ def _own_next_or_controller(ctl: Ctl, did: str, signer_did: str) -> tuple[DidSta
 @click.option("--as", "signer_did", required=True, metavar="SIGNER_DID", help="A controller of DID, or DID itself (its next key signs).")
 @click.option("--reason", default="compromised", show_default=True, help="Why the key is revoked.")
 def revoke_key(ctl: Ctl, did: str, key_id: str, signer_did: str, reason: str) -> None:
-    """Revoke KEY_ID of DID as compromised: it never verifies again."""
+    """Revoke KEY_ID of DID as compromised: it never verifies again.
+
+    KEY_ID as it is copied: key-1, #key-1, or DID#key-1 from the resolved
+    document (the JsonWebKey method's id, key-1-jwk, names the same key).
+    """
     did = checked_did(did)
     signer_did = checked_did(signer_did)
-    key_id = key_id.removeprefix("#")
-    if not KEY_ID_RE.fullmatch(key_id):
-        raise click.BadParameter(f"{key_id!r} is not a key id (e.g. key-1)", param_hint="KEY_ID")
+    key_id = checked_key_id(did, key_id)
     check_reason(reason, "--reason")
     state, signer, next_public = _own_next_or_controller(ctl, did, signer_did)
     unsigned = builder.revoke(network_of(ctl), did, state.seq + 1, state.last, key_id, reason, next_key_public=next_public)

@@ -11,8 +11,7 @@
   with neither, the node's DID document is fetched from the node (trust on
   first use, said on stderr).
 
-Register on the main group with ``main.add_command(log)`` (and the ``audit``
-command re-exported here from :mod:`cli.didctl_audit`).
+Register on the main group with ``main.add_command(log)``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from typing import Any
 
 import click
 
-from cli.didctl_audit import audit
 from cli.didctl_common import Ctl, checked_did, command, iso_ms, kv_lines, note
 from didnode.core.checkpoint import SignedCheckpoint
 from didnode.core.keystate import DidState
@@ -33,7 +31,7 @@ from didnode.core.transparency_verify import Verified, verify_bundle, verify_che
 from didnode.errors import InvalidArgument, LocalError
 from didnode.proofcheck import load_bundle, signer_key_from_multibase, verify_offline
 
-__all__ = ["log", "audit"]
+__all__ = ["log"]
 
 
 @click.group("log")

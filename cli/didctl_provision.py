@@ -10,13 +10,7 @@ resumable run); this module turns options into a :class:`RunSpec`, finds
 the manufacturer's keys in the keystore, and draws the progress bar.
 docs/provisioning.md describes the workflow and every file.
 
-Register on the main group with::
-
-    from cli.didctl_provision import provision_group
-    main.add_command(provision_group)
-
-Until then ``python -m cli.didctl_provision provision ...`` runs the same
-command on the same ``didctl`` main group.
+Registered on the main group in ``cli/didctl.py``.
 """
 
 from __future__ import annotations
@@ -33,8 +27,7 @@ import click
 from click.core import ParameterSource
 
 from cli.didctl_common import Ctl, checked_did, command, json_option, note
-from cli.didctl_did import auth_signer_of
-from cli.didctl_vc import issuer_for
+from cli.signing import auth_signer_of, issuer_for
 from didnode.core.credentials.model import MAX_CLAIM_STRING
 from didnode.errors import InvalidArgument
 from didnode.keystore import kdf_from_env
@@ -449,11 +442,3 @@ def _transfer_done(ctl: Ctl, result: TransferResult, controller: str, owner: str
         f"transferred {result.devices:,} devices from {controller} to {owner}: {result.transferred:,} now, "
         f"{result.already:,} already, in {result.seconds:.1f}s",
     )
-
-
-if __name__ == "__main__":
-    from cli.didctl import main
-
-    if "provision" not in main.commands:
-        main.add_command(provision_group)
-    main(prog_name="didctl")

@@ -1,4 +1,6 @@
-"""The keystore side of ``didctl``: fresh keys, signers, and crash-safe staging.
+"""The keystore side of ``didctl``: fresh keys and crash-safe staging.
+
+(Finding a DID's secrets, signer and state is :mod:`cli.signing`.)
 
 Crash safety. An operation that installs new keys (create, rotate, recover,
 update with a new key-agreement key) must never lose a secret, whatever
@@ -52,7 +54,7 @@ from nacl.signing import SigningKey
 from didnode.client import Client, Receipt
 from didnode.core.builder import NewAgreementKey, NewKey, SignedOperation
 from didnode.core.keystate import DidState
-from didnode.core.operations import PURPOSES, Proof, next_commitment
+from didnode.core.operations import PURPOSES, Proof
 from didnode.errors import (
     Conflict,
     DidAlreadyExists,
@@ -63,7 +65,6 @@ from didnode.errors import (
     KeystoreCorrupted,
     Unauthorized,
     Unavailable,
-    UnknownKey,
 )
 from didnode.keystore import DidSecrets, Keystore
 
@@ -161,52 +162,6 @@ def next_index(state: DidState) -> int:
     """One more than the highest numeric suffix of any key id the DID ever had."""
     numbers = [int(m.group(1)) for k in state.keys if (m := _SUFFIX_RE.search(k.id))]
     return max(numbers, default=0) + 1
-
-
-# --------------------------------------------------------------------------
-# Signers
-# --------------------------------------------------------------------------
-
-
-def auth_signer(state: DidState, secrets: DidSecrets) -> tuple[str, SigningKey]:
-    """(kid, key) of the newest current authentication key of ``state`` held in ``secrets``.
-
-    Raises :class:`UnknownKey` when the DID has no current authentication key
-    at all, :class:`KeyNotInKeystore` (naming the keys the ledger and the
-    keystore have) when this keystore holds none of them.
-    """
-    if not state.current_keys("authentication"):
-        raise UnknownKey(
-            f"{state.did} has no current authentication key (all rotated out or revoked); "
-            "a controller can restore one with `didctl did recover`",
-            did=state.did,
-        )
-    held = []
-    for key in state.current_keys("authentication"):
-        seed = secrets.signing_keys.get(key.id)
-        if seed is not None and bytes(SigningKey(seed).verify_key) == key.raw:
-            held.append(key)
-    if not held:
-        current = ", ".join(k.id for k in state.current_keys("authentication")) or "none"
-        raise KeyNotInKeystore(
-            f"the keystore holds no current authentication key of {state.did} "
-            f"(current on the ledger: {current}; in the keystore: {', '.join(sorted(secrets.signing_keys)) or 'none'})",
-            did=state.did,
-        )
-    key = max(held, key=lambda k: k.added_pos)
-    return f"{state.did}#{key.id}", secrets.signing_key(key.id)
-
-
-def next_signer(state: DidState, secrets: DidSecrets) -> SigningKey:
-    """The committed next key of ``state`` from ``secrets``; :class:`KeyNotInKeystore` if absent or not the committed one."""
-    key = secrets.next_signing_key()
-    if next_commitment(bytes(key.verify_key)) != state.next:
-        raise KeyNotInKeystore(
-            f"the next key in the keystore for {state.did} is not the one its ledger state commits to "
-            "(was it rotated or recovered from another keystore?)",
-            did=state.did,
-        )
-    return key
 
 
 # --------------------------------------------------------------------------

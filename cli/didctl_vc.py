@@ -17,20 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-from nacl.signing import SigningKey
 
 from cli.didctl_common import Ctl, checked_did, command, iso_ms, note, receipt_json
-from cli.didctl_did import active_state, network_of, secrets_of
-from didnode.core.credentials import DEVICE_ATTESTATION, Issuer, VerificationReport
+from cli.signing import issuer_for, network_of
+from didnode.core.credentials import DEVICE_ATTESTATION, VerificationReport
 from didnode.core.credentials.jose import decode_json_object, parse_compact
 from didnode.core.credentials.model import Credential, build_claims, format_time, parse_claims
 from didnode.core.credentials.status_list import list_number, resource_id
 from didnode.core.credentials.verify import FAILED, PASSED, SKIPPED
 from didnode.core.document import parse_iso8601
-from didnode.core.keystate import DidState
 from didnode.credentials_client import StatusLists, wall_ms
-from didnode.errors import InvalidArgument, KeyNotInKeystore, UnknownKey
-from didnode.keystore import DidSecrets
+from didnode.errors import InvalidArgument
 
 _DURATION_RE = re.compile(r"\+(\d+)([smhd])")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -52,33 +49,6 @@ def vc_group() -> None:
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-
-def assertion_signer(state: DidState, secrets: DidSecrets) -> tuple[str, SigningKey]:
-    """(key id, key): the newest current assertionMethod key of ``state`` held in ``secrets``.
-
-    Raises :class:`UnknownKey` when the DID has no current assertionMethod key,
-    :class:`KeyNotInKeystore` when the keystore holds none of them.
-    """
-    current = state.current_keys("assertionMethod")
-    if not current:
-        raise UnknownKey(f"{state.did} has no current assertionMethod key; it cannot issue credentials", did=state.did)
-    held = [k for k in current if (seed := secrets.signing_keys.get(k.id)) is not None and bytes(SigningKey(seed).verify_key) == k.raw]
-    if not held:
-        raise KeyNotInKeystore(
-            f"the keystore holds no current assertionMethod key of {state.did} (current on the ledger: {', '.join(k.id for k in current)})",
-            did=state.did,
-        )
-    key = max(held, key=lambda k: k.added_pos)
-    return key.id, secrets.signing_key(key.id)
-
-
-def issuer_for(ctl: Ctl, did: str) -> tuple[Issuer, SigningKey]:
-    """The local :class:`Issuer` of ``did`` (its key from the keystore) and the raw signing key."""
-    secrets = secrets_of(ctl, did, "issuer")
-    state = active_state(ctl, did, "issuer")
-    key_id, key = assertion_signer(state, secrets)
-    return Issuer(did, key_id, key), key
 
 
 def read_token(source: str) -> str:

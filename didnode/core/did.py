@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 
 from didnode.core.encoding import SHA2_256_MULTIHASH, b58decode, b58encode, sha256_multihash
-from didnode.errors import InvalidDid
+from didnode.errors import InvalidArgument, InvalidDid
 
 METHOD = "dnode"
 PREFIX = "did:dnode:"
 ID_LENGTH = 46
 KEY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+JWK_SUFFIX = "-jwk"  # the JsonWebKey verification method of key ``k`` is ``did#k-jwk`` (core/document.py)
+NEXT_KEY_ID = "next"  # ``did#next`` names the pre-committed next key (signs rotate, revoke, deactivate)
 _ID_RE = re.compile(r"Qm[1-9A-HJ-NP-Za-km-z]{44}")
 
 
@@ -99,3 +101,67 @@ def validate_key_id(key_id: object) -> str:
     if not isinstance(key_id, str) or not KEY_ID_RE.fullmatch(key_id):
         raise InvalidDid(f"key id {str(key_id)[:40]!r} must be 1-32 characters of [A-Za-z0-9_-]")
     return key_id
+
+
+def key_id_of(did: str, ref: str) -> str:
+    """The key id that ``ref`` names among the keys of ``did``, in any form a user copies.
+
+    ``ref`` is one of
+
+    * a key id: ``key-1``;
+    * a fragment: ``#key-1``;
+    * a DID URL of ``did`` itself: ``did:dnode:<id>#key-1`` (as in the resolved document);
+
+    and in each form the id of the key's JsonWebKey verification method
+    (``key-1-jwk``, ``#key-1-jwk``, ``did:dnode:<id>#key-1-jwk``) names the same
+    key: the result is ``key-1``. ``next`` (``did#next``, the pre-committed next
+    key) is returned as is. The result always has the ledger's key-id syntax
+    (:data:`KEY_ID_RE`) and never ends in ``-jwk``. Whether ``did`` has such a
+    key is not checked here (that takes the DID's state). ``ref`` is taken
+    exactly: no whitespace stripping, no percent-decoding.
+
+    Raises :class:`InvalidDid` when ``did`` is not a valid ``did:dnode`` DID, or
+    ``ref`` is empty, has a malformed key fragment, is a DID URL with a path or
+    query or without a fragment, or its DID part is not a valid DID; and
+    :class:`InvalidArgument` (details ``did`` and ``other``) when ``ref`` is a
+    well-formed DID URL of another DID: the message names both DIDs.
+    """
+    validate_did(did)
+    if not isinstance(ref, str):
+        raise InvalidDid(f"a key reference must be a string, not {type(ref).__name__}", did=did)
+    if not ref:
+        raise InvalidDid(f"no key id given (e.g. key-1, #key-1 or {did}#key-1)", did=did)
+    shown = _shown(ref)
+    if ref.startswith("#"):
+        frag = ref[1:]
+    elif any(c in ref for c in "#:/?"):
+        url, sep, frag = ref.partition("#")
+        if any(c in url for c in "/?"):
+            raise InvalidDid(f"{shown}: a DID URL with a path or query does not name a key (use {did}#<key-id>)", did=did, ref=shown)
+        try:
+            validate_did(url)
+        except InvalidDid as exc:
+            raise InvalidDid(f"{shown}: {exc}", did=did, ref=shown) from None
+        if not sep:
+            raise InvalidDid(f"{shown} names no key: a key's DID URL ends in #<key-id> (e.g. {did}#key-1)", did=did, ref=shown)
+        if url != did:
+            raise InvalidArgument(f"{shown} names a key of {url}, not of {did}", did=did, other=url)
+    else:
+        frag = ref
+    return _fragment_key_id(frag, shown, did)
+
+
+def _fragment_key_id(frag: str, shown: str, did: str) -> str:
+    """The key id a DID URL fragment names: itself, or the key of its ``-jwk`` method."""
+    if frag.endswith(JWK_SUFFIX):
+        key_id = frag[: -len(JWK_SUFFIX)]
+        if KEY_ID_RE.fullmatch(key_id) and key_id != NEXT_KEY_ID and not key_id.endswith(JWK_SUFFIX):
+            return key_id
+    elif KEY_ID_RE.fullmatch(frag):
+        return frag
+    where = "" if shown == frag else f"{shown}: "
+    raise InvalidDid(
+        f"{where}key id {_shown(frag)!r} must be 1-32 characters of [A-Za-z0-9_-], or such a key id + '-jwk'",
+        did=did,
+        ref=shown,
+    )

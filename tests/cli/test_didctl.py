@@ -280,6 +280,38 @@ def test_revoke_by_non_controller_is_rejected(ctl: Didctl) -> None:
     assert vm_ids(ctl.json("did", "resolve", did)) == {"key-1", "ka-1"}
 
 
+def test_revoke_key_takes_the_forms_users_copy(ctl: Didctl) -> None:
+    admin = ctl.create()
+    did = ctl.create("--controller", admin)
+    ctl.json("did", "rotate", did)
+    ctl.json("did", "rotate", did)
+    # The full DID URL, as copied from the resolved document.
+    doc = ctl.json("did", "resolve", did)["didDocument"]
+    assert f"{did}#key-3" in doc["authentication"] and f"{did}#key-3-jwk" in doc["authentication"]
+    revoked = ctl.json("did", "revoke-key", did, f"{did}#key-1", "--as", admin)
+    assert revoked["keyId"] == "key-1"
+    # The JsonWebKey method's id names the same key; so does '#key-2'.
+    assert ctl.json("did", "revoke-key", did, f"{did}#key-2-jwk", "--as", admin)["keyId"] == "key-2"
+    assert ctl.json("did", "revoke-key", did, "#key-3", "--as", admin)["keyId"] == "key-3"
+    fates = {k["id"]: k["fate"] for k in ctl.json("did", "keys", did)["keys"]}
+    assert fates["key-1"] == fates["key-2"] == fates["key-3"] == "revoked"
+
+
+def test_revoke_key_refuses_another_dids_key(ctl: Didctl) -> None:
+    admin = ctl.create()
+    did = ctl.create("--controller", admin)
+    result = ctl.fail("did", "revoke-key", did, f"{admin}#key-1", "--as", admin, code=1, reason="INVALID_ARGUMENT")
+    assert did in result.stderr and admin in result.stderr
+    assert json.loads(ctl.invoke("--json", "did", "revoke-key", did, f"{admin}#key-1", "--as", admin, code=1).stdout)["error"]["details"] == {
+        "did": did,
+        "other": admin,
+    }
+    ctl.fail("did", "revoke-key", did, "#key 1", "--as", admin, code=1, reason="INVALID_DID")
+    ctl.fail("did", "revoke-key", did, f"{did}?versionId=0#key-1", "--as", admin, code=1, reason="INVALID_DID")
+    # Nothing was revoked.
+    assert {k["fate"] for k in ctl.json("did", "keys", did)["keys"]} == {"current"}
+
+
 def test_rejected_create_leaves_no_keys(ctl: Didctl) -> None:
     before = ctl.json("keystore", "list")["dids"]
     ctl.fail("did", "create", "--service", f"s={'T' * 65}=https://x.example", code=1, reason="TOO_LARGE")
@@ -315,7 +347,8 @@ def test_deactivated_did_cannot_change(ctl: Didctl) -> None:
 
 def _stage_rotation(ctl: Didctl, did: str) -> None:
     """Do what `did rotate` does up to the crash point: keystore staged, nothing submitted."""
-    from cli.didctl_secrets import FreshKeys, next_index, next_signer, secrets_with, stage
+    from cli.didctl_secrets import FreshKeys, next_index, secrets_with, stage
+    from cli.signing import next_signer
     from didnode.core import builder
 
     with Client(ctl.node.address) as client, Keystore.open(ctl.keystore, PASSPHRASE) as ks:
@@ -360,7 +393,8 @@ def test_interrupted_rotation_that_lost_the_race_is_rolled_back(ctl: Didctl) -> 
 
 def _stage_create(ctl: Didctl, controller: str | None = None) -> str:
     """Do what `did create` does up to the crash point; returns the DID that is not on the ledger yet."""
-    from cli.didctl_secrets import FreshKeys, auth_signer, stage
+    from cli.didctl_secrets import FreshKeys, stage
+    from cli.signing import auth_signer
     from didnode.core import builder
 
     with Client(ctl.node.address) as client, Keystore.open(ctl.keystore, PASSPHRASE) as ks:

@@ -11,7 +11,8 @@ import lmdb
 import pytest
 
 from cli.didctl import main
-from cli.didctl_log import audit, log
+from cli.didctl_audit import audit
+from cli.didctl_log import log
 from didnode.client import Client
 from didnode.core.encoding import b64url, b64url_decode
 from didnode.store import layout

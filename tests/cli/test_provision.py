@@ -199,7 +199,7 @@ def test_plain_keys_are_loud(ctl: Didctl, mfr: str, tmp_path: Path) -> None:
 def test_sigkill_halfway_then_resume(ctl: Didctl, mfr: str, tmp_path: Path) -> None:
     out = tmp_path / "killed"
     args = [
-        sys.executable, "-m", "cli.didctl_provision", "--json", "provision", "--manufacturer", mfr, "--model", "X1",
+        sys.executable, "-m", "cli.didctl", "--json", "provision", "--manufacturer", mfr, "--model", "X1",
         "--count", "2000", "--out", str(out), "--hardware-version", "rev-b", "--firmware-version", "1.4.2",
         "--bundle-passphrase-env", "BPASS", "--chunk-size", "128", "--helper",
     ]  # fmt: skip
@@ -282,7 +282,7 @@ def test_manufacturer_rotates_its_key_between_crash_and_resume(ctl: Didctl, tmp_
     maker = ctl.create()
     out = tmp_path / "rotated"
     args = [
-        sys.executable, "-m", "cli.didctl_provision", "--json", "provision", "--manufacturer", maker, "--model", "X1",
+        sys.executable, "-m", "cli.didctl", "--json", "provision", "--manufacturer", maker, "--model", "X1",
         "--count", "600", "--out", str(out), "--hardware-version", "rev-b", "--plain-keys", "--chunk-size", "50", "--helper",
     ]  # fmt: skip
     run_and_kill(ctl, args, out / "provision.journal", 2)
