@@ -3,7 +3,9 @@
 Modules: :mod:`.devices` (the device create, the device public-key file),
 :mod:`.bundle` (device bundles and how their keys are sealed and opened),
 :mod:`.journal` (the fsync'd, locked journal), :mod:`.run` (the resumable
-provisioning run), :mod:`.transfer` (the resumable fleet transfer).
+provisioning run; its spec and settings in :mod:`.spec`, its chunks and their
+journal records in :mod:`.chunks`, its bundles, manifests and result in
+:mod:`.output`), :mod:`.transfer` (the resumable fleet transfer).
 docs/provisioning.md specifies every format.
 """
 

@@ -39,22 +39,21 @@ on: chunks with a plan but no ``done`` are resubmitted exactly as planned
 (the ledger accepts each create once), chunks without a plan are planned.
 So a run killed at any point completes with exactly ``count`` devices, each
 once in the manifests and once on the ledger.
+
+The pieces: :mod:`.spec` (the run spec, output names, defaults and limits),
+:mod:`.chunks` (chunks and their journal records), :mod:`.output` (bundles,
+manifests and the :class:`RunResult`); this module holds the run itself.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import os
 import queue
 import threading
 import time
-import uuid
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -62,13 +61,11 @@ import nacl.exceptions
 import nacl.pwhash.argon2id as argon2id
 import nacl.utils
 from nacl.bindings import crypto_secretbox, crypto_secretbox_open, crypto_sign, crypto_sign_seed_keypair
-from nacl.signing import SigningKey
 
-from didnode.client import Client, Receipt
+from didnode.client import Client, Receipt, StatusLists
+from didnode.clock import wall_ms
 from didnode.core.builder import SignedOperation
-from didnode.core.credentials import Issuer
-from didnode.core.operations import Proof, signing_bytes
-from didnode.credentials_client import StatusLists, wall_ms
+from didnode.core.operations import signing_bytes
 from didnode.errors import (
     DidAlreadyExists,
     DidnodeError,
@@ -80,146 +77,34 @@ from didnode.errors import (
     RunMismatch,
 )
 from didnode.keystore import DidSecrets, KdfParams, Keystore
-from didnode.provisioning.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, Sealer, b64d, b64e
-from didnode.provisioning.devices import AUTH_KEY_ID, DevicePublicKeys
-from didnode.provisioning.journal import Journal, fsync_dir, sync_filesystem, write_all
-from didnode.provisioning.worker import SECRET_BYTES, Material, PrepareProcess, Prepared, Preparer
-
-JOURNAL_NAME = "provision.journal"
-MANIFEST_CSV = "manifest.csv"
-MANIFEST_JSONL = "manifest.jsonl"
-BUNDLES_DIR = "bundles"
-JOURNAL_FORMAT = "didctl-provision-journal"
-JOURNAL_VERSION = 1
-DEFAULT_CHUNK = 1024
-DEFAULT_WINDOW = 4
-SUBMIT_BATCH = 1024  # the node accepts at most 1,024 operations per streamed chunk; bigger chunks cost it less per op
-FILE_WORKERS = 8  # threads creating bundle and keystore files (see _write_bundles); more spin on the directory lock
-MAX_STATUS_ALLOCATION = 131_072  # one Bitstring Status List (the spec's minimum size)
-CSV_COLUMNS = ("serial", "did", "position", "opHash", "manufacturer", "model", "bundle", "statusListCredential", "statusListIndex")
-RECOVERY_ROLE = "device-recovery"
-NEXT_KEY_ID = "next"  # the keystore's id for a committed next key (as didctl's own entries)
-HELPER_MIN_DEVICES = 4096  # below this a helper process costs more to start than it saves
-_CHECK = b"didctl provision journal v1"
-# Namespace of the credential ids of provisioned devices: uuid5(NS, run id + "/" + DID) makes
-# a redone chunk issue byte-identical credentials.
-CREDENTIAL_NS = uuid.UUID("5b0e6c1e-8f7a-4d55-9a0c-2f3b7c1d9e42")
+from didnode.provisioning.bundle import Sealer, b64d, b64e
+from didnode.provisioning.chunks import JOURNAL_CHECK, JOURNAL_FORMAT, JOURNAL_VERSION, Chunk, chunk_from_plan, plan_record, replay
+from didnode.provisioning.devices import DevicePublicKeys
+from didnode.provisioning.journal import Journal, sync_filesystem
+from didnode.provisioning.output import Manifests, RunResult, manifest_rows, write_bundles
+from didnode.provisioning.spec import (
+    BUNDLES_DIR,
+    CREDENTIAL_NS,
+    CSV_COLUMNS,
+    DEFAULT_CHUNK,
+    DEFAULT_WINDOW,
+    FILE_WORKERS,
+    HELPER_MIN_DEVICES,
+    JOURNAL_NAME,
+    MANIFEST_CSV,
+    MANIFEST_JSONL,
+    MAX_STATUS_ALLOCATION,
+    NEXT_KEY_ID,
+    RECOVERY_ROLE,
+    SUBMIT_BATCH,
+    Manufacturer,
+    RunSpec,
+    serial_for,
+)
+from didnode.provisioning.worker import Material, PrepareProcess, Prepared, Preparer
 
 Progress = Callable[[int, int], None]
 Notify = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that defines a run; a resumed run must present the same (compared field by field)."""
-
-    manufacturer: str
-    model: str
-    count: int
-    hardware_version: str
-    firmware_version: str
-    serial_prefix: str
-    key_agreement: bool
-    network: str
-    keys: str  # "generated" | "device"
-    input_sha256: str | None  # of the --from-public-keys file
-    protection: str  # "passphrase" | "recipient" | "none" (plain) | "device" (no keys in bundles)
-    recipient: str | None
-    kdf: str | None  # Argon2id preset of the bundle passphrase
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Manufacturer:
-    """The manufacturer's signing material (from its keystore).
-
-    Preconditions: ``auth_kid``/``auth_key`` are a current authentication key
-    of ``did``; ``issuer`` signs with a current assertionMethod key whose
-    private half is ``assertion_key``.
-    """
-
-    did: str
-    auth_kid: str
-    auth_key: SigningKey
-    issuer: Issuer
-    assertion_key: SigningKey
-
-
-@dataclass
-class RunResult:
-    """What a run did (this invocation) and where its output is."""
-
-    devices: int
-    created: int
-    existing: int
-    resumed: bool
-    seconds: float
-    first_position: int
-    last_position: int
-    out: Path
-    run_id: str
-    checkpoint: dict[str, Any] | None
-
-    @property
-    def rate(self) -> float:
-        return (self.created + self.existing) / self.seconds if self.seconds > 0 else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "devices": self.devices,
-            "created": self.created,
-            "alreadyOnLedger": self.existing,
-            "resumed": self.resumed,
-            "seconds": round(self.seconds, 3),
-            "devicesPerSecond": round(self.rate, 1),
-            "firstPosition": self.first_position,
-            "lastPosition": self.last_position,
-            "run": self.run_id,
-            "out": str(self.out),
-            "manifest": {"csv": str(self.out / MANIFEST_CSV), "jsonl": str(self.out / MANIFEST_JSONL)},
-            "bundles": str(self.out / BUNDLES_DIR),
-            "journal": str(self.out / JOURNAL_NAME),
-            "checkpoint": self.checkpoint,
-        }
-
-
-@dataclass
-class Chunk:
-    """One planned chunk (from a new plan or the journal)."""
-
-    index: int
-    first: int
-    time_ms: int
-    kid: str
-    serials: list[str]
-    dids: list[str]
-    payloads: list[bytes]
-    sigs: list[tuple[bytes, bytes]]  # (device key-1, manufacturer)
-    status: list[tuple[int, int]]  # (list number, index)
-    secrets: bytes | None  # SECRET_BYTES per device, decrypted; None for device-supplied keys
-    tokens: list[str] = field(default_factory=list)  # credentials (derived, not journaled)
-    keys: list[str] = field(default_factory=list)  # each bundle's "keys" member as JSON (sealed now, not journaled)
-    outcomes: list[Receipt | DidnodeError] = field(default_factory=list)
-    recovery: "Future[None] | None" = None  # the keystore write of the chunk's recovery keys
-
-    def __len__(self) -> int:
-        return len(self.dids)
-
-    def ops(self, network: str) -> Iterator[SignedOperation]:
-        for did, payload, (dsig, msig) in zip(self.dids, self.payloads, self.sigs):
-            yield SignedOperation("create", network, did, payload, (Proof(f"{did}#{AUTH_KEY_ID}", dsig), Proof(self.kid, msig)))
-
-    def device_secrets(self, j: int) -> tuple[bytes, bytes, bytes]:
-        assert self.secrets is not None
-        s = self.secrets[j * SECRET_BYTES : (j + 1) * SECRET_BYTES]
-        return s[:32], s[32:64], s[64:]
-
-
-def serial_for(prefix: str, i: int, count: int) -> str:
-    """The serial of device ``i`` (0-based) of a tool-numbered run: prefix + 1-based number, zero-padded."""
-    return f"{prefix}{i + 1:0{max(6, len(str(count)))}d}"
 
 
 class ProvisionRun:
@@ -300,7 +185,7 @@ class ProvisionRun:
             resumed = bool(journal.records)
             header = self._header(journal)
             self.chunk_size = int(header["chunk"])
-            allocs, plans, dones = self._replay(journal.records[1:])
+            allocs, plans, dones = replay(journal.records[1:], journal.path)
             for a in allocs:
                 self._pool.extend((a["list"], a["first"] + i) for i in range(a["count"]))
             n_chunks = -(-self.spec.count // self.chunk_size)
@@ -311,7 +196,7 @@ class ProvisionRun:
             positions = [p for k in done_chunks for p in dones[k]["positions"]]
             if done_chunks:
                 self._last_checkpoint = dones[done_chunks[-1]].get("checkpoint")
-            manifests = _Manifests(self.out, dones[done_chunks[-1]]["manifest"] if done_chunks else None)
+            manifests = Manifests(self.out, dones[done_chunks[-1]]["manifest"] if done_chunks else None)
             todo = [k for k in range(n_chunks) if k not in dones]
             if resumed and todo:
                 self.notify(f"resuming run {self.run_id}: {self._done} of {self.spec.count} devices done, {len(todo)} chunk(s) to go")
@@ -378,7 +263,7 @@ class ProvisionRun:
             self._jkey = self.keystore.purpose_key(f"didctl-provision-journal:{self.run_id}")
             try:
                 box = b64d(header["check"], "journal check")
-                ok = crypto_secretbox_open(box[24:], box[:24], self._jkey) == _CHECK
+                ok = crypto_secretbox_open(box[24:], box[:24], self._jkey) == JOURNAL_CHECK
             except (nacl.exceptions.CryptoError, DidnodeError):
                 ok = False
             if not ok:
@@ -401,7 +286,7 @@ class ProvisionRun:
             "spec": self.spec.to_json(),
             "chunk": self.chunk_size,
             "started": wall_ms(),
-            "check": b64e(nonce + crypto_secretbox(_CHECK, nonce, self._jkey)),
+            "check": b64e(nonce + crypto_secretbox(JOURNAL_CHECK, nonce, self._jkey)),
         }
         if self.spec.protection == "passphrase":
             params = KdfParams.named(self.spec.kdf or "moderate")
@@ -425,26 +310,10 @@ class ProvisionRun:
         self.sealer = sealer
         return check
 
-    def _replay(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-        allocs: list[dict[str, Any]] = []
-        plans: dict[int, dict[str, Any]] = {}
-        dones: dict[int, dict[str, Any]] = {}
-        for r in records:
-            kind = r.get("t")
-            if kind == "alloc":
-                allocs.append(r)
-            elif kind == "plan":
-                plans[int(r["chunk"])] = r  # a later plan of a chunk (re-signed) replaces the earlier
-            elif kind == "done":
-                dones[int(r["chunk"])] = r
-            else:
-                raise JournalCorrupted(f"unknown journal record type {kind!r} in {self.out / JOURNAL_NAME}")
-        return allocs, plans, dones
-
     # -- pipeline ----------------------------------------------------------------
 
     def _pipeline(
-        self, journal: Journal, todo: list[int], plans: dict[int, dict[str, Any]], manifests: "_Manifests", prep: "_Local | PrepareProcess"
+        self, journal: Journal, todo: list[int], plans: dict[int, dict[str, Any]], manifests: Manifests, prep: "_Local | PrepareProcess"
     ) -> list[int]:
         """Three stages joined by bounded queues, so the slowest one sets the pace and
         memory stays bounded: planner thread -> the batch stream (this thread reads the
@@ -586,7 +455,7 @@ class ProvisionRun:
         chunk.tokens, chunk.keys = result.tokens, result.keys
         if not chunk.dids:
             chunk.dids, chunk.payloads, chunk.sigs, chunk.secrets = result.dids, result.payloads, result.sigs, result.secrets
-            self._journal_plan(journal, chunk)
+            journal.append(plan_record(chunk, self._jkey))
         elif result.dids != chunk.dids:
             raise ProvisioningError(f"chunk {chunk.index}: derived material names other devices than the plan (a bug)")
         # The journal holds the recovery keys from now on; the keystore must hold them
@@ -594,55 +463,16 @@ class ProvisionRun:
         chunk.recovery = self._keys_writer.submit(self._store_recovery, chunk)
         return chunk
 
-    def _journal_plan(self, journal: Journal, chunk: Chunk) -> None:
-        box = None
-        if chunk.secrets is not None:
-            nonce = nacl.utils.random(24)
-            box = b64e(nonce + crypto_secretbox(chunk.secrets, nonce, self._jkey))
-        journal.append(
-            {
-                "t": "plan",
-                "chunk": chunk.index,
-                "first": chunk.first,
-                "time": chunk.time_ms,
-                "kid": chunk.kid,
-                "serials": chunk.serials,
-                "dids": chunk.dids,
-                "payloads": [b64e(p) for p in chunk.payloads],
-                "sigs": [[b64e(d), b64e(m)] for d, m in chunk.sigs],
-                "status": [list(s) for s in chunk.status],
-                "secrets": box,
-            }
-        )
-
     def _load(self, journal: Journal, r: dict[str, Any]) -> Chunk:
         """A chunk planned before a crash, exactly as journaled (re-signed if the manufacturer key changed)."""
-        try:
-            secrets = None
-            if r["secrets"] is not None:
-                box = b64d(r["secrets"], "plan secrets")
-                secrets = crypto_secretbox_open(box[24:], box[:24], self._jkey)
-            chunk = Chunk(
-                int(r["chunk"]),
-                int(r["first"]),
-                int(r["time"]),
-                str(r["kid"]),
-                list(r["serials"]),
-                list(r["dids"]),
-                [b64d(p, "payload") for p in r["payloads"]],
-                [(b64d(d, "signature"), b64d(m, "signature")) for d, m in r["sigs"]],
-                [(int(a), int(b)) for a, b in r["status"]],
-                secrets,
-            )
-        except (KeyError, TypeError, ValueError, DidnodeError, nacl.exceptions.CryptoError) as exc:
-            raise JournalCorrupted(f"plan of chunk {r.get('chunk')} in {journal.path} does not decode: {exc}") from None
+        chunk = chunk_from_plan(r, self._jkey, journal.path)
         if chunk.kid != self.mfr.auth_kid:
             # The manufacturer rotated its key since planning: the creates (and so the DIDs)
             # stay the same, only the manufacturer's proof is redone with the current key.
             self.notify(f"chunk {chunk.index}: re-signing with the manufacturer's current key {self.mfr.auth_kid} (planned with {chunk.kid})")
             chunk.kid = self.mfr.auth_kid
             chunk.sigs = [(d, crypto_sign(self._prefix + p, self._mfr_sk)[:64]) for (d, _), p in zip(chunk.sigs, chunk.payloads)]
-            self._journal_plan(journal, chunk)
+            journal.append(plan_record(chunk, self._jkey))
         return chunk
 
     def _store_recovery(self, chunk: Chunk) -> None:
@@ -664,7 +494,7 @@ class ProvisionRun:
 
     # -- finish ----------------------------------------------------------------
 
-    def _finish(self, journal: Journal, chunk: Chunk, manifests: "_Manifests") -> list[int]:
+    def _finish(self, journal: Journal, chunk: Chunk, manifests: Manifests) -> list[int]:
         positions: list[int] = []
         for j, o in enumerate(chunk.outcomes):
             if isinstance(o, Receipt):
@@ -683,9 +513,9 @@ class ProvisionRun:
             chunk.recovery.result()  # recovery keys durable in the keystore (raises its failure)
         checkpoint = self._checkpoint()
         op_hashes = [hashlib.sha256(p).hexdigest() for p in chunk.payloads]
-        self._write_bundles(chunk, positions, op_hashes, checkpoint)
+        write_bundles(self._files, self.out, self.spec, self.node_address, chunk, positions, op_hashes, checkpoint)
         sync_filesystem(self.out)  # the chunk's bundles are durable before the manifest names them
-        sizes = manifests.append(self._manifest_rows(chunk, positions, op_hashes))
+        sizes = manifests.append(manifest_rows(self.spec, chunk, positions, op_hashes))
         journal.append({"t": "done", "chunk": chunk.index, "positions": positions, "manifest": sizes, "checkpoint": checkpoint})
         self._done += len(chunk)
         self._last_checkpoint = checkpoint
@@ -701,75 +531,6 @@ class ProvisionRun:
             return get().to_json()  # type: ignore[no-any-return]
         except NotFound:
             return None
-
-    def _write_bundles(self, chunk: Chunk, positions: list[int], op_hashes: list[str], checkpoint: dict[str, Any] | None) -> None:
-        spec = self.spec
-        bundles = self.out / BUNDLES_DIR
-        # The members every bundle of the chunk shares, encoded once; per device only
-        # strings that JSON never escapes are joined in (serials, DIDs, hex, base64url,
-        # and the "keys" object already encoded by the preparer).
-        common = json.dumps(
-            {
-                "manufacturer": spec.manufacturer,
-                "model": spec.model,
-                "hardwareVersion": spec.hardware_version,
-                "firmwareVersion": spec.firmware_version,
-                "network": spec.network,
-                "node": self.node_address,
-                "checkpoint": checkpoint,
-            },
-            separators=(",", ":"),
-        )[1:-1]
-        head = '{"format":"' + BUNDLE_FORMAT + '","version":' + str(BUNDLE_VERSION) + ',"serial":"'
-        files = [
-            (
-                bundles / f"{serial}.json",
-                (
-                    f'{head}{serial}","did":"{did}",{common},"position":{position},"opHash":"{op_hash}",'
-                    f'"credential":"{token}","keys":{keys}}}'
-                ).encode("utf-8"),
-            )
-            for serial, did, position, op_hash, token, keys in zip(chunk.serials, chunk.dids, positions, op_hashes, chunk.tokens, chunk.keys)
-        ]
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-
-        def write_slice(items: list[tuple[Path, bytes]]) -> None:
-            for path, data in items:
-                try:
-                    fd = os.open(path, flags, 0o600)
-                    try:
-                        write_all(fd, data)
-                    finally:
-                        os.close(fd)
-                except OSError as exc:
-                    raise ProvisioningError(f"cannot write bundle {path}: {exc.strerror or exc}", file=str(path)) from None
-
-        # Creating a file blocks while the file system commits its journal (the
-        # node's and our own fsyncs): writer threads, a slice each, overlap the waits.
-        step = -(-len(files) // FILE_WORKERS)
-        for future in [self._files.submit(write_slice, files[i : i + step]) for i in range(0, len(files), step)]:
-            future.result()
-
-    def _manifest_rows(self, chunk: Chunk, positions: list[int], op_hashes: list[str]) -> list[dict[str, Any]]:
-        spec = self.spec
-        rows = []
-        issuer = self.spec.manufacturer
-        for j, did in enumerate(chunk.dids):
-            list_no, index = chunk.status[j]
-            rows.append(
-                {
-                    "serial": chunk.serials[j],
-                    "did": did,
-                    "position": positions[j],
-                    "opHash": op_hashes[j],
-                    "manufacturer": spec.manufacturer,
-                    "model": spec.model,
-                    "bundle": f"{BUNDLES_DIR}/{chunk.serials[j]}.json",
-                    "statusListCredential": f"{issuer}?resource=revocation-{list_no}",
-                    "statusListIndex": index,
-                }
-            )
-        return rows
 
 
 class _Local:
@@ -787,58 +548,6 @@ class _Local:
 
     def close(self) -> None:
         self._results.clear()
-
-
-class _Manifests:
-    """manifest.csv and manifest.jsonl, appended per chunk and fsync'd; cut back on resume."""
-
-    def __init__(self, out: Path, sizes: list[int] | None) -> None:
-        self.paths = (out / MANIFEST_CSV, out / MANIFEST_JSONL)
-        header = (",".join(CSV_COLUMNS) + "\r\n").encode("ascii")
-        self.fds: list[int] = []
-        try:
-            for i, path in enumerate(self.paths):
-                existed = path.exists()
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o644)
-                self.fds.append(fd)
-                if sizes is None:
-                    # No chunk done yet: start over (a crash may have left a partial first chunk).
-                    os.ftruncate(fd, 0)
-                    if i == 0:
-                        write_all(fd, header)
-                else:
-                    if os.fstat(fd).st_size < sizes[i]:
-                        raise JournalCorrupted(f"{path} is shorter than the journal says it was ({sizes[i]} bytes); it was cut or replaced")
-                    os.ftruncate(fd, sizes[i])
-                os.fsync(fd)
-                os.lseek(fd, 0, os.SEEK_END)
-                if not existed:
-                    fsync_dir(out)
-        except OSError as exc:
-            self.close()
-            raise ProvisioningError(f"cannot prepare the manifests in {out}: {exc.strerror or exc}") from None
-
-    def append(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Append ``rows`` to both files, durably; return their new sizes."""
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        for r in rows:
-            writer.writerow([r[c] for c in CSV_COLUMNS])
-        jsonl = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
-        sizes = []
-        try:
-            for fd, data in zip(self.fds, (buf.getvalue().encode("utf-8"), jsonl.encode("utf-8"))):
-                write_all(fd, data)
-                os.fsync(fd)
-                sizes.append(os.lseek(fd, 0, os.SEEK_CUR))
-        except OSError as exc:
-            raise ProvisioningError(f"cannot append to the manifests: {exc.strerror or exc}") from None
-        return sizes
-
-    def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
 
 
 __all__ = [
