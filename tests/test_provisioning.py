@@ -167,7 +167,7 @@ def test_public_key_files_json_lines_and_csv(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda r: r.update(createSignature=r["createSignature"][:-2] + ("AA" if r["createSignature"][-2:] != "AA" else "AB")), "does not verify"),
+        (lambda r: r.update(createSignature=r["createSignature"][:-2] + ("AA" if r["createSignature"][-2:] != "AA" else "AQ")), "does not verify"),
         (lambda r: r.pop("createSignature"), "createSignature is required"),
         (lambda r: r.update(serial="bad serial!"), "serial"),
         (lambda r: r.update(authenticationKey="z6Mkbad"), "line 2"),

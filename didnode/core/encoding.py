@@ -9,8 +9,9 @@ times faster; tests cross-check it against the ``base58`` package.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
+from typing import Callable
 
 from didnode.errors import InvalidKey
 
@@ -63,19 +64,50 @@ def sha256_multihash(data: bytes) -> bytes:
     return SHA2_256_MULTIHASH + hashlib.sha256(data).digest()
 
 
+# base64url -> standard alphabet; '+', '/' and '=' become '*', which the
+# strict decoder refuses, so only the URL-safe alphabet gets through.
+_TO_STD = bytes.maketrans(b"-_+/=", b"+/***")
+_FROM_STD = bytes.maketrans(b"+/", b"-_")
+_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Canonical last characters: with 2 chars left over the low 4 bits are
+# padding, with 3 chars the low 2 bits (RFC 4648 section 3.5).
+_LAST_OK = {
+    2: frozenset(c for i, c in enumerate(_B64URL_ALPHABET) if i & 0x0F == 0),
+    3: frozenset(c for i, c in enumerate(_B64URL_ALPHABET) if i & 0x03 == 0),
+}
+
+
 def b64url(data: bytes) -> str:
-    """base64url without padding (RFC 7515 section 2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """Unpadded base64url (RFC 4648 section 5, RFC 7515 section 2)."""
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_FROM_STD).decode("ascii")
 
 
-def b64url_decode(text: str) -> bytes:
-    """Strict inverse of :func:`b64url`: rejects padding and non-alphabet characters."""
-    if "=" in text or not text.isascii():
-        raise ValueError("base64url text must be unpadded ASCII")
-    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if b64url(raw) != text:
-        raise ValueError("base64url text is not in its canonical form")
-    return raw
+def b64url_decode(text: object, what: str = "value", error: Callable[[str], Exception] = ValueError) -> bytes:
+    """Strict inverse of :func:`b64url`: a string of the URL-safe alphabet only, no padding,
+    canonical last character (zero padding bits), so each byte string has exactly one text.
+
+    Raises ``error(message)`` naming ``what``: ``ValueError`` unless the caller
+    passes its own typed error (e.g. :class:`~didnode.errors.MalformedCredential`).
+    """
+    if not isinstance(text, str):
+        raise error(f"{what} is not unpadded base64url")
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise error(f"{what} is not ASCII base64url") from None
+    rem = len(raw) % 4
+    if rem == 1:
+        raise error(f"{what} is not unpadded base64url (impossible length {len(raw)})")
+    if rem:
+        if text[-1] not in _LAST_OK[rem]:
+            raise error(f"{what} is not canonical base64url (non-zero padding bits)")
+        raw = raw.translate(_TO_STD) + b"=" * (4 - rem)
+    else:
+        raw = raw.translate(_TO_STD)
+    try:
+        return binascii.a2b_base64(raw, strict_mode=True)
+    except binascii.Error:
+        raise error(f"{what} is not unpadded base64url") from None
 
 
 def multikey_encode(raw: bytes, codec: bytes = ED25519_PUB) -> str:
@@ -116,10 +148,9 @@ def raw_from_jwk(jwk: dict[str, str]) -> bytes:
         raise InvalidKey("JWK must be kty OKP with crv Ed25519 or X25519")
     if "d" in jwk:
         raise InvalidKey("JWK holds a private key member 'd'")
-    try:
-        raw = b64url_decode(jwk["x"])
-    except (KeyError, ValueError) as exc:
-        raise InvalidKey(f"JWK member x is missing or not base64url: {exc}") from None
+    if "x" not in jwk:
+        raise InvalidKey("JWK member x is missing")
+    raw = b64url_decode(jwk["x"], "JWK member x", InvalidKey)
     if len(raw) != 32:
         raise InvalidKey(f"JWK public key has {len(raw)} bytes; expected 32")
     return raw

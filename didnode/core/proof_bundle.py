@@ -139,10 +139,7 @@ def _state_record(text: str) -> bytes:
     """The record bytes of a present ``stateRecord`` (unpadded base64url, canonical form)."""
     if len(text) > MAX_ENTRY_BYTES * 4 // 3 + 3:
         raise MalformedProof(f"bundle member stateRecord is longer than a {MAX_ENTRY_BYTES}-byte record")
-    try:
-        return b64url_decode(text)
-    except ValueError:
-        raise MalformedProof("bundle member stateRecord is not unpadded base64url") from None
+    return b64url_decode(text, "bundle member stateRecord", MalformedProof)
 
 
 def _checkpoint(value: Any) -> SignedCheckpoint | None:

@@ -22,8 +22,9 @@ from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 from nacl.signing import SigningKey
 
 from didnode.core.credentials import DEVICE_ATTESTATION, Issuer, device_attestation_claims
-from didnode.core.credentials.jose import b64url_encode, header_segment
+from didnode.core.credentials.jose import header_segment
 from didnode.core.credentials.model import StatusEntry, build_claims, status_list_url
+from didnode.core.encoding import b64url
 
 _FIELDS = ("did", "serial", "cid", "list", "index")
 # The issuer's payload encoding (didnode.core.credentials.jose.sign_compact); the
@@ -84,8 +85,8 @@ class AttestationBatch:
         for i, f in enumerate(self._order):
             out.append(values[f])
             out.append(parts[i + 1])
-        signing_input = self._head + b64url_encode("".join(out).encode("utf-8"))
-        token = signing_input + "." + b64url_encode(crypto_sign(signing_input.encode("ascii"), self._sk)[:64])
+        signing_input = self._head + b64url("".join(out).encode("utf-8"))
+        token = signing_input + "." + b64url(crypto_sign(signing_input.encode("ascii"), self._sk)[:64])
         if not self._checked:
             self._checked = True
             if token != self._slow(did, serial, credential_id, list_number, index):

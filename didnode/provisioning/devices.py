@@ -31,8 +31,6 @@ Blank lines and, in JSON lines, lines starting with ``#`` are skipped.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import hashlib
 import io
@@ -47,7 +45,7 @@ from nacl.exceptions import BadSignatureError
 
 from didnode.core.builder import UnsignedOperation
 from didnode.core.did import did_from_create_payload
-from didnode.core.encoding import ED25519_PUB, X25519_PUB, multikey_decode, multikey_encode
+from didnode.core.encoding import ED25519_PUB, X25519_PUB, b64url_decode, multikey_decode, multikey_encode
 from didnode.core.operations import PURPOSES, build_payload, next_commitment, signing_bytes
 from didnode.errors import DeviceKeyFileInvalid, InvalidKey
 
@@ -56,7 +54,6 @@ KA_KEY_ID = "ka-1"
 SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 COLUMNS = ("serial", "authenticationKey", "keyAgreementKey", "nextKeyCommitment", "nextKey", "createSignature")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 MAX_FILE_BYTES = 64 << 20  # ~150,000 devices; a bigger run is split into several
 
 
@@ -271,12 +268,7 @@ def _device(path: Path, line: int, row: Mapping[str, Any], fast: FastCreate) -> 
             "createSignature is required: the device signs its own create (proof of possession of key-1); "
             "see docs/provisioning.md"
         )
-    try:
-        if not _B64URL.fullmatch(sig_text):
-            raise ValueError
-        signature = base64.urlsafe_b64decode(sig_text + "=" * (-len(sig_text) % 4))
-    except (ValueError, binascii.Error):
-        raise bad("createSignature is not unpadded base64url") from None
+    signature = b64url_decode(sig_text, "createSignature", bad)
     if len(signature) != 64:
         raise bad(f"createSignature has {len(signature)} bytes; an Ed25519 signature has 64")
     payload = fast.payload(auth, commitment, ka)

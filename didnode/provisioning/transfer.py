@@ -51,6 +51,7 @@ from didnode.client import Client, Receipt
 from didnode.core import builder
 from didnode.core.builder import SignedOperation
 from didnode.core.did import validate_did
+from didnode.core.encoding import b64url, b64url_decode
 from didnode.core.operations import Proof, parse, signing_bytes
 from didnode.errors import (
     DidnodeError,
@@ -64,7 +65,6 @@ from didnode.errors import (
     RunMismatch,
     SequenceMismatch,
 )
-from didnode.provisioning.bundle import b64d, b64e
 from didnode.provisioning.journal import Journal, fsync_dir, write_all
 
 JOURNAL_FORMAT = "didctl-transfer-journal"
@@ -429,12 +429,12 @@ class FleetTransfer:
 
 
 def _op_json(op: SignedOperation) -> list[Any]:
-    return [op.did, b64e(op.payload), [[p.kid, b64e(p.signature)] for p in op.proofs]]
+    return [op.did, b64url(op.payload), [[p.kid, b64url(p.signature)] for p in op.proofs]]
 
 
 def _op_from(entry: list[Any], network: str) -> SignedOperation:
     did, payload, proofs = entry
-    return SignedOperation("transfer", network, str(did), b64d(payload, "payload"), tuple(Proof(str(k), b64d(s, "signature")) for k, s in proofs))
+    return SignedOperation("transfer", network, str(did), b64url_decode(payload, "payload"), tuple(Proof(str(k), b64url_decode(s, "signature")) for k, s in proofs))
 
 
 # --------------------------------------------------------------------------
@@ -479,7 +479,7 @@ def write_offer(
             state = client.state(row.did)
             seq, prev = state.seq + 1, state.last
         op = builder.sign(builder.transfer(network, row.did, seq, prev, [owner]), [controller_signer])
-        lines.append(json.dumps({"did": row.did, "payload": b64e(op.payload), "proofs": [[p.kid, b64e(p.signature)] for p in op.proofs]}))
+        lines.append(json.dumps({"did": row.did, "payload": b64url(op.payload), "proofs": [[p.kid, b64url(p.signature)] for p in op.proofs]}))
         if i % 1024 == 0:
             report(i, len(rows))
     data = ("\n".join(lines) + "\n").encode("ascii")

@@ -26,7 +26,6 @@ Pure: no clock, no I/O.
 
 from __future__ import annotations
 
-import binascii
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -35,6 +34,7 @@ from nacl.bindings import crypto_sign, crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from didnode.core.did import KEY_ID_RE, PREFIX, validate_did
+from didnode.core.encoding import b64url, b64url_decode
 from didnode.errors import (
     AlgNotAllowed,
     CredentialBadSignature,
@@ -56,50 +56,6 @@ SIGNATURE_CHARS = 86  # 64 bytes, unpadded base64url
 MAX_HEADER_CHARS = 512
 DEFAULT_MAX_TOKEN = 16384
 JWK_SUFFIX = "-jwk"
-
-# base64url -> standard alphabet; '+', '/' and '=' become '*', which the
-# strict decoder refuses, so only the URL-safe alphabet gets through.
-_TO_STD = bytes.maketrans(b"-_+/=", b"+/***")
-_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-# Canonical last characters: with 2 chars left over the low 4 bits are
-# padding, with 3 chars the low 2 bits (RFC 4648 section 3.5).
-_LAST_OK = {
-    2: frozenset(c for i, c in enumerate(_ALPHABET) if i & 0x0F == 0),
-    3: frozenset(c for i, c in enumerate(_ALPHABET) if i & 0x03 == 0),
-}
-
-
-def b64url_encode(data: bytes) -> str:
-    """Unpadded base64url."""
-    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_FROM_STD).decode("ascii")
-
-
-_FROM_STD = bytes.maketrans(b"+/", b"-_")
-
-
-def b64url_decode(text: str, what: str = "segment") -> bytes:
-    """Strict inverse of :func:`b64url_encode`: URL-safe alphabet, no padding, canonical last character.
-
-    Raises :class:`MalformedCredential` naming ``what``.
-    """
-    try:
-        raw = text.encode("ascii")
-    except UnicodeEncodeError:
-        raise MalformedCredential(f"{what} is not ASCII base64url") from None
-    rem = len(raw) % 4
-    if rem == 1:
-        raise MalformedCredential(f"{what} has an impossible base64url length {len(raw)}")
-    if rem:
-        if text[-1] not in _LAST_OK[rem]:
-            raise MalformedCredential(f"{what} is not canonical base64url (non-zero padding bits)")
-        raw = raw.translate(_TO_STD) + b"=" * (4 - rem)
-    else:
-        raw = raw.translate(_TO_STD)
-    try:
-        return binascii.a2b_base64(raw, strict_mode=True)
-    except binascii.Error:
-        raise MalformedCredential(f"{what} is not unpadded base64url") from None
-
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
@@ -179,7 +135,7 @@ def parse_header(segment: str, allowed_algs: frozenset[str]) -> Header:
     """Validate the encoded protected header (see module docstring for the rules)."""
     if len(segment) > MAX_HEADER_CHARS:
         raise MalformedCredential(f"JOSE header is {len(segment)} characters; the limit is {MAX_HEADER_CHARS}")
-    h = decode_json_object(b64url_decode(segment, "JOSE header"), "JOSE header")
+    h = decode_json_object(b64url_decode(segment, "JOSE header", MalformedCredential), "JOSE header")
     alg = h.get("alg")
     if alg is None:
         raise AlgNotAllowed("the JOSE header has no alg")
@@ -238,8 +194,8 @@ def parse_compact(
     header = headers.get(h_seg, allowed_algs) if headers is not None else parse_header(h_seg, allowed_algs)
     if len(s_seg) != SIGNATURE_CHARS:
         raise MalformedCredential(f"the signature part has {len(s_seg)} characters; an Ed25519 signature has {SIGNATURE_CHARS}")
-    signature = b64url_decode(s_seg, "signature")
-    payload = b64url_decode(p_seg, "payload")
+    signature = b64url_decode(s_seg, "signature", MalformedCredential)
+    payload = b64url_decode(p_seg, "payload", MalformedCredential)
     if not payload:
         raise MalformedCredential("the payload is empty")
     return CompactJws(header, payload, token[: len(h_seg) + 1 + len(p_seg)].encode("ascii"), signature)
@@ -265,7 +221,7 @@ def header_segment(kid: str) -> str:
     seg = _HEADER_SEGMENTS.get(kid)
     if seg is None:
         body = json.dumps({"alg": ALG, "kid": kid, "typ": TYP}, separators=(",", ":"), sort_keys=True)
-        seg = b64url_encode(body.encode("utf-8"))
+        seg = b64url(body.encode("utf-8"))
         if len(_HEADER_SEGMENTS) < 4096:
             _HEADER_SEGMENTS[kid] = seg
     return seg
@@ -279,6 +235,6 @@ def sign_compact(payload: Mapping[str, Any], kid: str, secret_key: bytes) -> str
 
     Precondition: ``secret_key`` is the libsodium secret key (seed || public key) of ``kid``.
     """
-    signing_input = header_segment(kid) + "." + b64url_encode(_payload_encoder.encode(payload).encode("utf-8"))
+    signing_input = header_segment(kid) + "." + b64url(_payload_encoder.encode(payload).encode("utf-8"))
     signature = crypto_sign(signing_input.encode("ascii"), secret_key)[:64]
-    return signing_input + "." + b64url_encode(signature)
+    return signing_input + "." + b64url(signature)

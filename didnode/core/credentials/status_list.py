@@ -28,7 +28,6 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from didnode.core.credentials.jose import b64url_decode, b64url_encode
 from didnode.core.credentials.model import (
     PURPOSES,
     STATUS_LIST_CREDENTIAL,
@@ -38,7 +37,8 @@ from didnode.core.credentials.model import (
     format_time,
     status_list_url,
 )
-from didnode.errors import ClaimsInvalid, MalformedCredential, StatusListInvalid
+from didnode.core.encoding import b64url, b64url_decode
+from didnode.errors import ClaimsInvalid, StatusListInvalid
 
 MIN_ENTRIES = 131_072
 MAX_BYTES = 1 << 21  # 16 Mi entries: far beyond one issuer's needs, bounded for decoding
@@ -82,17 +82,14 @@ class Bitstring:
 
     def encode(self) -> str:
         """``encodedList``: 'u' + base64url(gzip(bits))."""
-        return "u" + b64url_encode(gzip.compress(bytes(self._bits), compresslevel=9, mtime=0))
+        return "u" + b64url(gzip.compress(bytes(self._bits), compresslevel=9, mtime=0))
 
     @classmethod
     def decode(cls, encoded: object) -> "Bitstring":
         """Inverse of :meth:`encode`; raises :class:`StatusListInvalid` (bounded, strict)."""
         if not isinstance(encoded, str) or not encoded.startswith("u"):
             raise StatusListInvalid("encodedList must be multibase base64url (prefix 'u')")
-        try:
-            compressed = b64url_decode(encoded[1:], "encodedList")
-        except MalformedCredential as exc:
-            raise StatusListInvalid(str(exc)) from None
+        compressed = b64url_decode(encoded[1:], "encodedList", StatusListInvalid)
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing only
         try:
             data = d.decompress(compressed, MAX_BYTES + 1)

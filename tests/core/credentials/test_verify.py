@@ -10,9 +10,10 @@ from nacl.signing import SigningKey
 
 from didnode import errors
 from didnode.core.credentials import DEVICE_ATTESTATION, Bitstring, Issuer, VerifyPolicy, device_attestation_claims
-from didnode.core.credentials.jose import b64url_decode, b64url_encode, sign_compact
+from didnode.core.credentials.jose import sign_compact
 from didnode.core.credentials.model import build_claims
 from didnode.core.credentials.verify import CHECK_NAMES, FAILED, PASSED, SKIPPED
+from didnode.core.encoding import b64url, b64url_decode
 from tests.core.credentials.helpers import T0, TimedLedger, device
 
 MINUTE = 60_000
@@ -79,10 +80,10 @@ def test_tampered_payload_and_header(ledger: TimedLedger) -> None:
     h, p, s = tok.split(".")
     claims = json.loads(b64url_decode(p))
     claims["credentialSubject"]["id"] = claims["sub"] = other.did
-    assert reason_of(ledger, f"{h}.{b64url_encode(json.dumps(claims).encode())}.{s}", now) == "BAD_SIGNATURE"
+    assert reason_of(ledger, f"{h}.{b64url(json.dumps(claims).encode())}.{s}", now) == "BAD_SIGNATURE"
     header = json.loads(b64url_decode(h))
     header["typ"] = "application/vc+jwt"  # still in the profile, but not what was signed
-    assert reason_of(ledger, f"{b64url_encode(json.dumps(header).encode())}.{p}.{s}", now) == "BAD_SIGNATURE"
+    assert reason_of(ledger, f"{b64url(json.dumps(header).encode())}.{p}.{s}", now) == "BAD_SIGNATURE"
 
 
 @pytest.mark.parametrize(("alg", "reason"), [("none", "ALG_NOT_ALLOWED"), ("HS256", "ALG_NOT_ALLOWED"), ("ES256K", "ALG_NOT_ALLOWED")])
@@ -92,7 +93,7 @@ def test_alg_outside_policy(ledger: TimedLedger, alg: str, reason: str) -> None:
     h, p, _ = attestation(iss, dev.did, T0 + MINUTE).split(".")
     header = json.loads(b64url_decode(h))
     header["alg"] = alg
-    tok = f"{b64url_encode(json.dumps(header).encode())}.{p}." + ("" if alg == "none" else b64url_encode(bytes(32)))
+    tok = f"{b64url(json.dumps(header).encode())}.{p}." + ("" if alg == "none" else b64url(bytes(32)))
     report = ledger.verifier().verify(tok, T0 + MINUTE)
     assert report.reason == reason and report.checks[0].outcome == FAILED
 
@@ -114,9 +115,9 @@ def test_kid_rules(ledger: TimedLedger) -> None:
     assert reason_of(ledger, _resign(seed, f"{ident.did}#key-9", claims), now) == "KID_UNKNOWN"
     # kid not on this ledger at all
     foreign = _resign(seed, f"{ident.did}#key-1", claims).split(".")
-    foreign[0] = b64url_encode(json.dumps({"alg": "EdDSA", "kid": "did:key:z6Mk#z6Mk", "typ": "vc+jwt"}).encode())
+    foreign[0] = b64url(json.dumps({"alg": "EdDSA", "kid": "did:key:z6Mk#z6Mk", "typ": "vc+jwt"}).encode())
     assert reason_of(ledger, ".".join(foreign), now) == "KID_FOREIGN"
-    foreign[0] = b64url_encode(json.dumps({"alg": "EdDSA", "typ": "vc+jwt"}).encode())
+    foreign[0] = b64url(json.dumps({"alg": "EdDSA", "typ": "vc+jwt"}).encode())
     assert reason_of(ledger, ".".join(foreign), now) == "KID_MISSING"
     # the JsonWebKey form of the same verification method is accepted
     assert ledger.verifier().verify(_resign(seed, f"{ident.did}#key-1-jwk", claims), now).valid
@@ -175,7 +176,7 @@ def test_payload_must_be_a_json_object_without_duplicates(ledger: TimedLedger) -
     ident, iss = ledger.new_issuer()
     h = iss.sign({}).split(".")[0]
     for payload in (b"[1]", b'{"a":1,"a":2}', b'{"a":NaN}', b"\xff"):
-        tok = f"{h}.{b64url_encode(payload)}.{b64url_encode(bytes(64))}"
+        tok = f"{h}.{b64url(payload)}.{b64url(bytes(64))}"
         assert reason_of(ledger, tok, T0) == "MALFORMED_CREDENTIAL"
 
 
