@@ -65,7 +65,8 @@ from didnode.auth import Authenticator, LocalIdentity  # noqa: E402
 from didnode.client import AsyncClient, Client  # noqa: E402
 from didnode.core import builder  # noqa: E402
 from didnode.core.builder import SignedOperation  # noqa: E402
-from didnode.service.auth import CachedKeyStates, ClientKeyStates, wall_clock_ms  # noqa: E402
+from didnode.auth.peers import CachedKeyStates, ClientKeyStates
+from didnode.clock import wall_ms as wall_clock_ms  # noqa: E402
 from didnode.store.auth_store import LmdbNonceStore  # noqa: E402
 
 BIN = Path(sys.executable).parent

@@ -28,16 +28,15 @@ import click
 
 from cli.didctl_common import Ctl, checked_did, iso_ms, json_option, note, pass_ctl
 from cli.signing import auth_signer, current_state, network_of, secrets_of
-from didnode.auth import Authenticator, device_responder
+from didnode.auth import Authenticator, device_responder, serve
 from didnode.client import AsyncClient
 from didnode.core.handshake import ACCEPT_ANYONE, Established, HandshakeLimits, LocalIdentity, Policy, load_policy, require_credentials
 from didnode.core.handshake.messages import CredentialRequest
 from didnode.core.keystate import DidState
 from didnode.errors import DidnodeError, InvalidArgument
-from didnode.service.auth import ClientCredentials, ClientKeyStates, StapledStateVerifier, wall_clock_ms
+from didnode.auth.peers import ClientCredentials, ClientKeyStates, StapledStateVerifier
+from didnode.clock import wall_ms as wall_clock_ms
 from didnode.store.auth_store import LmdbNonceStore
-from didnode.transport.auth import SERVICE, AuthServicer
-from didnode.transport.server import start_server
 
 STATE_ENV = "DIDCTL_AUTH_STATE"
 
@@ -232,8 +231,7 @@ async def _serve(
             else:
                 _report(f"authenticated {outcome.peer_did}#{outcome.peer_key_id} from {peer}, session {outcome.session_id.hex()}")
 
-        servicer = AuthServicer(responder, on_done=done)
-        server = await start_server([(SERVICE, servicer)], listen)
+        server = await serve(responder, listen, on_done=done)
         host = listen.rsplit(":", 1)[0]
         print(f"{host}:{server.port}", flush=True)
         _report(f"{identity.did}#{identity.key_id} answers handshakes on {host}:{server.port} (network {network})")

@@ -29,7 +29,7 @@ from didnode.core.keystate import DidState
 from didnode.core.proof_bundle import Bundle, ConsistencyProof, InclusionProof, StateProof
 from didnode.core.transparency_verify import Verified, verify_bundle, verify_checkpoint
 from didnode.errors import InvalidArgument, LocalError
-from didnode.proofcheck import load_bundle, signer_key_from_multibase, verify_offline
+from didnode.client.proofs import load_bundle, signer_key_from_multibase, verify_offline
 
 __all__ = ["log"]
 

@@ -26,7 +26,8 @@ from didnode.core.credentials.model import Credential, build_claims, format_time
 from didnode.core.credentials.status_list import list_number, resource_id
 from didnode.core.credentials.verify import FAILED, PASSED, SKIPPED
 from didnode.core.document import parse_iso8601
-from didnode.credentials_client import StatusLists, wall_ms
+from didnode.client import StatusLists
+from didnode.clock import wall_ms
 from didnode.errors import InvalidArgument
 
 _DURATION_RE = re.compile(r"\+(\d+)([smhd])")

@@ -102,7 +102,7 @@ async def _identity_on_ledger(node: Node, ledger: LedgerService) -> bool:
     told = 0.0
     while not stop.is_set():
         try:
-            ledger.key_state(node.node_did)
+            ledger.state(node.node_did)
             return True
         except UnknownDid:
             pass

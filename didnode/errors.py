@@ -6,7 +6,7 @@ Every failure that crosses a module boundary is an instance of
 ``google.rpc.ErrorInfo`` and is turned back into the same class by the client
 (:func:`error_for_reason`). The category classes (``InvalidInput``,
 ``NotFound``, ...) are what the transport maps to gRPC status codes, in one
-table (``didnode.transport.status``).
+table (``didnode.wire.status``).
 
 Rules: raise the most specific class; never return ``None``/``False`` to
 signal failure; messages are one line, precise, and name the offending value.
@@ -750,7 +750,7 @@ class HandshakeStale(StaleRequest, AuthenticationFailed):
 
 
 # --------------------------------------------------------------------------
-# Cluster: the JetStream orderer (didnode.ledger.jetstream; docs/cluster.md).
+# Cluster: the JetStream orderer (didnode.ledger.cluster; docs/cluster.md).
 # --------------------------------------------------------------------------
 
 

@@ -17,20 +17,9 @@ import lmdb
 from didnode.core import entry as entry_codec
 from didnode.core.keystate import ApplyContext, DidState, apply
 from didnode.core.operations import Operation
+from didnode.core.results import Receipt
 from didnode.errors import DidnodeError, DuplicateOperation, UnknownDid
 from didnode.store.ledger_tables import BatchWrites, LedgerTables
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """The receipt of an accepted operation."""
-
-    position: int
-    time: int
-    op_hash: bytes
-    did: str
-    type: str
-    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +38,9 @@ class BatchHook(Protocol):
     def on_batch(self, txn: lmdb.Transaction, applied: Sequence[AppliedEntry]) -> None: ...
 
 
-Outcome = Accepted | DidnodeError
+Outcome = Receipt | DidnodeError
+# TODO(issue 13): the cluster orderer still says Accepted; goes when it is a package.
+Accepted = Receipt
 
 
 def apply_batch(
@@ -115,7 +106,7 @@ def apply_batch(
         cache[op.did] = new
         seen[op.hash] = position
         applied.append(AppliedEntry(position, data, op.did, record))
-        out.append(Accepted(position, time, op.hash, op.did, op.type, op.seq))
+        out.append(Receipt(position, time, op.hash, op.did, op.type, op.seq))
         position += 1
     if applied:
         tables.write_batch(txn, writes)

@@ -1,78 +1,36 @@
-"""Authentication use cases: drive a handshake over any message stream, as initiator or responder.
+"""Authentication on a node: the node as a handshake responder, composed from the SDK's responder.
 
-No protobuf here: a driver gets ``recv()`` / ``send(msg)`` coroutines that
-move :mod:`didnode.core.handshake.messages` values (the transport and the
-SDK bind them to a gRPC stream). Between the pure state machine's steps the
-driver does what needs the outside world:
-
-* the peer's key state: a :class:`KeyStateSource` (the node's LMDB on a
-  node, ``AsyncClient.key_state`` on a device), or a stapled state proof
-  checked against a trusted checkpoint key within a staleness bound
-  (:class:`StapledStateVerifier`);
-* the policy: the peer's presented credentials are verified by a
-  :class:`CredentialChecker` (the core credential verifier, fed from LMDB on a
-  node or from the node's RPCs on a device), then
-  :func:`didnode.core.handshake.policy.evaluate` decides;
-* a node responder issues a session credential through a
-  :class:`SessionIssuer` (:class:`HandshakeSessions`: the credential
-  service's issuer and lifetime; :class:`CredentialServiceSessions` calls
-  its ``issue_session_credential`` instead);
-* time limits: a handshake that does not complete within the limit fails
-  with :class:`HandshakeTimeout` and releases its pending challenge.
+The handshake itself is the device SDK's (:mod:`didnode.auth.driver`); a node
+supplies what only it has: key states read from its own LMDB
+(:class:`LedgerKeyStates`), credential checks against its ledger, a session
+issuer (:class:`HandshakeSessions`), and the LMDB nonce store in ``DATA/auth``
+(:func:`node_responder`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
+import atexit
 import os
-import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Mapping, Protocol, Sequence
+from typing import Callable
 
-from didnode.core.credentials import Verifier, VerifyPolicy
-from didnode.core.credentials.model import format_time
-from didnode.core.credentials.resolver import IssuerRecord
-from didnode.core.handshake.machine import Established, Fresh, Initiator, LocalIdentity, Responder
-from didnode.core.handshake.messages import MAX_WANT, NO_ATTACHMENTS, Alert, Attachments, CredentialRequest, Message
-from didnode.core.handshake.nonces import NonceStore
-from didnode.core.handshake.policy import ACCEPT_ANYONE, Claimed, Findings, Policy, evaluate, peek
-from didnode.core.keystate import DidState
-from didnode.errors import (
-    AuthenticationFailed,
-    CredentialInvalid,
-    DidnodeError,
-    HandshakeTimeout,
-    Internal,
-    MalformedProof,
-    PeerUnknown,
-    PeerWrongNetwork,
-    ProofClaimMismatch,
-    UnknownDid,
-    UnknownResource,
+from didnode.auth.driver import (
+    HandshakeResponder,
+    KeyStateSource,
+    Party,
+    ResponderSetup,
+    VerifierCredentials,
+    wall_clock_ms,
 )
+from didnode.core.handshake.machine import LocalIdentity
+from didnode.core.handshake.nonces import HandshakeLimits
+from didnode.core.keystate import CURRENT, DidState
+from didnode.errors import Internal
+from didnode.service.ledger import LedgerService
+from didnode.service.node import Node
+from didnode.store.auth_store import LmdbNonceStore
 
-log = logging.getLogger("didnode.auth")
+AUTH_DIR = "auth"
 
-Recv = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-# --------------------------------------------------------------------------
-# Interfaces to the outside world
-# --------------------------------------------------------------------------
-
-
-class KeyStateSource(Protocol):
-    """Where a verifier reads a peer DID's current key state. Raises :class:`UnknownDid`."""
-
-    async def key_state(self, did: str) -> DidState: ...
 
 
 class LedgerKeyStates:
@@ -103,178 +61,6 @@ class LedgerKeyStates:
         self._decoded[did] = (raw, state)
         return state
 
-
-class ClientKeyStates:
-    """Key states asked of a node through :class:`didnode.client.AsyncClient` (one RPC each)."""
-
-    def __init__(self, client: object) -> None:
-        self.client = client
-
-    async def key_state(self, did: str) -> DidState:
-        return (await self.client.key_state(did)).state  # type: ignore[attr-defined,no-any-return]
-
-
-class CachedKeyStates:
-    """Caches another source's answers for at most ``max_staleness_ms`` (the verifier's choice).
-
-    0 disables caching. A revocation reaches this verifier at most
-    ``max_staleness_ms`` late: the price of not asking the node every time.
-    Bounded (oldest first evicted).
-    """
-
-    def __init__(self, inner: KeyStateSource, max_staleness_ms: int, clock_ms: Callable[[], int] = wall_clock_ms, limit: int = 4096) -> None:
-        self.inner = inner
-        self.max_staleness_ms = max_staleness_ms
-        self.clock_ms = clock_ms
-        self.limit = limit
-        self._items: dict[str, tuple[int, DidState]] = {}
-
-    async def key_state(self, did: str) -> DidState:
-        now = self.clock_ms()
-        hit = self._items.get(did)
-        if hit is not None and 0 <= now - hit[0] < self.max_staleness_ms:
-            return hit[1]
-        state = await self.inner.key_state(did)
-        if self.max_staleness_ms > 0:
-            self._items.pop(did, None)
-            if len(self._items) >= self.limit:
-                del self._items[next(iter(self._items))]
-            self._items[did] = (now, state)
-        return state
-
-
-class StapledStateVerifier:
-    """Checks a state proof a peer stapled to its challenge: the peer's key state without asking a node.
-
-    ``trusted``: checkpoint signer DID -> its raw Ed25519 key (pinned, e.g.
-    from ``Client.node_signer_key()``). The checkpoint must be signed by one
-    of them, be of ``network``, and be at most ``max_staleness_ms`` old.
-    """
-
-    def __init__(self, trusted: Mapping[str, bytes], network: str, max_staleness_ms: int) -> None:
-        self.trusted = dict(trusted)
-        self.network = network
-        self.max_staleness_ms = max_staleness_ms
-
-    def verify(self, did: str, data: bytes, now_ms: int) -> DidState:
-        """The state of ``did`` the proof proves. Raises an :class:`~didnode.errors.InvalidProof` subclass
-        (:class:`MalformedProof`, :class:`~didnode.errors.BadCheckpointSignature`,
-        :class:`~didnode.errors.StaleCheckpoint`, ...) or :class:`PeerUnknown` (proof of absence)."""
-        from didnode.core import proof_bundle
-        from didnode.core.transparency_verify import check_fresh, verify_checkpoint, verify_state_at
-        from didnode.errors import BadCheckpointSignature
-
-        try:
-            bundle = proof_bundle.from_json(json.loads(data))
-        except ValueError as exc:
-            raise MalformedProof(f"the stapled state proof is not JSON: {exc}") from None
-        if not isinstance(bundle, proof_bundle.StateProof):
-            raise MalformedProof("the stapled proof is not a state proof")
-        if bundle.did != did:
-            raise ProofClaimMismatch(f"the stapled state proof is about {bundle.did}, not the peer {did}", did=did)
-        signer = bundle.checkpoint.signer_did
-        key = self.trusted.get(signer)
-        if key is None:
-            raise BadCheckpointSignature(f"the stapled proof's checkpoint is signed by {signer}, whom this verifier does not trust", kid=bundle.checkpoint.kid)
-        checkpoint = verify_checkpoint(bundle.checkpoint, key, signer)
-        if checkpoint.network != self.network:
-            raise PeerWrongNetwork(f"the stapled checkpoint is of network {checkpoint.network!r}, not {self.network!r}", network=checkpoint.network)
-        check_fresh(checkpoint, now_ms, self.max_staleness_ms)
-        if not bundle.present:
-            verify_state_at(checkpoint, did, None, bundle.proof)
-            raise PeerUnknown(f"the stapled proof shows {did} does not exist on the ledger", did=did)
-        verify_state_at(checkpoint, did, bundle.state_record, bundle.proof)
-        return DidState.from_record(bundle.state_record)
-
-
-class CredentialChecker(Protocol):
-    """Verifies one presented credential for one request; returns a one-line description.
-
-    Raises a :class:`CredentialInvalid` subclass when the credential is not
-    acceptable (wrong subject, type or issuer, revoked, expired, forged, ...).
-    """
-
-    async def check(self, token: str, now_ms: int, subject: str, request: CredentialRequest) -> str: ...
-
-
-def _describe(cred: object) -> str:
-    until = getattr(cred, "valid_until", None)
-    cid = getattr(cred, "id", None) or "no id"
-    return f"{cid}, valid until {format_time(until)}" if until is not None else str(cid)
-
-
-class VerifierCredentials:
-    """A :class:`CredentialChecker` over a core :class:`Verifier` (on a node: LMDB-backed, never cached)."""
-
-    def __init__(self, verifier: Verifier) -> None:
-        self.verifier = verifier
-
-    async def check(self, token: str, now_ms: int, subject: str, request: CredentialRequest) -> str:
-        cred = self.verifier.verify(token, now_ms, subject, request.issuer, request.type).raise_if_invalid()
-        return _describe(cred)
-
-
-class ClientCredentials:
-    """A :class:`CredentialChecker` for devices: the core verifier, fed by a node's RPCs.
-
-    The issuer's key record and the status lists a credential names are
-    fetched first (asynchronously), then the credential is verified locally
-    by :class:`didnode.core.credentials.Verifier`: the node is only asked for
-    ledger facts, never for the verdict.
-    """
-
-    def __init__(self, client: object, policy: VerifyPolicy = VerifyPolicy()) -> None:
-        """``client``: a :class:`didnode.client.AsyncClient`."""
-        self.client = client
-        self.policy = policy
-
-    async def check(self, token: str, now_ms: int, subject: str, request: CredentialRequest) -> str:
-        from didnode.core.credentials.jose import decode_json_object, parse_compact
-        from didnode.core.credentials.model import parse_claims
-
-        records: dict[str, IssuerRecord] = {}
-        lists: dict[tuple[str, str], str] = {}
-        try:
-            cred = parse_claims(decode_json_object(parse_compact(token).payload, "payload"))
-        except CredentialInvalid:
-            cred = None  # the verifier below reports exactly what is wrong
-        if cred is not None:
-            try:
-                records[cred.issuer] = await self.client.issuer_record(cred.issuer)  # type: ignore[attr-defined]
-            except UnknownDid:
-                pass  # the resolver below raises UnknownDid -> IssuerUnknown
-            for entry in cred.status:
-                try:
-                    lists[(entry.list_did, entry.resource_id)] = (await self.client.resource(entry.list_did, entry.resource_id)).content  # type: ignore[attr-defined]
-                except (UnknownResource, UnknownDid):
-                    pass  # -> StatusListNotFound
-
-        def resolve(did: str) -> IssuerRecord:
-            try:
-                return records[did]
-            except KeyError:
-                raise UnknownDid(f"{did} does not exist on the ledger") from None
-
-        def fetch(did: str, rid: str) -> str:
-            try:
-                return lists[(did, rid)]
-            except KeyError:
-                raise UnknownResource(f"{did} has published no resource {rid!r}") from None
-
-        verifier = Verifier(resolve, fetch, self.policy, cache_ttl_ms=0)
-        return _describe(verifier.verify(token, now_ms, subject, request.issuer, request.type).raise_if_invalid())
-
-
-class SessionIssuer(Protocol):
-    """Issues a short-lived session credential to an initiator that just authenticated (nodes only)."""
-
-    async def refresh(self) -> None:
-        """Called before :meth:`issue`: re-check whatever may have changed (e.g. the issuer's key)."""
-        ...
-
-    def issue(self, subject: str, session_id: bytes, now_ms: int) -> tuple[str, int]:
-        """(vc+jwt token, validUntil ms)."""
-        ...
 
 
 class CredentialServiceSessions:
@@ -337,368 +123,53 @@ class HandshakeSessions:
         return self.issuer.issue(subject, [NODE_SESSION], {"sessionId": session_id.hex()}, now_ms, until), until
 
 
-# --------------------------------------------------------------------------
-# Shared driver pieces
-# --------------------------------------------------------------------------
+def node_identity(node: Node, ledger: LedgerService) -> LocalIdentity:
+    """The node's handshake identity: its DID and the current authentication key its ``node.key`` holds.
 
-
-@dataclass(frozen=True, slots=True)
-class Wallet:
-    """Credentials this party can present about itself, pre-parsed once."""
-
-    claimed: tuple[Claimed, ...] = ()
-
-    @classmethod
-    def of(cls, tokens: Sequence[str]) -> "Wallet":
-        return cls(tuple(peek(tokens)))
-
-    def for_requests(self, want: Sequence[CredentialRequest]) -> tuple[str, ...]:
-        """The tokens that satisfy some request (each once), in wallet order."""
-        if not want:
-            return ()
-        return tuple(c.token for c in self.claimed if any(c.matches(w) for w in want))
-
-
-@dataclass(slots=True)
-class Party:
-    """What both drivers share: identity, network, nonces, ledger view, policy, clock, randomness."""
-
-    identity: LocalIdentity
-    network: str
-    nonces: NonceStore
-    keys: KeyStateSource
-    policy: Policy = ACCEPT_ANYONE
-    credentials: CredentialChecker | None = None
-    wallet: Wallet = field(default_factory=Wallet)
-    stapled: StapledStateVerifier | None = None
-    clock_ms: Callable[[], int] = wall_clock_ms
-    random_bytes: Callable[[int], bytes] = os.urandom
-    stats: Counter[str] = field(default_factory=Counter)
-
-    def __post_init__(self) -> None:
-        if self.policy.requests() and self.credentials is None:
-            raise Internal("a policy that requires credentials needs a credential checker")
-
-    async def peer_state(self, did: str, stapled_proof: bytes, now_ms: int) -> DidState:
-        """The peer's key state: from its stapled proof when this party trusts such proofs, else from the source."""
-        if stapled_proof and self.stapled is not None:
-            return self.stapled.verify(did, stapled_proof, now_ms)
-        try:
-            return await self.keys.key_state(did)
-        except UnknownDid:
-            raise PeerUnknown(f"the peer {did} does not exist on this ledger", did=did) from None
-
-    async def judge(self, policy: Policy, peer: DidState, attachments: Attachments, now_ms: int) -> tuple[str, ...]:
-        """Verify what the peer presented for ``policy`` and evaluate it; the checks that passed."""
-        findings = Findings()
-        requests = policy.requests()
-        if requests:
-            assert self.credentials is not None
-            claimed = peek(attachments.credentials)
-            for req in requests:
-                for c in claimed:
-                    if not c.matches(req):
-                        continue
-                    try:
-                        findings.satisfied[req] = await self.credentials.check(c.token, now_ms, peer.did, req)
-                        break
-                    except CredentialInvalid as err:
-                        findings.failed.setdefault(req, err)
-        return evaluate(policy, peer, findings).checks
-
-    def maintain(self) -> None:
-        """Purge expired nonces now and then, and flush the store (off the loop) when due."""
-        now = self.clock_ms()
-        if self.nonces.maintenance_due(now) and self.nonces.maintain(now):
-            # The flush is an fsync: never on the event loop.
-            asyncio.get_running_loop().run_in_executor(None, self.nonces.sync)
-
-
-class Deadlines:
-    """Time limits for the handshakes of one driver, with one loop timer at a time instead of one per handshake.
-
-    ``async with deadlines.limit(seconds):`` behaves like ``asyncio.timeout``:
-    when the time is up, the task is cancelled at the await it is blocked in
-    and the block raises :class:`TimeoutError` (a cancellation from outside
-    stays a cancellation). ``asyncio.timeout`` costs, per handshake, a timer
-    handle pushed on the loop's heap and cancelled again, and a cancelled
-    handle stays in the heap until its time comes; at 1,500 handshakes/s
-    that is measurable (about 10 µs of CPU per handshake and side, py-spy).
-    Here a handshake is one entry appended to a FIFO per time limit: every
-    handshake of a driver mostly has the same limit, so deadlines leave each
-    FIFO in the order they entered it, and one timer armed at the earliest
-    pending deadline serves them all. Finished entries are dropped from the
-    front as new ones arrive, so a FIFO holds about the handshakes started
-    since the oldest one still running. One instance per event loop (like
-    the drivers that own it).
+    Raises :class:`Internal` when ``node.key`` is no longer a current
+    authentication key of the node's DID (an operator rotated it elsewhere).
     """
-
-    __slots__ = ("_queues", "_timer", "_timer_at", "_loop")
-
-    def __init__(self) -> None:
-        self._queues: dict[float, deque[_Deadline]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = float("inf")
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def limit(self, seconds: float) -> "_Deadline":
-        """An async context manager bounding its block to ``seconds``."""
-        return _Deadline(self, seconds)
-
-    def _add(self, d: "_Deadline", loop: asyncio.AbstractEventLoop) -> None:
-        if loop is not self._loop:
-            # First use, or this driver moved to a new loop (the old one is gone): start afresh.
-            self._queues.clear()
-            self._timer = None
-            self._timer_at = float("inf")
-            self._loop = loop
-        q = self._queues.get(d.seconds)
-        if q is None:
-            q = self._queues[d.seconds] = deque()
-        while q and q[0].task is None:
-            q.popleft()  # finished handshakes at the front
-        q.append(d)
-        if d.when < self._timer_at:
-            self._arm(loop, d.when)
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(when, self._fire, loop)
-        self._timer_at = when
-
-    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
-        self._timer_at = float("inf")
-        now = loop.time()
-        earliest = float("inf")
-        for seconds, q in list(self._queues.items()):
-            while q and (q[0].task is None or q[0].when <= now):
-                d = q.popleft()
-                if d.task is not None:
-                    d.expire()
-            if q:
-                earliest = min(earliest, q[0].when)
-            else:
-                del self._queues[seconds]
-        if earliest != float("inf"):
-            self._arm(loop, earliest)
+    state = ledger.state(node.node_did)
+    public = bytes(node.signing_key.verify_key)
+    for key in state.current_keys("authentication"):
+        if key.fate == CURRENT and key.raw == public:
+            return LocalIdentity.from_signing_key(node.node_did, key.id, node.signing_key)
+    raise Internal(f"the node's key file holds no current authentication key of {node.node_did}; the node cannot authenticate")
 
 
-class _Deadline:
-    """One handshake's time limit (see :class:`Deadlines`)."""
+def node_responder(node: Node, ledger: LedgerService, limits: HandshakeLimits = HandshakeLimits()) -> HandshakeResponder:
+    """The node as responder: any DID on its ledger may authenticate; it then gets a session credential.
 
-    __slots__ = ("owner", "seconds", "when", "task", "expired", "_cancelling")
+    Handshake state lives in ``DATA/auth`` (see :mod:`didnode.store.auth_store`),
+    flushed and closed at process exit.
+    """
+    from didnode.service.credentials import CredentialService
 
-    def __init__(self, owner: Deadlines, seconds: float) -> None:
-        self.owner = owner
-        self.seconds = seconds
-        self.when = 0.0
-        self.task: asyncio.Task[object] | None = None
-        self.expired = False
-        self._cancelling = 0
-
-    async def __aenter__(self) -> "_Deadline":
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
-        if task is None:
-            raise RuntimeError("a handshake time limit must be used inside a task")
-        self.task = task
-        self._cancelling = task.cancelling()
-        self.when = loop.time() + self.seconds
-        self.owner._add(self, loop)
-        return self
-
-    def expire(self) -> None:
-        assert self.task is not None
-        self.expired = True
-        self.task.cancel()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        task, self.task = self.task, None  # finished: the FIFO drops it
-        if self.expired and task is not None:
-            # As asyncio.timeout: our cancellation becomes TimeoutError, unless someone else cancelled too.
-            if task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
-                raise TimeoutError from exc
+    nonces = _node_store(os.path.join(node.config.data_dir, AUTH_DIR), node.clock_ms(), limits)
+    credentials = CredentialService(node, ledger)
+    keys = LedgerKeyStates(node)
+    party = Party(
+        node_identity(node, ledger),
+        node.network,
+        nonces,
+        keys,
+        credentials=VerifierCredentials(credentials.verifier),
+        clock_ms=node.clock_ms,
+    )
+    return HandshakeResponder(ResponderSetup(party, sessions=HandshakeSessions(credentials, keys, node.node_did, node.clock_ms)))
 
 
-def _timeout_error(role: str, limit_ms: int) -> HandshakeTimeout:
-    return HandshakeTimeout(f"the handshake did not complete within {limit_ms / 1000:g} s ({role} side)", limit_ms=limit_ms)
 
 
-# --------------------------------------------------------------------------
-# Responder
-# --------------------------------------------------------------------------
+# One handle per environment and process (LMDB's rule): a node restarted inside
+# the same process (tests, embedding) reuses the store it opened before.
+_NODE_STORES: dict[str, LmdbNonceStore] = {}
 
 
-@dataclass(slots=True)
-class ResponderSetup:
-    """A responder: a :class:`Party`, plus a session issuer on a node and an optional state-proof stapler."""
-
-    party: Party
-    sessions: SessionIssuer | None = None
-    staple: Callable[[], Awaitable[bytes]] | None = None
-
-
-class HandshakeResponder:
-    """Answers handshakes (one per call of :meth:`respond`). One per event loop."""
-
-    def __init__(self, setup: ResponderSetup) -> None:
-        self.setup = setup
-        self.party = setup.party
-        self._want = setup.party.policy.requests()[:MAX_WANT]
-        self._deadlines = Deadlines()
-
-    async def respond(self, recv: Recv, send: Send, peer: str) -> Established:
-        """Run one handshake as responder over ``recv``/``send`` with the peer at address ``peer``.
-
-        Returns the established session; raises the :mod:`didnode.errors`
-        reason of any failure (the caller reports it to the peer). The
-        pending challenge is released on every failure.
-        """
-        p = self.party
-        m = Responder(p.identity, p.network, Fresh.draw(p.random_bytes), p.nonces, peer=peer, want=self._want)
-        limit = p.nonces.limits.timeout_ms
-        done = False
-        try:
-            async with self._deadlines.limit(limit / 1000):
-                msg = await recv()
-                now = p.clock_ms()
-                h = m.check_hello(msg, now)
-                state = await p.peer_state(h.initiator_did, b"", now)
-                proof = await self.setup.staple() if self.setup.staple is not None else b""
-                attachments = Attachments(p.wallet.for_requests(h.want), proof) if (h.want or proof) else NO_ATTACHMENTS
-                await send(m.challenge(state, now, attachments))
-                r = m.check_response(await recv(), p.clock_ms())
-                now = p.clock_ms()
-                if p.policy is not ACCEPT_ANYONE:
-                    m.checks.extend(await p.judge(p.policy, state, r.attachments, now))
-                credential, expires = "", 0
-                if h.session_credential and self.setup.sessions is not None:
-                    await self.setup.sessions.refresh()
-                    credential, expires = self.setup.sessions.issue(h.initiator_did, m.session_id, now)
-                    m.checks.append(f"session credential issued, valid until {format_time(expires)}")
-                session, est = m.session(credential, expires)
-                await send(session)
-                done = True
-        except TimeoutError:
-            p.stats["HANDSHAKE_TIMEOUT"] += 1
-            raise _timeout_error("responder", limit) from None
-        except DidnodeError as err:
-            p.stats[err.reason] += 1
-            raise
-        finally:
-            if not done:
-                # Any failure, including cancellation: the pending slot is released.
-                m.abandon(p.clock_ms())
-            p.maintain()
-        p.stats["OK"] += 1
-        return est
-
-
-# --------------------------------------------------------------------------
-# Initiator
-# --------------------------------------------------------------------------
-
-
-class HandshakeInitiator:
-    """Opens handshakes as :attr:`party`. One per event loop; many handshakes may run concurrently."""
-
-    def __init__(self, party: Party) -> None:
-        self.party = party
-        self._deadlines = Deadlines()
-
-    async def initiate(
-        self,
-        recv: Recv,
-        send: Send,
-        *,
-        expect_peer: str = "",
-        policy: Policy | None = None,
-        session_credential: bool = False,
-        timeout_ms: int | None = None,
-    ) -> Established:
-        """Run one handshake as initiator over ``recv``/``send``.
-
-        ``policy`` (default: the party's) decides which responders are
-        accepted; the credentials it requires are asked for in the hello.
-        Local failures are sent to the responder as an :class:`Alert` and
-        raised; a responder's rejection arrives through ``recv`` (as the
-        error the transport rebuilt) and is raised as is.
-        """
-        p = self.party
-        pol = policy if policy is not None else p.policy
-        if pol.requests() and p.credentials is None:
-            raise Internal("a policy that requires credentials needs a credential checker")
-        limit = timeout_ms if timeout_ms is not None else p.nonces.limits.timeout_ms
-        m = Initiator(
-            p.identity,
-            p.network,
-            Fresh.draw(p.random_bytes),
-            p.nonces,
-            want=pol.requests()[:MAX_WANT],
-            expect_peer=expect_peer,
-            session_credential=session_credential,
-        )
-        sent_hello = False
-        try:
-            async with self._deadlines.limit(limit / 1000):
-                await send(m.hello(p.clock_ms()))
-                sent_hello = True
-                now = p.clock_ms()
-                c = m.check_challenge(await recv(), now)
-                state = await p.peer_state(c.responder_did, c.attachments.state_proof, now)
-                m.verify_challenge(state)
-                if c.attachments.state_proof and p.stapled is not None:
-                    m.checks.append("responder key state taken from its stapled state proof (checkpoint signature and freshness verified)")
-                if pol is not ACCEPT_ANYONE:
-                    m.checks.extend(await p.judge(pol, state, c.attachments, now))
-                await send(m.response(Attachments(p.wallet.for_requests(c.want)) if c.want else NO_ATTACHMENTS))
-                est = m.finish(await recv())
-        except TimeoutError:
-            err: DidnodeError = _timeout_error("initiator", limit)
-            p.stats[err.reason] += 1
-            await _alert(send, err, sent_hello)
-            raise err from None
-        except DidnodeError as e:
-            p.stats[e.reason] += 1
-            if e.details.get("by") not in ("peer", "responder"):
-                await _alert(send, e, sent_hello)
-            raise
-        finally:
-            p.maintain()
-        p.stats["OK"] += 1
-        return est
-
-
-async def _alert(send: Send, err: DidnodeError, opened: bool) -> None:
-    """Tell the responder why this side gives up (best effort: the stream may be gone)."""
-    if not opened:
-        return
-    try:
-        async with asyncio.timeout(1.0):
-            await send(Alert(err.reason, err.message[:500]))
-    except (DidnodeError, TimeoutError):
-        # The stream is gone or stuck: nothing left to tell (send maps transport errors to DidnodeError).
-        return
-
-
-__all__ = [
-    "AuthenticationFailed",
-    "CachedKeyStates",
-    "ClientCredentials",
-    "ClientKeyStates",
-    "CredentialChecker",
-    "CredentialServiceSessions",
-    "HandshakeInitiator",
-    "HandshakeResponder",
-    "HandshakeSessions",
-    "KeyStateSource",
-    "LedgerKeyStates",
-    "Party",
-    "ResponderSetup",
-    "SessionIssuer",
-    "StapledStateVerifier",
-    "VerifierCredentials",
-    "Wallet",
-]
+def _node_store(path: str, now_ms: int, limits: HandshakeLimits) -> LmdbNonceStore:
+    key = os.path.realpath(path)
+    store = _NODE_STORES.get(key)
+    if store is None or store.closed:
+        store = _NODE_STORES[key] = LmdbNonceStore(path, now_ms, limits)
+        atexit.register(store.close)  # flush the last second of nonces at exit
+    return store

@@ -13,7 +13,6 @@ Threading: one :class:`CredentialService` belongs to the node's event loop
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from didnode.core.credentials import Issuer, IssuerRecord, VerificationReport, Verifier, VerifyPolicy, record_from_versions
@@ -23,6 +22,7 @@ from didnode.core.credentials.status_list import StatusList
 from didnode.core.did import split_did_url, validate_did
 from didnode.core.keystate import CURRENT, REVOKED, ROTATED
 from didnode.core.operations import verify_raw
+from didnode.core.results import SessionCredential, StatusInfo
 from didnode.errors import (
     ClaimsInvalid,
     DidDeactivated,
@@ -41,37 +41,6 @@ from didnode.service.node import Node
 DEFAULT_SESSION_LIFETIME_S = 15 * 60
 NODE_KEY_ID = "key-1"
 MAX_PENDING_NONCES = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class SessionCredential:
-    """A node-issued session credential and its facts."""
-
-    token: str
-    credential_id: str
-    issuer: str
-    subject: str
-    kid: str
-    valid_from_ms: int
-    valid_until_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class StatusInfo:
-    """One entry of a published status list, with where the list version sits on the ledger."""
-
-    list_url: str
-    purpose: str
-    index: int
-    set: bool
-    size: int
-    allocated: int
-    list_valid_from_ms: int
-    position: int
-    seq: int
-    time_ms: int
-    op_hash: bytes
-    credential: str
 
 
 class CredentialService:
@@ -124,10 +93,10 @@ class CredentialService:
         lifetime_s = lifetime or self.session_lifetime_s
         if not 0 < lifetime_s <= self.session_lifetime_s:
             raise InvalidArgument(f"lifetime must be 1..{self.session_lifetime_s} seconds, not {lifetime_s}", lifetime=lifetime_s)
-        subject = self.ledger.key_state(subject_did)
+        subject = self.ledger.state(subject_did)
         if not subject.active:
             raise DidDeactivated(f"{subject_did} is deactivated; no session credential is issued for it", did=subject_did)
-        node_key = self.ledger.key_state(self.node.node_did).key(NODE_KEY_ID)
+        node_key = self.ledger.state(self.node.node_did).key(NODE_KEY_ID)
         if node_key.fate != CURRENT or node_key.raw != bytes(self.node.signing_key.verify_key):
             raise KeyRotated(f"the node's {NODE_KEY_ID} is no longer current; it cannot issue session credentials", kid=self.issuer.kid)
         now = self.node.clock_ms()
@@ -160,7 +129,7 @@ class CredentialService:
         did, key_id = split_did_url(kid)
         if did != req.subject:
             raise WrongSigner(f"the request must be signed by a key of its subject {req.subject}, not {kid}", kid=kid)
-        state = self.ledger.key_state(did)
+        state = self.ledger.state(did)
         if not state.active:
             raise DidDeactivated(f"{did} is deactivated", did=did)
         try:
@@ -216,7 +185,7 @@ class CredentialService:
             lst.credential.valid_from,
             res.position,
             res.seq,
-            res.time,
+            res.time_ms,
             res.op_hash,
             res.content if include_credential else "",
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Sequence
 
 from didnode.core import canonical
@@ -18,60 +18,15 @@ from didnode.core.did import validate_did
 from didnode.core.document import parse_iso8601, resolution_result
 from didnode.core.keystate import ApplyContext, DidState, apply
 from didnode.core.operations import Proof
+from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Resource
 from didnode.errors import DidnodeError, InvalidArgument, UnknownDid, UnknownVersion
-from didnode.ledger.batch import Accepted, Outcome
+from didnode.ledger.batch import Outcome
+from didnode.core.results import Receipt
 from didnode.service.node import Node
 from didnode.store import layout
 from didnode.store.ledger_tables import VersionRef
 
 MAX_BATCH_CHUNK = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryItem:
-    """One operation of a DID as ``did history`` shows it."""
-
-    position: int
-    time: int
-    type: str
-    seq: int
-    op_hash: bytes
-    signers: tuple[str, ...]
-    payload: bytes
-    proofs: tuple[Proof, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Resource:
-    """The latest published content of a DID's resource."""
-
-    did: str
-    id: str
-    media_type: str
-    content: str
-    position: int
-    seq: int
-    time: int
-    op_hash: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class NodeInfo:
-    network: str
-    node_did: str
-    log_size: int
-    version: str
-    did_count: int
-    last_time: int
-    schema_version: int
-    mode: str
-    # Cluster mode only (see didnode.ledger.jetstream.ClusterStatus).
-    stream: str = ""
-    stream_seq: int = 0
-    stream_last_seq: int = 0
-    lag: int = 0
-    writable: bool = True
-    not_writable_reason: str = ""
 
 
 class LedgerService:
@@ -80,7 +35,7 @@ class LedgerService:
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    async def submit(self, payload: bytes, proofs: Sequence[Proof]) -> Accepted:
+    async def submit(self, payload: bytes, proofs: Sequence[Proof]) -> Receipt:
         """Submit one operation; returns once it is durably applied, or raises its rejection."""
         outcome = (await self.submit_many([(payload, proofs)]))[0]
         if isinstance(outcome, DidnodeError):
@@ -170,7 +125,7 @@ class LedgerService:
         assert state is not None
         return state
 
-    def history(self, did: str) -> list[HistoryItem]:
+    def history(self, did: str) -> list[HistoryEntry]:
         """Every operation of ``did`` in order, with position, time, type, signers and hash."""
         validate_did(did)
         tables = self.node.tables
@@ -180,7 +135,7 @@ class LedgerService:
                 e = entry_codec.decode(tables.entry(txn, v.position))
                 body = canonical.decode_strict(e.payload)
                 out.append(
-                    HistoryItem(
+                    HistoryEntry(
                         v.position,
                         v.time,
                         body["type"],
@@ -193,8 +148,17 @@ class LedgerService:
                 )
         return out
 
-    def key_state(self, did: str) -> DidState:
-        """The current state of ``did`` (keys with their fates, controllers, commitment)."""
+    def key_state(self, did: str, at_position: int | None = None) -> KeyState:
+        """The current state of ``did`` (keys with their fates, controllers, commitment) on this node's network.
+
+        With ``at_position``, also the ids of the keys that could sign at that ledger position.
+        """
+        state = self.state(did)
+        valid_at = None if at_position is None else tuple(k.id for k in state.keys_valid_at(at_position))
+        return KeyState(state, self.node.network, valid_at)
+
+    def state(self, did: str) -> DidState:
+        """The current state of ``did``; raises :class:`UnknownDid`."""
         validate_did(did)
         with self.node.store.read() as txn:
             return self.node.tables.get_state(txn, did)

@@ -1,24 +1,18 @@
 """Build and run the node's gRPC server: didnode services, health checking, reflection.
 
-Handlers are registered from the service descriptors with *safe*
-deserializers: bytes that are not a valid message become a
-:class:`~didnode.transport.servicers.Malformed` marker, so the caller gets
-INVALID_ARGUMENT with reason MALFORMED_MESSAGE instead of grpc's generic
-"Exception deserializing request".
+Handlers come from :func:`didnode.wire.handlers.generic_handler` (safe
+deserializers: a request that does not parse is answered INVALID_ARGUMENT /
+MALFORMED_MESSAGE, not with grpc's generic error).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import grpc
 from google.protobuf import descriptor as _descriptor
-from google.protobuf import message_factory
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from didnode.transport.servicers import Malformed
+from didnode.wire.handlers import generic_handler
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVER_OPTIONS = [
@@ -27,37 +21,6 @@ SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),
     ("grpc.max_concurrent_streams", 256),
 ]
-
-
-def _safe_deserializer(cls: Any) -> Callable[[bytes], Any]:
-    name = cls.DESCRIPTOR.full_name
-
-    def deserialize(data: bytes) -> Any:
-        try:
-            return cls.FromString(data)
-        except DecodeError as exc:
-            return Malformed(name, str(exc) or "truncated or garbage bytes")
-
-    return deserialize
-
-
-def generic_handler(service: _descriptor.ServiceDescriptor, servicer: object) -> grpc.GenericRpcHandler:
-    """A handler for every method of ``service``, implemented by same-named methods of ``servicer``."""
-    handlers = {}
-    for method in service.methods:
-        req = message_factory.GetMessageClass(method.input_type)
-        resp = message_factory.GetMessageClass(method.output_type)
-        impl = getattr(servicer, method.name)
-        kind = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }[(method.client_streaming, method.server_streaming)]
-        handlers[method.name] = kind(
-            impl, request_deserializer=_safe_deserializer(req), response_serializer=resp.SerializeToString
-        )
-    return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
 class NodeServer:

@@ -14,19 +14,13 @@ from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import node_pb2 as node_pb
 from didnode.errors import DidnodeError, Internal, MalformedMessage
 from didnode.service.ledger import MAX_BATCH_CHUNK, LedgerService
-from didnode.transport import convert
-from didnode.transport.status import to_status
+from didnode.wire import ledger as convert
+from didnode.wire.handlers import Malformed
+from didnode.wire.status import to_status
 
 log = logging.getLogger("didnode.transport")
 T = TypeVar("T")
 MAX_INFLIGHT_CHUNKS = 4
-
-
-class Malformed:
-    """Stands for a request whose bytes did not parse (see the server's safe deserializers)."""
-
-    def __init__(self, what: str, error: str) -> None:
-        self.error = MalformedMessage(f"request is not a valid {what} message: {error}")
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: DidnodeError) -> None:
@@ -62,9 +56,9 @@ class LedgerServicer:
 
     @unary
     async def Submit(self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext) -> pb.SubmitResponse:
-        payload, proofs = convert.operation_in(request.operation)
+        payload, proofs = convert.operation_from_pb(request.operation)
         accepted = await self.ledger.submit(payload, proofs)
-        return pb.SubmitResponse(receipt=convert.receipt_out(accepted))
+        return pb.SubmitResponse(receipt=convert.receipt_to_pb(accepted))
 
     async def SubmitBatch(
         self, requests: AsyncIterator[pb.SubmitBatchRequest], context: grpc.aio.ServicerContext
@@ -87,7 +81,7 @@ class LedgerServicer:
                         raise req.error
                     if len(req.operations) > MAX_BATCH_CHUNK:
                         raise MalformedMessage(f"a chunk holds at most {MAX_BATCH_CHUNK} operations, not {len(req.operations)}")
-                    items = [convert.operation_in(op) for op in req.operations]
+                    items = [convert.operation_from_pb(op) for op in req.operations]
                     enqueued = asyncio.Event()
                     task = asyncio.create_task(self.ledger.submit_many(items, after=previous, enqueued=enqueued))
                     tasks.append(task)
@@ -121,25 +115,21 @@ class LedgerServicer:
 
     @unary
     async def History(self, request: pb.HistoryRequest, context: grpc.aio.ServicerContext) -> pb.HistoryResponse:
-        return convert.history_out(self.ledger.history(request.did))
+        return convert.history_to_pb(self.ledger.history(request.did))
 
     @unary
     async def GetKeyState(self, request: pb.KeyStateRequest, context: grpc.aio.ServicerContext) -> pb.KeyStateResponse:
-        state = self.ledger.key_state(request.did)
         at = request.at_position if request.HasField("at_position") else None
-        return convert.key_state_out(state, at)
+        return convert.key_state_to_pb(self.ledger.key_state(request.did, at))
 
     @unary
     async def GetResource(self, request: pb.ResourceRequest, context: grpc.aio.ServicerContext) -> pb.ResourceResponse:
-        r = self.ledger.resource(request.did, request.id)
-        return pb.ResourceResponse(
-            did=r.did, id=r.id, media_type=r.media_type, content=r.content, position=r.position, seq=r.seq, time_ms=r.time, op_hash=r.op_hash
-        )
+        return convert.resource_to_pb(self.ledger.resource(request.did, request.id))
 
 
 async def _chunk_response(first: int, task: "asyncio.Task[list[Any]]") -> pb.SubmitBatchResponse:
     outcomes = await task
-    return pb.SubmitBatchResponse(first_index=first, outcomes=[convert.outcome_out(o) for o in outcomes])
+    return pb.SubmitBatchResponse(first_index=first, outcomes=[convert.outcome_to_pb(o) for o in outcomes])
 
 
 class NodeServicer:
@@ -150,20 +140,4 @@ class NodeServicer:
 
     @unary
     async def GetInfo(self, request: node_pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> node_pb.NodeInfo:
-        i = self.ledger.info()
-        return node_pb.NodeInfo(
-            network=i.network,
-            node_did=i.node_did,
-            log_size=i.log_size,
-            version=i.version,
-            did_count=i.did_count,
-            last_time_ms=i.last_time,
-            schema_version=i.schema_version,
-            mode=i.mode,
-            stream=i.stream,
-            stream_seq=i.stream_seq,
-            stream_last_seq=i.stream_last_seq,
-            lag=i.lag,
-            writable=i.writable,
-            not_writable_reason=i.not_writable_reason,
-        )
+        return convert.node_info_to_pb(self.ledger.info())

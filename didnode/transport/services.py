@@ -5,12 +5,14 @@ from __future__ import annotations
 from google.protobuf.descriptor import ServiceDescriptor
 
 from didnode.api.v1 import ledger_pb2, node_pb2
+from didnode.auth.responder import AuthServicer
+from didnode.service.auth import node_responder
 from didnode.service.ledger import LedgerService
 from didnode.service.node import Node
-from didnode.transport.auth import auth_entry
 from didnode.transport.credentials import credential_service_entry
 from didnode.transport.servicers import LedgerServicer, NodeServicer
 from didnode.transport.transparency import transparency_entry
+from didnode.wire.handshake import SERVICE as AUTH_SERVICE
 
 
 def build_servicers(node: Node, ledger: LedgerService) -> list[tuple[ServiceDescriptor, object]]:
@@ -20,5 +22,5 @@ def build_servicers(node: Node, ledger: LedgerService) -> list[tuple[ServiceDesc
         (node_pb2.DESCRIPTOR.services_by_name["NodeService"], NodeServicer(ledger)),
         credential_service_entry(node, ledger),
         transparency_entry(node),
-        auth_entry(node, ledger),
+        (AUTH_SERVICE, AuthServicer(node_responder(node, ledger))),
     ]

@@ -1,4 +1,4 @@
-"""didnode.v1.TransparencyService: the grpc.aio servicer (conversions in ``transparency_convert``)."""
+"""didnode.v1.TransparencyService: the grpc.aio servicer (conversions in :mod:`didnode.wire.transparency`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from didnode.api.v1 import transparency_pb2 as tpb
 from didnode.service.node import Node
 from didnode.service.transparency import TransparencyService
 from didnode.transport.servicers import unary
-from didnode.transport.transparency_convert import checkpoint_out, consistency_out, inclusion_out, state_out
+from didnode.wire.transparency import checkpoint_to_pb, consistency_to_pb, inclusion_to_pb, state_proof_to_pb
 
 # -- servicer -------------------------------------------------------------------
 
@@ -25,7 +25,7 @@ class TransparencyServicer:
     @unary
     async def GetCheckpoint(self, request: tpb.GetCheckpointRequest, context: grpc.aio.ServicerContext) -> tpb.Checkpoint:
         size = request.tree_size if request.HasField("tree_size") else None
-        return checkpoint_out(await self.service.checkpoint(size))
+        return checkpoint_to_pb(await self.service.checkpoint(size))
 
     @unary
     async def GetInclusionProof(
@@ -37,18 +37,18 @@ class TransparencyServicer:
             op_hash=request.op_hash if which == "op_hash" else None,
             tree_size=request.tree_size if request.HasField("tree_size") else None,
         )
-        return inclusion_out(proof)
+        return inclusion_to_pb(proof)
 
     @unary
     async def GetConsistencyProof(
         self, request: tpb.GetConsistencyProofRequest, context: grpc.aio.ServicerContext
     ) -> tpb.ConsistencyProof:
         size2 = request.size2 if request.HasField("size2") else None
-        return consistency_out(await self.service.consistency_proof(request.size1, size2))
+        return consistency_to_pb(await self.service.consistency_proof(request.size1, size2))
 
     @unary
     async def GetStateProof(self, request: tpb.GetStateProofRequest, context: grpc.aio.ServicerContext) -> tpb.StateProof:
-        return state_out(await self.service.state_proof(request.did))
+        return state_proof_to_pb(await self.service.state_proof(request.did))
 
     @unary
     async def ResolveWithProof(
@@ -56,7 +56,7 @@ class TransparencyServicer:
     ) -> tpb.ResolveWithProofResponse:
         proven = await self.service.resolve_with_proof(request.did)
         return tpb.ResolveWithProofResponse(
-            result_json=json.dumps(proven.result, separators=(",", ":")), state_proof=state_out(proven.proof)
+            result_json=json.dumps(proven.result, separators=(",", ":")), state_proof=state_proof_to_pb(proven.proof)
         )
 
 

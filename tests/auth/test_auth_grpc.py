@@ -24,10 +24,11 @@ from didnode.core import builder
 from didnode.core.credentials import NODE_SESSION
 from didnode.core.handshake import Fresh, HandshakeLimits, Initiator, LocalIdentity, MemoryNonceStore, Policy, require_credentials
 from didnode.core.handshake.messages import CredentialRequest
-from didnode.service.auth import ClientCredentials, ClientKeyStates, wall_clock_ms
+from didnode.auth.peers import ClientCredentials, ClientKeyStates
+from didnode.clock import wall_ms as wall_clock_ms
 from didnode.store.auth_store import LmdbNonceStore
-from didnode.transport.auth import METHOD
-from didnode.transport.auth_wire import decode, encode
+from didnode.wire.handshake import METHOD
+from didnode.wire.handshake import decode, encode
 from tests.conftest import RunningNode
 from tests.factory import Identity, new_create
 
@@ -257,8 +258,8 @@ def test_initiator_times_out_against_a_silent_responder(tmp_path: Path) -> None:
             await asyncio.sleep(5)  # the hello came with the request headers
 
     async def run() -> None:
-        from didnode.transport.auth import SERVICE
-        from didnode.transport.server import generic_handler
+        from didnode.wire.handshake import SERVICE
+        from didnode.wire.handlers import generic_handler
 
         server = grpc.aio.server()
         server.add_generic_rpc_handlers((generic_handler(SERVICE, Silent()),))
@@ -303,7 +304,7 @@ def test_client_credentials_checker_verifies_through_the_node(shared_node: Runni
 def test_stapled_state_proofs_are_checked_not_trusted(shared_node: RunningNode, client: Client) -> None:
     import json as _json
 
-    from didnode.service.auth import StapledStateVerifier
+    from didnode.auth.peers import StapledStateVerifier
 
     a, b = make(client), make(client)
     proof = _json.dumps(client.state_proof(a.did).to_json()).encode()

@@ -35,9 +35,11 @@ from didnode import errors
 from didnode.auth import Authenticator
 from didnode.core.handshake import Fresh, HandshakeLimits, Initiator, MemoryNonceStore
 from didnode.core.handshake.messages import Session
-from didnode.service.auth import ClientKeyStates, Deadlines, wall_clock_ms
-from didnode.transport import auth as transport_auth
-from didnode.transport.auth import (
+from didnode.auth.driver import Deadlines
+from didnode.auth.peers import ClientKeyStates
+from didnode.clock import wall_ms as wall_clock_ms
+from didnode.auth import responder as auth_responder
+from didnode.wire.handshake import (
     CHALLENGE_HEADER_KEY,
     HELLO_HEADER_KEY,
     METHOD,
@@ -45,7 +47,7 @@ from didnode.transport.auth import (
     SESSION_IN_TRAILER,
     SESSION_TRAILER_KEY,
 )
-from didnode.transport.auth_wire import decode, encode
+from didnode.wire.handshake import decode, encode
 from didnode.client import AsyncClient, Client
 from tests.auth.test_auth_grpc import client, make, me, status_reason, with_device  # noqa: F401  (client is a fixture)
 from tests.conftest import RunningNode
@@ -110,8 +112,8 @@ class _Recording(grpc.GenericRpcHandler):
 def _record_responder_methods(monkeypatch: pytest.MonkeyPatch, hide: tuple[str, ...] = ()) -> list[str]:
     """Make add_auth_responder mount a recording handler; return the list it fills."""
     calls: list[str] = []
-    real = sdk.generic_handler
-    monkeypatch.setattr(sdk, "generic_handler", lambda service, servicer: _Recording(real(service, servicer), calls, hide))
+    real = auth_responder.generic_handler
+    monkeypatch.setattr(auth_responder, "generic_handler", lambda service, servicer: _Recording(real(service, servicer), calls, hide))
     return calls
 
 
@@ -139,7 +141,7 @@ def test_sdk_falls_back_to_the_classic_carriage_against_an_older_responder(
     """
     a, b = make(client), make(client)
     calls = _record_responder_methods(monkeypatch, hide=(METHOD_IN_HEADERS,))
-    monkeypatch.setattr(transport_auth, "_wants_session_trailer", lambda metadata: False)
+    monkeypatch.setattr(auth_responder, "_wants_session_trailer", lambda metadata: False)
 
     async def body(address: str) -> None:
         async with AsyncClient(shared_node.address) as nc:
@@ -159,7 +161,7 @@ def test_messages_too_large_for_a_header_are_stream_messages(
     carriage: str, shared_node: RunningNode, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
     a, b = make(client), make(client)
-    monkeypatch.setattr(transport_auth, "MAX_HEADER_MESSAGE_BYTES", 10)
+    monkeypatch.setattr(auth_responder, "MAX_HEADER_MESSAGE_BYTES", 10)
     _record_responder_methods(monkeypatch, hide=(METHOD_IN_HEADERS,) if carriage == "classic" else ())
 
     async def body(address: str) -> None:
@@ -178,7 +180,7 @@ def test_a_forged_header_or_trailer_fails_key_confirmation(
 ) -> None:
     """Carriage changes nothing about what is checked: an altered challenge header or session trailer is refused by its MAC."""
     a, b = make(client), make(client)
-    real_encode = transport_auth.encode
+    real_encode = auth_responder.encode
 
     def tampered(msg: Any) -> bytes:
         raw = bytearray(real_encode(msg))
@@ -186,7 +188,7 @@ def test_a_forged_header_or_trailer_fails_key_confirmation(
             raw[-1] ^= 1  # last byte of the MAC
         return bytes(raw)
 
-    monkeypatch.setattr(transport_auth, "encode", tampered)
+    monkeypatch.setattr(auth_responder, "encode", tampered)
     calls = _record_responder_methods(monkeypatch)
 
     async def body(address: str) -> None:

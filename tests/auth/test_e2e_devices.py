@@ -52,7 +52,7 @@ class Device:
 def serve_device(ctl: Didctl, did: str, *extra: str) -> Device:
     """``didctl device serve --as DID --listen 127.0.0.1:0`` as a subprocess; bounded wait for its address."""
     env = {**os.environ, **{k: v for k, v in ctl.env().items() if v is not None}}
-    cmd = [sys.executable, "-m", "cli.didctl_auth", "device", "serve", "--as", did, "--listen", "127.0.0.1:0", *extra]
+    cmd = [sys.executable, "-m", "cli.didctl", "device", "serve", "--as", did, "--listen", "127.0.0.1:0", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     assert proc.stdout is not None
     deadline = time.monotonic() + 30

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from didnode.core.handshake import Attachments, Established
 from didnode.core.handshake.messages import CredentialRequest
 from didnode.errors import DidnodeError
-from didnode.transport.auth_wire import decode, encode
+from didnode.wire.handshake import decode, encode
 from tests.auth.world import NOW, World, pair
 
 WORLD = World()

@@ -20,7 +20,7 @@ from didnode.core.handshake import ACCEPT_ANYONE, Established, MemoryNonceStore,
 from didnode.core.handshake.messages import CredentialRequest
 from didnode.core.handshake.policy import Findings, evaluate
 from didnode.core.keystate import DidState
-from didnode.service.auth import HandshakeInitiator, HandshakeResponder, Party, ResponderSetup, VerifierCredentials, Wallet
+from didnode.auth.driver import HandshakeInitiator, HandshakeResponder, Party, ResponderSetup, VerifierCredentials, Wallet
 from tests.auth.world import NOW, World, det_random
 from tests.factory import Identity
 

@@ -7,7 +7,7 @@ import pytest
 
 from didnode.api.v1 import auth_pb2 as pb
 from didnode.core.handshake.messages import Alert, Attachments, Challenge, CredentialRequest, Hello, Message, Response, Session
-from didnode.transport.auth_wire import decode, encode
+from didnode.wire.handshake import decode, encode
 
 DID_A = "did:dnode:QmVx4f4zx2hASVz3CocsYCGJ5gCfEQt2mUA73kz1LYtBMR"
 DID_B = "did:dnode:QmYL6nG3eB78BrvbeFW2N63cULTgiwM4gHtTczk5dWEPVB"

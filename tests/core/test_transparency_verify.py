@@ -26,7 +26,7 @@ from didnode.errors import (
     ProofClaimMismatch,
     RootMismatch,
 )
-from didnode.proofcheck import bundle_kid, load_bundle, signer_key_from_did_document, verify_offline
+from didnode.client.proofs import bundle_kid, load_bundle, signer_key_from_did_document, verify_offline
 from tests.factory import MemLedger, new_create
 
 KEY = SigningKey(hashlib.sha256(b"verifier tests").digest())

@@ -17,7 +17,8 @@ from didnode.core import entry as entry_codec
 from didnode.core.builder import SignedOperation
 from didnode.core.keystate import DidState
 from didnode.core.operations import Proof
-from didnode.ledger.batch import Accepted, apply_batch
+from didnode.core.results import Receipt
+from didnode.ledger.batch import apply_batch
 from didnode.ledger.prepare import prepare_many
 from didnode.store.env import Store
 from didnode.store.ledger_tables import LedgerTables
@@ -52,9 +53,9 @@ def test_a_bad_operation_neither_fails_its_neighbours_nor_is_half_applied(tmp_pa
     bad = SignedOperation(op_b.type, op_b.network, op_b.did, op_b.payload, (Proof(op_b.proofs[0].kid, b"\x00" * 64),))
     c, op_c = new_create()
     out = led.submit([op_a, bad, op_c, op_a])
-    assert isinstance(out[0], Accepted) and out[0].position == 0
+    assert isinstance(out[0], Receipt) and out[0].position == 0
     assert isinstance(out[1], errors.InvalidSignature)
-    assert isinstance(out[2], Accepted) and out[2].position == 1
+    assert isinstance(out[2], Receipt) and out[2].position == 1
     assert isinstance(out[3], errors.DuplicateOperation)
     assert set(led.records()) == {a.did, c.did}
     assert len(led.log()) == 2
@@ -65,7 +66,7 @@ def test_operations_in_one_batch_see_each_other(tmp_path: Path) -> None:
     admin, admin_op = new_create()
     dev, dev_op = new_create(controllers=[admin])
     out = led.submit([admin_op, dev_op])
-    assert all(isinstance(o, Accepted) for o in out), out
+    assert all(isinstance(o, Receipt) for o in out), out
 
 
 def test_entries_decode_to_what_was_submitted(tmp_path: Path) -> None:
@@ -80,7 +81,7 @@ def test_map_grows_instead_of_failing(tmp_path: Path) -> None:
     led = LmdbLedger(tmp_path / "db", map_size=64 * 1024)
     ops = [new_create()[1] for _ in range(300)]
     for i in range(0, 300, 100):
-        assert all(isinstance(o, Accepted) for o in led.submit(ops[i : i + 100]))
+        assert all(isinstance(o, Receipt) for o in led.submit(ops[i : i + 100]))
     assert len(led.records()) == 300
     assert led.store.env.info()["map_size"] > 64 * 1024
 
@@ -115,11 +116,11 @@ def test_any_sequence_equals_replaying_only_the_accepted_operations(tmp_path_fac
         n = rnd.randint(1, 8)
         outcomes.extend(led.submit(sent[i : i + n]))
         i += n
-    assert [isinstance(o, Accepted) for o in outcomes] == expected
-    accepted = [op for op, o in zip(sent, outcomes) if isinstance(o, Accepted)]
+    assert [isinstance(o, Receipt) for o in outcomes] == expected
+    accepted = [op for op, o in zip(sent, outcomes) if isinstance(o, Receipt)]
     replay = LmdbLedger(base / "b")
     for op in accepted:
-        assert isinstance(replay.submit([op])[0], Accepted)
+        assert isinstance(replay.submit([op])[0], Receipt)
     assert set(replay.records()) == set(led.records())
     assert set(model.states) == set(led.records())
     strip = lambda recs: {d: _without_positions(r) for d, r in recs.items()}  # noqa: E731  times/positions differ by batching

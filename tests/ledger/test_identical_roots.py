@@ -10,7 +10,8 @@ from didnode.core import builder
 from didnode.core.builder import SignedOperation
 from didnode.core.checkpoint import Checkpoint, sign
 from didnode.core.transparency_verify import verify_checkpoint
-from didnode.ledger.batch import Accepted, apply_batch
+from didnode.core.results import Receipt
+from didnode.ledger.batch import apply_batch
 from didnode.ledger.prepare import prepare_many
 from didnode.ledger.trees import roots, transparency_hooks
 from didnode.store import layout
@@ -32,7 +33,7 @@ class Replica:
     def apply(self, ops: list[SignedOperation], now_ms: int) -> None:
         prepared = prepare_many([(o.payload, o.proofs) for o in ops], NET, self.tables)
         out = self.store.write(lambda txn: apply_batch(self.tables, txn, prepared, now_ms, self.hooks))
-        assert all(isinstance(o, Accepted) for o in out), out
+        assert all(isinstance(o, Receipt) for o in out), out
 
     def dump(self, name: bytes) -> list[tuple[bytes, bytes]]:
         with self.store.read() as txn:

@@ -7,7 +7,8 @@ from pathlib import Path
 from didnode import errors
 from didnode.core.builder import SignedOperation
 from didnode.core.operations import Operation, Proof
-from didnode.ledger.batch import Accepted, apply_batch
+from didnode.core.results import Receipt
+from didnode.ledger.batch import apply_batch
 from didnode.ledger.preparer import INLINE_BELOW, InlinePreparer, ProcessPreparer
 from didnode.store.env import Store
 from didnode.store.ledger_tables import LedgerTables
@@ -30,7 +31,7 @@ def test_worker_and_inline_agree_and_the_worker_reads_the_live_store(tmp_path: P
         filler = [new_create()[1] for _ in range(3000)]
         prepared = InlinePreparer(tables, NET).prepare([(o.payload, o.proofs) for o in [admin_op, *filler]])
         out = store.write(lambda txn: apply_batch(tables, txn, prepared, 1_700_000_000_000))
-        assert all(isinstance(o, Accepted) for o in out)
+        assert all(isinstance(o, Receipt) for o in out)
         assert store.env.info()["map_size"] > 1 << 20  # the map grew after the worker opened the store
 
         good = [new_create()[1] for _ in range(INLINE_BELOW)]

@@ -20,7 +20,8 @@ from didnode.core.credentials import DEVICE_ATTESTATION, NODE_SESSION, Issuer, d
 from didnode.core.credentials import session as session_request
 from didnode.core.credentials.model import build_claims
 from didnode.core.encoding import b64url
-from didnode.credentials_client import StatusLists, wall_ms
+from didnode.client import StatusLists
+from didnode.clock import wall_ms
 from didnode.service.credentials import CredentialService
 from didnode.service.ledger import LedgerService
 from didnode.service.node import Node, NodeConfig

@@ -15,7 +15,7 @@ from didnode import errors
 from didnode.client import AsyncClient, Client, verify_resolution
 from didnode.core.keystate import DidState
 from didnode.core.transparency_verify import verify_bundle, verify_checkpoint, verify_inclusion_at
-from didnode.proofcheck import signer_key_from_did_document
+from didnode.client.proofs import signer_key_from_did_document
 from tests.conftest import RunningNode
 from tests.factory import new_create
 

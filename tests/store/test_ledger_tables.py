@@ -9,7 +9,8 @@ import pytest
 
 from didnode import errors
 from didnode.core.did import did_for_create_hash
-from didnode.ledger.batch import Accepted, apply_batch
+from didnode.core.results import Receipt
+from didnode.ledger.batch import apply_batch
 from didnode.ledger.prepare import prepare_many
 from didnode.store.env import Store
 from didnode.store.ledger_tables import LedgerTables
@@ -32,14 +33,14 @@ def test_operations_are_found_by_hash_and_only_non_creates_have_index_rows(tmp_p
         prepared = prepare_many([(o.payload, o.proofs) for o in ops], NET, tables)
         return store.write(lambda txn: apply_batch(tables, txn, prepared, 1_700_000_000_000))
 
-    assert all(isinstance(o, Accepted) for o in submit([create, create2]))
+    assert all(isinstance(o, Receipt) for o in submit([create, create2]))
     with store.read() as txn:
         state = tables.get_state(txn, ident.did)
     u, new_auth, new_next, key_id = rotate_op(ident, state)
     rotation = builder.sign(u, [(builder.next_kid(ident.did), ident.next_key)])
     adopt_rotation(ident, new_auth, new_next, key_id)
     (accepted,) = submit([rotation])
-    assert isinstance(accepted, Accepted) and accepted.position == 2
+    assert isinstance(accepted, Receipt) and accepted.position == 2
 
     with store.read() as txn:
         for op, position in ((create, 0), (create2, 1), (rotation, 2)):

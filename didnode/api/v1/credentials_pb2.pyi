@@ -151,9 +151,9 @@ class IssuerKeyTimes(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., added_time_ms: _Optional[int] = ..., ended_time_ms: _Optional[int] = ...) -> None: ...
 
 class GetIssuerResponse(_message.Message):
-    __slots__ = ("state_json", "keys")
-    STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("keys", "state_record")
     KEYS_FIELD_NUMBER: _ClassVar[int]
-    state_json: str
+    STATE_RECORD_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[IssuerKeyTimes]
-    def __init__(self, state_json: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[IssuerKeyTimes, _Mapping]]] = ...) -> None: ...
+    state_record: bytes
+    def __init__(self, keys: _Optional[_Iterable[_Union[IssuerKeyTimes, _Mapping]]] = ..., state_record: _Optional[bytes] = ...) -> None: ...

@@ -146,45 +146,17 @@ class KeyStateRequest(_message.Message):
     at_position: int
     def __init__(self, did: _Optional[str] = ..., at_position: _Optional[int] = ...) -> None: ...
 
-class KeyInfo(_message.Message):
-    __slots__ = ("id", "type", "public_key_multibase", "purposes", "fate", "added_position", "ended_position", "reason")
-    ID_FIELD_NUMBER: _ClassVar[int]
-    TYPE_FIELD_NUMBER: _ClassVar[int]
-    PUBLIC_KEY_MULTIBASE_FIELD_NUMBER: _ClassVar[int]
-    PURPOSES_FIELD_NUMBER: _ClassVar[int]
-    FATE_FIELD_NUMBER: _ClassVar[int]
-    ADDED_POSITION_FIELD_NUMBER: _ClassVar[int]
-    ENDED_POSITION_FIELD_NUMBER: _ClassVar[int]
-    REASON_FIELD_NUMBER: _ClassVar[int]
-    id: str
-    type: str
-    public_key_multibase: str
-    purposes: _containers.RepeatedScalarFieldContainer[str]
-    fate: str
-    added_position: int
-    ended_position: int
-    reason: str
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., public_key_multibase: _Optional[str] = ..., purposes: _Optional[_Iterable[str]] = ..., fate: _Optional[str] = ..., added_position: _Optional[int] = ..., ended_position: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
-
 class KeyStateResponse(_message.Message):
-    __slots__ = ("did", "seq", "status", "next_commitment", "controllers", "keys", "valid_at", "state_json")
+    __slots__ = ("did", "network", "state_record", "valid_at_key_ids")
     DID_FIELD_NUMBER: _ClassVar[int]
-    SEQ_FIELD_NUMBER: _ClassVar[int]
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    NEXT_COMMITMENT_FIELD_NUMBER: _ClassVar[int]
-    CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
-    KEYS_FIELD_NUMBER: _ClassVar[int]
-    VALID_AT_FIELD_NUMBER: _ClassVar[int]
-    STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    STATE_RECORD_FIELD_NUMBER: _ClassVar[int]
+    VALID_AT_KEY_IDS_FIELD_NUMBER: _ClassVar[int]
     did: str
-    seq: int
-    status: str
-    next_commitment: str
-    controllers: _containers.RepeatedScalarFieldContainer[str]
-    keys: _containers.RepeatedCompositeFieldContainer[KeyInfo]
-    valid_at: _containers.RepeatedCompositeFieldContainer[KeyInfo]
-    state_json: str
-    def __init__(self, did: _Optional[str] = ..., seq: _Optional[int] = ..., status: _Optional[str] = ..., next_commitment: _Optional[str] = ..., controllers: _Optional[_Iterable[str]] = ..., keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ..., valid_at: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ..., state_json: _Optional[str] = ...) -> None: ...
+    network: str
+    state_record: bytes
+    valid_at_key_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, did: _Optional[str] = ..., network: _Optional[str] = ..., state_record: _Optional[bytes] = ..., valid_at_key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ResourceRequest(_message.Message):
     __slots__ = ("did", "id")

@@ -1,77 +1,52 @@
-"""The device SDK for mutual authentication (docs/authentication.md).
+"""The handshake initiator over gRPC: authenticate this device to a peer (docs/authentication.md).
 
-Initiator::
-
-    from didnode.auth import authenticate, authenticate_sync, LocalIdentity
-    me = LocalIdentity.from_signing_key(did, "key-1", signing_key)
-    session = await authenticate("10.0.0.7:7000", me, node="127.0.0.1:50051")
-    session.peer_did, session.session_id.hex(), session.session_key, session.checks
-
-Responder, mounted into any grpc.aio server (device makers embed it)::
-
-    from didnode.auth import add_auth_responder, device_responder
-    async with AsyncClient(node_address) as client:
-        responder = await device_responder(me, client, nonces=LmdbNonceStore(path, now_ms))
-        add_auth_responder(server, responder)
-
-Both sides check the other's key on the ledger: through the node
-(``AsyncClient.key_state``) by default, or through a state proof the
-responder stapled (``staple=True``) when the initiator trusts the node's
-checkpoint key and sets a maximum staleness.
+:class:`Authenticator` keeps one channel per peer and one nonce store across
+handshakes; :func:`authenticate` / :func:`authenticate_sync` are one-shot
+conveniences that check the peer's key through a node.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import weakref
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import grpc
 
-from didnode.client import CHANNEL_OPTIONS, DEFAULT_ADDRESS, AsyncClient
-from didnode.core.handshake.machine import Established, LocalIdentity
-from didnode.core.handshake.messages import CredentialRequest, Message
-from didnode.core.handshake.nonces import HandshakeLimits, MemoryNonceStore, NonceStore
-from didnode.core.handshake.policy import ACCEPT_ANYONE, Policy, load_policy, require_credentials
-from didnode.core.keystate import DidState
-from didnode.errors import AuthenticationFailed, DidnodeError, Internal, NodeUnavailable
-from didnode.service.auth import (
-    CachedKeyStates,
-    ClientCredentials,
-    ClientKeyStates,
+from didnode.auth.driver import (
     CredentialChecker,
     HandshakeInitiator,
-    HandshakeResponder,
     KeyStateSource,
     Party,
-    ResponderSetup,
-    StapledStateVerifier,
     Wallet,
     wall_clock_ms,
 )
-from didnode.transport.auth import (
+from didnode.auth.peers import ClientCredentials, ClientKeyStates, StapledStateVerifier
+from didnode.core.handshake.machine import Established, LocalIdentity
+from didnode.core.handshake.messages import CredentialRequest, Message
+from didnode.core.handshake.nonces import HandshakeLimits, MemoryNonceStore, NonceStore
+from didnode.client import CHANNEL_OPTIONS, DEFAULT_ADDRESS, AsyncClient
+from didnode.core.handshake.policy import ACCEPT_ANYONE, Policy, require_credentials
+from didnode.errors import AuthenticationFailed, DidnodeError, Internal, NodeUnavailable
+from didnode.wire.handshake import (
     CHALLENGE_HEADER_KEY,
     HELLO_HEADER_KEY,
     METHOD,
     METHOD_IN_HEADERS,
-    SERVICE,
     SESSION_IN_TRAILER,
     SESSION_TRAILER_KEY,
-    AuthServicer,
+    decode,
+    encode,
 )
-from didnode.transport.auth_wire import decode, encode
-from didnode.transport.server import generic_handler
-from didnode.transport.status import from_rpc_error
+from didnode.wire.status import from_rpc_error
 
-AuthResponderServicer = AuthServicer
 DEFAULT_TIMEOUT_S = 10.0
 log = logging.getLogger("didnode.auth")
 # On the classic method, asks the responder for the session message in the call's
-# trailing metadata (see didnode.transport.auth.SESSION_IN_TRAILER); a responder that
+# trailing metadata (see didnode.wire.handshake.SESSION_IN_TRAILER); a responder that
 # does not know the request sends it as a stream message, which recv() accepts too.
 _CALL_METADATA = (SESSION_IN_TRAILER,)
 
@@ -111,7 +86,7 @@ class _Stream:
 
     The call is opened by the first ``send`` (the hello): with the header
     carriage the hello becomes the call's request header, so it must be known
-    when the call starts. See :mod:`didnode.transport.auth` for both carriages.
+    when the call starts. See :mod:`didnode.wire.handshake` for both carriages.
     """
 
     __slots__ = ("route", "name", "timeout", "in_headers", "call", "_first_recv")
@@ -157,7 +132,7 @@ class _Stream:
             raw = await call.read()
         except grpc.aio.AioRpcError as err:
             if first and self.in_headers and err.code() == grpc.StatusCode.UNIMPLEMENTED:
-                # No didnode error maps to UNIMPLEMENTED (didnode.transport.status): the method is missing.
+                # No didnode error maps to UNIMPLEMENTED (didnode.wire.status): the method is missing.
                 raise _NoHeaderCarriage(self.name) from None
             raise _rpc_error(err, self.name) from None
         if raw is grpc.aio.EOF:
@@ -332,111 +307,3 @@ async def authenticate(
 def authenticate_sync(address: str, identity: LocalIdentity, **kwargs: object) -> Established:
     """Blocking :func:`authenticate` (runs its own event loop; not from inside one)."""
     return asyncio.run(authenticate(address, identity, **kwargs))  # type: ignore[arg-type]
-
-
-# --------------------------------------------------------------------------
-# Responder
-# --------------------------------------------------------------------------
-
-
-class StateStapler:
-    """This device's own state proof, fetched from the node and refreshed every ``refresh_ms``.
-
-    Attached to every challenge, it lets initiators that trust the node's
-    checkpoint key verify this device's key without asking a node. A fetch
-    failure leaves the challenge without a proof (the initiator asks its
-    node instead) rather than failing the handshake.
-    """
-
-    def __init__(self, client: AsyncClient, did: str, refresh_ms: int = 5000, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
-        self.client = client
-        self.did = did
-        self.refresh_ms = refresh_ms
-        self.clock_ms = clock_ms
-        self._proof = b""
-        self._at = -refresh_ms
-        self._lock = asyncio.Lock()
-
-    async def __call__(self) -> bytes:
-        now = self.clock_ms()
-        if now - self._at < self.refresh_ms:
-            return self._proof
-        async with self._lock:
-            if self.clock_ms() - self._at >= self.refresh_ms:
-                try:
-                    proof = await self.client.state_proof(self.did)
-                    self._proof = json.dumps(proof.to_json(), separators=(",", ":")).encode()
-                except DidnodeError:
-                    self._proof = b""
-                self._at = self.clock_ms()
-        return self._proof
-
-
-async def device_responder(
-    identity: LocalIdentity,
-    client: AsyncClient,
-    *,
-    nonces: NonceStore,
-    network: str | None = None,
-    policy: Policy = ACCEPT_ANYONE,
-    present: Sequence[str] = (),
-    staple: bool = False,
-    max_staleness_ms: int = 0,
-    clock_ms: Callable[[], int] = wall_clock_ms,
-) -> HandshakeResponder:
-    """A responder for a device: peers' keys and credentials are checked through the node behind ``client``.
-
-    ``nonces``: where used nonces and pending challenges live (an
-    :class:`~didnode.store.auth_store.LmdbNonceStore` survives restarts).
-    ``max_staleness_ms`` > 0 caches peers' key states that long (0: ask the
-    node on every handshake, so a revocation applies to the very next one).
-    ``staple``: attach this device's own state proof to its challenges.
-    """
-    net = network or (await client.node_info()).network
-    keys: KeyStateSource = ClientKeyStates(client)
-    if max_staleness_ms > 0:
-        keys = CachedKeyStates(keys, max_staleness_ms, clock_ms)
-    party = Party(identity, net, nonces, keys, policy, ClientCredentials(client), Wallet.of(present), None, clock_ms)
-    stapler: Callable[[], Awaitable[bytes]] | None = StateStapler(client, identity.did, clock_ms=clock_ms) if staple else None
-    return HandshakeResponder(ResponderSetup(party, staple=stapler))
-
-
-def add_auth_responder(server: grpc.aio.Server, responder: HandshakeResponder) -> AuthServicer:
-    """Mount ``didnode.v1.AuthService`` into ``server`` (before it starts); returns the servicer."""
-    servicer = AuthServicer(responder)
-    server.add_generic_rpc_handlers((generic_handler(SERVICE, servicer),))
-    return servicer
-
-
-def identity_for(did: str, state: DidState, signing_keys: Mapping[str, bytes]) -> LocalIdentity:
-    """The identity of ``did`` from its key state and the Ed25519 seeds held for it (by key id).
-
-    Picks the newest current authentication key whose seed is held.
-    Raises :class:`~didnode.errors.KeyNotInKeystore` when none is.
-    """
-    from nacl.signing import SigningKey
-
-    from didnode.errors import KeyNotInKeystore
-
-    held = [k for k in state.current_keys("authentication") if k.id in signing_keys and bytes(SigningKey(signing_keys[k.id]).verify_key) == k.raw]
-    if not held:
-        current = ", ".join(k.id for k in state.current_keys("authentication")) or "none"
-        raise KeyNotInKeystore(f"no current authentication key of {did} is held here (current on the ledger: {current})", did=did)
-    key = max(held, key=lambda k: k.added_pos)
-    return LocalIdentity.from_seed(did, key.id, signing_keys[key.id])
-
-
-__all__ = [
-    "AuthResponderServicer",
-    "Authenticator",
-    "Established",
-    "LocalIdentity",
-    "StateStapler",
-    "add_auth_responder",
-    "authenticate",
-    "authenticate_sync",
-    "device_responder",
-    "identity_for",
-    "load_policy",
-]
-

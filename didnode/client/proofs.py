@@ -1,4 +1,4 @@
-"""Offline verification of proof bundles (files written by ``didctl log prove``).
+"""Offline verification of proofs: bundles (files written by ``didctl log prove``) and proven resolutions.
 
 Part of the client library; needs no node. The trust anchor is the
 checkpoint signer's public key: given directly (raw bytes, or a Multikey
@@ -11,14 +11,18 @@ one). The bundle is then checked by the pure verifier
 from __future__ import annotations
 
 import json
-import time
+from dataclasses import dataclass
 from typing import Any
+
+from didnode.clock import wall_ms
 
 from didnode.core import proof_bundle
 from didnode.core.encoding import ED25519_PUB, multikey_decode, raw_from_jwk
 from didnode.core.proof_bundle import Bundle, ConsistencyProof, InclusionProof, StateProof
 from didnode.core.transparency_verify import Verified, check_fresh, verify_bundle
-from didnode.errors import BadCheckpointSignature, InvalidArgument, InvalidKey, MalformedProof
+from didnode.core.document import resolution_result
+from didnode.core.keystate import DidState
+from didnode.errors import BadCheckpointSignature, InvalidArgument, InvalidKey, MalformedProof, ProofClaimMismatch
 
 
 def load_bundle(data: str | bytes | dict[str, Any]) -> Bundle:
@@ -105,5 +109,36 @@ def verify_offline(
     assert public_key is not None
     verified = verify_bundle(bundle, public_key, signer_did)
     if max_age_ms is not None:
-        check_fresh(verified.checkpoint, time.time_ns() // 1_000_000 if now_ms is None else now_ms, max_age_ms)
+        check_fresh(verified.checkpoint, wall_ms() if now_ms is None else now_ms, max_age_ms)
     return verified
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenResolution:
+    """A DID Resolution result with the state proof of the record it was computed from (not yet verified)."""
+
+    result: dict[str, Any]
+    proof: StateProof
+
+
+def verify_resolution(
+    proven: ProvenResolution, public_key: bytes, signer_did: str | None = None, max_age_ms: int | None = None, now_ms: int | None = None
+) -> dict[str, Any]:
+    """Check a :class:`ProvenResolution` offline and return the resolution result
+    recomputed from the proven state record (never the node's own rendering).
+
+    Raises :class:`~didnode.errors.InvalidProof` subclasses: a bad checkpoint
+    or state proof, a stale checkpoint (with ``max_age_ms``), or a node result
+    that differs from the one the proven record gives
+    (:class:`~didnode.errors.ProofClaimMismatch`).
+    """
+    verified = verify_bundle(proven.proof, public_key, signer_did)
+    if max_age_ms is not None:
+        check_fresh(verified.checkpoint, wall_ms() if now_ms is None else now_ms, max_age_ms)
+    if not proven.proof.present:
+        raise ProofClaimMismatch(f"the node proved that {proven.proof.did} does not exist, yet sent a document")
+    state = DidState.from_record(proven.proof.state_record)
+    result = resolution_result(state, state.created_time)
+    if result != proven.result:
+        raise ProofClaimMismatch(f"the node's resolution of {proven.proof.did} differs from its proven state record")
+    return result

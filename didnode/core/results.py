@@ -1,0 +1,123 @@
+"""The one vocabulary of results: what the node answers, as the service layer, the client and the CLI see it.
+
+The service layer returns these, :mod:`didnode.wire` turns them into protobuf
+and back (``<thing>_to_pb`` / ``<thing>_from_pb``), and the client returns the
+very same classes, so a value means the same thing on both ends of the wire.
+Every time is a ``*_ms`` integer: milliseconds since the Unix epoch (ledger
+ordering time unless the name says otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from didnode.core.keystate import DidState
+from didnode.core.operations import Proof
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof of acceptance: the operation is durable on the node at ``position``."""
+
+    position: int
+    time_ms: int
+    op_hash: bytes
+    did: str
+    type: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One operation of a DID as ``did history`` shows it: where and when it was ordered, and its signed bytes."""
+
+    position: int
+    time_ms: int
+    type: str
+    seq: int
+    op_hash: bytes
+    signers: tuple[str, ...]
+    payload: bytes
+    proofs: tuple[Proof, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """The latest published content of a DID's resource (e.g. a status list credential)."""
+
+    did: str
+    id: str
+    media_type: str
+    content: str
+    position: int
+    seq: int
+    time_ms: int
+    op_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """A DID's key state as the node holds it, the network it belongs to, and the keys valid at a position if asked.
+
+    ``valid_at`` is None unless a position was asked for; then it holds the ids
+    of the keys that could sign at that position.
+    """
+
+    state: DidState
+    network: str
+    valid_at: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What a node says about itself (``didctl node info``)."""
+
+    network: str
+    node_did: str
+    log_size: int
+    version: str
+    did_count: int
+    last_time_ms: int
+    schema_version: int
+    mode: str
+    # Cluster mode only: stream followed, applied and last known stream sequence, lag, writability.
+    stream: str = ""
+    stream_seq: int = 0
+    stream_last_seq: int = 0
+    lag: int = 0
+    writable: bool = True
+    not_writable_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusInfo:
+    """One entry of a published status list, with where the list version sits on the ledger."""
+
+    list_url: str
+    purpose: str
+    index: int
+    set: bool
+    size: int
+    allocated: int
+    list_valid_from_ms: int
+    position: int
+    seq: int
+    time_ms: int
+    op_hash: bytes
+    credential: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCredential:
+    """A node-issued session credential (a ``vc+jwt``) and its facts."""
+
+    token: str
+    credential_id: str
+    issuer: str
+    subject: str
+    kid: str
+    valid_from_ms: int
+    valid_until_ms: int
+
+
+__all__ = ["HistoryEntry", "KeyState", "NodeInfo", "Receipt", "Resource", "SessionCredential", "StatusInfo"]
