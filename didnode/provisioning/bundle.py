@@ -66,18 +66,6 @@ MODES = ("passphrase", "recipient", "none")
 MAX_BUNDLE_BYTES = 1 << 20
 
 
-# TODO(issue 13): run.py and chunks.py still import these two; they go once those call
-# didnode.core.encoding directly.
-def b64e(data: bytes) -> str:
-    """Unpadded base64url (:func:`didnode.core.encoding.b64url`)."""
-    return b64url(data)
-
-
-def b64d(text: object, what: str) -> bytes:
-    """:func:`didnode.core.encoding.b64url_decode` raising :class:`BundleInvalid` naming ``what``."""
-    return b64url_decode(text, what, BundleInvalid)
-
-
 def secrets_json(did: str, auth_seed: bytes, ka_key: bytes | None) -> bytes:
     """The device's "didnode-secrets" object (keystore format v1), compact UTF-8 JSON.
 

@@ -25,9 +25,9 @@ from nacl.bindings import crypto_secretbox, crypto_secretbox_open
 
 from didnode.client import Receipt
 from didnode.core.builder import SignedOperation
+from didnode.core.encoding import b64url, b64url_decode
 from didnode.core.operations import Proof
 from didnode.errors import DidnodeError, JournalCorrupted
-from didnode.provisioning.bundle import b64d, b64e
 from didnode.provisioning.devices import AUTH_KEY_ID
 from didnode.provisioning.worker import SECRET_BYTES
 
@@ -73,7 +73,7 @@ def plan_record(chunk: Chunk, jkey: bytes) -> dict[str, Any]:
     box = None
     if chunk.secrets is not None:
         nonce = nacl.utils.random(24)
-        box = b64e(nonce + crypto_secretbox(chunk.secrets, nonce, jkey))
+        box = b64url(nonce + crypto_secretbox(chunk.secrets, nonce, jkey))
     return {
         "t": "plan",
         "chunk": chunk.index,
@@ -82,8 +82,8 @@ def plan_record(chunk: Chunk, jkey: bytes) -> dict[str, Any]:
         "kid": chunk.kid,
         "serials": chunk.serials,
         "dids": chunk.dids,
-        "payloads": [b64e(p) for p in chunk.payloads],
-        "sigs": [[b64e(d), b64e(m)] for d, m in chunk.sigs],
+        "payloads": [b64url(p) for p in chunk.payloads],
+        "sigs": [[b64url(d), b64url(m)] for d, m in chunk.sigs],
         "status": [list(s) for s in chunk.status],
         "secrets": box,
     }
@@ -95,7 +95,7 @@ def chunk_from_plan(r: dict[str, Any], jkey: bytes, path: Path) -> Chunk:
     try:
         secrets = None
         if r["secrets"] is not None:
-            box = b64d(r["secrets"], "plan secrets")
+            box = b64url_decode(r["secrets"], "plan secrets")
             secrets = crypto_secretbox_open(box[24:], box[:24], jkey)
         return Chunk(
             int(r["chunk"]),
@@ -104,8 +104,8 @@ def chunk_from_plan(r: dict[str, Any], jkey: bytes, path: Path) -> Chunk:
             str(r["kid"]),
             list(r["serials"]),
             list(r["dids"]),
-            [b64d(p, "payload") for p in r["payloads"]],
-            [(b64d(d, "signature"), b64d(m, "signature")) for d, m in r["sigs"]],
+            [b64url_decode(p, "payload") for p in r["payloads"]],
+            [(b64url_decode(d, "signature"), b64url_decode(m, "signature")) for d, m in r["sigs"]],
             [(int(a), int(b)) for a, b in r["status"]],
             secrets,
         )

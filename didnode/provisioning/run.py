@@ -65,8 +65,10 @@ from nacl.bindings import crypto_secretbox, crypto_secretbox_open, crypto_sign, 
 from didnode.client import Client, Receipt, StatusLists
 from didnode.clock import wall_ms
 from didnode.core.builder import SignedOperation
+from didnode.core.encoding import b64url, b64url_decode
 from didnode.core.operations import signing_bytes
 from didnode.errors import (
+    BundleInvalid,
     DidAlreadyExists,
     DidnodeError,
     DuplicateOperation,
@@ -77,7 +79,7 @@ from didnode.errors import (
     RunMismatch,
 )
 from didnode.keystore import DidSecrets, KdfParams, Keystore
-from didnode.provisioning.bundle import Sealer, b64d, b64e
+from didnode.provisioning.bundle import Sealer
 from didnode.provisioning.chunks import JOURNAL_CHECK, JOURNAL_FORMAT, JOURNAL_VERSION, Chunk, chunk_from_plan, plan_record, replay
 from didnode.provisioning.devices import DevicePublicKeys
 from didnode.provisioning.journal import Journal, sync_filesystem
@@ -262,7 +264,7 @@ class ProvisionRun:
             self.run_id = str(header["run"])
             self._jkey = self.keystore.purpose_key(f"didctl-provision-journal:{self.run_id}")
             try:
-                box = b64d(header["check"], "journal check")
+                box = b64url_decode(header["check"], "journal check", BundleInvalid)
                 ok = crypto_secretbox_open(box[24:], box[:24], self._jkey) == JOURNAL_CHECK
             except (nacl.exceptions.CryptoError, DidnodeError):
                 ok = False
@@ -286,12 +288,12 @@ class ProvisionRun:
             "spec": self.spec.to_json(),
             "chunk": self.chunk_size,
             "started": wall_ms(),
-            "check": b64e(nonce + crypto_secretbox(JOURNAL_CHECK, nonce, self._jkey)),
+            "check": b64url(nonce + crypto_secretbox(JOURNAL_CHECK, nonce, self._jkey)),
         }
         if self.spec.protection == "passphrase":
             params = KdfParams.named(self.spec.kdf or "moderate")
             salt = nacl.utils.random(argon2id.SALTBYTES)
-            kdf = {"alg": "argon2id", "salt": b64e(salt), "opslimit": params.opslimit, "memlimit": params.memlimit}
+            kdf = {"alg": "argon2id", "salt": b64url(salt), "opslimit": params.opslimit, "memlimit": params.memlimit}
             header["bundleKdf"] = {**kdf, "check": self._bundle_sealer(kdf)}
         journal.append(header)
         return header
@@ -299,7 +301,7 @@ class ProvisionRun:
     def _bundle_sealer(self, kdf: dict[str, Any]) -> str:
         """Build the passphrase sealer of the run (one Argon2id) from the journaled salt and cost;
         return its check value, and if ``kdf`` carries one, require the same (one run, one passphrase)."""
-        sealer = Sealer.passphrase(self.bundle_passphrase or "", b64d(kdf["salt"], "bundle salt"), KdfParams(kdf["opslimit"], kdf["memlimit"]))
+        sealer = Sealer.passphrase(self.bundle_passphrase or "", b64url_decode(kdf["salt"], "bundle salt", BundleInvalid), KdfParams(kdf["opslimit"], kdf["memlimit"]))
         check = sealer.check_value()
         if "check" in kdf and kdf["check"] != check:
             raise RunMismatch(
