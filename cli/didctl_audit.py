@@ -7,6 +7,11 @@ counts and roots, or fails with one line naming the first bad position and
 what is wrong there (reason ``AUDIT_FAILED``, exit code 1).
 
 Register on the main group with ``main.add_command(audit)``.
+
+The only didctl command that reads a node's store rather than asking a node:
+it runs the node's own replay code (``didnode.ledger.audit``), which it imports
+when it runs, so that every other command (and a device importing the client)
+loads no server code (``tests/test_imports.py``).
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import shutil
 import sys
 import tempfile
 
+from typing import TYPE_CHECKING
+
 import click
 
 from cli.didctl_common import Ctl, json_option, pass_ctl
-from didnode.ledger.audit import AuditReport
-from didnode.ledger.audit import audit as run_audit
-from didnode.store.readonly import snapshot
+
+if TYPE_CHECKING:
+    from didnode.ledger.audit import AuditReport
 
 
 def _progress(done: int, total: int) -> None:
@@ -29,7 +36,7 @@ def _progress(done: int, total: int) -> None:
     click.echo(f"\rdidctl: replayed {done:,} of {total:,} entries", err=True, nl=done >= total)
 
 
-def _report_json(r: AuditReport) -> dict[str, object]:
+def _report_json(r: "AuditReport") -> dict[str, object]:
     return {
         "ok": True,
         "network": r.network,
@@ -44,7 +51,7 @@ def _report_json(r: AuditReport) -> dict[str, object]:
     }
 
 
-def _report_text(r: AuditReport) -> str:
+def _report_text(r: "AuditReport") -> str:
     return (
         f"ok: {r.entries:,} entries, {r.dids:,} DIDs, {r.checkpoints} checkpoint(s) verified on network {r.network}\n"
         f"log root    {r.log_root.hex()}\n"
@@ -74,6 +81,9 @@ def audit(ctl: Ctl, data_dir: str, take_snapshot: bool, workers: int | None) -> 
     roots). The store is opened read-only; stop the node first, or use
     --snapshot.
     """
+    from didnode.ledger.audit import audit as run_audit
+    from didnode.store.readonly import snapshot
+
     copy_dir = tempfile.mkdtemp(prefix="didctl-audit-") if take_snapshot else None
     try:
         target = data_dir
