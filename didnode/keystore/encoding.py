@@ -1,6 +1,7 @@
 """The JSON encodings shared by key files, sealed bundles and the plain export.
 
-Format names and version, strict unpadded base64url, compact JSON, and the
+Format names and version, compact JSON (base64url is
+:func:`didnode.core.encoding.b64url_decode`'s strict form), and the
 "didnode-secrets" object (:class:`~didnode.keystore.didsecrets.DidSecrets`
 to and from JSON). Every parser takes the error class to raise, so the same
 code reports a damaged file as :class:`KeystoreCorrupted` and a bad argument
@@ -10,11 +11,10 @@ as :class:`InvalidArgument`. The formats are in the package docstring
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 from typing import Any, Final, Mapping
 
+from didnode.core.encoding import b64url, b64url_decode
 from didnode.errors import InvalidArgument, InvalidDid, KeystoreError
 from didnode.keystore.didsecrets import DidSecrets
 
@@ -27,23 +27,6 @@ _VERSION: Final = 1
 # Files are a few hundred bytes; refusing big ones keeps a planted or damaged
 # file from making us read gigabytes.
 _MAX_FILE_BYTES: Final = 1 << 20
-
-_B64URL_RE: Final = re.compile(r"[A-Za-z0-9_-]*")
-
-
-def _b64e(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64d(text: object, where: str, what: str, err: type[KeystoreError] | type[InvalidArgument]) -> bytes:
-    # Strict: only the unpadded base64url alphabet, and the canonical encoding.
-    if not isinstance(text, str) or _B64URL_RE.fullmatch(text) is None or len(text) % 4 == 1:
-        raise err(f"{where}: {what} is not unpadded base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64e(data) != text:
-        raise err(f"{where}: {what} is not canonical base64url")
-    return data
-
 
 def _json_bytes(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -71,12 +54,12 @@ def _secrets_to_obj(s: DidSecrets) -> dict[str, Any]:
         "format": _SECRETS_FORMAT,
         "version": _VERSION,
         "did": s.did,
-        "signing_keys": {kid: _b64e(seed) for kid, seed in s.signing_keys.items()},
-        "next_key": None if s.next_key_seed is None else {"id": s.next_key_id, "seed": _b64e(s.next_key_seed)},
+        "signing_keys": {kid: b64url(seed) for kid, seed in s.signing_keys.items()},
+        "next_key": None if s.next_key_seed is None else {"id": s.next_key_id, "seed": b64url(s.next_key_seed)},
         "key_agreement": (
             None
             if s.key_agreement_key is None
-            else {"id": s.key_agreement_id, "private_key": _b64e(s.key_agreement_key)}
+            else {"id": s.key_agreement_id, "private_key": b64url(s.key_agreement_key)}
         ),
         "labels": dict(s.labels),
     }
@@ -99,7 +82,7 @@ def _secrets_from_obj(
             return None, None
         if not isinstance(member, dict) or set(member) != {"id", secret_name}:
             raise err(f"{where}: {name} must be null or {{'id', '{secret_name}'}}")
-        return member["id"], _b64d(member[secret_name], where, f"{name}.{secret_name}", err)
+        return member["id"], b64url_decode(member[secret_name], f"{where}: {name}.{secret_name}", err)
 
     next_id, next_seed = pair("next_key", "seed")
     ka_id, ka_key = pair("key_agreement", "private_key")
@@ -109,7 +92,7 @@ def _secrets_from_obj(
     try:
         return DidSecrets(
             did=obj["did"],
-            signing_keys={kid: _b64d(v, where, f"signing_keys[{kid!r}]", err) for kid, v in signing.items()},
+            signing_keys={kid: b64url_decode(v, f"{where}: signing_keys[{kid!r}]", err) for kid, v in signing.items()},
             next_key_id=next_id,
             next_key_seed=next_seed,
             key_agreement_id=ka_id,

@@ -15,14 +15,13 @@ import nacl.pwhash.argon2id as argon2id
 import nacl.secret
 import nacl.utils
 
+from didnode.core.encoding import b64url, b64url_decode
 from didnode.errors import InvalidArgument, InvalidDid, KeystoreCorrupted, WrongPassphrase
 from didnode.keystore.didsecrets import DidSecrets, _check_did
 from didnode.keystore.encoding import (
     _MAX_FILE_BYTES,
     _SEALED_FORMAT,
     _VERSION,
-    _b64d,
-    _b64e,
     _expect_format,
     _json_bytes,
     _parse_json_object,
@@ -75,7 +74,7 @@ def export_sealed(secrets: DidSecrets, recipient_passphrase: str | bytes, *, kdf
             "version": _VERSION,
             "did": secrets.did,
             "kdf": _kdf_to_obj(salt, params),
-            "box": _b64e(bytes(box)),
+            "box": b64url(bytes(box)),
         }
     )
 
@@ -103,7 +102,7 @@ def import_sealed(blob: bytes, passphrase: str | bytes) -> DidSecrets:
     except InvalidDid as e:
         raise KeystoreCorrupted(f"{where}: clear did is not a DID") from e
     salt, params = _kdf_from_obj(obj["kdf"], where, KeystoreCorrupted)
-    box = _b64d(obj["box"], where, "box", KeystoreCorrupted)
+    box = b64url_decode(obj["box"], f"{where}: box", KeystoreCorrupted)
     key = _subkey(_argon2id(_normalize_passphrase(passphrase), salt, params, where), b"sealed-secrets")
     try:
         plaintext = nacl.secret.SecretBox(key).decrypt(box)

@@ -15,8 +15,8 @@ import nacl.exceptions
 import nacl.hash
 import nacl.pwhash.argon2id as argon2id
 
+from didnode.core.encoding import b64url, b64url_decode
 from didnode.errors import InvalidArgument, KeystoreError
-from didnode.keystore.encoding import _b64d, _b64e
 
 KdfName = Literal["interactive", "moderate", "sensitive"]
 
@@ -95,7 +95,7 @@ def _argon2id(passphrase: bytes, salt: bytes, params: KdfParams, where: str) -> 
 
 
 def _kdf_to_obj(salt: bytes, params: KdfParams) -> dict[str, Any]:
-    return {"alg": _KDF_ALG, "salt": _b64e(salt), "opslimit": params.opslimit, "memlimit": params.memlimit}
+    return {"alg": _KDF_ALG, "salt": b64url(salt), "opslimit": params.opslimit, "memlimit": params.memlimit}
 
 
 def _kdf_from_obj(
@@ -105,7 +105,7 @@ def _kdf_from_obj(
         raise err(f"{where}: kdf must be an object with alg, salt, opslimit, memlimit")
     if obj["alg"] != _KDF_ALG:
         raise err(f"{where}: kdf alg {obj['alg']!r} is not supported (only {_KDF_ALG!r})")
-    salt = _b64d(obj["salt"], where, "kdf.salt", err)
+    salt = b64url_decode(obj["salt"], f"{where}: kdf.salt", err)
     if len(salt) != argon2id.SALTBYTES:
         raise err(f"{where}: kdf.salt is {len(salt)} bytes, expected {argon2id.SALTBYTES}")
     for name, (lo, hi) in (("opslimit", _OPSLIMIT_BOUNDS), ("memlimit", _MEMLIMIT_BOUNDS)):

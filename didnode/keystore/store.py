@@ -20,14 +20,13 @@ import nacl.pwhash.argon2id as argon2id
 import nacl.secret
 import nacl.utils
 
+from didnode.core.encoding import b64url, b64url_decode
 from didnode.errors import InvalidArgument, KeyNotInKeystore, KeystoreCorrupted, KeystoreError, WrongPassphrase
 from didnode.keystore.didsecrets import DidSecrets
 from didnode.keystore.encoding import (
     _HEADER_FORMAT,
     _KEYFILE_FORMAT,
     _VERSION,
-    _b64d,
-    _b64e,
     _expect_format,
     _json_bytes,
     _parse_json_object,
@@ -137,7 +136,7 @@ class Keystore:
         if set(obj) != {"format", "version", "kdf", "check"}:
             raise KeystoreCorrupted(f"{where}: unexpected members {sorted(obj)}", file=where)
         salt, stored = _kdf_from_obj(obj["kdf"], where, KeystoreCorrupted)
-        check = _b64d(obj["check"], where, "check", KeystoreCorrupted)
+        check = b64url_decode(obj["check"], f"{where}: check", KeystoreCorrupted)
 
         master = _argon2id(secret, salt, stored, where)
         try:
@@ -172,7 +171,7 @@ class Keystore:
                 "format": _HEADER_FORMAT,
                 "version": _VERSION,
                 "kdf": _kdf_to_obj(salt, params),
-                "check": _b64e(bytes(check)),
+                "check": b64url(bytes(check)),
             }
         )
         # Write a complete temp file, then link() it into place: unlike
@@ -289,7 +288,7 @@ class Keystore:
             raise KeystoreCorrupted(f"{where}: unexpected members {sorted(obj)}", file=where)
         if obj["did"] != did:
             raise KeystoreCorrupted(f"{where}: names {obj['did']!r} but its file name is for {did}", file=where)
-        sealed = _b64d(obj["box"], where, "box", KeystoreCorrupted)
+        sealed = b64url_decode(obj["box"], f"{where}: box", KeystoreCorrupted)
         try:
             plaintext = box.decrypt(sealed)
         except nacl.exceptions.CryptoError as e:
@@ -327,7 +326,7 @@ class Keystore:
         if not isinstance(secrets, DidSecrets):
             raise InvalidArgument(f"keystore stores DidSecrets, not {type(secrets).__name__}")
         sealed = box.encrypt(_json_bytes(_secrets_to_obj(secrets)))  # random 24-byte nonce
-        doc = {"format": _KEYFILE_FORMAT, "version": _VERSION, "did": secrets.did, "box": _b64e(bytes(sealed))}
+        doc = {"format": _KEYFILE_FORMAT, "version": _VERSION, "did": secrets.did, "box": b64url(bytes(sealed))}
         return _did_stem(secrets.did) + KEY_SUFFIX, _json_bytes(doc)
 
     def put(self, secrets: DidSecrets) -> None:
