@@ -53,7 +53,7 @@ def run_task(tables: LedgerTables, txn: lmdb.Transaction, task: Task) -> Any:
 
 class Orderer(Protocol):
     """What the service layer needs of an orderer: this module's LocalOrderer (embedded)
-    or ``didnode.ledger.jetstream.JetStreamOrderer`` (cluster)."""
+    or ``didnode.ledger.cluster.JetStreamOrderer`` (cluster)."""
 
     def submit(self, ops: Sequence[Operation | DidnodeError], done: Callback) -> None: ...
 

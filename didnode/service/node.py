@@ -34,7 +34,7 @@ from didnode.store.env import DEFAULT_MAP_SIZE, Store
 from didnode.store.ledger_tables import LedgerTables
 
 if TYPE_CHECKING:
-    from didnode.ledger.jetstream import ClusterStatus, JetStreamOrderer
+    from didnode.ledger.cluster import ClusterStatus, JetStreamOrderer
 
 NODE_KEY_FILE = "node.key"
 DEFAULT_PREPARE_PROCESSES = 2  # see NodeConfig.prepare_processes
@@ -93,7 +93,7 @@ class Node:
         self.jetstream: JetStreamOrderer | None = None
         if config.nats_servers:
             # Imported here: nats-py is only needed in cluster mode (the [cluster] extra).
-            from didnode.ledger.jetstream import ClusterConfig, JetStreamOrderer
+            from didnode.ledger.cluster import ClusterConfig, JetStreamOrderer
 
             cluster = ClusterConfig(servers=tuple(config.nats_servers), network=self.network, stream=config.stream)
             self._cluster_verifier = ProcessVerifier(1)

@@ -1,7 +1,7 @@
 """Cluster-mode rows of the ledger store: where this node is in the stream.
 
 All of it is written by the follower in the same transaction as the batch
-it describes (``didnode.ledger.jetstream``), so after a crash the store's
+it describes (``didnode.ledger.cluster.writer``), so after a crash the store's
 state, its applied stream sequence and its per-DID subject sequences always
 describe the same prefix of the stream: the node resumes exactly once.
 """

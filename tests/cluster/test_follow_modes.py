@@ -12,7 +12,7 @@ from pathlib import Path
 
 from didnode.client import Client, Receipt
 from didnode.ledger import stream as st
-from didnode.ledger.jetstream import _rfc3339_ms
+from didnode.ledger.cluster.follower import _rfc3339_ms
 from tests.cluster.conftest import info, start_cluster_node, stream_info, wait_converged
 from tests.cluster.test_converge import submit_round_robin
 from tests.factory import new_create

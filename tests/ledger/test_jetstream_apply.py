@@ -15,7 +15,8 @@ from didnode.core import builder
 from didnode.core import entry as entry_codec
 from didnode.core.builder import SignedOperation
 from didnode.ledger import stream as st
-from didnode.ledger.jetstream import ClusterConfig, JetStreamOrderer, _Raw
+from didnode.ledger.cluster import ClusterConfig, JetStreamOrderer
+from didnode.ledger.cluster.shared import Raw as _Raw
 from didnode.ledger.trees import roots, transparency_hooks
 from didnode.store.cluster_tables import ClusterTables
 from didnode.store.env import Store
