@@ -9,21 +9,18 @@ the directory is fsync'd (package docstring, on writes and put_many's
 
 from __future__ import annotations
 
-import ctypes
 import os
 import string
 from pathlib import Path
-from typing import Callable, Final
-
-import nacl.utils
+from typing import Final
 
 from didnode.errors import InvalidDid, KeystoreCorrupted, KeystoreError
+from didnode.fileio import write_all, write_atomic
 from didnode.keystore.didsecrets import _check_did
 from didnode.keystore.encoding import _MAX_FILE_BYTES
 
 HEADER_NAME: Final = "keystore.json"
 KEY_SUFFIX: Final = ".key"
-TMP_SUFFIX: Final = ".tmp"
 
 # File-name stems above this are refused: with the ".<stem>.<16 hex>.tmp"
 # temporary name they must still fit the usual 255-byte NAME_MAX.
@@ -90,55 +87,6 @@ def _read_small(path: Path) -> bytes:
     return data
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes the renames/unlinks in the directory durable, not just the data.
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_filesystem(directory: Path) -> None:
-    """Make everything written on ``directory``'s file system durable: one ``syncfs``
-    (Linux), else ``sync``. Raises :class:`KeystoreError` on failure."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if _SYNCFS is not None:
-                if _SYNCFS(fd) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err))
-            else:
-                os.sync()
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise KeystoreError(f"cannot sync the file system of {directory}: {e.strerror or e}", path=str(directory)) from e
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    # syncfs(2) flushes one file system (not every mounted one, as sync does);
-    # it is Linux-only and not in the os module.
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
-
-
-_SYNCFS: Final = _load_syncfs()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _write_new_or_replace(directory: Path, name: str, data: bytes) -> None:
     """put_many's "batch" mode: create ``directory/name`` in place if it does not exist
     (mode 0600, no fsync), else replace it as :func:`_write_atomic` does (without fsync).
@@ -156,7 +104,7 @@ def _write_new_or_replace(directory: Path, name: str, data: bytes) -> None:
     try:
         try:
             os.fchmod(fd, 0o600)  # exact mode whatever the umask
-            _write_all(fd, data)
+            write_all(fd, data)
         finally:
             os.close(fd)
     except OSError as e:
@@ -174,30 +122,7 @@ def _write_atomic(directory: Path, name: str, data: bytes, *, sync_dir: bool, sy
     Raises :class:`KeystoreError` naming the file on any OS error.
     """
     target = directory / name
-    tmp = directory / f".{name}.{nacl.utils.random(8).hex()}{TMP_SUFFIX}"
-    renamed = False
     try:
-        # O_EXCL: never write through a pre-planted file or symlink.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # exact mode whatever the umask
-            _write_all(fd, data)
-            if sync_file:
-                os.fsync(fd)  # data on disk before the rename can make it visible
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        renamed = True
-        if sync_dir:
-            _fsync_dir(directory)
+        write_atomic(target, data, sync_dir=sync_dir, sync_file=sync_file)
     except OSError as e:
         raise KeystoreError(f"cannot write {target}: {e.strerror or e}", file=str(target)) from e
-    finally:
-        if not renamed:
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError:
-                # Best effort: a leftover temp file is harmless (ignored by list()).
-                pass

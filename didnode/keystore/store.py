@@ -22,6 +22,7 @@ import nacl.utils
 
 from didnode.core.encoding import b64url, b64url_decode
 from didnode.errors import InvalidArgument, KeyNotInKeystore, KeystoreCorrupted, KeystoreError, WrongPassphrase
+from didnode.fileio import TMP_SUFFIX, fsync_dir, sync_filesystem, write_all
 from didnode.keystore.didsecrets import DidSecrets
 from didnode.keystore.encoding import (
     _HEADER_FORMAT,
@@ -36,13 +37,9 @@ from didnode.keystore.encoding import (
 from didnode.keystore.files import (
     HEADER_NAME,
     KEY_SUFFIX,
-    TMP_SUFFIX,
     _did_stem,
-    _fsync_dir,
     _read_small,
     _stem_to_did,
-    _sync_filesystem,
-    _write_all,
     _write_atomic,
     _write_new_or_replace,
 )
@@ -182,7 +179,7 @@ class Keystore:
         try:
             try:
                 os.fchmod(fd, 0o600)
-                _write_all(fd, data)
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -190,7 +187,7 @@ class Keystore:
                 os.link(tmp, root / HEADER_NAME)
             except FileExistsError:
                 return
-            _fsync_dir(root)
+            fsync_dir(root)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -409,7 +406,7 @@ class Keystore:
                     for future in futures:
                         future.exception()
                     try:
-                        _fsync_dir(self._path)
+                        fsync_dir(self._path)
                     except OSError as e:
                         raise KeystoreError(f"cannot fsync keystore {self._path}: {e.strerror or e}") from e
                 written += len(futures)
@@ -460,7 +457,10 @@ class Keystore:
                     for future in futures:
                         future.exception()
                     # Whatever was renamed so far becomes durable before we report or raise.
-                    _sync_filesystem(self._path)
+                    try:
+                        sync_filesystem(self._path)
+                    except OSError as e:
+                        raise KeystoreError(f"cannot sync the file system of {self._path}: {e.strerror or e}", path=str(self._path)) from e
                 written += len(entries)
                 pending.clear()
                 if progress is not None:
@@ -485,7 +485,7 @@ class Keystore:
         path = self.file_for(did)
         try:
             path.unlink()
-            _fsync_dir(self._path)
+            fsync_dir(self._path)
         except FileNotFoundError as e:
             raise KeyNotInKeystore(f"no secrets for {did} in keystore {self._path}", did=did) from e
         except OSError as e:

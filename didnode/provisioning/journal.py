@@ -15,65 +15,18 @@ as it is open, so a second run on the same directory fails at once
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import os
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from didnode.errors import JournalCorrupted, ProvisioningError, RunLocked
+from didnode.fileio import fsync_dir, write_all
 
 MAX_JOURNAL_BYTES = 4 << 30
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make renames and creations in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
-
-
-_SYNCFS = _load_syncfs()
-
-
-def sync_filesystem(directory: Path) -> None:
-    """Make everything written on ``directory``'s file system durable with one ``syncfs``
-    (Linux; ``sync`` elsewhere). One call per chunk of bundles replaces a thousand
-    fsyncs. Raises :class:`ProvisioningError` on failure."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if _SYNCFS is None:
-                os.sync()
-            elif _SYNCFS(fd) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err))
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise ProvisioningError(f"cannot sync the file system of {directory}: {exc.strerror or exc}", path=str(directory)) from None
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until everything is written."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class Journal:
@@ -179,4 +132,4 @@ def _parse(path: Path, data: bytes) -> tuple[list[dict[str, Any]], int]:
     return records, pos
 
 
-__all__ = ["Journal", "fsync_dir", "sync_filesystem", "write_all"]
+__all__ = ["Journal"]

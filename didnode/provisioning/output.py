@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from didnode.errors import JournalCorrupted, ProvisioningError
+from didnode.fileio import fsync_dir, write_all
 from didnode.provisioning.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 from didnode.provisioning.chunks import Chunk
-from didnode.provisioning.journal import fsync_dir, write_all
 from didnode.provisioning.spec import BUNDLES_DIR, CSV_COLUMNS, FILE_WORKERS, JOURNAL_NAME, MANIFEST_CSV, MANIFEST_JSONL, RunSpec
 
 

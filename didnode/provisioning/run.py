@@ -78,11 +78,12 @@ from didnode.errors import (
     ProvisioningError,
     RunMismatch,
 )
+from didnode.fileio import sync_filesystem
 from didnode.keystore import DidSecrets, KdfParams, Keystore
 from didnode.provisioning.bundle import Sealer
 from didnode.provisioning.chunks import JOURNAL_CHECK, JOURNAL_FORMAT, JOURNAL_VERSION, Chunk, chunk_from_plan, plan_record, replay
 from didnode.provisioning.devices import DevicePublicKeys
-from didnode.provisioning.journal import Journal, sync_filesystem
+from didnode.provisioning.journal import Journal
 from didnode.provisioning.output import Manifests, RunResult, manifest_rows, write_bundles
 from didnode.provisioning.spec import (
     BUNDLES_DIR,
@@ -516,7 +517,10 @@ class ProvisionRun:
         checkpoint = self._checkpoint()
         op_hashes = [hashlib.sha256(p).hexdigest() for p in chunk.payloads]
         write_bundles(self._files, self.out, self.spec, self.node_address, chunk, positions, op_hashes, checkpoint)
-        sync_filesystem(self.out)  # the chunk's bundles are durable before the manifest names them
+        try:
+            sync_filesystem(self.out)  # the chunk's bundles are durable before the manifest names them
+        except OSError as exc:
+            raise ProvisioningError(f"cannot sync the file system of {self.out}: {exc.strerror or exc}", path=str(self.out)) from None
         sizes = manifests.append(manifest_rows(self.spec, chunk, positions, op_hashes))
         journal.append({"t": "done", "chunk": chunk.index, "positions": positions, "manifest": sizes, "checkpoint": checkpoint})
         self._done += len(chunk)

@@ -37,7 +37,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import queue
 import threading
 import time
@@ -65,7 +64,8 @@ from didnode.errors import (
     RunMismatch,
     SequenceMismatch,
 )
-from didnode.provisioning.journal import Journal, fsync_dir, write_all
+from didnode.fileio import write_atomic
+from didnode.provisioning.journal import Journal
 
 JOURNAL_FORMAT = "didctl-transfer-journal"
 OFFER_FORMAT = "didctl-transfer-offer"
@@ -483,16 +483,8 @@ def write_offer(
         if i % 1024 == 0:
             report(i, len(rows))
     data = ("\n".join(lines) + "\n").encode("ascii")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        write_atomic(path, data, mode=0o644)
     except OSError as exc:
         raise ProvisioningError(f"cannot write offer {path}: {exc.strerror or exc}", file=str(path)) from None
     report(len(rows), len(rows))
