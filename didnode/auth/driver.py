@@ -24,11 +24,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol, Sequence
 
+from didnode.clock import wall_ms
 from didnode.core.credentials import Verifier
 from didnode.core.credentials.model import format_time
 from didnode.core.handshake.machine import Established, Fresh, Initiator, LocalIdentity, Responder
@@ -49,10 +49,6 @@ log = logging.getLogger("didnode.auth")
 
 Recv = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 
@@ -153,7 +149,7 @@ class Party:
     credentials: CredentialChecker | None = None
     wallet: Wallet = field(default_factory=Wallet)
     stapled: StapleVerifier | None = None
-    clock_ms: Callable[[], int] = wall_clock_ms
+    clock_ms: Callable[[], int] = wall_ms
     random_bytes: Callable[[int], bytes] = os.urandom
     stats: Counter[str] = field(default_factory=Counter)
 
@@ -478,5 +474,4 @@ __all__ = [
     "VerifierCredentials",
     "Wallet",
     "describe_credential",
-    "wall_clock_ms",
 ]

@@ -22,9 +22,9 @@ from didnode.auth.driver import (
     KeyStateSource,
     Party,
     Wallet,
-    wall_clock_ms,
 )
 from didnode.auth.peers import ClientCredentials, ClientKeyStates, StapledStateVerifier
+from didnode.clock import wall_ms
 from didnode.core.handshake.machine import Established, LocalIdentity
 from didnode.core.handshake.messages import CredentialRequest, Message
 from didnode.core.handshake.nonces import HandshakeLimits, MemoryNonceStore, NonceStore
@@ -168,7 +168,7 @@ class Authenticator:
         credentials: CredentialChecker | None = None,
         present: Sequence[str] = (),
         stapled: StapledStateVerifier | None = None,
-        clock_ms: Callable[[], int] = wall_clock_ms,
+        clock_ms: Callable[[], int] = wall_ms,
         random_bytes: Callable[[int], bytes] = os.urandom,
         limits: HandshakeLimits = HandshakeLimits(),
     ) -> None:

@@ -13,7 +13,8 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from didnode.auth.driver import KeyStateSource, describe_credential, wall_clock_ms
+from didnode.auth.driver import KeyStateSource, describe_credential
+from didnode.clock import wall_ms
 from didnode.core.credentials import Verifier, VerifyPolicy
 from didnode.core.credentials.resolver import IssuerRecord
 from didnode.core.handshake.messages import CredentialRequest
@@ -51,7 +52,7 @@ class CachedKeyStates:
     Bounded (oldest first evicted).
     """
 
-    def __init__(self, inner: KeyStateSource, max_staleness_ms: int, clock_ms: Callable[[], int] = wall_clock_ms, limit: int = 4096) -> None:
+    def __init__(self, inner: KeyStateSource, max_staleness_ms: int, clock_ms: Callable[[], int] = wall_ms, limit: int = 4096) -> None:
         self.inner = inner
         self.max_staleness_ms = max_staleness_ms
         self.clock_ms = clock_ms
@@ -177,7 +178,7 @@ class StateStapler:
     node instead) rather than failing the handshake.
     """
 
-    def __init__(self, client: "AsyncClient", did: str, refresh_ms: int = 5000, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+    def __init__(self, client: "AsyncClient", did: str, refresh_ms: int = 5000, clock_ms: Callable[[], int] = wall_ms) -> None:
         self.client = client
         self.did = did
         self.refresh_ms = refresh_ms

@@ -21,8 +21,9 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence, Union
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from didnode.auth.driver import HandshakeResponder, KeyStateSource, Party, ResponderSetup, Wallet, wall_clock_ms
+from didnode.auth.driver import HandshakeResponder, KeyStateSource, Party, ResponderSetup, Wallet
 from didnode.auth.peers import CachedKeyStates, ClientCredentials, ClientKeyStates, StateStapler
+from didnode.clock import wall_ms
 from didnode.core.handshake.machine import Established, LocalIdentity
 from didnode.core.handshake.messages import Challenge, Message, Session
 from didnode.core.handshake.nonces import NonceStore
@@ -171,7 +172,7 @@ async def device_responder(
     present: Sequence[str] = (),
     staple: bool = False,
     max_staleness_ms: int = 0,
-    clock_ms: Callable[[], int] = wall_clock_ms,
+    clock_ms: Callable[[], int] = wall_ms,
 ) -> HandshakeResponder:
     """A responder for a device: peers' keys and credentials are checked through the node behind ``client``.
 

@@ -19,8 +19,8 @@ from didnode.auth.driver import (
     Party,
     ResponderSetup,
     VerifierCredentials,
-    wall_clock_ms,
 )
+from didnode.clock import wall_ms
 from didnode.core.handshake.machine import LocalIdentity
 from didnode.core.handshake.nonces import HandshakeLimits
 from didnode.core.keystate import CURRENT, DidState
@@ -93,7 +93,7 @@ class HandshakeSessions:
     second (an operator rotating the node DID stops issuance within 1 s).
     """
 
-    def __init__(self, credentials: object, node_keys: KeyStateSource, node_did: str, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+    def __init__(self, credentials: object, node_keys: KeyStateSource, node_did: str, clock_ms: Callable[[], int] = wall_ms) -> None:
         """``credentials``: a :class:`didnode.service.credentials.CredentialService`."""
         self.issuer = credentials.issuer  # type: ignore[attr-defined]
         self.lifetime_s: int = credentials.session_lifetime_s  # type: ignore[attr-defined]
