@@ -1,4 +1,17 @@
-"""The handshake's used nonces and pending challenges in LMDB (a separate, small environment).
+"""The handshake's used nonces in LMDB: :class:`LmdbNonceStore`, in its own small environment.
+
+The rules (claims, replays, reflections, expiry, bounds, pending challenges,
+purge and flush schedule) are :class:`didnode.core.handshake.nonces.NonceBook`'s,
+the same as :class:`~didnode.core.handshake.nonces.MemoryNonceStore`'s; this
+module only stores and fetches rows (:class:`LmdbRows`). Pending challenges are
+this process's memory (only the stream that carried a challenge can deliver its
+response); a challenge's *nonce* is recorded as used (``OWN``) when the challenge
+is opened, in the same write transaction that claims the hello nonce.
+
+Self-contained on purpose: it opens its own environment and declares its own
+key layout, and imports only ``lmdb``, ``didnode.core`` and ``didnode.errors``
+(devices use it too, and the device SDK must not import ``didnode.store``). It
+is the only handshake module that imports ``lmdb``.
 
 Why a separate environment (``DATA/auth`` on a node) and not the ledger's,
 through the orderer's writer thread:
@@ -23,17 +36,32 @@ not make a replay *succeed* anyway: a replayed hello gets a fresh challenge
 the replayer cannot sign, a replayed challenge cannot echo the initiator's
 fresh nonce; the store makes replays fail early, with ``REPLAY``.)
 
-Pending challenges (deadline, peer address) are this process's memory: only
-the stream that carried a challenge can deliver its response, so nothing
-about it must outlive the process; its nonce is recorded as used (``OWN``)
-when the challenge is opened, in the same transaction that claims the hello
-nonce.
+Layout (named databases of this environment; integers big-endian):
 
-Layout (``didnode.store.layout``): ``auth_nonces`` nonce -> expiry + origin;
-``auth_expiry`` expiry + nonce (purge order); ``auth_pending`` (challenge
-nonce -> deadline + peer address) is only read, for rows an older version
-left there. Thread rules: one event loop (or thread)
-uses a store; :meth:`sync` may run on another thread.
+==============  ============================  ==========================================
+database        key                           value
+==============  ============================  ==========================================
+meta            ``schema_version``            u64 :data:`AUTH_SCHEMA_VERSION`
+auth_nonces     32-byte nonce                 u64 expiry ms + u8 origin (1 peer, 2 own)
+auth_expiry     u64 expiry ms + nonce         empty (purge walks this index in time order)
+==============  ============================  ==========================================
+
+Schema versions: this environment has its own, :data:`AUTH_SCHEMA_VERSION`
+(4). Before it, the environment was opened with the ledger's store code and
+recorded the *ledger's* schema version (1 to 3), with a fourth table,
+``auth_pending`` (challenge nonce -> u64 deadline + peer address), that only
+versions older than the in-memory pending challenges wrote. Such a store is
+migrated when it opens, in one write transaction: each ``auth_pending`` row
+becomes a used ``OWN`` nonce (its stream is gone, so it can never be answered,
+and it must never be accepted again), the table is dropped and version 4 is
+written; its used nonces are kept. A version this code does not know (a newer
+didnode's) is treated like a store that does not open: moved aside, with a
+warning naming the version, and recreated (refusing older hellos).
+Processes of an older didnode must not share an environment with this one
+(an older one would move a version-4 store aside when it opens it).
+
+Thread rules: one event loop (or thread) uses a store; :meth:`LmdbNonceStore.sync`
+may run on another thread.
 """
 
 from __future__ import annotations
@@ -43,283 +71,212 @@ import os
 import struct
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import lmdb
 
-from didnode.core.handshake.nonces import HandshakeLimits, Origin, check_pending
-from didnode.errors import HandshakeReflection, HandshakeReplay, HandshakeStale, HandshakeTimeout, Internal, StoreCorrupted, TooManyPending
-from didnode.store import layout
-from didnode.store.env import Store
+from didnode.core.handshake.nonces import HandshakeLimits, NonceBook, Origin
+from didnode.errors import Internal, StoreCorrupted
 
 log = logging.getLogger("didnode.auth")
 
+T = TypeVar("T")
+
+AUTH_SCHEMA_VERSION = 4
+# Versions an older didnode recorded (the ledger's numbers; the same two tables plus auth_pending).
+MIGRATED_VERSIONS = (1, 2, 3)
+
 AUTH_MAP_SIZE = 64 << 20
-SYNC_INTERVAL_MS = 1000
-PURGE_INTERVAL_MS = 1000
-# While a purge finds a full batch of expired nonces, the next one comes after
-# BACKLOG_INTERVAL_MS instead: a busy responder records two nonces per handshake
-# (3,000/s at 1,500 handshakes/s), more than one batch a second could forget, and
-# a table that only grows ends in TOO_MANY_PENDING. One batch is one write
-# transaction of a few ms, so the event loop is never held long.
-BACKLOG_INTERVAL_MS = 100
-PURGE_BATCH = 2048
+# max_nonces (1,000,000 by default) bounds the tables to about 150 MB; the map grows by doubling.
+MAX_MAP_SIZE = 1 << 40
+
+DB_META = b"meta"
+DB_NONCES = b"auth_nonces"
+DB_EXPIRY = b"auth_expiry"
+DB_LEGACY_PENDING = b"auth_pending"  # read once, by the migration from versions 1-3
+META_SCHEMA = b"schema_version"
+
 _VALUE = struct.Struct(">QB")
 _U64 = struct.Struct(">Q")
 
 
-class LmdbNonceStore:
-    """A :class:`~didnode.core.handshake.nonces.NonceStore` in its own LMDB environment at ``path``.
+class LmdbRows:
+    """:class:`~didnode.core.handshake.nonces.NonceRows` in an LMDB environment (see the module's layout).
 
-    ``now_ms`` (the opening time) decides what pending challenges left by a
-    previous run become: used nonces, since their streams are gone. Raises
-    :class:`Internal` if ``path`` cannot hold an LMDB environment at all.
+    Open with :meth:`open`. ``txn`` arguments are ``lmdb.Transaction`` objects of this environment.
+    """
+
+    durable = True
+
+    def __init__(self, env: lmdb.Environment, path: Path, nonces: lmdb._Database, expiry: lmdb._Database) -> None:
+        """Precondition: made by :meth:`open` (schema checked, ``nonces`` and ``expiry`` the tables' handles)."""
+        self.env = env
+        self.path = path
+        self._nonces = nonces
+        self._expiry = expiry
+
+    @classmethod
+    def open(cls, path: Path, map_size: int, now_ms: int, retention_ms: int) -> LmdbRows:
+        """Open (creating) the environment at ``path``, checking or migrating its schema version.
+
+        ``now_ms`` and ``retention_ms`` date the used nonces a migration makes of
+        ``auth_pending`` rows. Raises :class:`StoreCorrupted` (with LMDB's message,
+        e.g. "... already open in this process") when the environment does not
+        open, or when its schema version is unknown.
+        """
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        try:
+            env = lmdb.open(
+                os.fspath(path),
+                map_size=map_size,
+                max_dbs=8,
+                max_readers=512,
+                sync=False,
+                metasync=False,
+                writemap=True,
+                map_async=True,
+                readahead=False,
+                meminit=False,
+            )
+        except lmdb.Error as exc:
+            raise StoreCorrupted(f"cannot open the handshake store at {path}: {exc}") from None
+        try:
+            # Free reader slots of processes that died holding them (their pinned pages).
+            env.reader_check()
+            with env.begin(write=True) as txn:
+                nonces, expiry = _check_schema(env, txn, path, now_ms + retention_ms)
+            return cls(env, path, nonces, expiry)
+        except lmdb.Error as exc:
+            env.close()
+            raise StoreCorrupted(f"the handshake store at {path} is unreadable: {exc}") from None
+        except BaseException:
+            env.close()
+            raise
+
+    def read(self) -> lmdb.Transaction:
+        return self.env.begin()
+
+    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self._grow()
+            except lmdb.Error as exc:
+                raise Internal(f"the handshake store at {self.path} failed: {exc}") from None
+
+    def _grow(self) -> None:
+        # Precondition (the store's thread rule): this process holds no transaction now.
+        size = self.env.info()["map_size"] * 2
+        if size > MAX_MAP_SIZE:
+            raise Internal(f"the handshake store at {self.path} would exceed {MAX_MAP_SIZE} bytes")
+        self.env.set_mapsize(size)
+
+    def get(self, txn: lmdb.Transaction, nonce: bytes) -> tuple[int, int] | None:
+        raw = txn.get(nonce, db=self._nonces)
+        return None if raw is None else _VALUE.unpack(raw)
+
+    def count(self, txn: lmdb.Transaction) -> int:
+        return int(txn.stat(self._nonces)["entries"])
+
+    def put(self, txn: lmdb.Transaction, nonce: bytes, expires_ms: int, origin: Origin) -> None:
+        txn.put(nonce, _VALUE.pack(expires_ms, origin), db=self._nonces)
+        txn.put(_U64.pack(expires_ms) + nonce, b"", db=self._expiry)
+
+    def forget_expired(self, txn: lmdb.Transaction, now_ms: int, limit: int) -> int:
+        bound = _U64.pack(now_ms + 1)
+        removed = 0
+        cur = txn.cursor(db=self._expiry)
+        if not cur.first():
+            return 0
+        while removed < limit:
+            key = cur.key()
+            if not key or key[:8] >= bound:
+                break
+            nonce = key[8:]
+            raw = txn.get(nonce, db=self._nonces)
+            # Only the row this index entry was written for (a nonce recorded again later
+            # has a later expiry and its own index entry).
+            if raw is not None and raw[:8] == key[:8]:
+                txn.delete(nonce, db=self._nonces)
+            removed += 1
+            if not cur.delete():
+                break
+        return removed
+
+    def sync(self) -> None:
+        try:
+            self.env.sync(True)
+        except lmdb.Error as exc:
+            log.warning("handshake store %s: sync failed: %s", self.path, exc)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _check_schema(env: lmdb.Environment, txn: lmdb.Transaction, path: Path, migrated_expiry_ms: int) -> tuple[lmdb._Database, lmdb._Database]:
+    """Create the tables, and check (or migrate, see the module docstring) the schema version, in
+    the write transaction ``txn``; return the handles of ``auth_nonces`` and ``auth_expiry``
+    (valid once ``txn`` commits). Raises :class:`StoreCorrupted` for an unknown version."""
+    meta = env.open_db(DB_META, txn=txn)
+    nonces = env.open_db(DB_NONCES, txn=txn)
+    expiry = env.open_db(DB_EXPIRY, txn=txn)
+    raw = txn.get(META_SCHEMA, db=meta)
+    version: int | None = None  # None: a new store
+    if raw is not None:
+        if len(raw) != 8:
+            raise StoreCorrupted(f"handshake store {path} has an unreadable schema version {raw!r}")
+        version = _U64.unpack(raw)[0]
+        if version == AUTH_SCHEMA_VERSION:
+            return nonces, expiry
+        if version not in MIGRATED_VERSIONS:
+            raise StoreCorrupted(
+                f"handshake store {path} has schema version {version}; this didnode reads version "
+                f"{AUTH_SCHEMA_VERSION} and migrates versions {MIGRATED_VERSIONS[0]}-{MIGRATED_VERSIONS[-1]}"
+            )
+    # Named databases are keys of the main database: look before opening, so that a new
+    # store never gets an auth_pending table.
+    if txn.get(DB_LEGACY_PENDING) is not None:
+        pending = env.open_db(DB_LEGACY_PENDING, txn=txn, create=False)
+        keys = [k for k, _ in txn.cursor(db=pending)]
+        for k in keys:
+            txn.put(k, _VALUE.pack(migrated_expiry_ms, Origin.OWN), db=nonces)
+            txn.put(_U64.pack(migrated_expiry_ms) + k, b"", db=expiry)
+        txn.drop(pending, delete=True)
+        if keys:
+            log.info("handshake store %s: %d challenges an older version left pending are now used nonces", path, len(keys))
+    txn.put(META_SCHEMA, _U64.pack(AUTH_SCHEMA_VERSION), db=meta)
+    if version is not None:
+        log.info("handshake store %s: migrated from schema version %d to %d", path, version, AUTH_SCHEMA_VERSION)
+    return nonces, expiry
+
+
+class LmdbNonceStore(NonceBook[lmdb.Transaction]):
+    """A :class:`~didnode.core.handshake.nonces.NonceStore` in its own LMDB environment at ``path``:
+    the :class:`~didnode.core.handshake.nonces.NonceBook` rules over :class:`LmdbRows`.
+
+    ``now_ms`` is the opening time: it dates the used nonces a schema migration
+    makes of an older store's pending challenges, and becomes
+    :attr:`not_before_ms` if the store had to be recreated. Raises
+    :class:`Internal` if ``path`` is already open in this process (LMDB allows
+    one handle per process: share the object instead) or cannot hold an LMDB
+    environment at all.
     """
 
     def __init__(self, path: str | os.PathLike[str], now_ms: int, limits: HandshakeLimits = HandshakeLimits(), map_size: int = AUTH_MAP_SIZE) -> None:
-        self.limits = limits
         self.path = Path(path)
-        self.not_before_ms = 0
+        not_before_ms = 0
         try:
-            self.store = Store(self.path, map_size=map_size, sync=False, dbs=layout.AUTH_DBS, writemap=True)
-        except (StoreCorrupted, lmdb.Error) as exc:
+            rows = LmdbRows.open(self.path, map_size, now_ms, limits.retention_ms)
+        except StoreCorrupted as exc:
             if "already open" in str(exc):
-                # Not a damaged store: this process holds it (LMDB allows one handle per process).
+                # Not a damaged store: this process holds it.
                 raise Internal(f"the handshake store {self.path} is already open in this process") from None
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             log.warning("handshake store %s does not open (%s); moved to %s and recreated", self.path, exc, aside)
             os.replace(self.path, aside)
-            self.store = Store(self.path, map_size=map_size, sync=False, dbs=layout.AUTH_DBS, writemap=True)
+            rows = LmdbRows.open(self.path, map_size, now_ms, limits.retention_ms)
             # Replays of hellos recorded in the lost store must stay impossible.
-            self.not_before_ms = now_ms
-        self._nonces = self.store.dbs[layout.DB_AUTH_NONCES]
-        self._expiry = self.store.dbs[layout.DB_AUTH_EXPIRY]
-        self._legacy_pending = self.store.dbs[layout.DB_AUTH_PENDING]
-        self._pending: dict[bytes, tuple[int, str]] = {}  # this process's half-open handshakes: nonce -> (deadline, peer)
-        self._per_peer: dict[str, int] = {}
-        self._pending_total = 0
-        self._backlog = False
-        self._last_purge = 0
-        self._last_sync = now_ms
-        self._dirty = False
-        self._closed = False
-        self._retire_expired(now_ms)
-
-    # -- helpers (inside one write transaction) ----------------------------------
-
-    def _retire_expired(self, now_ms: int, sync: bool = True) -> None:
-        """Challenges past their deadline that an earlier version left in ``auth_pending`` become plain used nonces.
-
-        (This version records a challenge nonce as used when it opens the
-        challenge and keeps the pending part in memory, so it writes no rows
-        there; older stores may still hold some.)
-
-        Unexpired ones are left alone: another process may share this
-        environment (``didctl auth`` next to ``didctl device serve`` for the
-        same DID) and be waiting for their responses. A challenge of a
-        stopped run can never be answered anyway (its stream and secrets are
-        gone), and the purge retires it once its deadline has passed.
-        """
-
-        def run(txn: lmdb.Transaction) -> int:
-            keys = [k for k, v in txn.cursor(db=self._legacy_pending) if _U64.unpack(v[:8])[0] < now_ms]
-            for k in keys:
-                txn.delete(k, db=self._legacy_pending)
-                self._record(txn, k, Origin.OWN, now_ms)
-            return len(keys)
-
-        with self.store.read() as txn:
-            if not txn.stat(self._legacy_pending)["entries"]:
-                return
-        n = self.store.write(run)
-        if n:
-            log.info("handshake store: %d challenges left pending by an earlier run can no longer be answered", n)
-        if sync:
-            self.store.env.sync(True)
-
-    def _check_claim(self, txn: lmdb.Transaction, nonce: bytes, origin: Origin, now_ms: int) -> None:
-        raw = txn.get(nonce, db=self._nonces)
-        have = Origin.ABSENT
-        if raw is not None:
-            expires, stored = _VALUE.unpack(raw)
-            if expires > now_ms:
-                have = Origin(stored)
-        elif nonce in self._pending or txn.get(nonce, db=self._legacy_pending) is not None:
-            have = Origin.OWN
-        if have is Origin.ABSENT:
-            if txn.stat(self._nonces)["entries"] >= self.limits.max_nonces:
-                raise TooManyPending("the nonce store is full of unexpired nonces; retry later")
-            return
-        if have is Origin.OWN and origin is Origin.PEER:
-            raise HandshakeReflection("the peer's nonce is one this party generated itself: its own message came back")
-        raise HandshakeReplay("the nonce was already used by an earlier handshake")
-
-    def _record(self, txn: lmdb.Transaction, nonce: bytes, origin: Origin, now_ms: int) -> None:
-        expires = now_ms + self.limits.retention_ms
-        txn.put(nonce, _VALUE.pack(expires, origin), db=self._nonces)
-        txn.put(_U64.pack(expires) + nonce, b"", db=self._expiry)
-
-    def _write(self, fn: Callable[[lmdb.Transaction], None]) -> None:
-        try:
-            self.store.write(fn)
-        except lmdb.Error as exc:
-            raise Internal(f"the handshake store at {self.path} failed: {exc}") from None
-        self._dirty = True
-
-    # -- NonceStore ----------------------------------------------------------------
-
-    def claim(self, nonce: bytes, origin: Origin, now_ms: int) -> None:
-        """See :meth:`didnode.core.handshake.nonces.NonceStore.claim`."""
-
-        def run(txn: lmdb.Transaction) -> None:
-            self._check_claim(txn, nonce, origin, now_ms)
-            self._record(txn, nonce, origin, now_ms)
-
-        self._write(run)
-
-    def origin(self, nonce: bytes, now_ms: int) -> Origin:
-        """See :meth:`didnode.core.handshake.nonces.NonceStore.origin`."""
-        if nonce in self._pending:
-            return Origin.OWN
-        with self.store.read() as txn:
-            if txn.get(nonce, db=self._legacy_pending) is not None:
-                return Origin.OWN
-            raw = txn.get(nonce, db=self._nonces)
-        if raw is None:
-            return Origin.ABSENT
-        expires, stored = _VALUE.unpack(raw)
-        return Origin(stored) if expires > now_ms else Origin.ABSENT
-
-    def open_challenge(self, nonce_i: bytes, nonce_r: bytes, peer: str, now_ms: int, hello_time_ms: int = -1) -> int:
-        """See :meth:`didnode.core.handshake.nonces.NonceStore.open_challenge`; also refuses
-        hellos dated before :attr:`not_before_ms` (after a lost store).
-
-        One write transaction per handshake: the hello nonce is claimed and the
-        challenge nonce recorded as used (``OWN``) together. The *pending* part
-        (deadline, peer address) lives in this process's memory: only the
-        stream that carried the challenge can ever deliver its response, so a
-        pending challenge means nothing once its process is gone, while its
-        nonce is remembered like any other (another process sharing the
-        environment sees it as this party's own; no restart accepts it again).
-        """
-        if 0 <= hello_time_ms < self.not_before_ms:
-            raise HandshakeStale("the hello is dated before this party's replay records begin (its store was recreated); send a fresh one")
-        check_pending(self._pending_total, self._per_peer.get(peer, 0), peer, self.limits)
-        deadline = now_ms + self.limits.timeout_ms
-
-        def run(txn: lmdb.Transaction) -> None:
-            self._check_claim(txn, nonce_i, Origin.PEER, now_ms)
-            if txn.get(nonce_r, db=self._nonces) is not None or nonce_r in self._pending:
-                # 32 fresh random bytes seen before: a broken RNG, never a peer's doing.
-                raise Internal("a fresh challenge nonce is already in use; the random number generator is broken")
-            self._record(txn, nonce_i, Origin.PEER, now_ms)
-            self._record(txn, nonce_r, Origin.OWN, now_ms)
-
-        self._write(run)
-        # The bounds count this process's half-open handshakes (the ones it holds state for).
-        self._pending[nonce_r] = (deadline, peer)
-        self._pending_total += 1
-        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
-        return deadline
-
-    def _close(self, nonce_r: bytes) -> int:
-        """Release a pending challenge (its nonce stays used); return its deadline, or -1 if it was not pending."""
-        entry = self._pending.pop(nonce_r, None)
-        if entry is None:
-            return -1
-        deadline, peer = entry
-        self._pending_total -= 1
-        left = self._per_peer.get(peer, 1) - 1
-        if left > 0:
-            self._per_peer[peer] = left
-        else:
-            self._per_peer.pop(peer, None)
-        return deadline
-
-    def close_challenge(self, nonce_r: bytes, now_ms: int) -> None:
-        """See :meth:`didnode.core.handshake.nonces.NonceStore.close_challenge` (no storage write:
-        the nonce was recorded as used when the challenge was opened)."""
-        deadline = self._close(nonce_r)
-        if deadline < 0:
-            raise HandshakeReplay("the response answers a challenge that is no longer pending (already answered)")
-        if now_ms > deadline:
-            raise HandshakeTimeout(f"the response came {now_ms - deadline} ms after the challenge's deadline")
-
-    def abandon_challenge(self, nonce_r: bytes, now_ms: int) -> None:
-        """See :meth:`didnode.core.handshake.nonces.NonceStore.abandon_challenge`."""
-        self._close(nonce_r)
-
-    def purge(self, now_ms: int, limit: int = PURGE_BATCH) -> int:
-        """Forget up to ``limit`` expired nonces, and abandon challenges far past their deadline."""
-        stale = [k for k, (deadline, _) in self._pending.items() if deadline + self.limits.timeout_ms <= now_ms][:limit]
-        for k in stale:
-            self._close(k)
-        self._retire_expired(now_ms, sync=False)  # rows an earlier version left in auth_pending (normally none)
-        bound = _U64.pack(now_ms + 1)
-        removed: list[int] = [0]
-
-        def run(txn: lmdb.Transaction) -> None:
-            removed[0] = 0
-            cur = txn.cursor(db=self._expiry)
-            if not cur.first():
-                return
-            while removed[0] < limit:
-                key = cur.key()
-                if not key or key[:8] >= bound:
-                    break
-                nonce = key[8:]
-                raw = txn.get(nonce, db=self._nonces)
-                # Only the record this index entry was written for (a nonce re-recorded
-                # later has a later expiry and its own index entry).
-                if raw is not None and raw[:8] == key[:8]:
-                    txn.delete(nonce, db=self._nonces)
-                removed[0] += 1
-                if not cur.delete():
-                    break
-
-        self._write(run)
-        self._backlog = removed[0] >= limit
-        return removed[0] + len(stale)
-
-    def pending_count(self, peer: str | None = None) -> int:
-        """See :meth:`didnode.core.handshake.nonces.NonceStore.pending_count`."""
-        return self._pending_total if peer is None else self._per_peer.get(peer, 0)
-
-    def __len__(self) -> int:
-        with self.store.read() as txn:
-            return int(txn.stat(self._nonces)["entries"])
-
-    # -- upkeep ----------------------------------------------------------------------
-
-    def maintenance_due(self, now_ms: int) -> bool:
-        """Whether :meth:`maintain` has work (cheap; call after each handshake)."""
-        return now_ms - self._last_purge >= (BACKLOG_INTERVAL_MS if self._backlog else PURGE_INTERVAL_MS)
-
-    def maintain(self, now_ms: int) -> bool:
-        """Purge expired entries (bounded); return whether a :meth:`sync` is due."""
-        self._last_purge = now_ms
-        self.purge(now_ms)
-        if self._dirty and now_ms - self._last_sync >= SYNC_INTERVAL_MS:
-            self._last_sync = now_ms
-            self._dirty = False
-            return True
-        return False
-
-    def sync(self) -> None:
-        """Flush committed transactions to disk (may run on another thread)."""
-        try:
-            self.store.env.sync(True)
-        except lmdb.Error as exc:
-            log.warning("handshake store %s: sync failed: %s", self.path, exc)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        """Flush and close (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        self.sync()
-        self.store.close()
+            not_before_ms = now_ms
+        super().__init__(rows, limits, not_before_ms, now_ms)

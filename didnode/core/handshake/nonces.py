@@ -1,4 +1,4 @@
-"""Single-use nonces and pending challenges: the interface and an in-memory store.
+"""Single-use nonces and pending challenges: the rules, once, over two storage backends.
 
 A *used nonce* is remembered with its origin (``OWN``: this party generated
 it; ``PEER``: a peer sent it) until it expires. It must be remembered for as
@@ -13,19 +13,46 @@ sent to and a deadline. Pending challenges are bounded per peer address and
 in total, and the used-nonce table is bounded too, so a flood of hellos ends
 in :class:`TooManyPending` instead of exhausting memory or disk.
 
-:class:`MemoryNonceStore` keeps all of it in dictionaries (tests, and
-devices without storage); :class:`didnode.store.auth_store.LmdbNonceStore`
-keeps it in LMDB so that replays stay detected across a restart.
+Who decides what: :class:`NonceBook` holds every rule (what a pending
+challenge is and its bounds, when a nonce is a replay or a reflection, when
+a record expires, when the table is full, when to purge and flush) and the
+pending challenges themselves, which are always this process's memory: only
+the stream that carried a challenge can deliver its response, so nothing
+about a pending challenge must outlive the process. Its *nonce* is a used
+nonce like any other, recorded when the challenge is opened. The used-nonce
+rows go to a :class:`NonceRows` backend, which only stores and fetches them:
+
+* :class:`MemoryNonceStore`: a dict and a heap (tests, devices without
+  storage; forgets everything with its process, hence ``not_before_ms``);
+* :class:`didnode.store.auth_store.LmdbNonceStore`: an LMDB environment, so
+  that replays stay detected across a restart.
+
+Both are a :class:`NonceBook` over their rows, so they refuse, accept, expire
+and purge alike; ``tests/auth/test_nonce_store.py`` runs one contract against
+both.
 """
 
 from __future__ import annotations
 
 import heapq
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Protocol
+from typing import Callable, Generic, Protocol, TypeVar
 
-from didnode.errors import HandshakeReflection, HandshakeReplay, HandshakeStale, HandshakeTimeout, TooManyPending
+from didnode.errors import HandshakeReflection, HandshakeReplay, HandshakeStale, HandshakeTimeout, Internal, TooManyPending
+
+# Upkeep (see NonceBook.maintenance_due): purge expired records about once a
+# second, in bounded batches so that the event loop is never held long (one
+# batch is one write transaction of a few ms in LMDB). While a batch comes back
+# full, the next one is due after BACKLOG_INTERVAL_MS instead: a busy responder
+# records two nonces per handshake (3,000/s at 1,500 handshakes/s), more than
+# one batch a second could forget, and a table that only grows ends in
+# TOO_MANY_PENDING. A durable backend is flushed at most once a second.
+PURGE_BATCH = 2048
+PURGE_INTERVAL_MS = 1000
+BACKLOG_INTERVAL_MS = 100
+SYNC_INTERVAL_MS = 1000
 
 
 class Origin(IntEnum):
@@ -59,7 +86,7 @@ class HandshakeLimits:
 
 
 class NonceStore(Protocol):
-    """Where a party remembers used nonces and its pending challenges.
+    """Where a party remembers used nonces and its pending challenges (what the handshake machines call).
 
     Every method takes the caller's ``now_ms`` (no clock inside). Methods
     raise; none returns a flag for a failure.
@@ -78,25 +105,26 @@ class NonceStore(Protocol):
         ...
 
     def open_challenge(self, nonce_i: bytes, nonce_r: bytes, peer: str, now_ms: int, hello_time_ms: int = -1) -> int:
-        """Atomically claim the peer's hello nonce ``nonce_i`` and record the pending challenge
-        ``nonce_r`` for ``peer``; return its deadline (ms). Raises as :meth:`claim`,
-        :class:`TooManyPending` when ``peer`` or everyone has too many pending challenges, and
-        :class:`HandshakeStale` when the hello (``hello_time_ms``) is dated before the store's
-        records begin (a store that forgot its history cannot vouch for older nonces)."""
+        """Atomically claim the peer's hello nonce ``nonce_i`` and record the challenge nonce
+        ``nonce_r`` as used (``OWN``, from now on), and open the pending challenge for ``peer``;
+        return its deadline (ms). Raises as :meth:`claim`, :class:`TooManyPending` when
+        ``peer`` or everyone has too many pending challenges, and :class:`HandshakeStale` when
+        the hello (``hello_time_ms``) is dated before the store's records begin (a store that
+        forgot its history cannot vouch for older nonces)."""
         ...
 
     def close_challenge(self, nonce_r: bytes, now_ms: int) -> None:
-        """The response to ``nonce_r`` verified: the challenge becomes a used OWN nonce.
-        Raises :class:`HandshakeTimeout` past its deadline (it is closed all the same),
-        :class:`HandshakeReplay` if it is not pending (already closed)."""
+        """The response to ``nonce_r`` verified: the challenge is no longer pending (its nonce
+        stays used). Raises :class:`HandshakeTimeout` past its deadline (it is closed all the
+        same), :class:`HandshakeReplay` if it is not pending (already closed)."""
         ...
 
     def abandon_challenge(self, nonce_r: bytes, now_ms: int) -> None:
         """The handshake failed or timed out: release the pending slot; the nonce stays used. Idempotent."""
         ...
 
-    def purge(self, now_ms: int, limit: int = 4096) -> int:
-        """Forget up to ``limit`` expired nonces and pending challenges; return how many."""
+    def purge(self, now_ms: int, limit: int = PURGE_BATCH) -> int:
+        """Forget up to ``limit`` expired nonces, and release challenges far past their deadline; return how many."""
         ...
 
     def pending_count(self, peer: str | None = None) -> int:
@@ -120,113 +148,274 @@ class NonceStore(Protocol):
         ...
 
 
-class MemoryNonceStore:
-    """:class:`NonceStore` in memory. Not thread-safe: one per event loop."""
+Txn = TypeVar("Txn")
+T = TypeVar("T")
 
-    def __init__(self, limits: HandshakeLimits = HandshakeLimits(), not_before_ms: int = 0) -> None:
-        """``not_before_ms``: refuse hellos dated earlier (pass the start time: a memory
-        store forgets every nonce when its process exits)."""
+
+class NonceRows(Protocol[Txn]):
+    """The storage a :class:`NonceBook` keeps used-nonce rows in: ``nonce -> (expires_ms, origin)``,
+    plus an index in expiry order to forget them by. A backend decides nothing: no rule, no clock.
+
+    ``Txn`` is the backend's transaction handle (an LMDB transaction; nothing for memory): every
+    row method gets the one of the :meth:`read` or :meth:`write` it runs in.
+    """
+
+    durable: bool
+    """Whether :meth:`sync` does anything (whether a flush is ever due)."""
+
+    def read(self) -> AbstractContextManager[Txn]:
+        """A read-only view for :meth:`get` and :meth:`count`."""
+        ...
+
+    def write(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in one atomic write and return its result.
+
+        Preconditions on ``fn``: it has no effect outside the rows (a backend
+        may run it again from scratch, as LMDB does after growing its map), and
+        it raises only before its first :meth:`put` (the memory backend cannot
+        roll back; an LMDB transaction is aborted). Storage failures raise
+        :class:`didnode.errors.Internal`.
+        """
+        ...
+
+    def get(self, txn: Txn, nonce: bytes) -> tuple[int, int] | None:
+        """``(expires_ms, origin)`` of ``nonce``'s row, expired or not; None if it has none."""
+        ...
+
+    def count(self, txn: Txn) -> int:
+        """How many rows there are (expired ones not yet forgotten included)."""
+        ...
+
+    def put(self, txn: Txn, nonce: bytes, expires_ms: int, origin: Origin) -> None:
+        """Write ``nonce``'s row (replacing any) and its expiry index entry. Only inside :meth:`write`."""
+        ...
+
+    def forget_expired(self, txn: Txn, now_ms: int, limit: int) -> int:
+        """Walk the expiry index from the oldest entry: remove up to ``limit`` entries with expiry
+        ``<= now_ms``, and each one's row if the row still has that expiry (a nonce recorded again
+        later has a later expiry and its own entry). Return how many entries it removed. Only
+        inside :meth:`write`."""
+        ...
+
+    def sync(self) -> None:
+        """Flush committed writes to disk (may run on another thread; never raises)."""
+        ...
+
+    def close(self) -> None:
+        """Release the storage (called once, after a final :meth:`sync`)."""
+        ...
+
+
+class NonceBook(Generic[Txn]):
+    """:class:`NonceStore`: every rule of used nonces and pending challenges, over a :class:`NonceRows`.
+
+    Not thread-safe: one event loop (or thread) uses a store; only :meth:`sync`
+    may run on another thread. Transactions: :meth:`claim` and
+    :meth:`open_challenge` are one write each, :meth:`origin` one read,
+    :meth:`close_challenge` and :meth:`abandon_challenge` none (the challenge
+    nonce was recorded when the challenge was opened), :meth:`purge` one write.
+    """
+
+    def __init__(self, rows: NonceRows[Txn], limits: HandshakeLimits, not_before_ms: int = 0, now_ms: int = 0) -> None:
+        """``not_before_ms``: refuse hellos dated earlier (the moment the rows' history begins,
+        for a store that lost or never had older records). ``now_ms``: the opening time (the
+        flush schedule counts from it)."""
+        self.rows = rows
         self.limits = limits
         self.not_before_ms = not_before_ms
-        self._used: dict[bytes, tuple[int, Origin]] = {}
-        self._expiry: list[tuple[int, bytes]] = []
+        # This process's half-open handshakes: challenge nonce -> (deadline, peer). Never stored:
+        # only the stream that carried a challenge can deliver its response.
         self._pending: dict[bytes, tuple[int, str]] = {}
         self._per_peer: dict[str, int] = {}
+        self._backlog = False
+        self._last_purge = 0
+        self._last_sync = now_ms
+        self._dirty = False
+        self._closed = False
 
-    def __len__(self) -> int:
-        return len(self._used)
+    # -- the rules (inside one write) -----------------------------------------------
 
-    def _check_claim(self, nonce: bytes, origin: Origin, now_ms: int) -> None:
-        have = self.origin(nonce, now_ms)
-        if have is Origin.ABSENT:
-            if len(self._used) >= self.limits.max_nonces and not self.purge(now_ms):
-                raise TooManyPending(f"the nonce store holds {len(self._used)} unexpired nonces, its limit; retry later")
+    def _origin_of(self, row: tuple[int, int] | None, nonce: bytes, now_ms: int) -> int:
+        if row is not None and row[0] > now_ms:
+            return row[1]
+        # A pending challenge's nonce has a row from the moment it was opened; this only
+        # matters if that row expired first (a retention shorter than a pending challenge's
+        # life), and keeps the nonce of a challenge still in flight from being accepted.
+        return Origin.OWN if nonce in self._pending else Origin.ABSENT
+
+    @staticmethod
+    def _refuse_used(have: int, origin: Origin) -> None:
+        """Raise unless ``have`` is ABSENT: a replay, or a reflection when a peer presents our own nonce."""
+        if have == Origin.ABSENT:
             return
-        if have is Origin.OWN and origin is Origin.PEER:
+        if have == Origin.OWN and origin is Origin.PEER:
             raise HandshakeReflection("the peer's nonce is one this party generated itself: its own message came back")
         raise HandshakeReplay("the nonce was already used by an earlier handshake")
 
-    def _record(self, nonce: bytes, origin: Origin, now_ms: int) -> None:
-        expires = now_ms + self.limits.retention_ms
-        self._used[nonce] = (expires, origin)
-        heapq.heappush(self._expiry, (expires, nonce))
+    def _room(self, txn: Txn, need: int, now_ms: int) -> bool:
+        """Whether ``need`` more rows fit under ``max_nonces``, after forgetting a batch of
+        expired ones if they do not (only unexpired nonces may fill the table: forgetting an
+        unexpired one early would reopen replay)."""
+        rows, most = self.rows, self.limits.max_nonces
+        if rows.count(txn) + need <= most:
+            return True
+        rows.forget_expired(txn, now_ms, PURGE_BATCH)
+        return rows.count(txn) + need <= most
+
+    def _write(self, fn: Callable[[Txn], T]) -> T:
+        result = self.rows.write(fn)
+        self._dirty = True
+        return result
+
+    def _full(self) -> TooManyPending:
+        return TooManyPending(f"the nonce store holds {self.limits.max_nonces} unexpired nonces, its limit; retry later")
+
+    # -- NonceStore -----------------------------------------------------------------
 
     def claim(self, nonce: bytes, origin: Origin, now_ms: int) -> None:
-        self._check_claim(nonce, origin, now_ms)
-        self._record(nonce, origin, now_ms)
+        """See :meth:`NonceStore.claim`. One write."""
+        rows, expires = self.rows, now_ms + self.limits.retention_ms
+
+        def run(txn: Txn) -> bool:
+            row = rows.get(txn, nonce)
+            self._refuse_used(self._origin_of(row, nonce, now_ms), origin)
+            # A full table returns (committing the batch _room forgot) rather than raising.
+            if not self._room(txn, 1 if row is None else 0, now_ms):
+                return False
+            rows.put(txn, nonce, expires, origin)
+            return True
+
+        if not self._write(run):
+            raise self._full()
 
     def origin(self, nonce: bytes, now_ms: int) -> Origin:
+        """See :meth:`NonceStore.origin`. At most one read."""
         if nonce in self._pending:
             return Origin.OWN
-        entry = self._used.get(nonce)
-        if entry is None or entry[0] <= now_ms:
-            return Origin.ABSENT
-        return entry[1]
+        with self.rows.read() as txn:
+            row = self.rows.get(txn, nonce)
+        return Origin(row[1]) if row is not None and row[0] > now_ms else Origin.ABSENT
 
     def open_challenge(self, nonce_i: bytes, nonce_r: bytes, peer: str, now_ms: int, hello_time_ms: int = -1) -> int:
+        """See :meth:`NonceStore.open_challenge`; also refuses hellos dated before :attr:`not_before_ms`.
+
+        Precondition: ``nonce_r`` is fresh (32 random bytes drawn for this
+        challenge); one already recorded raises :class:`Internal` (a broken
+        random number generator, never a peer's doing).
+
+        The challenge nonce is recorded as used *here*, in the same write that
+        claims the hello nonce, and not when the challenge closes: so a crash,
+        a lost pending entry or a handshake nobody closes can never leave an
+        issued challenge nonce unrecorded, its retention counts from when it
+        was issued, and closing or abandoning costs no write (one write per
+        responder handshake). The pending part (deadline, peer) is memory.
+        """
         if 0 <= hello_time_ms < self.not_before_ms:
             raise HandshakeStale("the hello is dated before this party's replay records begin; send a fresh one")
-        self._check_claim(nonce_i, Origin.PEER, now_ms)
+        # The bounds first: no I/O, so a flood over them is refused before any write.
         _check_pending(len(self._pending), self._per_peer.get(peer, 0), peer, self.limits)
-        self._record(nonce_i, Origin.PEER, now_ms)
+        if nonce_i == nonce_r:
+            # The hello carries the nonce just drawn for this challenge (the machine refuses this
+            # earlier); one row for two nonces would break the table's accounting.
+            raise HandshakeReflection("the hello's nonce is this party's own challenge nonce")
+        rows, expires = self.rows, now_ms + self.limits.retention_ms
+
+        def run(txn: Txn) -> bool:
+            row = rows.get(txn, nonce_i)
+            self._refuse_used(self._origin_of(row, nonce_i, now_ms), Origin.PEER)
+            if rows.get(txn, nonce_r) is not None or nonce_r in self._pending:
+                raise Internal("a fresh challenge nonce is already in use; the random number generator is broken")
+            if not self._room(txn, 2 if row is None else 1, now_ms):
+                return False
+            rows.put(txn, nonce_i, expires, Origin.PEER)
+            rows.put(txn, nonce_r, expires, Origin.OWN)
+            return True
+
+        if not self._write(run):
+            raise self._full()
         deadline = now_ms + self.limits.timeout_ms
         self._pending[nonce_r] = (deadline, peer)
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         return deadline
 
-    def _release(self, nonce_r: bytes) -> tuple[int, str] | None:
+    def _release(self, nonce_r: bytes) -> int:
+        """Release a pending challenge (its nonce stays used); return its deadline, or -1 if it was not pending."""
         entry = self._pending.pop(nonce_r, None)
-        if entry is not None:
-            peer = entry[1]
-            left = self._per_peer[peer] - 1
-            if left:
-                self._per_peer[peer] = left
-            else:
-                del self._per_peer[peer]
-        return entry
+        if entry is None:
+            return -1
+        deadline, peer = entry
+        left = self._per_peer[peer] - 1
+        if left:
+            self._per_peer[peer] = left
+        else:
+            del self._per_peer[peer]
+        return deadline
 
     def close_challenge(self, nonce_r: bytes, now_ms: int) -> None:
-        entry = self._release(nonce_r)
-        if entry is None:
+        """See :meth:`NonceStore.close_challenge`. No write: the nonce was recorded when the challenge opened."""
+        deadline = self._release(nonce_r)
+        if deadline < 0:
             raise HandshakeReplay("the response answers a challenge that is no longer pending (already answered)")
-        self._record(nonce_r, Origin.OWN, now_ms)
-        if now_ms > entry[0]:
-            raise HandshakeTimeout(f"the response came {now_ms - entry[0]} ms after the challenge's deadline")
+        if now_ms > deadline:
+            raise HandshakeTimeout(f"the response came {now_ms - deadline} ms after the challenge's deadline")
 
     def abandon_challenge(self, nonce_r: bytes, now_ms: int) -> None:
-        if self._release(nonce_r) is not None:
-            self._record(nonce_r, Origin.OWN, now_ms)
+        """See :meth:`NonceStore.abandon_challenge`. No write."""
+        self._release(nonce_r)
 
-    def purge(self, now_ms: int, limit: int = 4096) -> int:
-        n = 0
-        while self._expiry and self._expiry[0][0] <= now_ms and n < limit:
-            expires, nonce = heapq.heappop(self._expiry)
-            entry = self._used.get(nonce)
-            # A nonce re-recorded later has a later expiry: keep that record.
-            if entry is not None and entry[0] == expires:
-                del self._used[nonce]
-                n += 1
-        stale = [k for k, (deadline, _) in self._pending.items() if deadline + self.limits.timeout_ms <= now_ms]
-        for k in stale[: max(0, limit - n)]:
-            self.abandon_challenge(k, now_ms)
-            n += 1
-        return n
+    def purge(self, now_ms: int, limit: int = PURGE_BATCH) -> int:
+        """See :meth:`NonceStore.purge`: releases up to ``limit`` challenges a whole timeout past
+        their deadline (their drivers should have released them; this is the backstop) and
+        forgets up to ``limit`` expired rows, in one write."""
+        grace = self.limits.timeout_ms
+        stale = [k for k, (deadline, _) in self._pending.items() if deadline + grace <= now_ms][:limit]
+        for k in stale:
+            self._release(k)
+        rows = self.rows
+        removed = self._write(lambda txn: rows.forget_expired(txn, now_ms, limit))
+        self._backlog = removed >= limit
+        return removed + len(stale)
 
     def pending_count(self, peer: str | None = None) -> int:
+        """See :meth:`NonceStore.pending_count`."""
         return len(self._pending) if peer is None else self._per_peer.get(peer, 0)
 
+    def __len__(self) -> int:
+        """How many used-nonce rows the backend holds (expired ones not yet purged included)."""
+        with self.rows.read() as txn:
+            return self.rows.count(txn)
+
+    # -- upkeep -----------------------------------------------------------------------
+
     def maintenance_due(self, now_ms: int) -> bool:
-        return bool(self._expiry) and self._expiry[0][0] <= now_ms
+        """See :meth:`NonceStore.maintenance_due`: once a second, every 100 ms while purges come back full."""
+        return now_ms - self._last_purge >= (BACKLOG_INTERVAL_MS if self._backlog else PURGE_INTERVAL_MS)
 
     def maintain(self, now_ms: int) -> bool:
+        """See :meth:`NonceStore.maintain`: a flush is due at most once a second, and only for a durable backend."""
+        self._last_purge = now_ms
         self.purge(now_ms)
+        if self.rows.durable and self._dirty and now_ms - self._last_sync >= SYNC_INTERVAL_MS:
+            self._last_sync = now_ms
+            self._dirty = False
+            return True
         return False
 
     def sync(self) -> None:
-        """Nothing to flush: a memory store is gone with its process (see ``not_before_ms``)."""
+        """See :meth:`NonceStore.sync`."""
+        self.rows.sync()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Flush and release the rows (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.rows.sync()
+        self.rows.close()
 
 
 def _check_pending(total: int, of_peer: int, peer: str, limits: HandshakeLimits) -> None:
@@ -239,4 +428,60 @@ def _check_pending(total: int, of_peer: int, peer: str, limits: HandshakeLimits)
         raise TooManyPending(f"{total} handshakes are half-open, the limit; retry later")
 
 
-check_pending = _check_pending
+class MemoryRows:
+    """:class:`NonceRows` in a dict and a heap (the expiry index). Its "transaction" is None."""
+
+    durable = False
+
+    def __init__(self) -> None:
+        self._rows: dict[bytes, tuple[int, int]] = {}
+        self._expiry: list[tuple[int, bytes]] = []
+
+    # read() returns the rows themselves as a context manager: no allocation per read.
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def read(self) -> MemoryRows:
+        return self
+
+    def write(self, fn: Callable[[None], T]) -> T:
+        return fn(None)
+
+    def get(self, txn: None, nonce: bytes) -> tuple[int, int] | None:
+        return self._rows.get(nonce)
+
+    def count(self, txn: None) -> int:
+        return len(self._rows)
+
+    def put(self, txn: None, nonce: bytes, expires_ms: int, origin: Origin) -> None:
+        self._rows[nonce] = (expires_ms, origin)
+        heapq.heappush(self._expiry, (expires_ms, nonce))
+
+    def forget_expired(self, txn: None, now_ms: int, limit: int) -> int:
+        n = 0
+        heap, rows = self._expiry, self._rows
+        while n < limit and heap and heap[0][0] <= now_ms:
+            expires, nonce = heapq.heappop(heap)
+            row = rows.get(nonce)
+            if row is not None and row[0] == expires:
+                del rows[nonce]
+            n += 1
+        return n
+
+    def sync(self) -> None:
+        """Nothing to flush: memory rows are gone with their process (see ``not_before_ms``)."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class MemoryNonceStore(NonceBook[None]):
+    """:class:`NonceStore` in memory: the :class:`NonceBook` rules over :class:`MemoryRows`. Not thread-safe: one per event loop."""
+
+    def __init__(self, limits: HandshakeLimits = HandshakeLimits(), not_before_ms: int = 0) -> None:
+        """``not_before_ms``: refuse hellos dated earlier (pass the start time: a memory
+        store forgets every nonce when its process exits)."""
+        super().__init__(MemoryRows(), limits, not_before_ms)
