@@ -467,15 +467,21 @@ class KeyNotValidAtIssuance(CredentialInvalid):
 
 
 class CredentialKeyRotated(KeyRotated, CredentialInvalid):
-    """Signed by a key rotated out before the credential's claimed signing time (reason KEY_ROTATED)."""
+    """Signed by a key rotated out before the credential's claimed signing time."""
+
+    reason = "CREDENTIAL_KEY_ROTATED"
 
 
 class CredentialKeyRevoked(KeyRevoked, CredentialInvalid):
-    """Signed by a key revoked as compromised: it verifies nothing (reason KEY_REVOKED)."""
+    """Signed by a key revoked as compromised: it verifies nothing."""
+
+    reason = "CREDENTIAL_KEY_REVOKED"
 
 
 class CredentialBadSignature(InvalidSignature, CredentialInvalid):
-    """The JWS signature does not verify: header or payload was altered, or forged (reason BAD_SIGNATURE)."""
+    """The JWS signature does not verify: header or payload was altered, or forged."""
+
+    reason = "CREDENTIAL_BAD_SIGNATURE"
 
 
 class IssuerUnknown(CredentialInvalid):
@@ -706,47 +712,69 @@ class TooManyPending(ResourceExhausted, AuthenticationFailed):
 
 
 class PeerWrongNetwork(WrongNetwork, AuthenticationFailed):
-    """The peer's handshake names another network (reason WRONG_NETWORK)."""
+    """The peer's handshake names another network."""
+
+    reason = "PEER_WRONG_NETWORK"
 
 
 class PeerKeyRotated(KeyRotated, AuthenticationFailed):
-    """The peer signs with a key rotated out on the ledger (reason KEY_ROTATED)."""
+    """The peer signs with a key rotated out on the ledger."""
+
+    reason = "PEER_KEY_ROTATED"
 
 
 class PeerKeyRevoked(KeyRevoked, AuthenticationFailed):
-    """The peer signs with a key revoked on the ledger (reason KEY_REVOKED)."""
+    """The peer signs with a key revoked on the ledger."""
+
+    reason = "PEER_KEY_REVOKED"
 
 
 class PeerDeactivated(DidDeactivated, AuthenticationFailed):
-    """The peer's DID is deactivated (reason DEACTIVATED)."""
+    """The peer's DID is deactivated."""
+
+    reason = "PEER_DEACTIVATED"
 
 
 class PeerUnknown(UnknownDid, AuthenticationFailed):
-    """The peer's DID does not exist on the ledger (reason UNKNOWN_DID)."""
+    """The peer's DID does not exist on the ledger."""
+
+    reason = "PEER_UNKNOWN"
 
 
 class PeerUnknownKey(UnknownKey, AuthenticationFailed):
-    """The peer names a key id its DID never had (reason UNKNOWN_KEY)."""
+    """The peer names a key id its DID never had."""
+
+    reason = "PEER_UNKNOWN_KEY"
 
 
 class PeerInvalidKey(InvalidKey, AuthenticationFailed):
-    """The peer's ephemeral X25519 key is a low-order point (reason INVALID_KEY)."""
+    """The peer's ephemeral X25519 key is a low-order point."""
+
+    reason = "PEER_INVALID_KEY"
 
 
 class HandshakeMalformed(MalformedMessage, AuthenticationFailed):
-    """A handshake message is truncated, garbage, or breaks the schema (reason MALFORMED_MESSAGE)."""
+    """A handshake message is truncated, garbage, or breaks the schema."""
+
+    reason = "HANDSHAKE_MALFORMED"
 
 
 class HandshakeTooLarge(TooLarge, AuthenticationFailed):
-    """A handshake message or one of its fields is over its limit (reason TOO_LARGE)."""
+    """A handshake message or one of its fields is over its limit."""
+
+    reason = "HANDSHAKE_TOO_LARGE"
 
 
 class HandshakeBadSignature(InvalidSignature, AuthenticationFailed):
-    """The peer's transcript signature does not verify (reason BAD_SIGNATURE)."""
+    """The peer's transcript signature does not verify."""
+
+    reason = "HANDSHAKE_BAD_SIGNATURE"
 
 
 class HandshakeStale(StaleRequest, AuthenticationFailed):
-    """A hello's timestamp is outside the responder's replay window (reason STALE_REQUEST)."""
+    """A hello's timestamp is outside the responder's replay window."""
+
+    reason = "HANDSHAKE_STALE"
 
 
 # --------------------------------------------------------------------------

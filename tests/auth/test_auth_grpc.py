@@ -125,14 +125,14 @@ def test_node_refuses_a_revoked_device_key(shared_node: RunningNode, client: Cli
     revoke(client, dev, admin)
     with pytest.raises(errors.KeyRevoked) as exc:
         asyncio.run(authenticate(shared_node.address, me(dev), node=shared_node.address))
-    assert exc.value.reason == "KEY_REVOKED" and exc.value.details["by"] == "responder"
+    assert exc.value.reason == "PEER_KEY_REVOKED" and exc.value.details["by"] == "responder"
 
 
 def test_node_refuses_garbage_and_truncated_frames(shared_node: RunningNode) -> None:
     _, err = asyncio.run(raw_call(shared_node.address, [b"\xff\x00garbage"]))
-    assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT and status_reason(err) == "MALFORMED_MESSAGE"
+    assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT and status_reason(err) == "HANDSHAKE_MALFORMED"
     _, err = asyncio.run(raw_call(shared_node.address, [encode(_hello_of(make_identity_for_frames()))[:20]]))
-    assert err is not None and status_reason(err) == "MALFORMED_MESSAGE"
+    assert err is not None and status_reason(err) == "HANDSHAKE_MALFORMED"
 
 
 def make_identity_for_frames() -> Identity:
@@ -169,9 +169,9 @@ def test_node_refuses_a_replayed_hello_across_sessions(shared_node: RunningNode,
 def test_node_refuses_the_wrong_network_and_unknown_dids(shared_node: RunningNode, client: Client) -> None:
     dev = make(client)
     _, err = asyncio.run(raw_call(shared_node.address, [encode(_hello_of(dev, "othernet"))]))
-    assert err is not None and status_reason(err) == "WRONG_NETWORK"
+    assert err is not None and status_reason(err) == "PEER_WRONG_NETWORK"
     _, err = asyncio.run(raw_call(shared_node.address, [encode(_hello_of(make_identity_for_frames()))]))
-    assert err is not None and status_reason(err) == "UNKNOWN_DID" and err.code() == grpc.StatusCode.NOT_FOUND
+    assert err is not None and status_reason(err) == "PEER_UNKNOWN" and err.code() == grpc.StatusCode.NOT_FOUND
 
 
 # --------------------------------------------------------------------------
@@ -189,7 +189,7 @@ def test_device_to_device_then_revocation_applies_to_the_next_handshake(shared_n
         revoke(client, a, admin)
         with pytest.raises(errors.PeerKeyRevoked) as exc:
             await authenticate(address, me(b), node=shared_node.address)
-        assert exc.value.reason == "KEY_REVOKED"
+        assert exc.value.reason == "PEER_KEY_REVOKED"
 
     asyncio.run(with_device(shared_node, a, tmp_path, body))
 

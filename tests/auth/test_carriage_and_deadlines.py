@@ -257,9 +257,9 @@ def test_a_bad_hello_header_is_refused_with_its_reason(shared_node: RunningNode,
 
     async def run() -> None:
         a = shared_node.address
-        assert await _hello_header_refused(a, ()) == "MALFORMED_MESSAGE"  # no hello at all
-        assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, b"\xff\x00garbage"),)) == "MALFORMED_MESSAGE"
-        assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, hello[: len(hello) // 2]),)) == "MALFORMED_MESSAGE"  # truncated
+        assert await _hello_header_refused(a, ()) == "HANDSHAKE_MALFORMED"  # no hello at all
+        assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, b"\xff\x00garbage"),)) == "HANDSHAKE_MALFORMED"
+        assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, hello[: len(hello) // 2]),)) == "HANDSHAKE_MALFORMED"  # truncated
         assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, not_a_hello),)) == "OUT_OF_ORDER"
         async with AsyncClient(a) as nc:
             node_state = await ClientKeyStates(nc).key_state((await nc.node_info()).node_did)

@@ -4,7 +4,7 @@ The devices are real subprocesses (address read from their first stdout
 line, stopped with SIGTERM); ``didctl`` runs in-process through click's
 runner against the same node and keystore. After an admin revokes a
 device's key with ``didctl did revoke-key``, the very next handshake with
-that device fails with KEY_REVOKED.
+that device fails with PEER_KEY_REVOKED.
 """
 
 from __future__ import annotations
@@ -135,10 +135,10 @@ def test_after_revoke_key_the_next_handshake_with_that_device_fails_revoked(flee
     fleet.ctl.invoke("auth", "--as", fleet.b.did, fleet.a.address)
     fleet.ctl.invoke("did", "revoke-key", fleet.a.did, "key-1", "--as", fleet.admin)
     # The device still signs with its revoked key: the initiator's ledger check refuses it ...
-    fleet.ctl.fail("auth", "--as", fleet.b.did, fleet.a.address, code=1, reason="KEY_REVOKED")
+    fleet.ctl.fail("auth", "--as", fleet.b.did, fleet.a.address, code=1, reason="PEER_KEY_REVOKED")
     # ... and the device itself has no current authentication key left to authenticate with.
     fleet.ctl.fail("auth", "--as", fleet.a.did, fleet.b.address, code=1, reason="UNKNOWN_KEY")
     # SIGTERM stops the device gracefully, and its log names both outcomes.
     code, log = fleet.a.stop()
     assert code == 0, log
-    assert "authenticated " in log and "[KEY_REVOKED]" in log
+    assert "authenticated " in log and "[PEER_KEY_REVOKED]" in log

@@ -139,7 +139,7 @@ def test_hello_replayed_after_the_window_is_stale_not_accepted(w: World) -> None
     r2 = Responder(w.local(b), NET, Fresh.draw(det_random("much later")), nr)
     with pytest.raises(errors.HandshakeStale) as exc:
         r2.check_hello(run.hello, later)
-    assert reason_of(exc) == "STALE_REQUEST"
+    assert reason_of(exc) == "HANDSHAKE_STALE"
 
 
 def test_replayed_challenge_in_a_new_session_is_a_replay(w: World) -> None:
@@ -288,7 +288,7 @@ def test_hello_from_another_network_is_wrong_network(w: World) -> None:
     i, r = pair(w, a, b, network_i="testnet")
     with pytest.raises(errors.PeerWrongNetwork) as exc:
         r.check_hello(i.hello(NOW), NOW)
-    assert reason_of(exc) == "WRONG_NETWORK"
+    assert reason_of(exc) == "PEER_WRONG_NETWORK"
 
 
 def test_challenge_from_another_network_is_wrong_network(w: World) -> None:
@@ -299,7 +299,7 @@ def test_challenge_from_another_network_is_wrong_network(w: World) -> None:
     c = r.challenge(w.state(a.did), NOW)
     with pytest.raises(errors.PeerWrongNetwork) as exc:
         i.check_challenge(dataclasses.replace(c, network="testnet"), NOW)
-    assert reason_of(exc) == "WRONG_NETWORK"
+    assert reason_of(exc) == "PEER_WRONG_NETWORK"
 
 
 def test_unsupported_version_is_refused(w: World) -> None:
@@ -321,7 +321,7 @@ def test_initiator_signing_with_a_rotated_key_is_refused(w: World) -> None:
     r.check_hello(i.hello(NOW), NOW)
     with pytest.raises(errors.PeerKeyRotated) as exc:
         r.challenge(w.state(a.did), NOW)
-    assert reason_of(exc) == "KEY_ROTATED"
+    assert reason_of(exc) == "PEER_KEY_ROTATED"
     # The new key authenticates.
     complete(w, *pair(w, a, b, seed="after"))
 
@@ -337,7 +337,7 @@ def test_responder_signing_with_a_revoked_key_is_refused(w: World) -> None:
     i.check_challenge(c, NOW)
     with pytest.raises(errors.PeerKeyRevoked) as exc:
         i.verify_challenge(w.state(b.did))
-    assert reason_of(exc) == "KEY_REVOKED"
+    assert reason_of(exc) == "PEER_KEY_REVOKED"
 
 
 def test_initiator_signing_with_a_revoked_key_is_refused(w: World) -> None:
@@ -348,7 +348,7 @@ def test_initiator_signing_with_a_revoked_key_is_refused(w: World) -> None:
     r.check_hello(i.hello(NOW), NOW)
     with pytest.raises(errors.PeerKeyRevoked) as exc:
         r.challenge(w.state(a.did), NOW)
-    assert reason_of(exc) == "KEY_REVOKED"
+    assert reason_of(exc) == "PEER_KEY_REVOKED"
     assert r.nonces.pending_count() == 0, "a refused hello leaves no pending state"
 
 
@@ -360,7 +360,7 @@ def test_deactivated_did_is_refused(w: World) -> None:
     r.check_hello(i.hello(NOW), NOW)
     with pytest.raises(errors.PeerDeactivated) as exc:
         r.challenge(w.state(a.did), NOW)
-    assert reason_of(exc) == "DEACTIVATED"
+    assert reason_of(exc) == "PEER_DEACTIVATED"
 
 
 def test_unknown_did_is_refused(w: World) -> None:
@@ -371,7 +371,7 @@ def test_unknown_did_is_refused(w: World) -> None:
     h = r.check_hello(i.hello(NOW), NOW)
     with pytest.raises(errors.PeerUnknown) as exc:
         w.state(h.initiator_did)
-    assert reason_of(exc) == "UNKNOWN_DID"
+    assert reason_of(exc) == "PEER_UNKNOWN"
 
 
 def test_key_agreement_key_offered_as_authentication_key_is_refused(w: World) -> None:
@@ -406,7 +406,7 @@ def test_unknown_key_id_is_refused(w: World) -> None:
     r.check_hello(i.hello(NOW), NOW)
     with pytest.raises(errors.PeerUnknownKey) as exc:
         r.challenge(w.state(a.did), NOW)
-    assert reason_of(exc) == "UNKNOWN_KEY"
+    assert reason_of(exc) == "PEER_UNKNOWN_KEY"
 
 
 def test_impostor_without_the_private_key_fails_the_signature(w: World) -> None:
@@ -420,7 +420,7 @@ def test_impostor_without_the_private_key_fails_the_signature(w: World) -> None:
     i.verify_challenge(w.state(b.did))
     with pytest.raises(errors.HandshakeBadSignature) as exc:
         r.check_response(i.response(), NOW)
-    assert reason_of(exc) == "BAD_SIGNATURE"
+    assert reason_of(exc) == "HANDSHAKE_BAD_SIGNATURE"
 
 
 # --------------------------------------------------------------------------
@@ -461,7 +461,7 @@ def test_low_order_ephemeral_key_is_refused(w: World) -> None:
     r.check_hello(dataclasses.replace(i.hello(NOW), ephemeral_key=bytes(32)), NOW)
     with pytest.raises(errors.PeerInvalidKey) as exc:
         r.challenge(w.state(a.did), NOW)
-    assert reason_of(exc) == "INVALID_KEY"
+    assert reason_of(exc) == "PEER_INVALID_KEY"
 
 
 # --------------------------------------------------------------------------
@@ -478,7 +478,7 @@ def test_hello_breaking_the_schema_is_malformed(w: World, field_name: str, value
     i, r = pair(w, a, b)
     with pytest.raises(errors.HandshakeMalformed) as exc:
         r.check_hello(dataclasses.replace(i.hello(NOW), **{field_name: value}), NOW)
-    assert reason_of(exc) == "MALFORMED_MESSAGE"
+    assert reason_of(exc) == "HANDSHAKE_MALFORMED"
 
 
 def test_response_before_any_hello_is_out_of_order(w: World) -> None:

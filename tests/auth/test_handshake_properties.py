@@ -92,7 +92,7 @@ def test_truncated_and_garbage_messages_fail(k: int) -> None:
     for cut in (0, 1, len(HONEST[k]) // 2, len(HONEST[k]) - 1):
         with pytest.raises(DidnodeError) as exc:
             handshake(k, lambda raw, cut=cut: raw[:cut])
-        assert exc.value.reason in ("MALFORMED_MESSAGE", "OUT_OF_ORDER")
+        assert exc.value.reason in ("HANDSHAKE_MALFORMED", "OUT_OF_ORDER")
     with pytest.raises(DidnodeError) as exc:
         handshake(k, lambda raw: b"\xff\xfe garbage \x00\x01" * 3)
-    assert exc.value.reason == "MALFORMED_MESSAGE"
+    assert exc.value.reason == "HANDSHAKE_MALFORMED"

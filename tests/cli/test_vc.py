@@ -67,7 +67,7 @@ def test_wrong_subject_and_tampering(ctl: Didctl, parties: tuple[str, str], tmp_
     ctl.fail("vc", "verify", str(f), "--subject", mfr, code=1, reason="SUBJECT_MISMATCH")
     h, p, s = token.split(".")
     f.write_text(f"{h}.{p}.{s[:5]}{'B' if s[5] == 'A' else 'A'}{s[6:]}")
-    result = ctl.fail("vc", "verify", str(f), code=1, reason="BAD_SIGNATURE")
+    result = ctl.fail("vc", "verify", str(f), code=1, reason="CREDENTIAL_BAD_SIGNATURE")
     assert "-     validity" in result.stdout  # skipped after a failed gate
 
 

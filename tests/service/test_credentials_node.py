@@ -60,7 +60,7 @@ def test_verify_on_the_node_and_offline(client: Client) -> None:
     wrong = client.verify_credential(token, expected_subject=other.did)
     assert not wrong.valid and wrong.reason == "SUBJECT_MISMATCH" and isinstance(wrong.error, errors.SubjectMismatch)
     bad = client.verify_credential(token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB"))
-    assert bad.reason == "BAD_SIGNATURE" and isinstance(bad.error, errors.CredentialBadSignature)
+    assert bad.reason == "CREDENTIAL_BAD_SIGNATURE" and isinstance(bad.error, errors.CredentialBadSignature)
     assert client.verify_credential("x" * 20_000).reason == "TOKEN_TOO_LARGE"
 
 
@@ -120,13 +120,13 @@ def test_key_fates_on_the_ledger(client: Client) -> None:
     time.sleep(1.1)
     after_old = attestation(old, dev.did)
     assert client.verify_credential(before).valid
-    assert client.verify_credential(after_old).reason == "KEY_ROTATED"
+    assert client.verify_credential(after_old).reason == "CREDENTIAL_KEY_ROTATED"
     rec = client.issuer_record(mfr.did)
     assert rec.key_times["key-1"][1] > rec.key_times["key-1"][0] and rec.key_times["key-2"][1] == -1
     # Revoking the old key as compromised: nothing it signed verifies any more.
     st = client.state(mfr.did)
     client.submit(builder.sign(builder.revoke("local", mfr.did, st.seq + 1, st.last, "key-1", "compromised", bytes(mfr.next_key.verify_key)), [(builder.next_kid(mfr.did), mfr.next_key)]))
-    assert client.verify_credential(before).reason == "KEY_REVOKED"
+    assert client.verify_credential(before).reason == "CREDENTIAL_KEY_REVOKED"
     current = attestation(Issuer(mfr.did, key_id, auth), dev.did)
     assert client.verify_credential(current).valid
     st = client.state(mfr.did)

@@ -48,7 +48,6 @@ from didnode.core.credentials.resolver import IssuerCache, KeyView, Resolver
 from didnode.core.credentials.status_list import StatusList, read_list
 from didnode.core.keystate import REVOKED, ROTATED
 from didnode.errors import (
-    CredentialBadSignature,
     CredentialExpired,
     CredentialInvalid,
     CredentialKeyRevoked,
@@ -185,20 +184,8 @@ class VerificationReport:
         return out
 
 
-# Reasons shared with the ledger's classes: a remote report's reason maps back to
-# the credential twin, so report.error is always a CredentialInvalid.
-_TWINS: dict[str, type[CredentialInvalid]] = {
-    "KEY_REVOKED": CredentialKeyRevoked,
-    "KEY_ROTATED": CredentialKeyRotated,
-    "BAD_SIGNATURE": CredentialBadSignature,
-}
-
-
 def credential_error(reason: str, message: str, details: Mapping[str, str] | None = None) -> CredentialInvalid:
     """The :class:`CredentialInvalid` for a reason code received from a peer (e.g. the node's report)."""
-    cls = _TWINS.get(reason)
-    if cls is not None:
-        return cls(message, **dict(details or {}))
     err = error_for_reason(reason, message, details)
     if isinstance(err, CredentialInvalid):
         return err

@@ -63,4 +63,4 @@ def test_jwcrypto_signed_credential_verifies_with_ours() -> None:
     stranger = jwk.JWK.generate(kty="OKP", crv="Ed25519")
     forged = jws.JWS(json.dumps(claims))
     forged.add_signature(stranger, alg="EdDSA", protected=json_encode({"alg": "EdDSA", "kid": ident.kid, "typ": "vc+jwt"}))
-    assert ledger.verifier().verify(forged.serialize(compact=True), T0 + 2000).reason == "BAD_SIGNATURE"
+    assert ledger.verifier().verify(forged.serialize(compact=True), T0 + 2000).reason == "CREDENTIAL_BAD_SIGNATURE"

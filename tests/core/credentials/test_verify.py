@@ -62,7 +62,7 @@ def test_gate_failure_skips_the_rest(ledger: TimedLedger) -> None:
     tampered = f"{h}.{p}.{s[:10]}{'A' if s[10] != 'A' else 'B'}{s[11:]}"
     report = ledger.verifier().verify(tampered, T0 + MINUTE)
     outcomes = {c.name: c.outcome for c in report.checks}
-    assert report.reason == "BAD_SIGNATURE" and isinstance(report.error, errors.InvalidSignature)
+    assert report.reason == "CREDENTIAL_BAD_SIGNATURE" and isinstance(report.error, errors.InvalidSignature)
     assert outcomes == {
         "format": PASSED, "claims": PASSED, "issuer": PASSED, "key_state": PASSED, "signature": FAILED,
         "validity": SKIPPED, "subject": SKIPPED, "status": SKIPPED,
@@ -80,10 +80,10 @@ def test_tampered_payload_and_header(ledger: TimedLedger) -> None:
     h, p, s = tok.split(".")
     claims = json.loads(b64url_decode(p))
     claims["credentialSubject"]["id"] = claims["sub"] = other.did
-    assert reason_of(ledger, f"{h}.{b64url(json.dumps(claims).encode())}.{s}", now) == "BAD_SIGNATURE"
+    assert reason_of(ledger, f"{h}.{b64url(json.dumps(claims).encode())}.{s}", now) == "CREDENTIAL_BAD_SIGNATURE"
     header = json.loads(b64url_decode(h))
     header["typ"] = "application/vc+jwt"  # still in the profile, but not what was signed
-    assert reason_of(ledger, f"{b64url(json.dumps(header).encode())}.{p}.{s}", now) == "BAD_SIGNATURE"
+    assert reason_of(ledger, f"{b64url(json.dumps(header).encode())}.{p}.{s}", now) == "CREDENTIAL_BAD_SIGNATURE"
 
 
 @pytest.mark.parametrize(("alg", "reason"), [("none", "ALG_NOT_ALLOWED"), ("HS256", "ALG_NOT_ALLOWED"), ("ES256K", "ALG_NOT_ALLOWED")])
@@ -197,10 +197,10 @@ def test_rotated_key_verifies_what_it_signed_before_the_rotation(ledger: TimedLe
     v = ledger.verifier()
     report = v.verify(before, now)
     assert report.valid and "rotated out" in report.check("key_state").message
-    assert reason_of(ledger, after_with_old_key, now) == "KEY_ROTATED"
+    assert reason_of(ledger, after_with_old_key, now) == "CREDENTIAL_KEY_ROTATED"
     assert v.verify(after_with_new_key, now).valid
     strict = ledger.verifier(VerifyPolicy(accept_rotated_keys=False))
-    assert strict.verify(before, now).reason == "KEY_ROTATED"
+    assert strict.verify(before, now).reason == "CREDENTIAL_KEY_ROTATED"
     # A credential claiming a time before the new key existed is refused.
     assert reason_of(ledger, attestation(new, dev.did, T0 + 5 * MINUTE), now) == "KEY_NOT_VALID_AT_ISSUANCE"
 
@@ -213,7 +213,7 @@ def test_revoked_key_verifies_nothing(ledger: TimedLedger) -> None:
     ledger.at(T0 + 10 * MINUTE)
     ledger.revoke(ident, "key-1")
     report = ledger.verifier().verify(tok, T0 + 11 * MINUTE)
-    assert report.reason == "KEY_REVOKED" and isinstance(report.error, errors.KeyRevoked)
+    assert report.reason == "CREDENTIAL_KEY_REVOKED" and isinstance(report.error, errors.KeyRevoked)
     assert isinstance(report.error, errors.CredentialInvalid)
 
 
@@ -225,7 +225,7 @@ def test_revoked_after_rotation_still_verifies_nothing(ledger: TimedLedger) -> N
     ledger.rotate(ident)
     assert ledger.verifier().verify(tok, T0 + 3 * MINUTE).valid
     ledger.revoke(ident, "key-1")
-    assert reason_of(ledger, tok, T0 + 4 * MINUTE) == "KEY_REVOKED"
+    assert reason_of(ledger, tok, T0 + 4 * MINUTE) == "CREDENTIAL_KEY_REVOKED"
 
 
 def test_deactivated_issuer(ledger: TimedLedger) -> None:
@@ -257,7 +257,7 @@ def test_warm_cache_sees_revocation_only_after_its_ttl(ledger: TimedLedger) -> N
     assert v.verify(tok, T0 + 2 * MINUTE).valid
     ledger.revoke(ident, "key-1")
     assert v.verify(tok, T0 + 2 * MINUTE + 1000).valid  # cached key state, within its TTL
-    assert v.verify(tok, T0 + 3 * MINUTE).reason == "KEY_REVOKED"
+    assert v.verify(tok, T0 + 3 * MINUTE).reason == "CREDENTIAL_KEY_REVOKED"
 
 
 # --------------------------------------------------------------------------
@@ -349,5 +349,5 @@ def test_status_list_signed_by_a_key_revoked_later(ledger: TimedLedger) -> None:
     assert ledger.verifier().verify(tok, now + 2 * MINUTE).valid  # list and credential signed before the rotation
     ledger.revoke(ident, "key-1")
     report = ledger.verifier().verify(tok, now + 3 * MINUTE)
-    assert report.reason == "KEY_REVOKED"  # the credential itself; its status is not even looked at
+    assert report.reason == "CREDENTIAL_KEY_REVOKED"  # the credential itself; its status is not even looked at
     assert new.kid.endswith("#key-2")
