@@ -67,7 +67,7 @@ from didnode.core import builder  # noqa: E402
 from didnode.core.builder import SignedOperation  # noqa: E402
 from didnode.auth.peers import CachedKeyStates, ClientKeyStates
 from didnode.clock import wall_ms as wall_clock_ms  # noqa: E402
-from didnode.store.auth_store import LmdbNonceStore  # noqa: E402
+from didnode.auth.lmdb_nonces import LmdbNonceStore  # noqa: E402
 
 BIN = Path(sys.executable).parent
 NET = "local"  # the network of a node started without --network

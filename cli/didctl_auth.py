@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import click
 
@@ -36,7 +36,9 @@ from didnode.core.keystate import DidState
 from didnode.errors import DidnodeError, InvalidArgument
 from didnode.auth.peers import ClientCredentials, ClientKeyStates, StapledStateVerifier
 from didnode.clock import wall_ms as wall_clock_ms
-from didnode.store.auth_store import LmdbNonceStore
+
+if TYPE_CHECKING:
+    from didnode.auth.lmdb_nonces import LmdbNonceStore
 
 STATE_ENV = "DIDCTL_AUTH_STATE"
 
@@ -166,6 +168,8 @@ def auth_command(
     policy = load_policy(policy_file) if policy_file is not None else (require_credentials(required) if required else None)
     present = read_credentials(present_files)
     identity, _, network = identity_of(ctl, did)
+    from didnode.auth.lmdb_nonces import LmdbNonceStore  # loads LMDB: only for the commands that keep handshake state
+
     store = LmdbNonceStore(auth_state_dir(ctl, did, state_dir), wall_clock_ms(), limits(handshake_timeout))
     try:
         est = asyncio.run(_authenticate(ctl, identity, network, peer, store, policy, present, expect, max_staleness, handshake_timeout))
@@ -277,6 +281,8 @@ def device_serve(
     present = read_credentials(present_files)
     identity, _, network = identity_of(ctl, did)
     ctl.close()  # the blocking client is done; the server uses its own asyncio client
+    from didnode.auth.lmdb_nonces import LmdbNonceStore  # loads LMDB: only for the commands that keep handshake state
+
     store = LmdbNonceStore(auth_state_dir(ctl, did, state_dir), wall_clock_ms(), limits(handshake_timeout))
     try:
         asyncio.run(_serve(ctl, identity, network, listen, store, policy, present, staple))

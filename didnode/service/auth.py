@@ -27,7 +27,7 @@ from didnode.core.keystate import CURRENT, DidState
 from didnode.errors import Internal
 from didnode.service.ledger import LedgerService
 from didnode.service.node import Node
-from didnode.store.auth_store import LmdbNonceStore
+from didnode.auth.lmdb_nonces import LmdbNonceStore
 
 AUTH_DIR = "auth"
 
@@ -140,7 +140,7 @@ def node_identity(node: Node, ledger: LedgerService) -> LocalIdentity:
 def node_responder(node: Node, ledger: LedgerService, limits: HandshakeLimits = HandshakeLimits()) -> HandshakeResponder:
     """The node as responder: any DID on its ledger may authenticate; it then gets a session credential.
 
-    Handshake state lives in ``DATA/auth`` (see :mod:`didnode.store.auth_store`),
+    Handshake state lives in ``DATA/auth`` (see :mod:`didnode.auth.lmdb_nonces`),
     flushed and closed at process exit.
     """
     from didnode.service.credentials import CredentialService

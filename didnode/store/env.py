@@ -41,8 +41,7 @@ class Store:
     ) -> None:
         """Open (creating) the environment at ``path`` with the named databases ``dbs``.
 
-        ``dbs`` must include ``layout.DB_META`` (the schema version lives there);
-        the handshake's environment passes ``layout.AUTH_DBS``. ``writemap``
+        ``dbs`` must include ``layout.DB_META`` (the schema version lives there). ``writemap``
         (only with ``sync=False``) makes commits write the memory map instead of
         issuing ``pwrite`` calls: no syscall per commit.
         """

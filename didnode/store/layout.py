@@ -39,17 +39,9 @@ DB_CHECKPOINTS = b"checkpoints"
 DB_STREAM_SUBJECTS = b"stream_subj"
 ALL_DBS = (DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_MERKLE, DB_SMT, DB_CHECKPOINTS, DB_STREAM_SUBJECTS)
 
-# The handshake's state (didnode.store.auth_store) lives in its own small
-# environment, DATA/auth, not in the ledger's: its writes (two per handshake)
-# need not be durable per commit, and must never queue behind the ledger's
-# single writer or its fsyncs.
-#   auth_nonces   32-byte nonce                  u64 expiry ms + u8 origin (1 peer, 2 own)
-#   auth_expiry   u64 expiry ms + 32-byte nonce  empty (purge walks this index in time order)
-#   auth_pending  32-byte challenge nonce        u64 deadline ms + UTF-8 peer address
-DB_AUTH_NONCES = b"auth_nonces"
-DB_AUTH_EXPIRY = b"auth_expiry"
-DB_AUTH_PENDING = b"auth_pending"
-AUTH_DBS = (DB_META, DB_AUTH_NONCES, DB_AUTH_EXPIRY, DB_AUTH_PENDING)
+# The handshake's state lives in its own small environment (DATA/auth), with its
+# own layout in didnode.auth.lmdb_nonces: devices keep the same state, and the
+# device SDK does not import the node's store.
 
 META_SCHEMA = b"schema_version"
 META_NETWORK = b"network"

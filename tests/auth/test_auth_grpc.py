@@ -26,7 +26,7 @@ from didnode.core.handshake import Fresh, HandshakeLimits, Initiator, LocalIdent
 from didnode.core.handshake.messages import CredentialRequest
 from didnode.auth.peers import ClientCredentials, ClientKeyStates
 from didnode.clock import wall_ms as wall_clock_ms
-from didnode.store.auth_store import LmdbNonceStore
+from didnode.auth.lmdb_nonces import LmdbNonceStore
 from didnode.wire.handshake import METHOD
 from didnode.wire.handshake import decode, encode
 from tests.conftest import RunningNode

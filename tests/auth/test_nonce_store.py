@@ -15,8 +15,8 @@ from didnode import errors
 from didnode.core.handshake import HandshakeLimits, MemoryNonceStore, Origin
 from didnode.core.handshake import nonces as core_nonces
 from didnode.core.handshake.nonces import NonceBook
-from didnode.store import auth_store
-from didnode.store.auth_store import LmdbNonceStore
+from didnode.auth import lmdb_nonces as auth_store
+from didnode.auth.lmdb_nonces import LmdbNonceStore
 
 NOW = 1_700_000_000_000
 LIMITS = HandshakeLimits(timeout_ms=1000, max_skew_ms=2000, max_pending_total=4, max_pending_per_peer=2, max_nonces=50)

@@ -24,7 +24,7 @@ rows go to a :class:`NonceRows` backend, which only stores and fetches them:
 
 * :class:`MemoryNonceStore`: a dict and a heap (tests, devices without
   storage; forgets everything with its process, hence ``not_before_ms``);
-* :class:`didnode.store.auth_store.LmdbNonceStore`: an LMDB environment, so
+* :class:`didnode.auth.lmdb_nonces.LmdbNonceStore`: an LMDB environment, so
   that replays stay detected across a restart.
 
 Both are a :class:`NonceBook` over their rows, so they refuse, accept, expire
