@@ -23,7 +23,7 @@ from didnode.core.handshake import (
     Session,
 )
 from didnode.core.handshake import transcript as tr
-from didnode.core.handshake.crypto import hkdf_expand, hkdf_extract
+from didnode.core.handshake.crypto import hkdf_extract, hmac_sha256
 from didnode.core.handshake.machine import LocalIdentity
 from tests.auth.world import NET, NOW, World, complete, det_random, pair
 from tests.factory import adopt_rotation, new_create, rotate_op
@@ -60,6 +60,19 @@ def test_fresh_randomness_gives_a_fresh_session(w: World) -> None:
     two = complete(w, *pair(w, a, b, seed="two"))
     assert one.initiator.session_key != two.initiator.session_key
     assert one.initiator.session_id != two.initiator.session_id
+
+
+def hkdf_expand(prk: bytes, info: bytes, length: int = 32) -> bytes:
+    """RFC 5869 HKDF-Expand with SHA-256, written out in full: the reference the handshake's
+    inlined one-block key schedule is checked against (the handshake itself never calls it)."""
+    out = b""
+    block = b""
+    counter = 1
+    while len(out) < length:
+        block = hmac_sha256(prk, block + info + bytes((counter,)))
+        out += block
+        counter += 1
+    return out[:length]
 
 
 def test_hkdf_matches_rfc5869_test_case_1() -> None:

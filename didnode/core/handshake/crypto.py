@@ -23,7 +23,6 @@ from nacl.exceptions import RuntimeError as NaclRuntimeError
 
 from didnode.errors import HandshakeBadSignature, PeerInvalidKey
 
-HASH_BYTES = 32
 _ZERO32 = bytes(32)
 
 
@@ -77,23 +76,6 @@ def hmac_sha256(key: bytes, data: bytes) -> bytes:
 def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
     """RFC 5869 HKDF-Extract with SHA-256 (an empty salt means 32 zero bytes)."""
     return hmac_sha256(salt or _ZERO32, ikm)
-
-
-def hkdf_expand(prk: bytes, info: bytes, length: int = HASH_BYTES) -> bytes:
-    """RFC 5869 HKDF-Expand with SHA-256. Precondition: ``length <= 255 * 32``."""
-    if length > 255 * HASH_BYTES:
-        raise ValueError("HKDF-Expand output is limited to 255 hash lengths")
-    if length == HASH_BYTES:
-        # Every key of the handshake: T(1) = HMAC(PRK, info || 0x01) is the whole output.
-        return hmac_sha256(prk, info + b"\x01")
-    out = b""
-    block = b""
-    counter = 1
-    while len(out) < length:
-        block = hmac_sha256(prk, block + info + bytes((counter,)))
-        out += block
-        counter += 1
-    return out[:length]
 
 
 def mac_equal(a: bytes, b: bytes) -> bool:

@@ -17,7 +17,6 @@ The state transition that produces these states is in
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -81,21 +80,6 @@ class KeyRecord:
         if self.reason:
             out["reason"] = self.reason
         return out
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "KeyRecord":
-        return cls(
-            d["id"],
-            d["type"],
-            d["publicKeyMultibase"],
-            tuple(d["purposes"]),
-            d["fate"],
-            d["addedSeq"],
-            d["addedPos"],
-            d.get("endedSeq", -1),
-            d.get("endedPos", -1),
-            d.get("reason", ""),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,41 +152,6 @@ class DidState:
         if self.resources:
             out["resources"] = [dict(r) for r in self.resources]
         return out
-
-    def to_json_text(self) -> str:
-        """The JSON view as canonical JSON text (what the gRPC ``state_json`` fields carry)."""
-        return canonical.encode(self.to_json()).decode("utf-8")
-
-    @classmethod
-    def from_json(cls, d: Any) -> "DidState":
-        """Inverse of :meth:`to_json`; raises :class:`StoreCorrupted` on a value it did not produce."""
-        try:
-            return cls(
-                d["did"],
-                d["seq"],
-                d["last"],
-                d["status"],
-                d["next"],
-                tuple(d["controllers"]),
-                tuple(d["services"]),
-                tuple(KeyRecord.from_json(k) for k in d["keys"]),
-                d["created"]["pos"],
-                d["created"]["time"],
-                d["updated"]["pos"],
-                d["updated"]["time"],
-                tuple(d.get("resources", ())),
-            )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise StoreCorrupted(f"state JSON does not decode: {exc!r}") from None
-
-    @classmethod
-    def from_json_text(cls, text: str | bytes) -> "DidState":
-        """:meth:`from_json` of JSON text (a gRPC ``state_json`` field); raises :class:`StoreCorrupted`."""
-        try:
-            d = json.loads(text)
-        except ValueError as exc:
-            raise StoreCorrupted(f"state JSON does not parse: {exc}") from None
-        return cls.from_json(d)
 
     def to_record(self) -> bytes:
         """The binary state record (see "State record" below): what the store keeps,
