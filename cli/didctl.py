@@ -38,7 +38,6 @@ from didnode.errors import DidnodeError, KeystoreError, Unavailable
 from didnode.keystore import Keystore, kdf_from_env
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_KEYSTORE = 4
 

@@ -22,7 +22,6 @@ supplies its key states, credential checks and session issuer).
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -44,8 +43,6 @@ from didnode.errors import (
     PeerUnknown,
     UnknownDid,
 )
-
-log = logging.getLogger("didnode.auth")
 
 Recv = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
