@@ -10,10 +10,16 @@ of the write transaction that runs after the batch's operations, in a nested
 transaction, and is answered after the same commit. This is how other
 writers (e.g. signing a checkpoint) share the one LMDB writer without a
 second write transaction, and see exactly the state the batch produced.
+
+What every orderer shares is defined here once: the :class:`Orderer`
+protocol, the ``done`` callback and task types, :class:`TaskRequest` (a task
+queued for the writer), :func:`run_task` and :func:`settle`. The cluster
+orderer (``didnode.ledger.cluster``) uses them as this one does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from dataclasses import dataclass
@@ -31,6 +37,14 @@ from didnode.store.ledger_tables import LedgerTables
 Callback = Callable[[list[Outcome]], None]
 Task = Callable[[lmdb.Transaction], Any]
 log = logging.getLogger("didnode.orderer")
+
+
+@dataclass(slots=True)
+class TaskRequest:
+    """A task queued for the writer; ``done`` gets its result (or its error) after the commit."""
+
+    task: Task
+    done: Callable[[Any], None]
 
 
 def run_task(tables: LedgerTables, txn: lmdb.Transaction, task: Task) -> Any:
@@ -51,6 +65,18 @@ def run_task(tables: LedgerTables, txn: lmdb.Transaction, task: Task) -> Any:
         return Internal("internal error in a writer task; see the node log")
 
 
+def settle(fut: "asyncio.Future[Any]", result: Any) -> None:
+    """Resolve ``fut`` with ``result`` unless it is done already.
+
+    For an orderer's ``done`` callback handed to an event loop with
+    ``call_soon_threadsafe``: the coroutine awaiting ``fut`` may have been
+    cancelled (a client gone, a shutdown) before the callback ran, and
+    ``set_result`` on a cancelled future raises.
+    """
+    if not fut.done():
+        fut.set_result(result)
+
+
 class Orderer(Protocol):
     """What the service layer needs of an orderer: this module's LocalOrderer (embedded)
     or ``didnode.ledger.cluster.JetStreamOrderer`` (cluster)."""
@@ -67,8 +93,7 @@ class Orderer(Protocol):
 @dataclass(slots=True)
 class _Request:
     ops: Sequence[Operation | DidnodeError]
-    done: Callable[[list[Any]], None]
-    task: Task | None = None  # a task request carries no ops
+    done: Callback
 
 
 class LocalOrderer:
@@ -92,7 +117,7 @@ class LocalOrderer:
         self.hooks = list(hooks)
         self.max_batch = max_batch
         self.max_pending = max_pending
-        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Request | TaskRequest | None] = queue.SimpleQueue()
         self._pending = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -126,7 +151,7 @@ class LocalOrderer:
         with self._lock:
             if self._closed:
                 raise NodeUnavailable("the node is shutting down")
-        self._queue.put(_Request((), lambda results: done(results[0]), task))
+        self._queue.put(TaskRequest(task, done))
 
     def apply_now(self, ops: Sequence[Operation | DidnodeError]) -> list[Outcome]:
         """Apply synchronously from the calling thread (startup, before :meth:`start`)."""
@@ -147,7 +172,7 @@ class LocalOrderer:
             if first is None:
                 break
             reqs = [first]
-            count = len(first.ops)
+            count = len(first.ops) if isinstance(first, _Request) else 0
             while count < self.max_batch:
                 try:
                     nxt = self._queue.get_nowait()
@@ -157,13 +182,14 @@ class LocalOrderer:
                     stopping = True
                     break
                 reqs.append(nxt)
-                count += len(nxt.ops)
-            ops = [op for r in reqs for op in r.ops]
-            tasks = [r.task for r in reqs if r.task is not None]
+                if isinstance(nxt, _Request):
+                    count += len(nxt.ops)
+            ops = [op for r in reqs if isinstance(r, _Request) for op in r.ops]
+            tasks = [r for r in reqs if isinstance(r, TaskRequest)]
 
             def batch(txn: lmdb.Transaction) -> tuple[list[Outcome], list[Any]]:
                 outcomes = apply_batch(self.tables, txn, ops, self.clock_ms(), self.hooks) if ops else []
-                return outcomes, [run_task(self.tables, txn, t) for t in tasks]
+                return outcomes, [run_task(self.tables, txn, t.task) for t in tasks]
 
             try:
                 outcomes, results = self.tables.store.write(batch)
@@ -179,8 +205,8 @@ class LocalOrderer:
             i = 0
             answers = iter(results)
             for r in reqs:
-                if r.task is not None:
-                    r.done([next(answers)])
+                if isinstance(r, TaskRequest):
+                    r.done(next(answers))
                     continue
                 n = len(r.ops)
                 r.done(outcomes[i : i + n])

@@ -20,7 +20,8 @@ from nats.aio.client import Client as NatsClient
 
 from didnode.errors import ClusterUnavailable, StreamMismatch
 from didnode.ledger import stream as st
-from didnode.ledger.cluster.shared import Shared, Task
+from didnode.ledger.cluster.shared import Shared
+from didnode.ledger.orderer import Task
 
 log = logging.getLogger("didnode.cluster")
 

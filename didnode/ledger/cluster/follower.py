@@ -31,7 +31,8 @@ from didnode.core.operations import Operation, Proof
 from didnode.errors import ClusterUnavailable, DidnodeError, WrongSubject
 from didnode.ledger import stream as st
 from didnode.ledger.cluster.connection import NATS_ERRORS, Connection
-from didnode.ledger.cluster.shared import Prepared, Raw, Shared, TaskReq
+from didnode.ledger.cluster.shared import Prepared, Raw, Shared
+from didnode.ledger.orderer import TaskRequest
 from didnode.ledger.prepare import prepare_many
 from didnode.ledger.verifier import Verifier
 
@@ -49,7 +50,7 @@ class Follower:
         shared: Shared,
         conn: Connection,
         verifier: Verifier,
-        apply_q: "queue.SimpleQueue[Prepared | TaskReq | None]",
+        apply_q: "queue.SimpleQueue[Prepared | TaskRequest | None]",
     ) -> None:
         self.shared = shared
         self.conn = conn

@@ -26,8 +26,9 @@ from didnode.ledger.cluster.config import ClusterConfig, ClusterStatus
 from didnode.ledger.cluster.connection import NATS_ERRORS, Connection
 from didnode.ledger.cluster.follower import Follower
 from didnode.ledger.cluster.publisher import Publisher
-from didnode.ledger.cluster.shared import Callback, Prepared, Raw, Shared, Task, TaskReq, settle
+from didnode.ledger.cluster.shared import Prepared, Raw, Shared
 from didnode.ledger.cluster.writer import Writer
+from didnode.ledger.orderer import Callback, Task, TaskRequest, settle
 from didnode.ledger.verifier import InlineVerifier, Verifier
 from didnode.store.ledger_tables import LedgerTables
 
@@ -63,7 +64,7 @@ class JetStreamOrderer:
         self._loop = self.shared.loop
         self._stop_evt: asyncio.Event | None = None
         # -- pipeline queues and threads
-        self._apply_q: queue.SimpleQueue[Prepared | TaskReq | None] = queue.SimpleQueue()
+        self._apply_q: queue.SimpleQueue[Prepared | TaskRequest | None] = queue.SimpleQueue()
         self._dry_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="didnode-dryrun")
         self._threads: list[threading.Thread] = []
         # -- the stages, each knowing only those before it
@@ -119,7 +120,7 @@ class JetStreamOrderer:
         with self.shared.lock:
             if self.shared.closed:
                 raise NodeUnavailable("the node is shutting down")
-        self._apply_q.put(TaskReq(task, done))
+        self._apply_q.put(TaskRequest(task, done))
 
     def publish_genesis(self, payload: bytes, proofs: Sequence[Proof], did: str) -> None:
         """Make sure the node's own DID create is on the ledger: publish it (in the
@@ -253,5 +254,5 @@ class JetStreamOrderer:
     def _prepare(self, msgs: list[Raw]) -> Prepared:
         return self.follower.prepare(msgs)
 
-    def _commit(self, preps: list[Prepared], tasks: list[TaskReq]) -> None:
+    def _commit(self, preps: list[Prepared], tasks: list[TaskRequest]) -> None:
         self.writer.commit(preps, tasks)

@@ -38,6 +38,7 @@ from nats.aio.msg import Msg
 
 from didnode.core.keystate import ApplyContext, DidState, apply
 from didnode.core.operations import Operation, Proof
+from didnode.core.results import Receipt
 from didnode.errors import (
     ClusterUnavailable,
     Conflict,
@@ -54,11 +55,12 @@ from didnode.errors import (
     WriteConflict,
 )
 from didnode.ledger import stream as st
-from didnode.ledger.batch import Accepted, Outcome
+from didnode.ledger.batch import Outcome
 from didnode.ledger.cluster.connection import NATS_ERRORS, Connection
 from didnode.ledger.cluster.follower import Follower
-from didnode.ledger.cluster.shared import Callback, Shared, settle
+from didnode.ledger.cluster.shared import Shared
 from didnode.ledger.cluster.writer import Writer
+from didnode.ledger.orderer import Callback, settle
 from didnode.ledger.prepare import prepare_many
 
 log = logging.getLogger("didnode.cluster")
@@ -467,7 +469,7 @@ class Publisher:
                 self.shared.pending += 1
             self.start_group(ops, lambda outcomes: settle(fut, outcomes))
             outcome = (await fut)[0]
-            if isinstance(outcome, (Accepted, DidAlreadyExists, DuplicateOperation)):
+            if isinstance(outcome, (Receipt, DidAlreadyExists, DuplicateOperation)):
                 log.info("node DID %s is on the ledger", did)
                 return
             log.warning("publishing the node's DID %s: %s; retrying", did, outcome)

@@ -6,8 +6,9 @@ the stream (``applied_seq``, advanced by the writer; ``stream_last``, learnt
 by the connection, the follower and the publisher). Fields that say "under
 ``lock``" are read and written from several threads; the others belong to the
 NATS loop's thread. The messages that travel from the follower to the writer
-(:class:`Raw`, then :class:`Prepared`) and the writer tasks (:class:`TaskReq`)
-are defined here so that neither stage imports the other for them.
+(:class:`Raw`, then :class:`Prepared`) are defined here so that neither stage
+imports the other for them; writer tasks travel as the embedded orderer's
+:class:`~didnode.ledger.orderer.TaskRequest`.
 """
 
 from __future__ import annotations
@@ -15,20 +16,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
-
-import lmdb
+from typing import Any
 
 from didnode.core.operations import Operation
 from didnode.errors import DidnodeError
-from didnode.ledger.batch import Outcome
 from didnode.ledger.cluster.config import ClusterConfig
 from didnode.store.cluster_tables import ClusterTables
 from didnode.store.ledger_tables import LedgerTables
-
-Callback = Callable[[list[Outcome]], None]
-Task = Callable[[lmdb.Transaction], Any]
-
 
 @dataclass(slots=True)
 class Raw:
@@ -43,12 +37,6 @@ class Prepared:
     msgs: list[Raw]
     ops: list[Operation | DidnodeError]
     hashes: list[bytes]
-
-
-@dataclass(slots=True)
-class TaskReq:
-    task: Task
-    done: Callable[[Any], None]
 
 
 class Shared:
@@ -85,8 +73,3 @@ class Shared:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
-
-
-def settle(fut: "asyncio.Future[Any]", result: Any) -> None:
-    if not fut.done():
-        fut.set_result(result)

@@ -31,12 +31,13 @@ import lmdb
 
 from didnode.core import entry as entry_codec
 from didnode.core.operations import Operation
+from didnode.core.results import Receipt
 from didnode.errors import ClusterUnavailable, DidnodeError, DuplicateOperation, Internal, NodeUnavailable
 from didnode.ledger import stream as st
-from didnode.ledger.batch import Accepted, BatchHook, Outcome, apply_batch
+from didnode.ledger.batch import BatchHook, Outcome, apply_batch
 from didnode.ledger.cluster.follower import Follower
-from didnode.ledger.cluster.shared import Prepared, Shared, TaskReq
-from didnode.ledger.orderer import run_task
+from didnode.ledger.cluster.shared import Prepared, Shared
+from didnode.ledger.orderer import TaskRequest, run_task
 from didnode.store.cluster_tables import subject_key
 
 log = logging.getLogger("didnode.cluster")
@@ -60,7 +61,7 @@ class Writer:
         shared: Shared,
         follower: Follower,
         hooks: Sequence[BatchHook],
-        apply_q: "queue.SimpleQueue[Prepared | TaskReq | None]",
+        apply_q: "queue.SimpleQueue[Prepared | TaskRequest | None]",
     ) -> None:
         self.shared = shared
         self.follower = follower
@@ -89,9 +90,9 @@ class Writer:
             if first is None:
                 break
             preps: list[Prepared] = []
-            tasks: list[TaskReq] = []
+            tasks: list[TaskRequest] = []
             count = 0
-            item: Prepared | TaskReq | None = first
+            item: Prepared | TaskRequest | None = first
             # Group commit, adaptive. Every commit costs an fsync and rewrites every
             # LMDB page it touched (the trees touch ~20 random pages per operation, the
             # upper ones shared within a commit), and under load the stream trickles
@@ -104,7 +105,7 @@ class Writer:
                 if isinstance(item, Prepared):
                     preps.append(item)
                     count += len(item.msgs)
-                elif isinstance(item, TaskReq):
+                elif isinstance(item, TaskRequest):
                     tasks.append(item)
                 if count >= self.max_batch:
                     break
@@ -120,7 +121,7 @@ class Writer:
             self._last_commit = time.monotonic()
             self._last_commit_size = count
 
-    def commit(self, preps: list[Prepared], tasks: list[TaskReq]) -> None:
+    def commit(self, preps: list[Prepared], tasks: list[TaskRequest]) -> None:
         msgs = [m for p in preps for m in p.msgs]
         ops = [o for p in preps for o in p.ops]
         hashes = [h for p in preps for h in p.hashes]
@@ -221,7 +222,7 @@ class Writer:
             if not self.tables.has_operation(txn, op.hash):
                 return DuplicateOperation(f"operation {op.hash.hex()} was ordered long ago and rejected when applied; resubmit to see why")
             e = entry_codec.decode(self.tables.entry(txn, self.tables.position_of(txn, op.hash)))
-        return Accepted(e.position, e.time, op.hash, op.did, op.type, op.seq)
+        return Receipt(e.position, e.time, op.hash, op.did, op.type, op.seq)
 
     def forget_waiters(self, items: list[tuple[int, "asyncio.Future[Outcome | None]"]]) -> None:
         with self.shared.lock:
