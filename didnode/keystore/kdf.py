@@ -50,14 +50,14 @@ class KdfParams:
         return cls(getattr(argon2id, f"OPSLIMIT_{upper}"), getattr(argon2id, f"MEMLIMIT_{upper}"))
 
 
-def kdf_from_env(default: KdfName = "moderate") -> KdfName:
-    """The KDF cost named by ``$DIDCTL_KDF`` ("interactive" in tests/CI), else ``default``.
+def kdf_from_env() -> KdfName:
+    """The KDF cost named by ``$DIDCTL_KDF`` ("interactive" in tests/CI), else "moderate".
 
     Raises :class:`InvalidArgument` if the variable is set to an unknown name.
     """
     value = os.environ.get("DIDCTL_KDF", "").strip()
     if not value:
-        return default
+        return "moderate"
     if value not in get_args(KdfName):
         raise InvalidArgument(
             f"DIDCTL_KDF={value!r} is not one of {', '.join(get_args(KdfName))}", variable="DIDCTL_KDF"
