@@ -44,6 +44,9 @@ class Ctl:
     timeout: float
     _client: Client | None = field(default=None, repr=False)
     _keystore: Keystore | None = field(default=None, repr=False)
+    # The node's network, learned from the first key state read (every key
+    # state reply names it), so a signing command needs no GetInfo call.
+    network: str | None = field(default=None, repr=False)
 
     # -- resources -------------------------------------------------------
 

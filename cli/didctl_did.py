@@ -96,10 +96,10 @@ def create(ctl: Ctl, controllers: tuple[str, ...], services: tuple[ServiceSpec, 
     ctrl_dids = sorted({checked_did(c) for c in controllers})
     _unique_services(services, "--service")
     client = ctl.client()
-    network = network_of(ctl)
     # A new keystore cannot hold a controller's keys: only create one for a DID without controllers.
     ks = ctl.keystore(create=not ctrl_dids)
     signers = [auth_signer_of(ctl, c, "controller") for c in ctrl_dids]
+    network = network_of(ctl)  # after the controllers' states: their replies named the network
     fresh = FreshKeys.generate(1, key_agreement=not no_key_agreement, purposes=purposes or PURPOSES)
     unsigned = builder.create(network, fresh.new_keys(), fresh.next_public, ctrl_dids, [s.to_json() for s in services], fresh.agreement())
     op = builder.sign(unsigned, [(f"{unsigned.did}#{fresh.auth_id}", fresh.auth), *signers])

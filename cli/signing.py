@@ -37,8 +37,10 @@ Signer = tuple[str, SigningKey]
 
 
 def current_state(ctl: Ctl, did: str) -> DidState:
-    """The current state of ``did`` on the node, whatever its status."""
-    return ctl.client().state(did)
+    """The current state of ``did`` on the node, whatever its status (and the node's network, remembered)."""
+    ks = ctl.client().key_state(did)
+    ctl.network = ks.network
+    return ks.state
 
 
 def active_state(ctl: Ctl, did: str, role: str = "") -> DidState:
@@ -51,8 +53,10 @@ def active_state(ctl: Ctl, did: str, role: str = "") -> DidState:
 
 
 def network_of(ctl: Ctl) -> str:
-    """The network the node serves (every operation names it)."""
-    return ctl.client().node_info().network
+    """The network the node serves (every operation names it): from the last key state read, else asked."""
+    if ctl.network is None:
+        ctl.network = ctl.client().node_info().network
+    return ctl.network
 
 
 # --------------------------------------------------------------------------

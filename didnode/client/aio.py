@@ -22,6 +22,7 @@ from didnode.clock import wall_ms
 from didnode.core.builder import SignedOperation
 from didnode.core.checkpoint import SignedCheckpoint
 from didnode.core.credentials import IssuerRecord, VerificationReport
+from didnode.core.did import key_id_of
 from didnode.core.keystate import DidState
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
 from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Receipt, Resource, SessionCredential, StatusInfo
@@ -143,6 +144,7 @@ class AsyncClient:
         self, subject: str, kid: str, key: SigningKey, claims: Mapping[str, Any] | None = None, lifetime_s: int = 0
     ) -> SessionCredential:
         """See :meth:`didnode.client.Client.issue_session_credential`."""
+        kid = f"{subject}#{key_id_of(subject, kid)}"
         info = await self.node_info()
         req = cw.session_request_to_pb(info.network, info.node_did, subject, kid, key, claims, lifetime_s, wall_ms())
         return cw.session_credential_from_pb(await self._call(self._credentials.IssueSessionCredential, req))

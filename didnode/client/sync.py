@@ -25,6 +25,7 @@ from didnode.clock import wall_ms
 from didnode.core.builder import SignedOperation
 from didnode.core.checkpoint import SignedCheckpoint
 from didnode.core.credentials import IssuerRecord, VerificationReport, VerifyPolicy
+from didnode.core.did import key_id_of
 from didnode.core.keystate import DidState
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
 from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Receipt, Resource, SessionCredential, StatusInfo
@@ -194,8 +195,11 @@ class Client:
     ) -> SessionCredential:
         """A node session credential about ``subject``, proving control with its current authentication key ``kid``.
 
-        Precondition: ``key`` is the private key of ``kid``. ``lifetime_s`` 0 takes the node's default.
+        ``kid`` in any form a user copies (``key-1``, ``#key-1``, the DID URL, the ``-jwk`` form;
+        :func:`didnode.core.did.key_id_of`). Precondition: ``key`` is the private key of ``kid``.
+        ``lifetime_s`` 0 takes the node's default.
         """
+        kid = f"{subject}#{key_id_of(subject, kid)}"
         info = self.node_info()
         req = cw.session_request_to_pb(info.network, info.node_did, subject, kid, key, claims, lifetime_s, wall_ms())
         return cw.session_credential_from_pb(self._call(self._credentials.IssueSessionCredential, req))

@@ -604,3 +604,17 @@ def test_memory_store_started_late_refuses_older_hellos(w: World) -> None:
     r.check_hello(i.hello(NOW), NOW + 20)
     with pytest.raises(errors.HandshakeStale):
         r.challenge(w.state(a.did), NOW + 20)
+
+
+@pytest.mark.parametrize("ref", ["key-1", "#key-1", "{did}#key-1", "{did}#key-1-jwk"])
+def test_local_identity_takes_the_key_id_in_any_form_a_user_copies(ref: str) -> None:
+    did = "did:dnode:QmcBg5HTpiyCcZAep28Rjk5mx9qGjqzxz8Z7rFCbxMkrfE"
+    ident = LocalIdentity.from_seed(did, ref.format(did=did), bytes(32))
+    assert ident.key_id == "key-1" and ident.kid == f"{did}#key-1"
+
+
+def test_local_identity_refuses_a_key_of_another_did() -> None:
+    did = "did:dnode:QmcBg5HTpiyCcZAep28Rjk5mx9qGjqzxz8Z7rFCbxMkrfE"
+    other = "did:dnode:QmW8cXSXwv7SmQQZN99f36wdcCEMJ6hpeV2jA3aZDQ8kgp"
+    with pytest.raises(errors.InvalidArgument):
+        LocalIdentity.from_seed(did, f"{other}#key-1", bytes(32))

@@ -457,3 +457,21 @@ def test_console_script(ctl: Didctl) -> None:
 
     helped = _didctl(ctl.node, ctl.keystore, "--help")
     assert "_DIDCTL_COMPLETE=bash_source didctl" in helped.stdout and "Exit codes" in helped.stdout
+
+
+def test_signing_commands_take_the_network_from_the_key_state(ctl: Didctl, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rotate, update or revoke reads the DID's key state, whose reply names the network: no GetInfo call."""
+    from didnode.client.sync import Client as SyncClient
+
+    did = ctl.create()
+    calls: list[str] = []
+    real = SyncClient.node_info
+
+    def counting(self: SyncClient) -> object:
+        calls.append("GetInfo")
+        return real(self)
+
+    monkeypatch.setattr(SyncClient, "node_info", counting)
+    ctl.invoke("did", "rotate", did)
+    ctl.invoke("did", "revoke-key", did, "key-2", "--as", did, "--reason", "lost")
+    assert calls == []

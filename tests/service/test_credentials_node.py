@@ -171,6 +171,21 @@ def test_session_credential_for_a_signed_request(client: Client) -> None:
         client.issue_session_credential(dev.did, dev.kid, dev.key, lifetime_s=3600)
 
 
+@pytest.mark.parametrize("form", ["fragment", "hash", "did_url", "jwk"])
+def test_session_credential_takes_the_key_id_in_any_form_a_user_copies(client: Client, form: str) -> None:
+    dev = register(client)
+    fragment = dev.kid.partition("#")[2]
+    ref = {"fragment": fragment, "hash": f"#{fragment}", "did_url": dev.kid, "jwk": f"{dev.kid}-jwk"}[form]
+    assert client.issue_session_credential(dev.did, ref, dev.key).subject == dev.did
+
+
+def test_session_credential_refuses_a_key_of_another_did(client: Client) -> None:
+    dev, other = register(client), register(client)
+    with pytest.raises(errors.InvalidArgument) as exc:
+        client.issue_session_credential(dev.did, other.kid, dev.key)
+    assert dev.did in exc.value.message and other.did in exc.value.message
+
+
 def _raw(client: Client, req: credentials_pb2.IssueSessionCredentialRequest) -> object:
     return client._call(client._credentials.IssueSessionCredential, req)  # noqa: SLF001 - raw requests for negative tests
 

@@ -36,6 +36,7 @@ from typing import Callable, Sequence, TypeVar
 
 from nacl.signing import SigningKey
 
+from didnode.core.did import key_id_of
 from didnode.core.handshake import transcript as tr
 from didnode.core.handshake.crypto import Ephemeral, SigningIdentityKey, mac_equal, verify_signature
 from didnode.core.handshake.keycheck import authentication_key, raw_key
@@ -89,11 +90,14 @@ class LocalIdentity:
 
     @classmethod
     def from_seed(cls, did: str, key_id: str, seed: bytes) -> "LocalIdentity":
-        return cls(did, key_id, SigningIdentityKey(seed))
+        """``key_id`` in any form a user copies (``key-1``, ``#key-1``, ``did#key-1``, the ``-jwk`` form):
+        see :func:`didnode.core.did.key_id_of`, which raises for another DID's key or a malformed one."""
+        return cls(did, key_id_of(did, key_id), SigningIdentityKey(seed))
 
     @classmethod
     def from_signing_key(cls, did: str, key_id: str, key: SigningKey) -> "LocalIdentity":
-        return cls(did, key_id, SigningIdentityKey(bytes(key)))
+        """As :meth:`from_seed`, from a pynacl signing key."""
+        return cls(did, key_id_of(did, key_id), SigningIdentityKey(bytes(key)))
 
     @property
     def kid(self) -> str:
