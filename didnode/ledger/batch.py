@@ -39,8 +39,6 @@ class BatchHook(Protocol):
 
 
 Outcome = Receipt | DidnodeError
-# TODO(issue 13): the cluster orderer still says Accepted; goes when it is a package.
-Accepted = Receipt
 
 
 def apply_batch(

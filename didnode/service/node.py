@@ -21,7 +21,7 @@ from didnode import __version__
 from didnode.core import builder
 from didnode.core.operations import Proof
 from didnode.errors import DidnodeError, InvalidArgument, StoreCorrupted, StreamMismatch
-from didnode.ledger.batch import Accepted, BatchHook
+from didnode.ledger.batch import BatchHook
 from didnode.ledger.orderer import LocalOrderer, Orderer
 from concurrent.futures import Future
 
@@ -233,4 +233,4 @@ def _load_or_create_key(path: str) -> SigningKey:
     return SigningKey(seed)
 
 
-__all__ = ["Node", "NodeConfig", "Accepted", "wall_clock_ms"]
+__all__ = ["Node", "NodeConfig", "wall_clock_ms"]
