@@ -40,8 +40,6 @@ installed as a verification method).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -53,6 +51,7 @@ from nacl.signing import SigningKey
 
 from didnode.client import Client, Receipt
 from didnode.core.builder import NewAgreementKey, NewKey, SignedOperation
+from didnode.core.encoding import b64url, b64url_decode
 from didnode.core.keystate import DidState
 from didnode.core.operations import PURPOSES, Proof
 from didnode.errors import (
@@ -188,32 +187,21 @@ def is_staged(secrets: DidSecrets) -> bool:
     return PENDING in secrets.labels
 
 
-def _b64e(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64d(text: str, where: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise KeystoreCorrupted(f"staged keystore entry: {where} is not base64url") from None
-
-
 def _pair(key_id: str, secret: bytes) -> str:
-    return f"{key_id} {_b64e(secret)}"
+    return f"{key_id} {b64url(secret)}"
 
 
 def _unpair(value: str, where: str) -> tuple[str, bytes]:
     key_id, sep, b64 = value.partition(" ")
     if not sep:
         raise KeystoreCorrupted(f"staged keystore entry: {where} is not '<key id> <base64url>'")
-    return key_id, _b64d(b64, where)
+    return key_id, b64url_decode(b64, f"staged keystore entry: {where}", KeystoreCorrupted)
 
 
 def stage(before: DidSecrets | None, after: DidSecrets, op: SignedOperation) -> DidSecrets:
     """The entry to write before submitting ``op``: ``after`` plus the journal to settle either way."""
     op_text = json.dumps(
-        {"payload": _b64e(op.payload), "proofs": [[p.kid, _b64e(p.signature)] for p in op.proofs]},
+        {"payload": b64url(op.payload), "proofs": [[p.kid, b64url(p.signature)] for p in op.proofs]},
         separators=(",", ":"),
     )
     labels = user_labels(after.labels)
@@ -262,8 +250,8 @@ def read_stage(secrets: DidSecrets) -> Staged:
             chunks.append(labels[f"{OP_CHUNK}{i}"])
             i += 1
         body = json.loads("".join(chunks))
-        payload = _b64d(body["payload"], "payload")
-        proofs = tuple(Proof(kid, _b64d(sig, "proof")) for kid, sig in body["proofs"])
+        payload = b64url_decode(body["payload"], "staged keystore entry: payload", KeystoreCorrupted)
+        proofs = tuple(Proof(kid, b64url_decode(sig, "staged keystore entry: proof", KeystoreCorrupted)) for kid, sig in body["proofs"])
         op = SignedOperation(pending["op"], pending["network"], pending["did"], payload, proofs)
         existed = bool(pending["existed"])
     except (KeyError, TypeError, ValueError) as exc:
