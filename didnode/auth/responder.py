@@ -41,9 +41,9 @@ from didnode.wire.handshake import (
     SESSION_TRAILER_KEY,
     decode,
     encode,
-    from_pb,
+    message_from_pb,
     metadata_value,
-    to_pb,
+    message_to_pb,
 )
 from didnode.wire.status import to_status
 
@@ -77,7 +77,7 @@ class AuthServicer:
         async def send(msg: Message) -> None:
             if trailer and type(msg) is Session and _in_trailer(context, msg):
                 return
-            await context.write(to_pb(msg))
+            await context.write(message_to_pb(msg))
 
         await self._serve(_stream_recv(context), send, context)
 
@@ -105,7 +105,7 @@ class AuthServicer:
                     return
             elif kind is Session and _in_trailer(context, msg):
                 return
-            await context.write(to_pb(msg))
+            await context.write(message_to_pb(msg))
 
         await self._serve(recv, send, context)
 
@@ -140,7 +140,7 @@ def _stream_recv(context: grpc.aio.ServicerContext) -> Callable[[], Awaitable[Me
             raise AuthenticationFailed("the initiator ended the stream before the handshake completed")
         if isinstance(m, Malformed):
             raise HandshakeMalformed(m.error.message)
-        return from_pb(m)
+        return message_from_pb(m)
 
     return recv
 

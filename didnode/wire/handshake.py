@@ -93,7 +93,7 @@ def _att_out(target: PbMessage, att: Attachments) -> None:
 # either way, so the bytes are the same (tests/auth check against the keyword form).
 
 
-def to_pb(msg: Message) -> pb.AuthMessage:
+def message_to_pb(msg: Message) -> pb.AuthMessage:
     """The protobuf form of a handshake message."""
     out = pb.AuthMessage()
     if isinstance(msg, Challenge):
@@ -153,7 +153,7 @@ def to_pb(msg: Message) -> pb.AuthMessage:
 
 def encode(msg: Message) -> bytes:
     """Serialized ``AuthMessage`` bytes of ``msg``."""
-    return to_pb(msg).SerializeToString()
+    return message_to_pb(msg).SerializeToString()
 
 
 def _no_unknown(m: PbMessage, what: str) -> None:
@@ -180,7 +180,7 @@ def _att_in(parent: PbMessage, what: str) -> Attachments:
     return Attachments(tuple(m.credentials), m.state_proof)
 
 
-def from_pb(m: pb.AuthMessage) -> Message:
+def message_from_pb(m: pb.AuthMessage) -> Message:
     """The core message of a parsed ``AuthMessage``; raises :class:`HandshakeMalformed` / :class:`HandshakeTooLarge`."""
     which = m.WhichOneof("body")
     if which is None:
@@ -231,4 +231,4 @@ def decode(raw: bytes) -> Message:
         m = pb.AuthMessage.FromString(raw)
     except DecodeError as exc:
         raise HandshakeMalformed(f"the handshake message does not parse: {exc or 'truncated or garbage bytes'}") from None
-    return from_pb(m)
+    return message_from_pb(m)
