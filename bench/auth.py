@@ -66,7 +66,7 @@ from didnode.client import AsyncClient, Client  # noqa: E402
 from didnode.core import builder  # noqa: E402
 from didnode.core.builder import SignedOperation  # noqa: E402
 from didnode.auth.peers import CachedKeyStates, ClientKeyStates
-from didnode.clock import wall_ms as wall_clock_ms  # noqa: E402
+from didnode.clock import wall_ms  # noqa: E402
 from didnode.auth.lmdb_nonces import LmdbNonceStore  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -115,7 +115,7 @@ async def didnode_client(address: str, identities: list[LocalIdentity], state: P
     client = AsyncClient(address)
     network = (await client.node_info()).network
     keys = CachedKeyStates(ClientKeyStates(client), int(args.staleness * 1000))
-    store = LmdbNonceStore(state, wall_clock_ms())
+    store = LmdbNonceStore(state, wall_ms())
     auths = [Authenticator(i, network, keys, nonces=store) for i in identities]
 
     async def one(i: int) -> None:

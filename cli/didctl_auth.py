@@ -35,7 +35,7 @@ from didnode.core.handshake.messages import CredentialRequest
 from didnode.core.keystate import DidState
 from didnode.errors import DidnodeError, InvalidArgument
 from didnode.auth.peers import ClientCredentials, ClientKeyStates, StapledStateVerifier
-from didnode.clock import wall_ms as wall_clock_ms
+from didnode.clock import wall_ms
 
 if TYPE_CHECKING:
     from didnode.auth.lmdb_nonces import LmdbNonceStore
@@ -170,7 +170,7 @@ def auth_command(
     identity, _, network = identity_of(ctl, did)
     from didnode.auth.lmdb_nonces import LmdbNonceStore  # loads LMDB: only for the commands that keep handshake state
 
-    store = LmdbNonceStore(auth_state_dir(ctl, did, state_dir), wall_clock_ms(), limits(handshake_timeout))
+    store = LmdbNonceStore(auth_state_dir(ctl, did, state_dir), wall_ms(), limits(handshake_timeout))
     try:
         est = asyncio.run(_authenticate(ctl, identity, network, peer, store, policy, present, expect, max_staleness, handshake_timeout))
     finally:
@@ -283,7 +283,7 @@ def device_serve(
     ctl.close()  # the blocking client is done; the server uses its own asyncio client
     from didnode.auth.lmdb_nonces import LmdbNonceStore  # loads LMDB: only for the commands that keep handshake state
 
-    store = LmdbNonceStore(auth_state_dir(ctl, did, state_dir), wall_clock_ms(), limits(handshake_timeout))
+    store = LmdbNonceStore(auth_state_dir(ctl, did, state_dir), wall_ms(), limits(handshake_timeout))
     try:
         asyncio.run(_serve(ctl, identity, network, listen, store, policy, present, staple))
     except OSError as exc:

@@ -25,7 +25,7 @@ from didnode.core.credentials import NODE_SESSION
 from didnode.core.handshake import Fresh, HandshakeLimits, Initiator, LocalIdentity, MemoryNonceStore, Policy, require_credentials
 from didnode.core.handshake.messages import CredentialRequest
 from didnode.auth.peers import ClientCredentials, ClientKeyStates
-from didnode.clock import wall_ms as wall_clock_ms
+from didnode.clock import wall_ms
 from didnode.auth.lmdb_nonces import LmdbNonceStore
 from didnode.wire.handshake import METHOD
 from didnode.wire.handshake import decode, encode
@@ -67,7 +67,7 @@ async def with_device(
     node: RunningNode, ident: Identity, tmp: Path, body: Callable[[str], Awaitable[Any]], limits: HandshakeLimits = HandshakeLimits(), **kw: Any
 ) -> Any:
     """Serve a device responder for ``ident`` on 127.0.0.1 while ``body(address)`` runs; always stopped."""
-    store = LmdbNonceStore(tmp / f"dev-{ident.did[-6:]}", wall_clock_ms(), limits)
+    store = LmdbNonceStore(tmp / f"dev-{ident.did[-6:]}", wall_ms(), limits)
     async with AsyncClient(node.address) as nc:
         responder = await device_responder(me(ident), nc, nonces=store, **kw)
         server = grpc.aio.server()
@@ -115,7 +115,7 @@ def test_device_authenticates_to_the_node_and_gets_a_session_credential(shared_n
     report = client.verify_credential(est.credential, expected_subject=dev.did, expected_issuer=info.node_did, expected_type=NODE_SESSION)
     assert report.valid, report
     assert report.credential is not None and report.credential.claims["credentialSubject"]["sessionId"] == est.session_id.hex()
-    assert est.expires_ms > wall_clock_ms()
+    assert est.expires_ms > wall_ms()
 
 
 def test_node_refuses_a_revoked_device_key(shared_node: RunningNode, client: Client) -> None:
@@ -142,7 +142,7 @@ def make_identity_for_frames() -> Identity:
 
 def _hello_of(ident: Identity, network: str = "local") -> Any:
     i = Initiator(me(ident), network, Fresh.draw(__import__("os").urandom), MemoryNonceStore())
-    return i.hello(wall_clock_ms())
+    return i.hello(wall_ms())
 
 
 def test_node_refuses_messages_out_of_order(shared_node: RunningNode, client: Client) -> None:
@@ -292,10 +292,10 @@ def test_client_credentials_checker_verifies_through_the_node(shared_node: Runni
             session = await authenticate(shared_node.address, me(dev), node=shared_node.address)
             node_did = (await nc.node_info()).node_did
             checker = ClientCredentials(nc)
-            desc = await checker.check(session.credential, wall_clock_ms(), dev.did, CredentialRequest(NODE_SESSION, node_did))
+            desc = await checker.check(session.credential, wall_ms(), dev.did, CredentialRequest(NODE_SESSION, node_did))
             assert "valid until" in desc
             with pytest.raises(errors.SubjectMismatch):
-                await checker.check(session.credential, wall_clock_ms(), node_did, CredentialRequest(NODE_SESSION, node_did))
+                await checker.check(session.credential, wall_ms(), node_did, CredentialRequest(NODE_SESSION, node_did))
             assert ClientKeyStates(nc) is not None and Policy
 
     asyncio.run(run())
@@ -310,7 +310,7 @@ def test_stapled_state_proofs_are_checked_not_trusted(shared_node: RunningNode, 
     proof = _json.dumps(client.state_proof(a.did).to_json()).encode()
     kid, key = client.node_signer_key()
     signer = kid.partition("#")[0]
-    now = wall_clock_ms()
+    now = wall_ms()
     assert StapledStateVerifier({signer: key}, "local", 60_000).verify(a.did, proof, now).did == a.did
     with pytest.raises(errors.BadCheckpointSignature):
         StapledStateVerifier({signer: bytes(32)}, "local", 60_000).verify(a.did, proof, now)
@@ -329,7 +329,7 @@ def test_device_policy_refuses_a_revoked_attestation_published_on_the_ledger(sha
 
     maker, a, b, d = make(client), make(client), make(client), make(client)
     issuer = Issuer(maker.did, "key-1", maker.key)
-    now = wall_clock_ms()
+    now = wall_ms()
     attest = {}
     for dev, index in ((b, 11), (a, 12), (d, 13)):
         entry = issuer.status_entries(0, index)[0]

@@ -37,7 +37,7 @@ from didnode.core.handshake import Fresh, HandshakeLimits, Initiator, MemoryNonc
 from didnode.core.handshake.messages import Session
 from didnode.auth.driver import Deadlines
 from didnode.auth.peers import ClientKeyStates
-from didnode.clock import wall_ms as wall_clock_ms
+from didnode.clock import wall_ms
 from didnode.auth import responder as auth_responder
 from didnode.wire.handshake import (
     CHALLENGE_HEADER_KEY,
@@ -63,8 +63,8 @@ async def _raw_handshake(address: str, ident: Identity, node_state: Any, metadat
     i = Initiator(me(ident), "local", Fresh.draw(os.urandom), MemoryNonceStore())
     async with grpc.aio.insecure_channel(address) as ch:
         call = ch.stream_stream(METHOD)(timeout=10, metadata=metadata)
-        await call.write(encode(i.hello(wall_clock_ms())))
-        c = i.check_challenge(decode(await call.read()), wall_clock_ms())
+        await call.write(encode(i.hello(wall_ms())))
+        c = i.check_challenge(decode(await call.read()), wall_ms())
         i.verify_challenge(node_state)
         await call.write(encode(i.response()))
         raw = await call.read()
@@ -206,7 +206,7 @@ def test_a_forged_header_or_trailer_fails_key_confirmation(
 def _initiator(ident: Identity) -> tuple[Initiator, bytes]:
     """An initiator that has made its hello, and the hello's bytes."""
     i = Initiator(me(ident), "local", Fresh.draw(os.urandom), MemoryNonceStore())
-    return i, encode(i.hello(wall_clock_ms()))
+    return i, encode(i.hello(wall_ms()))
 
 
 async def _header_handshake(address: str, i: Initiator, hello: bytes, node_state: Any) -> tuple[Any, list[bytes], bytes | None]:
@@ -215,7 +215,7 @@ async def _header_handshake(address: str, i: Initiator, hello: bytes, node_state
         call = ch.stream_stream(METHOD_IN_HEADERS)(timeout=10, metadata=((HELLO_HEADER_KEY, hello),))
         challenge = dict(await call.initial_metadata()).get(CHALLENGE_HEADER_KEY)
         assert isinstance(challenge, bytes), "no challenge header"
-        c = i.check_challenge(decode(challenge), wall_clock_ms())
+        c = i.check_challenge(decode(challenge), wall_ms())
         i.verify_challenge(node_state)
         await call.write(encode(i.response()))
         messages = []
@@ -338,7 +338,7 @@ def test_responder_bounds_half_open_handshakes_without_any_call_deadline(shared_
             # Silent after the hello: timed out, slot freed.
             call = ch.stream_stream(METHOD)()  # no deadline
             i = Initiator(me(b), "local", Fresh.draw(os.urandom), MemoryNonceStore())
-            await call.write(encode(i.hello(wall_clock_ms())))
+            await call.write(encode(i.hello(wall_ms())))
             assert decode(await call.read()).__class__.__name__ == "Challenge"
             t = time.monotonic()
             with pytest.raises(grpc.aio.AioRpcError) as exc:
