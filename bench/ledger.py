@@ -35,11 +35,12 @@ from common import chunks, emit, make_creates, raw_verify_rate  # noqa: E402
 
 from nacl.signing import SigningKey  # noqa: E402
 
+from didnode.clock import wall_ms  # noqa: E402
 from didnode.core import builder  # noqa: E402
 from didnode.errors import DidnodeError  # noqa: E402
 from didnode.ledger.orderer import LocalOrderer  # noqa: E402
 from didnode.ledger.preparer import ProcessPreparer  # noqa: E402
-from didnode.service.node import DEFAULT_PREPARE_PROCESSES, wall_clock_ms  # noqa: E402
+from didnode.service.node import DEFAULT_PREPARE_PROCESSES  # noqa: E402
 from didnode.store.env import Store  # noqa: E402
 from didnode.store.ledger_tables import LedgerTables  # noqa: E402
 from didnode.ledger.trees import transparency_hooks  # noqa: E402
@@ -54,7 +55,7 @@ class Pipeline:
         self.store = Store(path, map_size=1 << 32, sync=sync)
         self.tables = LedgerTables(self.store)
         hooks = transparency_hooks(self.tables) if trees else []
-        self.orderer = LocalOrderer(self.tables, wall_clock_ms, hooks, max_batch=batch)
+        self.orderer = LocalOrderer(self.tables, wall_ms, hooks, max_batch=batch)
         self.orderer.start()
         self.preparer = ProcessPreparer(self.tables, path, NET, workers)  # as the node: NodeConfig.prepare_processes
         self.batch = batch

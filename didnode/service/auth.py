@@ -63,25 +63,6 @@ class LedgerKeyStates:
 
 
 
-class CredentialServiceSessions:
-    """:class:`SessionIssuer` over :meth:`didnode.service.credentials.CredentialService.issue_session_credential`.
-
-    That call re-reads the subject's and the node's key states and verifies
-    the token it just signed (~0.4 ms); :class:`HandshakeSessions` issues the
-    same credential without repeating what the handshake has just checked.
-    """
-
-    def __init__(self, credentials: object) -> None:
-        self.credentials = credentials
-
-    async def refresh(self) -> None:
-        """Nothing: every call re-checks everything itself."""
-
-    def issue(self, subject: str, session_id: bytes, now_ms: int) -> tuple[str, int]:
-        cred = self.credentials.issue_session_credential(subject, {"sessionId": session_id.hex()})  # type: ignore[attr-defined]
-        return cred.token, cred.valid_until_ms
-
-
 class HandshakeSessions:
     """:class:`SessionIssuer` for the node responder: the credential service's issuer and lifetime, minus re-checks.
 

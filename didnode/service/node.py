@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from nacl.signing import SigningKey
 
 from didnode import __version__
+from didnode.clock import wall_ms
 from didnode.core import builder
 from didnode.core.operations import Proof
 from didnode.errors import DidnodeError, InvalidArgument, StoreCorrupted, StreamMismatch
-from didnode.ledger.batch import BatchHook
+from didnode.fileio import write_atomic
 from didnode.ledger.orderer import LocalOrderer, Orderer
 from concurrent.futures import Future
 
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
 
 NODE_KEY_FILE = "node.key"
 DEFAULT_PREPARE_PROCESSES = 2  # see NodeConfig.prepare_processes
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +68,14 @@ class NodeConfig:
 class Node:
     """A node, embedded (LocalOrderer) or in a cluster (JetStreamOrderer). Call :meth:`close` to stop the writer and close LMDB."""
 
-    def __init__(
-        self, config: NodeConfig, clock_ms: Callable[[], int] = wall_clock_ms, hooks: Sequence[BatchHook] = ()
-    ) -> None:
+    def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.network = config.network
-        self.clock_ms = clock_ms
+        self.clock_ms: Callable[[], int] = wall_ms
         ledger_dir = os.path.join(config.data_dir, "ledger")
         self.store = Store(ledger_dir, map_size=config.map_size)
         self.tables = LedgerTables(self.store)
-        all_hooks = [*transparency_hooks(self.tables), *hooks]
+        hooks = transparency_hooks(self.tables)
         self.pool = ThreadPoolExecutor(max(1, config.prepare_threads), thread_name_prefix="didnode-prepare")
         self.preparer: Preparer = (
             ProcessPreparer(self.tables, ledger_dir, self.network, config.prepare_processes)
@@ -97,7 +92,7 @@ class Node:
 
             cluster = ClusterConfig(servers=tuple(config.nats_servers), network=self.network, stream=config.stream)
             self._cluster_verifier = ProcessVerifier(1)
-            jet = JetStreamOrderer(self.tables, cluster, all_hooks, self._cluster_verifier, config.max_batch, config.max_pending)
+            jet = JetStreamOrderer(self.tables, cluster, hooks, self._cluster_verifier, config.max_batch, config.max_pending)
             self.jetstream = self.orderer = jet
             genesis = self._genesis_op()
             self.node_did = self._cluster_genesis(genesis, cluster.stream_name)
@@ -105,7 +100,7 @@ class Node:
             # In a cluster the node's own create is an ordinary write through the stream.
             jet.publish_genesis(genesis.payload, genesis.proofs, genesis.did)
         else:
-            local = LocalOrderer(self.tables, clock_ms, all_hooks, config.max_batch, config.max_pending)
+            local = LocalOrderer(self.tables, wall_ms, hooks, config.max_batch, config.max_pending)
             self.orderer = local
             self.node_did = self._genesis(local)
             local.start()
@@ -222,15 +217,8 @@ def _load_or_create_key(path: str) -> SigningKey:
             raise StoreCorrupted(f"node key file {path} is not a hex Ed25519 seed: {exc}") from None
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     seed = os.urandom(32)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, seed.hex().encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(Path(path), seed.hex().encode() + b"\n", mode=0o600)
     return SigningKey(seed)
 
 
-__all__ = ["Node", "NodeConfig", "wall_clock_ms"]
+__all__ = ["Node", "NodeConfig"]

@@ -36,33 +36,24 @@ class Store:
         path: str | os.PathLike[str],
         map_size: int = DEFAULT_MAP_SIZE,
         sync: bool = True,
-        dbs: tuple[bytes, ...] = layout.ALL_DBS,
-        writemap: bool = False,
     ) -> None:
-        """Open (creating) the environment at ``path`` with the named databases ``dbs``.
-
-        ``dbs`` must include ``layout.DB_META`` (the schema version lives there). ``writemap``
-        (only with ``sync=False``) makes commits write the memory map instead of
-        issuing ``pwrite`` calls: no syscall per commit.
-        """
+        """Open (creating) the environment at ``path`` with the named databases of :mod:`didnode.store.layout`."""
         os.makedirs(path, mode=0o700, exist_ok=True)
         self.path = os.fspath(path)
         try:
             self.env = lmdb.open(
                 self.path,
                 map_size=map_size,
-                max_dbs=len(dbs) + 4,
+                max_dbs=len(layout.ALL_DBS) + 4,
                 max_readers=512,
                 sync=sync,
                 metasync=sync,
-                writemap=writemap and not sync,
-                map_async=writemap and not sync,
                 readahead=False,
                 meminit=False,
             )
         except lmdb.Error as exc:
             raise StoreCorrupted(f"cannot open the LMDB store at {self.path}: {exc}") from None
-        self.dbs = {name: self.env.open_db(name) for name in dbs}
+        self.dbs = {name: self.env.open_db(name) for name in layout.ALL_DBS}
         # Free reader slots left by processes that died holding them (e.g. a
         # prepare worker of a node killed with -9): the writer would otherwise
         # keep the pages those readers pinned.
