@@ -65,13 +65,13 @@ def replay(path: Path, msgs: list[_Raw], cuts: Sequence[int]) -> tuple[object, .
         bounds = [0, *cuts, len(msgs)]
         for a, b in zip(bounds, bounds[1:]):
             if a < b:
-                orderer._commit([orderer._prepare(msgs[a:b])], [])
+                orderer.writer.commit([orderer.follower.prepare(msgs[a:b])], [])
         with store.read() as txn:
             r = roots(tables, txn)
             cluster = ClusterTables(store)
             entries = [bytes(e) for _, e in tables.entries(txn)]
             subjects = {m.subject: cluster.subject_seq(txn, st.did_for_subject(m.subject)) for m in msgs}
-            return (r, entries, cluster.applied_seq(txn), cluster.stream_time(txn), subjects, orderer._applied_seq)
+            return (r, entries, cluster.applied_seq(txn), cluster.stream_time(txn), subjects, orderer.shared.applied_seq)
     finally:
         orderer._loop.close()
         orderer._dry_pool.shutdown()

@@ -54,7 +54,6 @@ class ClusterStatus:
     """Where a cluster node stands (NodeInfo and health report it)."""
 
     stream: str
-    connected: bool
     writable: bool
     applied_seq: int
     stream_last_seq: int

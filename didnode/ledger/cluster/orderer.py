@@ -26,7 +26,7 @@ from didnode.ledger.cluster.config import ClusterConfig, ClusterStatus
 from didnode.ledger.cluster.connection import NATS_ERRORS, Connection
 from didnode.ledger.cluster.follower import Follower
 from didnode.ledger.cluster.publisher import Publisher
-from didnode.ledger.cluster.shared import Prepared, Raw, Shared
+from didnode.ledger.cluster.shared import Prepared, Shared
 from didnode.ledger.cluster.writer import Writer
 from didnode.ledger.orderer import Callback, Task, TaskRequest, settle
 from didnode.ledger.verifier import InlineVerifier, Verifier
@@ -135,8 +135,7 @@ class JetStreamOrderer:
     def status(self) -> ClusterStatus:
         applied = self.shared.applied_seq
         last = max(self.shared.stream_last, applied)
-        nc = self.conn.nc
-        return ClusterStatus(self.stream, bool(nc and nc.is_connected), self.conn.writable, applied, last, last - applied, "" if self.conn.writable else self.conn.why)
+        return ClusterStatus(self.stream, self.conn.writable, applied, last, last - applied, "" if self.conn.writable else self.conn.why)
 
     def stop(self) -> None:
         """Stop publishing and following, finish the batch being applied, stop the threads."""
@@ -241,18 +240,3 @@ class JetStreamOrderer:
         if isinstance(result, DidnodeError):
             raise result
         return result
-
-    # ------------------------------------------------------------------
-    # The writer stage without NATS: tests feed it stream messages directly
-    # (tests/ledger/test_jetstream_apply.py)
-    # ------------------------------------------------------------------
-
-    @property
-    def _applied_seq(self) -> int:
-        return self.shared.applied_seq
-
-    def _prepare(self, msgs: list[Raw]) -> Prepared:
-        return self.follower.prepare(msgs)
-
-    def _commit(self, preps: list[Prepared], tasks: list[TaskRequest]) -> None:
-        self.writer.commit(preps, tasks)
