@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 import click
 
 from didnode.client import Client, Receipt
+from didnode.core import builder
 from didnode.core.did import KEY_ID_RE, key_id_of, validate_did
 from didnode.errors import KeystoreError
 from didnode.keystore import Keystore, kdf_from_env
@@ -173,7 +174,7 @@ class ServiceSpec:
     endpoint: str
 
     def to_json(self) -> dict[str, str]:
-        return {"id": self.id, "type": self.type, "serviceEndpoint": self.endpoint}
+        return builder.service(self.id, self.type, self.endpoint)
 
 
 class ServiceType(click.ParamType):

@@ -82,7 +82,6 @@ class HandshakeSessions:
         self.node_did = node_did
         self.clock_ms = clock_ms
         self._checked_at = -1_000_000
-        self._public = b""
 
     async def refresh(self) -> None:
         """Re-check (at most once a second) that the issuer key is a current key of the node DID."""
