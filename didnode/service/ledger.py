@@ -22,6 +22,7 @@ from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Resource
 from didnode.errors import DidnodeError, InvalidArgument, UnknownDid, UnknownVersion
 from didnode.ledger.batch import Outcome
 from didnode.core.results import Receipt
+from didnode.ledger.orderer import settle
 from didnode.service.node import Node
 from didnode.store import layout
 from didnode.store.ledger_tables import VersionRef
@@ -65,7 +66,7 @@ class LedgerService:
             fut: asyncio.Future[list[Outcome]] = loop.create_future()
 
             def done(outcomes: list[Outcome]) -> None:
-                loop.call_soon_threadsafe(_settle, fut, outcomes)
+                loop.call_soon_threadsafe(settle, fut, outcomes)
 
             self.node.orderer.submit(ops, done)
         finally:
@@ -201,12 +202,5 @@ class LedgerService:
         )
 
 
-def _settle(fut: "asyncio.Future[list[Outcome]]", outcomes: list[Outcome]) -> None:
-    if not fut.done():
-        fut.set_result(outcomes)
-
-
 def _no_resolve(did: str) -> DidState:
     raise UnknownDid(f"{did}: controllers are not consulted when replaying accepted operations")
-
-

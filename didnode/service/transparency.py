@@ -25,6 +25,7 @@ from didnode.core.merkle import proof_build, sparse
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
 from didnode.errors import DidnodeError, InvalidArgument, UnknownDid, UnknownOperation
 from didnode.ledger.checkpoints import DEFAULT_MAX_AGE_MS, Checkpointer
+from didnode.ledger.orderer import settle
 from didnode.service.node import Node
 from didnode.store import layout
 from didnode.store.tree_tables import LogNodes, StateNodes
@@ -58,7 +59,7 @@ class TransparencyService:
         fut: asyncio.Future[Any] = loop.create_future()
 
         def done(result: Any) -> None:
-            loop.call_soon_threadsafe(_settle, fut, result)
+            loop.call_soon_threadsafe(settle, fut, result)
 
         self.node.orderer.submit_task(task, done)
         result = await fut
@@ -166,8 +167,3 @@ class TransparencyService:
             raise UnknownDid(f"{did} does not exist on this ledger", did=did)
         state = DidState.from_record(proof.state_record)
         return ProvenResolution(resolution_result(state, state.created_time), proof)
-
-
-def _settle(fut: "asyncio.Future[Any]", result: Any) -> None:
-    if not fut.done():
-        fut.set_result(result)
