@@ -18,10 +18,9 @@ from didnode.core.did import validate_did
 from didnode.core.document import parse_iso8601, resolution_result
 from didnode.core.keystate import ApplyContext, DidState, apply
 from didnode.core.operations import Proof
-from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Resource
+from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Receipt, Resource
 from didnode.errors import DidnodeError, InvalidArgument, UnknownDid, UnknownVersion
 from didnode.ledger.batch import Outcome
-from didnode.core.results import Receipt
 from didnode.ledger.orderer import settle
 from didnode.service.node import Node
 from didnode.store import layout
