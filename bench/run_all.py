@@ -79,6 +79,7 @@ def profile_scripts(profile: str) -> list[Script]:
             Script("kel", "kel.py", ("--identifiers", "500"), 60),
             Script("keri_peer", "keri_peer.py", ("--identifiers", "500"), 90, env="keri"),
             Script("cluster", "cluster.py", (), 600, skip="full profile only (starts three nats-servers and three nodes)"),
+            Script("abuse", "abuse.py", (), 300, skip="full profile only (floods a node for about a minute)"),
         ]
     if profile == "full":
         return [
@@ -94,6 +95,7 @@ def profile_scripts(profile: str) -> list[Script]:
             Script("kel", "kel.py", ("--identifiers", "2000"), 300),
             Script("keri_peer", "keri_peer.py", ("--identifiers", "2000", "--nosync"), 600, env="keri"),
             Script("cluster", "cluster.py", (), 900),
+            Script("abuse", "abuse.py", (), 300),
         ]
     raise ValueError(f"unknown profile {profile!r} (quick or full)")
 
