@@ -75,7 +75,7 @@ class Relay:
 
         async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             try:
-                while data := await r.read(65536):
+                while data := await r.read(1 << 20):
                     w.write(data)
                     await w.drain()
             except (ConnectionError, asyncio.CancelledError):
@@ -152,7 +152,7 @@ async def submit_flood(address: str, stop_at: float, counts: Counts, callers: in
     async def one(i: int) -> None:
         counts.sent += 1
         try:
-            await calls[i % len(calls)](bodies[counts.sent % len(bodies)], timeout=10)
+            await calls[i % len(calls)](bodies[counts.sent % len(bodies)], timeout=30)
         except grpc.aio.AioRpcError as err:
             counts.refuse(err.code().name)
 
