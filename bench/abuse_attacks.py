@@ -83,7 +83,10 @@ class Relay:
             finally:
                 w.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        except asyncio.CancelledError:
+            pass  # the flood is over: its loop is closing
 
     def close(self) -> None:
         if self.server is not None:
