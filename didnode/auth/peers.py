@@ -94,10 +94,7 @@ class StapledStateVerifier:
         from didnode.core.transparency_verify import check_fresh, verify_checkpoint, verify_state_at
         from didnode.errors import BadCheckpointSignature
 
-        try:
-            bundle = proof_bundle.from_json(json.loads(data))
-        except ValueError as exc:
-            raise MalformedProof(f"the stapled state proof is not JSON: {exc}") from None
+        bundle = proof_bundle.from_text(data)  # MalformedProof for any bytes
         if not isinstance(bundle, proof_bundle.StateProof):
             raise MalformedProof("the stapled proof is not a state proof")
         if bundle.did != did:

@@ -10,7 +10,6 @@ one). The bundle is then checked by the pure verifier
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +28,9 @@ def load_bundle(data: str | bytes | dict[str, Any]) -> Bundle:
     """A bundle from its JSON text or decoded object; raises :class:`MalformedProof`."""
     if isinstance(data, dict):
         return proof_bundle.from_json(data)
-    try:
-        obj = json.loads(data)
-    except ValueError as exc:
-        raise MalformedProof(f"proof bundle is not JSON: {exc}") from None
-    return proof_bundle.from_json(obj)
+    if not isinstance(data, (str, bytes, bytearray)):
+        raise MalformedProof(f"a proof bundle is JSON text or a decoded object, not {type(data).__name__}")
+    return proof_bundle.from_text(data)
 
 
 def signer_key_from_did_document(document: dict[str, Any], kid: str) -> bytes:

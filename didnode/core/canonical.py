@@ -21,9 +21,11 @@ always holds; tests cross-check against the independent ``rfc8785`` package.
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+import sys
+from typing import Any, Callable
 
-from didnode.errors import DuplicateJsonKey, MalformedOperation, NonCanonicalEncoding
+from didnode.errors import DidnodeError, DuplicateJsonKey, MalformedOperation, NonCanonicalEncoding
 
 MAX_SAFE_INT = 2**53 - 1
 
@@ -65,22 +67,70 @@ _strict_decoder = json.JSONDecoder(
 )
 
 
+# --------------------------------------------------------------------------
+# Untrusted JSON: every failure is the caller's typed error
+# --------------------------------------------------------------------------
+#
+# ``json.loads`` fails in more ways than JSONDecodeError: bad UTF-8
+# (UnicodeDecodeError), nesting beyond the interpreter's recursion limit
+# (RecursionError) and a decimal integer literal of more digits than
+# ``sys.get_int_max_str_digits()`` (a plain ValueError raised by int() inside
+# the C scanner, CVE-2020-10735's mitigation). Every parser of bytes that
+# came from outside goes through :func:`loads`, which turns each of them into
+# ``error(message)``: the caller's own :class:`~didnode.errors.DidnodeError`.
+
+ErrorFactory = Callable[[str], DidnodeError]
+_plain_decoder = json.JSONDecoder()
+
+
+def int_digits_limit() -> int:
+    """The interpreter's limit on decimal digits in an int literal (0: unlimited)."""
+    return sys.get_int_max_str_digits()
+
+
+def why_not_json(exc: BaseException) -> str:
+    """Why a JSON parser failed with ``exc``, as a predicate: ``f"{what} {why_not_json(exc)}"`` reads as a sentence."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"is not valid UTF-8 at byte {exc.start}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"is not valid JSON: {exc.msg} at offset {exc.pos}"
+    if isinstance(exc, RecursionError):
+        return "is not valid JSON: nested too deeply"
+    text = str(exc)
+    if isinstance(exc, ValueError) and "integer string conversion" in text:
+        m = _DIGITS_RE.search(text)
+        size = f"{m.group(1)} digits" if m else "too many digits"
+        return f"holds an integer of {size}; the limit is {int_digits_limit()} digits"
+    return f"is not valid JSON ({type(exc).__name__})"
+
+
+_DIGITS_RE = re.compile(r"value has (\d+) digits")
+
+
+def loads(data: bytes | bytearray | memoryview | str, error: ErrorFactory, what: str, decoder: json.JSONDecoder = _plain_decoder) -> Any:
+    """Parse untrusted JSON text (UTF-8 bytes, or str); raise ``error(f"{what} ...")`` on any failure.
+
+    ``decoder`` may carry hooks (duplicate members, floats, constants); a
+    :class:`~didnode.errors.DidnodeError` a hook raises propagates as it is.
+    Never raises anything else for any input (the fuzz targets in
+    ``tests/fuzz`` hold every caller to that).
+    """
+    try:
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+        return decoder.decode(text)
+    except DidnodeError:
+        raise
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise error(f"{what} {why_not_json(exc)}") from None
+
+
 def decode_strict(data: bytes) -> Any:
     """Parse JSON, rejecting duplicate member names, floats, NaN/Infinity and bad UTF-8.
 
     Slower than :func:`decode_canonical`; used for untrusted input that is
     not required to be canonical and to explain why a canonical check failed.
     """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedOperation(f"operation is not valid UTF-8 at byte {exc.start}") from None
-    try:
-        return _strict_decoder.decode(text)
-    except json.JSONDecodeError as exc:
-        raise MalformedOperation(f"operation is not valid JSON: {exc.msg} at offset {exc.pos}") from None
-    except RecursionError:
-        raise MalformedOperation("JSON nesting is too deep") from None
+    return loads(data, MalformedOperation, "operation", _strict_decoder)
 
 
 def decode_canonical(data: bytes) -> Any:
@@ -91,7 +141,7 @@ def decode_canonical(data: bytes) -> Any:
     """
     try:
         value = _decoder.decode(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, too deep, an integer of too many digits
         # Re-parse strictly only to produce the precise error message.
         decode_strict(data)
         raise MalformedOperation("operation is not valid JSON") from None

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from didnode.core import canonical
 from didnode.core import checkpoint as cp_codec
 from didnode.core.checkpoint import SignedCheckpoint
 from didnode.core.merkle.encoding import (
@@ -144,6 +145,11 @@ def _state_record(text: str) -> bytes:
 
 def _checkpoint(value: Any) -> SignedCheckpoint | None:
     return None if value is None else cp_codec.from_json(value)
+
+
+def from_text(data: str | bytes) -> Bundle:
+    """Parse a bundle from its JSON text (a file, a stapled proof); raises :class:`MalformedProof` for any bytes."""
+    return from_json(canonical.loads(data, MalformedProof, "proof bundle"))
 
 
 def from_json(d: Any) -> Bundle:

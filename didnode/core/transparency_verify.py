@@ -23,13 +23,13 @@ Every function returns normally on success and raises an
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Sequence
 
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
+from didnode.core import canonical
 from didnode.core import entry as entry_codec
 from didnode.core.checkpoint import SIGNATURE_SIZE, Checkpoint, SignedCheckpoint
 from didnode.core.entry import LogEntry
@@ -121,10 +121,7 @@ def verify_inclusion_at(checkpoint: Checkpoint, entry: bytes, index: int, hashes
 
 
 def _payload_network(payload: bytes) -> str:
-    try:
-        body = json.loads(payload)
-    except ValueError:
-        raise MalformedProof("entry payload is not JSON") from None
+    body = canonical.loads(payload, MalformedProof, "entry payload")
     network = body.get("network") if isinstance(body, dict) else None
     if not isinstance(network, str):
         raise MalformedProof("entry payload names no network")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final, Mapping
 
+from didnode.core import canonical
 from didnode.core.encoding import b64url, b64url_decode
 from didnode.errors import InvalidArgument, InvalidDid, KeystoreError
 from didnode.keystore.didsecrets import DidSecrets
@@ -33,10 +34,7 @@ def _json_bytes(obj: Mapping[str, Any]) -> bytes:
 
 
 def _parse_json_object(raw: bytes, where: str, err: type[KeystoreError] | type[InvalidArgument]) -> dict[str, Any]:
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise err(f"{where}: not UTF-8 JSON ({e})") from e
+    obj = canonical.loads(raw, lambda msg: err(f"{where}: not UTF-8 JSON ({msg})"), "the text")
     if not isinstance(obj, dict):
         raise err(f"{where}: not a JSON object")
     return obj

@@ -13,17 +13,23 @@ later by the writer itself.
 
 from __future__ import annotations
 
-from typing import Sequence
+import logging
+from typing import Sequence, Union
 
 import lmdb
 
 from didnode.core.did import PREFIX
 from didnode.core.operations import NEXT_FRAGMENT, Operation, Proof, parse, signing_bytes
-from didnode.errors import DidnodeError, InvalidDid, InvalidSignature, UnknownDid, UnknownKey
+from didnode.errors import DidnodeError, Internal, InvalidDid, InvalidSignature, UnknownDid, UnknownKey
 from didnode.ledger.verifier import InlineVerifier, Triple, Verifier
 from didnode.store.ledger_tables import LedgerTables
 
 _INLINE = InlineVerifier()
+log = logging.getLogger("didnode.ledger")
+
+# What a group holds: a submission (payload, proofs), or the error that already rejects
+# it (the transport could not even read it), which passes through to its outcome.
+Item = Union[tuple[bytes, Sequence[Proof]], DidnodeError]
 
 
 def _known_keys(op: Operation, tables: LedgerTables, txn: lmdb.Transaction) -> list[tuple[Proof, bytes]]:
@@ -47,26 +53,36 @@ def _known_keys(op: Operation, tables: LedgerTables, txn: lmdb.Transaction) -> l
     return out
 
 
-def prepare_many(
-    items: Sequence[tuple[bytes, Sequence[Proof]]], network: str, tables: LedgerTables, verifier: Verifier = _INLINE
-) -> list[Operation | DidnodeError]:
+def prepare_many(items: Sequence[Item], network: str, tables: LedgerTables, verifier: Verifier = _INLINE) -> list[Operation | DidnodeError]:
     """Parse a group under one read snapshot and verify its signatures in one bulk call.
 
-    Returns one entry per item: the parsed operation (its ``verified`` set
-    filled in) or the error that rejects it (parse error or bad signature).
+    Returns one entry per item, always: the parsed operation (its ``verified``
+    set filled in) or the error that rejects it (the item itself when it is
+    one, a parse error, a bad signature). One item can never fail the group:
+    an exception that is not a :class:`DidnodeError` (a parser bug) is logged
+    and rejects that item alone as :class:`Internal`.
     """
     out: list[Operation | DidnodeError] = []
     checks: list[tuple[int, Proof, bytes]] = []
     triples: list[Triple] = []
     with tables.store.read() as txn:
-        for payload, proofs in items:
+        for item in items:
+            if isinstance(item, DidnodeError):
+                out.append(item)
+                continue
+            payload, proofs = item
             try:
                 op = parse(payload, proofs, network)
+                msg = signing_bytes(op.network, op.type, op.payload)
+                known = _known_keys(op, tables, txn)
             except DidnodeError as exc:
                 out.append(exc)
                 continue
-            msg = signing_bytes(op.network, op.type, op.payload)
-            for proof, raw in _known_keys(op, tables, txn):
+            except Exception:  # noqa: BLE001 -- one operation's bug must not take its group down
+                log.exception("preparing an operation of %d bytes failed", len(payload))
+                out.append(Internal("internal error while parsing this operation; see the node log"))
+                continue
+            for proof, raw in known:
                 checks.append((len(out), proof, raw))
                 triples.append((raw, msg, proof.signature))
             out.append(op)

@@ -27,14 +27,13 @@ import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Protocol, Sequence
 
-from didnode.core.operations import Operation, Proof
+from didnode.core.operations import Operation
 from didnode.errors import DidnodeError
-from didnode.ledger.prepare import prepare_many
+from didnode.ledger.prepare import Item, prepare_many
 from didnode.ledger.processes import exit_with_parent
 from didnode.store.ledger_tables import LedgerTables
 from didnode.store.readonly import ReadOnlyStore
 
-Item = tuple[bytes, Sequence[Proof]]
 Prepared = list[Operation | DidnodeError]
 
 # Below this many submissions a chunk is prepared in the calling thread: the

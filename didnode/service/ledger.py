@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -19,14 +20,16 @@ from didnode.core.document import parse_iso8601, resolution_result
 from didnode.core.keystate import ApplyContext, DidState, apply
 from didnode.core.operations import Proof
 from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Receipt, Resource
-from didnode.errors import DidnodeError, InvalidArgument, UnknownDid, UnknownVersion
+from didnode.errors import DidnodeError, Internal, InvalidArgument, UnknownDid, UnknownVersion
 from didnode.ledger.batch import Outcome
 from didnode.ledger.orderer import settle
+from didnode.ledger.prepare import Item
 from didnode.service.node import Node
 from didnode.store import layout
 from didnode.store.ledger_tables import VersionRef
 
 MAX_BATCH_CHUNK = 1024
+log = logging.getLogger("didnode.service")
 
 
 class LedgerService:
@@ -44,11 +47,17 @@ class LedgerService:
 
     async def submit_many(
         self,
-        items: Sequence[tuple[bytes, Sequence[Proof]]],
+        items: Sequence[Item],
         after: asyncio.Event | None = None,
         enqueued: asyncio.Event | None = None,
     ) -> list[Outcome]:
         """Submit a group; one outcome per item, in order, after the group is durable.
+
+        An item may already be the error that rejects it (the transport could
+        not read that operation); it is answered as such, in its place. One
+        item never fails its group: preparation answers per item, and should
+        preparing the group itself fail (a worker process died), every item
+        is answered with that failure instead of the call raising.
 
         Groups of one stream keep their order: a group is handed to the
         orderer only after ``after`` is set (the previous group was handed
@@ -59,7 +68,13 @@ class LedgerService:
             if len(items) > MAX_BATCH_CHUNK:
                 raise InvalidArgument(f"a batch chunk holds at most {MAX_BATCH_CHUNK} operations, not {len(items)}")
             loop = asyncio.get_running_loop()
-            ops = await asyncio.wrap_future(self.node.prepare_future(items))
+            try:
+                ops = await asyncio.wrap_future(self.node.prepare_future(items))
+            except DidnodeError as err:
+                ops = [err] * len(items)
+            except Exception:  # noqa: BLE001 -- e.g. BrokenProcessPool: answer each item, keep the stream
+                log.exception("preparing a group of %d operations failed", len(items))
+                ops = [Internal("internal error while preparing this group; see the node log")] * len(items)
             if after is not None:
                 await after.wait()
             fut: asyncio.Future[list[Outcome]] = loop.create_future()

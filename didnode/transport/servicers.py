@@ -13,7 +13,7 @@ import grpc
 from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import node_pb2 as node_pb
 from didnode.errors import DidnodeError, Internal, MalformedMessage
-from didnode.service.ledger import MAX_BATCH_CHUNK, LedgerService
+from didnode.service.ledger import MAX_BATCH_CHUNK, Item, LedgerService
 from didnode.wire import ledger as convert
 from didnode.wire.handlers import Malformed
 from didnode.wire.status import to_status
@@ -81,7 +81,7 @@ class LedgerServicer:
                         raise req.error
                     if len(req.operations) > MAX_BATCH_CHUNK:
                         raise MalformedMessage(f"a chunk holds at most {MAX_BATCH_CHUNK} operations, not {len(req.operations)}")
-                    items = [convert.operation_from_pb(op) for op in req.operations]
+                    items = [_batch_item(op) for op in req.operations]
                     enqueued = asyncio.Event()
                     task = asyncio.create_task(self.ledger.submit_many(items, after=previous, enqueued=enqueued))
                     tasks.append(task)
@@ -98,6 +98,11 @@ class LedgerServicer:
             await read_task
         except DidnodeError as err:
             await _abort(context, err)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:  # the transport boundary: a bug must become INTERNAL, never a dropped stream
+            log.exception("internal error in SubmitBatch")
+            await _abort(context, Internal("internal error in SubmitBatch; see the node log"))
         finally:
             read_task.cancel()
             for task in tasks:
@@ -125,6 +130,14 @@ class LedgerServicer:
     @unary
     async def GetResource(self, request: pb.ResourceRequest, context: grpc.aio.ServicerContext) -> pb.ResourceResponse:
         return convert.resource_to_pb(self.ledger.resource(request.did, request.id))
+
+
+def _batch_item(op: pb.Operation) -> Item:
+    """One operation of a chunk, or the error that rejects it alone: a batch answers per operation."""
+    try:
+        return convert.operation_from_pb(op)
+    except DidnodeError as err:
+        return err
 
 
 async def _chunk_response(first: int, task: "asyncio.Task[list[Any]]") -> pb.SubmitBatchResponse:

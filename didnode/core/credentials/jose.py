@@ -33,6 +33,7 @@ from typing import Any, Mapping
 from nacl.bindings import crypto_sign, crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
+from didnode.core import canonical
 from didnode.core.did import KEY_ID_RE, PREFIX, validate_did
 from didnode.core.encoding import b64url, b64url_decode
 from didnode.errors import (
@@ -79,12 +80,7 @@ _decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_re
 
 def decode_json_object(data: bytes, what: str) -> dict[str, Any]:
     """A JSON object from UTF-8 ``data``; no duplicate members, no NaN/Infinity."""
-    try:
-        value = _decoder.decode(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise MalformedCredential(f"{what} is not UTF-8") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise MalformedCredential(f"{what} is not JSON: {getattr(exc, 'msg', 'nested too deeply')}") from None
+    value = canonical.loads(data, MalformedCredential, what, _decoder)
     if type(value) is not dict:
         raise MalformedCredential(f"{what} is not a JSON object")
     return value
