@@ -20,6 +20,14 @@ class ClusterUnavailable(Unavailable):
     reason = "CLUSTER_UNAVAILABLE"
 
 
+class StreamMissing(ClusterUnavailable):
+    """The stream this node's store follows is gone from a reachable JetStream
+    (deleted); the node never recreates it (that would be another history):
+    reads keep working, writes are refused until an operator acts."""
+
+    reason = "STREAM_MISSING"
+
+
 class WriteConflict(Conflict):
     """Concurrent writes to the same DID kept winning the per-DID compare-and-set
     (``Nats-Expected-Last-Subject-Sequence``); rebuild the operation on the new state."""
@@ -36,6 +44,7 @@ class WrongSubject(MalformedOperation):
 
 class StreamMismatch(StoreCorrupted):
     """The store was built from another stream (or in embedded mode) than the
-    one the node is told to follow; it will not mix the two histories."""
+    one the node is told to follow, or the stream was replaced (recreated under
+    its name: another creation time); it will not mix the two histories."""
 
     reason = "STREAM_MISMATCH"

@@ -127,6 +127,38 @@ def stream_info(urls: list[str], network: str) -> dict[str, object]:
     return asyncio.run(ask())
 
 
+def js_request(urls: list[str], subject: str, body: dict[str, object] | None = None) -> dict[str, object]:
+    """One JetStream API request (``$JS.API.<subject>``) as an operator would make it."""
+
+    async def ask() -> dict[str, object]:
+        import nats
+
+        nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=2)
+        try:
+            msg = await nc.request("$JS.API." + subject, b"" if body is None else json.dumps(body).encode(), timeout=10)
+            return json.loads(msg.data)  # type: ignore[no-any-return]
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())
+
+
+def publish_raw(urls: list[str], subject: str, body: bytes) -> int:
+    """Publish as a foreign writer would (no didnode involved); returns the stream sequence."""
+
+    async def go() -> int:
+        import nats
+
+        nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=2)
+        try:
+            ack = await nc.jetstream(timeout=10).publish(subject, body)
+            return int(ack.seq)
+        finally:
+            await nc.close()
+
+    return asyncio.run(go())
+
+
 def stream_leader(urls: list[str], network: str) -> str:
     def leader() -> str:
         data = stream_info(urls, network)

@@ -28,6 +28,9 @@ class ClusterConfig:
     # storing anything sooner; two keep the leader busy while one is acknowledged.
     max_inflight_batches: int = 2
     api_timeout_s: float = 3.0
+    # While following, the stream's identity (name, creation time, last sequence) is
+    # checked this often: the backstop when a deletion's advisory was missed.
+    stream_check_s: float = 1.0
     catch_up_s: float = 5.0  # longest wait for this node to catch up before judging a submission
     submit_deadline_s: float = 20.0  # all attempts of one submission, publish to local apply
     pull_batch: int = 1000  # messages per read (a direct get batch, or a consumer pull)

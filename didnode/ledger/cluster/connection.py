@@ -2,9 +2,14 @@
 
 :class:`Connection` owns the NATS client (``nc``) and says whether this node
 can order writes (``writable``, with the reason when it cannot; listeners hear
-every change). It creates the stream when it is absent and refuses one that is
-not this store's (:class:`~didnode.errors.StreamMismatch`), and it learns what
-the stream allows (atomic batches, direct gets). Runs on the NATS loop only.
+every change). A store that never followed a stream creates it when it is
+absent; a store bound to a stream (name and creation time, in LMDB) never
+does: a missing stream is :class:`~didnode.errors.StreamMissing`, one of
+another creation time (deleted and recreated) or that ends before what the
+store applied is :class:`~didnode.errors.StreamMismatch`, and the node refuses
+writes with that error (``refusal``) until the stream it follows is back. It
+learns what the stream allows (atomic batches, direct gets). Runs on the NATS
+loop only.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any, Awaitable, Callable
 
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
-from didnode.errors import ClusterUnavailable, StreamMismatch
+from didnode.errors import ClusterUnavailable, StreamMismatch, StreamMissing
 from didnode.ledger import stream as st
 from didnode.ledger.cluster.shared import Shared
 from didnode.ledger.orderer import Task
@@ -50,17 +56,23 @@ class Connection:
         # Written under shared.lock: submit() reads them on any thread.
         self.writable = False
         self.why = "not connected to NATS yet"
+        # Set while the node refuses the stream (StreamMissing, StreamMismatch):
+        # submissions fail with that error, not with a plain ClusterUnavailable.
+        self.refusal: ClusterUnavailable | StreamMismatch | None = None
+        self._check_requested = 0.0
         self.listeners: list[Callable[[bool], None]] = []
         # What the stream allows, as last seen (STREAM.INFO).
         self.atomic = False
         self.direct = False  # the stream allows direct gets: read it with them, not with a consumer
         self.wake_evt: asyncio.Event | None = None
 
-    def set_state(self, writable: bool, why: str) -> None:
+    def set_state(self, writable: bool, why: str, refusal: ClusterUnavailable | StreamMismatch | None = None) -> None:
+        """Accept writes or not (``why``); ``refusal``: the stream itself is refused (missing, replaced)."""
         changed = writable != self.writable
         with self.shared.lock:
             self.writable = writable
             self.why = why
+            self.refusal = None if writable else refusal
         if changed:
             if writable:
                 log.info("cluster stream %s reachable: accepting writes", self.stream)
@@ -71,6 +83,29 @@ class Connection:
                     fn(writable)
                 except Exception:  # a listener's bug must not stop the cluster loop
                     log.exception("writability listener failed")
+
+    def request_check(self, force: bool = False) -> None:
+        """Something suggests the stream is gone or another one (a stream advisory, no responders,
+        an acknowledgement below what this node applied): stop following and check it now.
+
+        Hints that a leader election also gives (no responders) ask at most once per
+        ``stream_check_s``; ``force`` (an advisory, a definite sign) always does.
+        """
+        now = time.monotonic()
+        if not force and now - self._check_requested < self.config.stream_check_s:
+            return
+        self._check_requested = now
+        if self.shared.reset_evt is not None:
+            self.shared.reset_evt.set()
+        if self.wake_evt is not None:
+            self.wake_evt.set()
+
+    def refused(self) -> ClusterUnavailable | StreamMismatch | None:
+        """A fresh copy of the error the node refuses writes with because of the stream itself, if any."""
+        r = self.refusal
+        if r is None:
+            return None
+        return type(r)(f"this node cannot order writes: {r.message}; reads still work", **r.details)
 
     async def sleep_or_wake(self, seconds: float) -> None:
         assert self.wake_evt is not None
@@ -135,27 +170,54 @@ class Connection:
         return resp
 
     async def ensure_stream(self, nc: NatsClient) -> None:
-        """Create the stream if absent; check it is the one this store follows."""
+        """Create the stream if absent and this store never followed one; check it is the one this store follows.
+
+        Raises :class:`StreamMissing` (the store's stream is gone: it is never
+        recreated here, that would start another history under the same name),
+        :class:`StreamMismatch` (another stream), :class:`ClusterUnavailable`.
+        """
         info = await self.api(nc, f"STREAM.INFO.{self.stream}")
         err = info.get("error")
         if err and err.get("err_code") == ERR_STREAM_NOT_FOUND:
+            with self.tables.store.read() as txn:
+                bound = self.cluster.binding(txn)
+            if bound is not None:
+                raise self._missing(bound)
             await self._create_stream(nc)
             info = await self.api(nc, f"STREAM.INFO.{self.stream}")
             err = info.get("error")
         if err:
             raise ClusterUnavailable(f"stream {self.stream}: {err.get('description', err)}")
+        cfg = self._check(info)
+        with self.tables.store.read() as txn:
+            bound = self.cluster.binding(txn)
+        if bound is None:
+            created = str(info.get("created", ""))
+            await self.in_writer(lambda txn: self.cluster.bind(txn, self.stream, created))
+        self.atomic = bool(cfg.get("allow_atomic", False))
+        self.direct = bool(cfg.get("allow_direct", False))
+
+    def _missing(self, bound: tuple[str, str]) -> StreamMissing:
+        return StreamMissing(
+            f"stream {self.stream} (created {bound[1] or '?'}), which this store follows, is not on the NATS cluster: it was deleted. "
+            "The node does not recreate it (that would be another history); restore it, or start nodes on new --data "
+            "directories to begin a new ledger",
+            stream=self.stream,
+        )
+
+    def _check(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Refuse a STREAM.INFO answer that is not the stream this store follows; its config."""
         cfg, state = info.get("config", {}), info.get("state", {})
         if st.subject_filter(self.network) not in cfg.get("subjects", []):
             raise StreamMismatch(f"stream {self.stream} does not carry subjects {st.subject_filter(self.network)}; it is not this network's ledger")
         created = str(info.get("created", ""))
         with self.tables.store.read() as txn:
             bound = self.cluster.binding(txn)
-        if bound is None:
-            await self.in_writer(lambda txn: self.cluster.bind(txn, self.stream, created))
-        elif bound[0] != self.stream or (bound[1] and created and bound[1] != created):
+        if bound is not None and (bound[0] != self.stream or (bound[1] and created and bound[1] != created)):
             raise StreamMismatch(
-                f"this store follows stream {bound[0]} created {bound[1]}, not stream {self.stream} created {created}; "
-                "use another --data directory (a node replays the stream from the start)",
+                f"this store follows stream {bound[0]} created {bound[1]}, not stream {self.stream} created {created} "
+                "(a stream deleted and created again under its name is another history); "
+                "restore the stream, or use another --data directory (a node replays the stream from the start)",
                 stream=self.stream,
             )
         last = int(state.get("last_seq", 0))
@@ -165,9 +227,8 @@ class Connection:
                 "the stream was recreated or lost messages",
                 stream=self.stream,
             )
-        self.atomic = bool(cfg.get("allow_atomic", False))
-        self.direct = bool(cfg.get("allow_direct", False))
         self.shared.stream_last = max(self.shared.stream_last, last)
+        return cfg  # type: ignore[no-any-return]
 
     async def _create_stream(self, nc: NatsClient) -> None:
         """Create the stream: replicas 3 (or ``config.replicas``), falling back to 1 on a single server.
@@ -194,14 +255,21 @@ class Connection:
         raise ClusterUnavailable(f"cannot create stream {self.stream}: {last_error}")
 
     async def refresh_info(self, nc: NatsClient) -> None:
-        """Stream's last sequence (for the lag figure) and atomic-batch support."""
+        """Check the stream is still the one this store follows; its last sequence (for the lag
+        figure), atomic-batch and direct-get support. Raises :class:`StreamMissing`,
+        :class:`StreamMismatch`; a stream that does not answer is left for the next time."""
         try:
             info = await self.api(nc, f"STREAM.INFO.{self.stream}")
         except ClusterUnavailable as exc:
             log.debug("stream info: %s", exc)
             return
         log.debug("applied %d messages in %d transactions; stream at %d", self.shared.applied_msgs, self.shared.batches, self.shared.stream_last)
-        if "error" not in info:
-            self.shared.stream_last = max(self.shared.stream_last, int(info.get("state", {}).get("last_seq", 0)))
-            self.atomic = bool(info.get("config", {}).get("allow_atomic", False))
-            self.direct = bool(info.get("config", {}).get("allow_direct", False))
+        err = info.get("error")
+        if err is None:
+            cfg = self._check(info)
+            self.atomic = bool(cfg.get("allow_atomic", False))
+            self.direct = bool(cfg.get("allow_direct", False))
+        elif err.get("err_code") == ERR_STREAM_NOT_FOUND:
+            with self.tables.store.read() as txn:
+                bound = self.cluster.binding(txn)
+            raise self._missing(bound or (self.stream, ""))

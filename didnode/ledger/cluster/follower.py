@@ -64,6 +64,7 @@ class Follower:
         self.grew: asyncio.Event | None = None  # the stream grew, or the buffer has room again
         self._fetch_id = ""
         self._fetch_done: asyncio.Future[int] | None = None
+        self._no_responders = False  # the last direct get found no replica to answer it
         self._consumer_until = 0.0  # follow with a consumer until then (the nearest replica lags)
         self.next_seq = shared.applied_seq + 1
         self._consumer = ""
@@ -113,7 +114,7 @@ class Follower:
         except NATS_ERRORS as exc:
             raise ClusterUnavailable(f"cannot subscribe to direct get replies: {type(exc).__name__}") from None
         log.debug("following %s from %d with direct gets (connected to %s)", self.stream, self.next_seq, (getattr(nc, "_server_info", None) or {}).get("server_name", "?"))
-        next_info = time.monotonic() + 5.0
+        next_info = time.monotonic() + self.config.stream_check_s
         more = True
         progress_at, progress_seq = time.monotonic(), self.next_seq
         try:
@@ -128,8 +129,8 @@ class Follower:
                     self._consumer_until = time.monotonic() + 60.0
                     return
                 if time.monotonic() > next_info:
-                    next_info = time.monotonic() + 5.0
-                    await self.conn.refresh_info(nc)
+                    next_info = time.monotonic() + self.config.stream_check_s
+                    await self.conn.refresh_info(nc)  # raises when the stream is gone or replaced
                     if not self.conn.direct:
                         return  # the stream no longer allows direct gets: follow with a consumer
                 if room < min(cfg.pull_batch, cfg.max_buffered // 2) or not more:
@@ -161,6 +162,10 @@ class Follower:
                 finally:
                     self._fetch_done = None
                 more = pending > 0
+                if self._no_responders:
+                    # Nobody serves the stream's direct gets: it may be gone (deleted).
+                    self._no_responders = False
+                    self.conn.request_check()
                 if self.next_seq == start:
                     # Nothing new on this replica (it may lag behind the leader that acknowledged
                     # what this node was told of): no faster than the flush pace.
@@ -211,9 +216,10 @@ class Follower:
         seq_text = headers.get("Nats-Sequence")
         if seq_text is None:
             # End of a batch (204, with what the replica holds beyond it), nothing at that
-            # sequence yet (404), or an error: the read is over.
+            # sequence yet (404), no responders (503), or an error: the read is over.
             done = self._fetch_done
             if done is not None and not done.done() and msg.subject.endswith(self._fetch_id):
+                self._no_responders = headers.get("Status") == "503"
                 try:
                     pending = int(headers.get("Nats-Num-Pending", "0")) if headers.get("Status") == "204" else 0
                 except ValueError:
@@ -289,7 +295,7 @@ class Follower:
             resp.get("cluster", {}).get("leader", "?"),
             (getattr(nc, "_server_info", None) or {}).get("server_name", "?"),
         )
-        next_info = time.monotonic() + 5.0
+        next_info = time.monotonic() + self.config.stream_check_s
         try:
             await self._pull_more()
             while nc.is_connected:
@@ -306,8 +312,8 @@ class Follower:
                     return
                 await self._pull_more()
                 if time.monotonic() > next_info:
-                    next_info = time.monotonic() + 5.0
-                    await self.conn.refresh_info(nc)
+                    next_info = time.monotonic() + self.config.stream_check_s
+                    await self.conn.refresh_info(nc)  # raises when the stream is gone or replaced
                     if self.conn.direct and time.monotonic() >= self._consumer_until:
                         return  # the stream allows direct gets (again): read it with them
         finally:

@@ -20,7 +20,7 @@ import threading
 from typing import Any, Callable, Sequence
 
 from didnode.core.operations import Operation, Proof
-from didnode.errors import ClusterUnavailable, DidnodeError, NodeUnavailable, Overloaded, StreamMismatch
+from didnode.errors import ClusterUnavailable, DidnodeError, NodeUnavailable, Overloaded, StreamMismatch, StreamMissing
 from didnode.ledger.batch import BatchHook
 from didnode.ledger.cluster.config import ClusterConfig, ClusterStatus
 from didnode.ledger.cluster.connection import NATS_ERRORS, Connection
@@ -97,13 +97,18 @@ class JetStreamOrderer:
         """Publish ``ops`` (one group, in order); ``done(outcomes)`` runs once this node applied them.
 
         Raises :class:`ClusterUnavailable` at once when NATS is unreachable
-        (fail fast; reads keep working), :class:`Overloaded` beyond
+        (fail fast; reads keep working), :class:`StreamMissing` or
+        :class:`StreamMismatch` when the stream this store follows was deleted
+        or replaced, :class:`Overloaded` beyond
         ``max_pending`` waiting operations, :class:`NodeUnavailable` when stopping.
         """
         with self.shared.lock:
             if self.shared.closed:
                 raise NodeUnavailable("the node is shutting down")
             if not self.conn.writable:
+                refusal = self.conn.refused()
+                if refusal is not None:
+                    raise refusal
                 raise ClusterUnavailable(f"this node cannot order writes now: {self.conn.why}; reads still work", stream=self.stream)
             if self.shared.pending + len(ops) > self.max_pending:
                 raise Overloaded(f"{self.shared.pending} operations are waiting to be ordered; retry shortly")
@@ -199,7 +204,13 @@ class JetStreamOrderer:
         self.publisher.ack_prefix = prefix
         self.conn.nc = nc
         log.info("connected to NATS at %s", nc.connected_url.netloc if nc.connected_url else "?")
+        # The servers announce a deletion or creation of the stream at once (also an
+        # administrator's); the periodic checks of the follower are the backstop.
+        advisories = "$JS.EVENT.ADVISORY.STREAM.{}." + self.stream
+        for event in ("DELETED", "CREATED", "UPDATED"):
+            await nc.subscribe(advisories.format(event), cb=self._on_stream_advisory)
         checked = False  # the stream was found and matched this store at least once
+        refused = ""
         while True:
             if not nc.is_connected:
                 self.conn.set_state(False, "disconnected from NATS; reconnecting")
@@ -208,10 +219,10 @@ class JetStreamOrderer:
             try:
                 await self.conn.ensure_stream(nc)
                 checked = True
-            except StreamMismatch as exc:
-                self.conn.set_state(False, str(exc))
-                log.error("%s", exc)
-                await self.conn.sleep_or_wake(10.0)
+                refused = ""
+            except (StreamMissing, StreamMismatch) as exc:
+                refused = self._refuse(exc, refused)
+                await self.conn.sleep_or_wake(2.0)
                 continue
             except ClusterUnavailable as exc:
                 # Connected, but the stream does not answer (a leader election, most
@@ -225,9 +236,25 @@ class JetStreamOrderer:
             self.conn.set_state(True, "")
             try:
                 await self.follower.follow(nc)
+            except (StreamMissing, StreamMismatch) as exc:
+                refused = self._refuse(exc, refused)
             except ClusterUnavailable as exc:
                 log.warning("follower: %s; restarting it", exc)
                 await self.conn.sleep_or_wake(0.5)
+
+    def _refuse(self, exc: StreamMissing | StreamMismatch, told: str) -> str:
+        """Stop accepting writes because of the stream itself; fail those waiting for their
+        operations to be applied (the stream that acknowledged them is gone). Logs each new reason once."""
+        why = f"{exc.reason}: {exc}"
+        self.conn.set_state(False, why, exc)
+        self.writer.fail_waiters(exc)
+        if why != told:
+            log.error("not accepting writes: %s", why)
+        return why
+
+    async def _on_stream_advisory(self, msg: Any) -> None:
+        log.warning("stream %s: %s", self.stream, msg.subject.split(".")[-2].lower())
+        self.conn.request_check(force=True)
 
     async def _in_writer(self, task: Task) -> Any:
         fut: asyncio.Future[Any] = self._loop.create_future()

@@ -376,7 +376,11 @@ class Publisher:
                     continue
                 msg = ack.result()
                 if msg.headers and msg.headers.get("Status") == "503":
-                    await asyncio.sleep(0.2)  # no responders: no stream leader right now
+                    # No responders: no stream leader right now, or no stream any more.
+                    self.conn.request_check()
+                    await asyncio.sleep(0.2)
+                    if self.conn.refusal is not None:
+                        return None  # published one by one, each fails with the refusal
                     continue
                 try:
                     resp = json.loads(msg.data)
@@ -417,6 +421,9 @@ class Publisher:
         subject, body, headers = self._message(op, expected)
         last_error = "no acknowledgement"
         while True:
+            refusal = self.conn.refused()
+            if refusal is not None:
+                return refusal  # the stream was deleted or replaced
             nc = self.conn.nc
             if nc is None or not nc.is_connected:
                 return ClusterUnavailable(f"NATS became unreachable while ordering {op.hash.hex()[:16]}…; resubmit it (idempotent)")
@@ -432,6 +439,7 @@ class Publisher:
                 resp = json.loads(msg.data)
             except nats.errors.NoRespondersError:
                 last_error = "the stream has no leader"
+                self.conn.request_check()  # or no stream any more
                 await asyncio.sleep(0.2)
                 continue
             except NATS_ERRORS as exc:

@@ -224,6 +224,20 @@ class Writer:
             e = entry_codec.decode(self.tables.entry(txn, self.tables.position_of(txn, op.hash)))
         return Receipt(e.position, e.time, op.hash, op.did, op.type, op.seq)
 
+    def fail_waiters(self, err: DidnodeError) -> None:
+        """Answer everyone waiting for a sequence this node has not applied with ``err`` (NATS loop):
+        the stream that acknowledged their operations is gone or was replaced."""
+        with self.shared.lock:
+            waiters, self._waiters = self._waiters, {}
+        for seq, ws in waiters.items():
+            for w in ws:
+                if not w.future.done():
+                    w.future.set_result(
+                        type(err)(f"stream sequence {seq} was acknowledged but will not be applied here: {err.message}", **err.details)
+                        if w.op is not None
+                        else None
+                    )
+
     def forget_waiters(self, items: list[tuple[int, "asyncio.Future[Outcome | None]"]]) -> None:
         with self.shared.lock:
             for seq, fut in items:
