@@ -21,6 +21,7 @@ from didnode.core.operations import (
     next_commitment,
     signing_bytes,
 )
+from didnode.core.service_rules import check_service
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,12 @@ class NewAgreementKey:
 
 
 def service(id: str, type: str, endpoint: str) -> dict[str, str]:
-    """A service entry as operations carry it."""
+    """A service entry as operations carry it; checked against the method's service rules.
+
+    Raises :class:`~didnode.errors.InvalidService` or :class:`~didnode.errors.TooLarge`
+    (see :mod:`didnode.core.service_rules`), as the node would.
+    """
+    check_service(id, type, endpoint)
     return {"id": id, "type": type, "serviceEndpoint": endpoint}
 
 

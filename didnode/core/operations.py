@@ -28,6 +28,7 @@ from nacl.exceptions import BadSignatureError
 from didnode.core import canonical
 from didnode.core.did import KEY_ID_RE, did_for_create_hash, split_did_url, validate_did, validate_key_id
 from didnode.core.encoding import ED25519_PUB, X25519_PUB, multikey_decode
+from didnode.core.service_rules import MAX_SERVICE_ENDPOINT, MAX_SERVICE_TYPE, check_service  # noqa: F401  (limits re-exported)
 from didnode.errors import (
     InvalidKey,
     InvalidSignature,
@@ -49,8 +50,6 @@ MAX_KEYS = 8
 MAX_CONTROLLERS = 8
 MAX_SERVICES = 16
 MAX_PROOFS = 16
-MAX_SERVICE_TYPE = 64
-MAX_SERVICE_ENDPOINT = 512
 MAX_REASON = 128
 MAX_NETWORK = 32
 MAX_SEQ = 2**53 - 1
@@ -433,12 +432,8 @@ def _services(value: Any) -> tuple[Service, ...]:
     for item in value:
         if not isinstance(item, dict) or set(item) != {"id", "type", "serviceEndpoint"}:
             raise MalformedOperation("each service must be an object with exactly id, type, serviceEndpoint")
-        sid = _key_id(item["id"], "service")
-        stype = _str(item, "type", MAX_SERVICE_TYPE)
-        endpoint = _str(item, "serviceEndpoint", MAX_SERVICE_ENDPOINT)
-        if not stype or not endpoint or ":" not in endpoint or any(c.isspace() for c in endpoint):
-            raise MalformedOperation(f"service {sid} needs a type and an absolute URI endpoint without spaces")
-        out.append(Service(sid, stype, endpoint))
+        # The service rules (id, type, endpoint URI and scheme policy) live in core.service_rules.
+        out.append(Service(*check_service(item["id"], item["type"], item["serviceEndpoint"])))
     if len({s.id for s in out}) != len(out):
         raise MalformedOperation("two services share an id")
     return tuple(out)

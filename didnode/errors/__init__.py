@@ -40,6 +40,7 @@ from didnode.errors.ledger import (  # noqa: F401
     InvalidArgument,
     InvalidDid,
     InvalidKey,
+    InvalidService,
     InvalidSignature,
     KeyRevoked,
     KeyRotated,
@@ -146,7 +147,6 @@ from didnode.errors.auth import (  # noqa: F401
 from didnode.errors.cluster import (  # noqa: F401
     ClusterUnavailable,
     StreamMismatch,
-    StreamMissing,
     WriteConflict,
     WrongSubject,
 )
@@ -192,6 +192,7 @@ __all__ = [
     "InvalidInput",
     "InvalidKey",
     "InvalidProof",
+    "InvalidService",
     "InvalidSignature",
     "IssuerDeactivated",
     "IssuerNotExpected",
@@ -248,7 +249,6 @@ __all__ = [
     "StatusListStale",
     "StoreCorrupted",
     "StreamMismatch",
-    "StreamMissing",
     "SubjectMismatch",
     "TokenTooLarge",
     "TooLarge",

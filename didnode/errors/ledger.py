@@ -36,6 +36,12 @@ class DuplicateJsonKey(MalformedOperation):
     reason = "DUPLICATE_JSON_KEY"
 
 
+class InvalidService(MalformedOperation):
+    """A service entry breaks the method's rules: id syntax, type character set, endpoint URI or scheme policy."""
+
+    reason = "INVALID_SERVICE"
+
+
 class TooLarge(InvalidInput):
     """An operation, field, list or message is over the method's size limit."""
 
