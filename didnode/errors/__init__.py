@@ -147,6 +147,7 @@ from didnode.errors.auth import (  # noqa: F401
 from didnode.errors.cluster import (  # noqa: F401
     ClusterUnavailable,
     StreamMismatch,
+    StreamMissing,
     WriteConflict,
     WrongSubject,
 )
@@ -249,6 +250,7 @@ __all__ = [
     "StatusListStale",
     "StoreCorrupted",
     "StreamMismatch",
+    "StreamMissing",
     "SubjectMismatch",
     "TokenTooLarge",
     "TooLarge",
