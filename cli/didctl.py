@@ -26,6 +26,7 @@ from cli.didctl_common import (
     kv_lines,
     note,
     read_passphrase,
+    safe_text,
 )
 from cli.didctl_audit import audit
 from cli.didctl_auth import auth_command, device_group
@@ -76,12 +77,17 @@ def exit_code(err: DidnodeError) -> int:
 
 
 def report(ctx: click.Context, err: DidnodeError) -> None:
-    """One line on stderr; with ``--json`` also the error object on stdout."""
-    message = " ".join(str(err).split())
-    click.echo(f"didctl: {message} [{err.reason}]", err=True)
+    """One line on stderr; with ``--json`` also the error object on stdout.
+
+    The message may come from a node (or repeat ledger data): the line shows it
+    on one line through :func:`safe_text`; the JSON object carries it exactly
+    (``json.dumps`` escapes every control and non-ASCII character).
+    """
+    line = " ".join(str(err).split())
+    click.echo(f"didctl: {safe_text(line)} [{safe_text(err.reason)}]", err=True)
     ctl = ctx.find_object(Ctl)
     if ctl is not None and ctl.json_output:
-        click.echo(json.dumps({"error": {"reason": err.reason, "message": message, "details": dict(err.details)}}))
+        click.echo(json.dumps({"error": {"reason": err.reason, "message": str(err), "details": dict(err.details)}}))
 
 
 class DidctlGroup(click.Group):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import click
 
-from cli.didctl_common import Ctl, checked_did, iso_ms, json_option, note, pass_ctl
+from cli.didctl_common import Ctl, checked_did, iso_ms, json_option, note, pass_ctl, safe_text
 from cli.signing import auth_signer, current_state, network_of, secrets_of
 from didnode.auth import Authenticator, device_responder, serve
 from didnode.client import AsyncClient
@@ -213,7 +213,7 @@ def device_group() -> None:
 
 
 def _report(line: str) -> None:
-    click.echo(f"didctl: {line}", err=True)
+    click.echo(f"didctl: {safe_text(line)}", err=True)
 
 
 async def _serve(

@@ -21,7 +21,8 @@ import click
 
 from didnode.client import Client, Receipt
 from didnode.core import builder
-from didnode.core.did import KEY_ID_RE, key_id_of, validate_did
+from didnode.core.did import key_id_of, validate_did
+from didnode.core.service_rules import UNSAFE_CHAR_RE, check_service
 from didnode.errors import KeystoreError
 from didnode.keystore import Keystore, kdf_from_env
 
@@ -81,9 +82,11 @@ class Ctl:
     def emit(self, data: Any, text: str | Callable[[], str]) -> None:
         """Print ``data`` as one JSON document with ``--json``, else ``text`` (a string or a thunk)."""
         if self.json_output:
+            # ensure_ascii (the default): every control, bidi and other non-ASCII
+            # character leaves as a \uXXXX escape, never raw.
             click.echo(json.dumps(data, separators=(",", ":"), sort_keys=False))
         else:
-            click.echo(text() if callable(text) else text)
+            click.echo(safe_text(text() if callable(text) else text, newlines=True))
 
 
 pass_ctl = click.make_pass_decorator(Ctl)
@@ -111,7 +114,33 @@ def read_passphrase(path: Path, confirm: bool) -> str:
 
 def note(message: str) -> None:
     """A progress or warning line for humans, on stderr (stdout stays machine-readable)."""
-    click.echo(f"didctl: {message}", err=True)
+    click.echo(f"didctl: {safe_text(message)}", err=True)
+
+
+def _escaped(c: str) -> str:
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def safe_text(value: object, newlines: bool = False) -> str:
+    """``str(value)`` fit for a terminal: nothing in it can move the cursor, set a title or reorder text.
+
+    Every character Python does not call printable (C0 and C1 controls, DEL,
+    format characters such as the bidi overrides U+202A-U+202E and isolates
+    U+2066-U+2069, zero-width characters, line/paragraph separators, spaces
+    other than U+0020, surrogates, private-use and unassigned code points) and
+    every character of :data:`didnode.core.service_rules.UNSAFE_CHAR_RE`
+    becomes a Python-style escape: ``\\x1b``, ``\\u202e``, ``\\U000e0041``. With
+    ``newlines`` a line feed is kept (the renderer's own line breaks), else it
+    is escaped too (one value stays on its line). Backslashes are not doubled:
+    text output is for reading; ``--json`` is the exact form.
+    """
+    text = str(value)
+    if text.isprintable() and not UNSAFE_CHAR_RE.search(text):
+        return text
+    return "".join(
+        c if (c.isprintable() and not UNSAFE_CHAR_RE.match(c)) or (newlines and c == "\n") else _escaped(c) for c in text
+    )
 
 
 def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -178,7 +207,13 @@ class ServiceSpec:
 
 
 class ServiceType(click.ParamType):
-    """Parses ``ID=TYPE=URL`` (the URL may itself contain '=')."""
+    """Parses ``ID=TYPE=URL`` (the URL may itself contain '=').
+
+    A value that is not of that form is a usage error (exit 2); an entry that
+    breaks the method's service rules raises the error the node would
+    (:class:`~didnode.errors.InvalidService`, :class:`~didnode.errors.TooLarge`:
+    one line, exit 1) before anything is generated, staged or signed.
+    """
 
     name = "ID=TYPE=URL"
 
@@ -188,12 +223,7 @@ class ServiceType(click.ParamType):
         parts = str(value).split("=", 2)
         if len(parts) != 3 or not all(parts):
             self.fail(f"{value!r} is not ID=TYPE=URL (e.g. hub=DIDCommMessaging=https://hub.example/didcomm)", param, ctx)
-        sid, stype, url = parts
-        if not KEY_ID_RE.fullmatch(sid) or sid == "next" or sid.endswith("-jwk"):
-            self.fail(f"service id {sid!r} must be 1-32 characters of [A-Za-z0-9_-] (not 'next' or '*-jwk')", param, ctx)
-        if ":" not in url or any(c.isspace() for c in url):
-            self.fail(f"service endpoint {url!r} must be an absolute URI without spaces", param, ctx)
-        return ServiceSpec(sid, stype, url)
+        return ServiceSpec(*check_service(*parts))
 
 
 SERVICE = ServiceType()
@@ -223,8 +253,8 @@ def short_kid(kid: str, own: str) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A plain left-aligned text table."""
-    cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
+    """A plain left-aligned text table; every cell goes through :func:`safe_text` (one line each)."""
+    cells = [[safe_text(c) for c in headers]] + [[safe_text(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
 
@@ -244,9 +274,10 @@ def receipt_json(receipt: Receipt, **extra: Any) -> dict[str, Any]:
 
 
 def kv_lines(pairs: Mapping[str, object]) -> str:
-    """``key  value`` lines, keys padded."""
-    width = max(len(k) for k in pairs)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs.items())
+    """``key  value`` lines, keys padded; keys and values go through :func:`safe_text` (one line each)."""
+    lines = [(safe_text(k), safe_text(v)) for k, v in pairs.items()]
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
 
 
 def stdin_is_tty() -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from cli.didctl_common import Ctl, checked_did, command, iso_ms, note, receipt_json
+from cli.didctl_common import Ctl, checked_did, command, iso_ms, note, receipt_json, safe_text
 from cli.signing import issuer_for, network_of
 from didnode.core.credentials import DEVICE_ATTESTATION, VerificationReport
 from didnode.core.credentials.jose import decode_json_object, parse_compact
@@ -176,21 +176,26 @@ _MARK = {PASSED: "ok", FAILED: "FAIL", SKIPPED: "-"}
 
 
 def report_text(report: VerificationReport) -> str:
-    """Human form: verdict, facts, then one line per check."""
+    """Human form: verdict, facts, then one line per check.
+
+    Claims and messages come from the token (anyone's input): each goes through
+    :func:`safe_text` on its own, so none can break a line or add a fake one.
+    """
     cred = report.credential
-    lines = [f"{'VALID' if report.valid else 'INVALID'}" + (f"  [{report.reason}] {report.message}" if not report.valid else "")]
+    s = safe_text
+    lines = [f"{'VALID' if report.valid else 'INVALID'}" + (f"  [{s(report.reason)}] {s(report.message)}" if not report.valid else "")]
     if cred is not None:
-        lines.append(f"  type      {', '.join(cred.types)}")
-        lines.append(f"  id        {cred.id or '-'}")
-        lines.append(f"  issuer    {cred.issuer}")
-        lines.append(f"  subject   {cred.subject or '-'}")
+        lines.append(f"  type      {s(', '.join(cred.types))}")
+        lines.append(f"  id        {s(cred.id or '-')}")
+        lines.append(f"  issuer    {s(cred.issuer)}")
+        lines.append(f"  subject   {s(cred.subject or '-')}")
         until = format_time(cred.valid_until) if cred.valid_until is not None else "-"
         lines.append(f"  valid     {format_time(cred.valid_from)} .. {until}")
     if report.kid:
-        lines.append(f"  kid       {report.kid}")
+        lines.append(f"  kid       {s(report.kid)}")
     lines.append("")
     for c in report.checks:
-        detail = f"[{c.reason}] {c.message}" if c.reason else c.message
+        detail = f"[{s(c.reason)}] {s(c.message)}" if c.reason else s(c.message)
         lines.append(f"  {_MARK[c.outcome]:<5} {c.name:<10} {detail}".rstrip())
     return "\n".join(lines)
 
@@ -219,7 +224,7 @@ def verify(
     ctl.emit(report.to_json(), lambda: report_text(report))
     if report.error is not None:
         message = " ".join(report.error.message.split())
-        click.echo(f"didctl: credential is invalid: {message} [{report.error.reason}]", err=True)
+        click.echo(f"didctl: credential is invalid: {safe_text(message)} [{safe_text(report.error.reason)}]", err=True)
         click_ctx.exit(1)
 
 

@@ -312,19 +312,26 @@ def test_revoke_key_refuses_another_dids_key(ctl: Didctl) -> None:
     assert {k["fate"] for k in ctl.json("did", "keys", did)["keys"]} == {"current"}
 
 
+def _services(n: int) -> list[str]:
+    """``--service`` options for n valid entries (each passes didctl's check; 17 are one too many for the node)."""
+    return [a for i in range(n) for a in ("--service", f"s{i}=T=https://s{i}.example")]
+
+
 def test_rejected_create_leaves_no_keys(ctl: Didctl) -> None:
     before = ctl.json("keystore", "list")["dids"]
+    # An over-long type is refused by didctl itself, before any key is made...
     ctl.fail("did", "create", "--service", f"s={'T' * 65}=https://x.example", code=1, reason="TOO_LARGE")
+    # ... 17 services only by the node, after the new keys were staged.
+    ctl.fail("did", "create", *_services(17), code=1, reason="TOO_LARGE")
     assert ctl.json("keystore", "list")["dids"] == before
 
 
 def test_rejected_key_change_restores_the_keystore(ctl: Didctl) -> None:
-    did = ctl.create()
+    did = ctl.create(*_services(16))
     with Keystore.open(ctl.keystore, PASSPHRASE) as ks:
         before = ks.get(did)
-    # The new key-agreement key is staged in the keystore, then the node rejects the update.
-    too_long = f"s=T=https://x.example/{'a' * 600}"
-    ctl.fail("did", "update", did, "--rotate-key-agreement", "--service", too_long, code=1, reason="TOO_LARGE")
+    # The new key-agreement key is staged in the keystore, then the node rejects the update (a 17th service).
+    ctl.fail("did", "update", did, "--rotate-key-agreement", "--service", "s16=T=https://s16.example", code=1, reason="TOO_LARGE")
     with Keystore.open(ctl.keystore, PASSPHRASE) as ks:
         assert ks.get(did) == before
 
