@@ -8,12 +8,19 @@ small interfaces that a device and a node fill differently:
 
 * the peer's key state: a :class:`KeyStateSource` (a node reads its own
   LMDB; a device asks its node, :mod:`didnode.auth.peers`), or a stapled
-  state proof checked by a :class:`StapleVerifier`;
+  state proof checked by a :class:`StapleVerifier`; read when the peer
+  names itself, and read *again* after the peer's last message, before the
+  session is declared established (:meth:`Party.recheck`: as cheaply as the
+  source allows, see :class:`RecheckingKeyStates`);
 * the policy: the peer's presented credentials are verified by a
   :class:`CredentialChecker`, then :func:`didnode.core.handshake.policy.evaluate` decides;
 * a node responder issues a session credential through a :class:`SessionIssuer`;
 * time limits: a handshake that does not complete within the limit fails
-  with :class:`HandshakeTimeout` and releases its pending challenge.
+  with :class:`HandshakeTimeout` and releases its pending challenge;
+* load: a responder under load answers hellos without a valid cookie with a
+  stateless Retry (:class:`~didnode.core.handshake.cookies.CookieJar`), and
+  ends at once a handshake whose pending challenge gave its place to a newer
+  one (:class:`TooManyPending`); an initiator follows a Retry by itself.
 
 The node runs the very same responder (:mod:`didnode.service.auth` only
 supplies its key states, credential checks and session issuer).
@@ -30,17 +37,20 @@ from typing import Awaitable, Callable, Protocol, Sequence
 from didnode.clock import wall_ms
 from didnode.core.credentials import Verifier
 from didnode.core.credentials.model import format_time
+from didnode.core.handshake.cookies import CookieJar
 from didnode.core.handshake.machine import Established, Fresh, Initiator, LocalIdentity, Responder
-from didnode.core.handshake.messages import MAX_WANT, NO_ATTACHMENTS, Alert, Attachments, CredentialRequest, Message
+from didnode.core.handshake.messages import MAX_WANT, NO_ATTACHMENTS, Alert, Attachments, CredentialRequest, Message, Retry
 from didnode.core.handshake.nonces import NonceStore
 from didnode.core.handshake.policy import ACCEPT_ANYONE, Claimed, Findings, Policy, evaluate, peek
 from didnode.core.keystate import DidState
 from didnode.errors import (
     CredentialInvalid,
     DidnodeError,
+    HandshakeRetry,
     HandshakeTimeout,
     Internal,
     PeerUnknown,
+    TooManyPending,
     UnknownDid,
 )
 
@@ -60,6 +70,21 @@ class KeyStateSource(Protocol):
     async def key_state(self, did: str) -> DidState: ...
 
 
+class RecheckingKeyStates(KeyStateSource, Protocol):
+    """A source that knows a cheaper way to answer "is the state I gave you still current?".
+
+    Optional: for a source without :meth:`recheck`, the drivers simply call
+    :meth:`key_state` again. The sources here: a node compares the DID's state
+    record bytes in one read transaction (:class:`didnode.service.auth.LedgerKeyStates`);
+    a device re-asks its node only when its first read is older than a bound
+    (:class:`didnode.auth.peers.ClientKeyStates`), or answers from its cache
+    within the cache's own staleness (:class:`didnode.auth.peers.CachedKeyStates`).
+    """
+
+    async def recheck(self, did: str, seen: DidState, read_at_ms: int, now_ms: int) -> DidState:
+        """The state of ``did`` now, as fresh as this source promises; ``seen`` itself (the same
+        object) when it is known to be still current. ``read_at_ms``: when ``seen`` was read."""
+        ...
 
 
 class StapleVerifier(Protocol):
@@ -68,6 +93,20 @@ class StapleVerifier(Protocol):
     def verify(self, did: str, data: bytes, now_ms: int) -> DidState:
         """The state of ``did`` the proof proves; raises an :class:`~didnode.errors.InvalidProof` subclass or :class:`PeerUnknown`."""
         ...
+
+    def verify_until(self, did: str, data: bytes, now_ms: int) -> tuple[DidState, int]:
+        """As :meth:`verify`, and until when (ms) the proof stays fresh enough for this verifier."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReading:
+    """A peer's key state as a driver read it: at ``read_at_ms``; from a stapled proof, acceptable
+    without asking anyone until ``fresh_until_ms`` (-1: read from the party's source)."""
+
+    state: DidState
+    read_at_ms: int
+    fresh_until_ms: int = -1
 
 
 class CredentialChecker(Protocol):
@@ -154,12 +193,30 @@ class Party:
         if self.policy.requests() and self.credentials is None:
             raise Internal("a policy that requires credentials needs a credential checker")
 
-    async def peer_state(self, did: str, stapled_proof: bytes, now_ms: int) -> DidState:
+    async def peer_state(self, did: str, stapled_proof: bytes, now_ms: int) -> PeerReading:
         """The peer's key state: from its stapled proof when this party trusts such proofs, else from the source."""
         if stapled_proof and self.stapled is not None:
-            return self.stapled.verify(did, stapled_proof, now_ms)
+            verify_until = getattr(self.stapled, "verify_until", None)
+            if verify_until is None:
+                return PeerReading(self.stapled.verify(did, stapled_proof, now_ms), now_ms, now_ms)
+            state, until = verify_until(did, stapled_proof, now_ms)
+            return PeerReading(state, now_ms, until)
         try:
-            return await self.keys.key_state(did)
+            return PeerReading(await self.keys.key_state(did), now_ms)
+        except UnknownDid:
+            raise PeerUnknown(f"the peer {did} does not exist on this ledger", did=did) from None
+
+    async def recheck(self, did: str, seen: PeerReading, now_ms: int) -> DidState:
+        """The peer's key state again, after its last message (a key revoked during the handshake
+        must not complete it): a stapled proof still fresh enough is its own answer; past that, the
+        source is asked; a source's own :meth:`RecheckingKeyStates.recheck` decides how cheaply."""
+        if now_ms <= seen.fresh_until_ms:
+            return seen.state
+        try:
+            again = getattr(self.keys, "recheck", None)
+            if again is None or seen.fresh_until_ms >= 0:
+                return await self.keys.key_state(did)
+            return await again(did, seen.state, seen.read_at_ms, now_ms)  # type: ignore[no-any-return]
         except UnknownDid:
             raise PeerUnknown(f"the peer {did} does not exist on this ledger", did=did) from None
 
@@ -250,7 +307,7 @@ class Deadlines:
         for seconds, q in list(self._queues.items()):
             while q and (q[0].task is None or q[0].when <= now):
                 d = q.popleft()
-                if d.task is not None:
+                if d.task is not None and not d.evicted:
                     d.expire()
             if q:
                 earliest = min(earliest, q[0].when)
@@ -261,9 +318,10 @@ class Deadlines:
 
 
 class _Deadline:
-    """One handshake's time limit (see :class:`Deadlines`)."""
+    """One handshake's time limit (see :class:`Deadlines`); also how a responder ends a handshake
+    whose pending challenge gave its place to a newer one (:meth:`evict`)."""
 
-    __slots__ = ("owner", "seconds", "when", "task", "expired", "_cancelling")
+    __slots__ = ("owner", "seconds", "when", "task", "expired", "evicted", "_cancelling")
 
     def __init__(self, owner: Deadlines, seconds: float) -> None:
         self.owner = owner
@@ -271,6 +329,7 @@ class _Deadline:
         self.when = 0.0
         self.task: asyncio.Task[object] | None = None
         self.expired = False
+        self.evicted = False
         self._cancelling = 0
 
     async def __aenter__(self) -> "_Deadline":
@@ -289,11 +348,21 @@ class _Deadline:
         self.expired = True
         self.task.cancel()
 
+    def evict(self) -> None:
+        """End the block now with :class:`TooManyPending` (as :meth:`expire` ends it with a timeout)."""
+        if self.task is not None and not self.expired and not self.evicted:
+            self.evicted = True
+            self.task.cancel()
+
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         task, self.task = self.task, None  # finished: the FIFO drops it
-        if self.expired and task is not None:
+        if (self.expired or self.evicted) and task is not None:
             # As asyncio.timeout: our cancellation becomes TimeoutError, unless someone else cancelled too.
             if task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+                if self.evicted:
+                    raise TooManyPending(
+                        "this half-open handshake gave its place to a newer one: every slot was taken and its address held the most"
+                    ) from exc
                 raise TimeoutError from exc
 
 
@@ -323,29 +392,49 @@ class HandshakeResponder:
         self.party = setup.party
         self._want = setup.party.policy.requests()[:MAX_WANT]
         self._deadlines = Deadlines()
+        self.cookies = CookieJar(setup.party.random_bytes)
+        # This responder's handshakes with a pending challenge, by challenge nonce: a challenge
+        # that gives its place to a newer one (a full table) ends its handshake at once.
+        self._open: dict[bytes, _Deadline] = {}
+
+    def _evict(self, nonce: bytes) -> None:
+        d = self._open.get(nonce)
+        if d is not None:
+            d.evict()
 
     async def respond(self, recv: Recv, send: Send, peer: str) -> Established:
         """Run one handshake as responder over ``recv``/``send`` with the peer at address ``peer``.
 
         Returns the established session; raises the :mod:`didnode.errors`
         reason of any failure (the caller reports it to the peer). The
-        pending challenge is released on every failure.
+        pending challenge is released on every failure. Under load, a hello
+        without a valid cookie is answered with a :class:`Retry` (sent, then
+        :class:`HandshakeRetry` raised: the caller ends the call).
         """
         p = self.party
-        m = Responder(p.identity, p.network, Fresh.draw(p.random_bytes), p.nonces, peer=peer, want=self._want)
+        m = Responder(p.identity, p.network, Fresh.draw(p.random_bytes), p.nonces, peer=peer, want=self._want, on_evict=self._evict)
         limit = p.nonces.limits.timeout_ms
         done = False
+        deadline = self._deadlines.limit(limit / 1000)
         try:
-            async with self._deadlines.limit(limit / 1000):
+            async with deadline:
                 msg = await recv()
                 now = p.clock_ms()
                 h = m.check_hello(msg, now)
-                state = await p.peer_state(h.initiator_did, b"", now)
+                retry = m.admit(self.cookies, now)
+                if retry is not None:
+                    await send(retry)
+                    raise HandshakeRetry(f"{p.nonces.pending_count()} handshakes are half-open: send the hello again with the cookie")
+                seen = await p.peer_state(h.initiator_did, b"", now)
                 proof = await self.setup.staple() if self.setup.staple is not None else b""
                 attachments = Attachments(p.wallet.for_requests(h.want), proof) if (h.want or proof) else NO_ATTACHMENTS
-                await send(m.challenge(state, now, attachments))
+                challenge = m.challenge(seen.state, now, attachments)
+                self._open[m.fresh.nonce] = deadline
+                await send(challenge)
                 r = m.check_response(await recv(), p.clock_ms())
                 now = p.clock_ms()
+                state = await p.recheck(h.initiator_did, seen, now)
+                m.recheck(state)
                 if p.policy is not ACCEPT_ANYONE:
                     m.checks.extend(await p.judge(p.policy, state, r.attachments, now))
                 credential, expires = "", 0
@@ -363,6 +452,7 @@ class HandshakeResponder:
             p.stats[err.reason] += 1
             raise
         finally:
+            self._open.pop(m.fresh.nonce, None)
             if not done:
                 # Any failure, including cancellation: the pending slot is released.
                 m.abandon(p.clock_ms())
@@ -420,16 +510,23 @@ class HandshakeInitiator:
             async with self._deadlines.limit(limit / 1000):
                 await send(m.hello(p.clock_ms()))
                 sent_hello = True
+                msg = await recv()
+                while type(msg) is Retry:
+                    # The responder is under load and kept nothing: the same hello, with its cookie
+                    # (the transport opens a new call for a hello).
+                    await send(m.retry(msg, p.clock_ms()))
+                    msg = await recv()
                 now = p.clock_ms()
-                c = m.check_challenge(await recv(), now)
-                state = await p.peer_state(c.responder_did, c.attachments.state_proof, now)
-                m.verify_challenge(state)
+                c = m.check_challenge(msg, now)
+                seen = await p.peer_state(c.responder_did, c.attachments.state_proof, now)
+                m.verify_challenge(seen.state)
                 if c.attachments.state_proof and p.stapled is not None:
                     m.checks.append("responder key state taken from its stapled state proof (checkpoint signature and freshness verified)")
                 if pol is not ACCEPT_ANYONE:
-                    m.checks.extend(await p.judge(pol, state, c.attachments, now))
+                    m.checks.extend(await p.judge(pol, seen.state, c.attachments, now))
                 await send(m.response(Attachments(p.wallet.for_requests(c.want)) if c.want else NO_ATTACHMENTS))
-                est = m.finish(await recv())
+                m.finish(await recv())
+                est = m.recheck(await p.recheck(c.responder_did, seen, p.clock_ms()))
         except TimeoutError:
             err: DidnodeError = _timeout_error("initiator", limit)
             p.stats[err.reason] += 1
@@ -465,6 +562,8 @@ __all__ = [
     "HandshakeResponder",
     "KeyStateSource",
     "Party",
+    "PeerReading",
+    "RecheckingKeyStates",
     "ResponderSetup",
     "SessionIssuer",
     "StapleVerifier",

@@ -26,7 +26,7 @@ from didnode.auth.driver import (
 from didnode.auth.peers import ClientCredentials, ClientKeyStates, StapledStateVerifier
 from didnode.clock import wall_ms
 from didnode.core.handshake.machine import Established, LocalIdentity
-from didnode.core.handshake.messages import CredentialRequest, Message
+from didnode.core.handshake.messages import CredentialRequest, Hello, Message
 from didnode.core.handshake.nonces import HandshakeLimits, MemoryNonceStore, NonceStore
 from didnode.client import CHANNEL_OPTIONS, DEFAULT_ADDRESS, AsyncClient
 from didnode.core.handshake.policy import ACCEPT_ANYONE, Policy, require_credentials
@@ -36,6 +36,7 @@ from didnode.wire.handshake import (
     HELLO_HEADER_KEY,
     METHOD,
     METHOD_IN_HEADERS,
+    RETRY_TRAILER_KEY,
     SESSION_IN_TRAILER,
     SESSION_TRAILER_KEY,
     decode,
@@ -86,7 +87,9 @@ class _Stream:
 
     The call is opened by the first ``send`` (the hello): with the header
     carriage the hello becomes the call's request header, so it must be known
-    when the call starts. See :mod:`didnode.wire.handshake` for both carriages.
+    when the call starts. A responder under load ends the call with a Retry in
+    its trailer (``recv`` returns it); the hello sent again with the cookie
+    opens a new call. See :mod:`didnode.wire.handshake` for both carriages.
     """
 
     __slots__ = ("route", "name", "timeout", "in_headers", "call", "_first_recv")
@@ -100,9 +103,10 @@ class _Stream:
         self._first_recv = True
 
     async def send(self, msg: Message) -> None:
-        """Send ``msg`` (precondition: the first message is the hello)."""
+        """Send ``msg`` (precondition: the first message is the hello; a hello opens a new call)."""
         call = self.call
-        if call is None:
+        if call is None or type(msg) is Hello:
+            self._first_recv = True
             if self.in_headers:
                 self.call = self.route.in_headers(timeout=self.timeout, metadata=((HELLO_HEADER_KEY, encode(msg)),))
                 return
@@ -134,6 +138,11 @@ class _Stream:
             if first and self.in_headers and err.code() == grpc.StatusCode.UNIMPLEMENTED:
                 # No didnode error maps to UNIMPLEMENTED (didnode.wire.status): the method is missing.
                 raise _NoHeaderCarriage(self.name) from None
+            if first and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                # A responder under load answers the hello with a Retry (a cookie) and ends the call.
+                retry = (err.trailing_metadata() or {}).get(RETRY_TRAILER_KEY)  # type: ignore[union-attr]
+                if isinstance(retry, bytes):
+                    return decode(retry)
             raise _rpc_error(err, self.name) from None
         if raw is grpc.aio.EOF:
             # An OK status: the session message may have come with it, as a trailer.

@@ -35,13 +35,28 @@ if TYPE_CHECKING:
 
 
 class ClientKeyStates:
-    """Key states asked of a node through :class:`didnode.client.AsyncClient` (one RPC each)."""
+    """Key states asked of a node through :class:`didnode.client.AsyncClient` (one RPC each).
 
-    def __init__(self, client: object) -> None:
+    The re-check at the end of a handshake (:meth:`recheck`) asks the node again only when the
+    first read is older than ``recheck_after_ms`` (default 1 s): a handshake takes milliseconds,
+    so this costs no RPC unless the handshake was slow, and the state a device acts on is at most
+    that old when it declares a session established (a node's own check is exact).
+    """
+
+    RECHECK_AFTER_MS = 1000
+
+    def __init__(self, client: object, recheck_after_ms: int = RECHECK_AFTER_MS) -> None:
         self.client = client
+        self.recheck_after_ms = recheck_after_ms
 
     async def key_state(self, did: str) -> DidState:
         return (await self.client.key_state(did)).state  # type: ignore[attr-defined,no-any-return]
+
+    async def recheck(self, did: str, seen: DidState, read_at_ms: int, now_ms: int) -> DidState:
+        """``seen`` while it is at most ``recheck_after_ms`` old, else the node's answer now."""
+        if 0 <= now_ms - read_at_ms <= self.recheck_after_ms:
+            return seen
+        return await self.key_state(did)
 
 
 class CachedKeyStates:
@@ -72,6 +87,16 @@ class CachedKeyStates:
             self._items[did] = (now, state)
         return state
 
+    async def recheck(self, did: str, seen: DidState, read_at_ms: int, now_ms: int) -> DidState:
+        """The cache's answer (at most ``max_staleness_ms`` old, the bound this verifier chose);
+        without a cache, the inner source's re-check."""
+        if self.max_staleness_ms > 0:
+            return await self.key_state(did)
+        inner = getattr(self.inner, "recheck", None)
+        if inner is None:
+            return await self.inner.key_state(did)
+        return await inner(did, seen, read_at_ms, now_ms)  # type: ignore[no-any-return]
+
 
 class StapledStateVerifier:
     """Checks a state proof a peer stapled to its challenge: the peer's key state without asking a node.
@@ -90,6 +115,11 @@ class StapledStateVerifier:
         """The state of ``did`` the proof proves. Raises an :class:`~didnode.errors.InvalidProof` subclass
         (:class:`MalformedProof`, :class:`~didnode.errors.BadCheckpointSignature`,
         :class:`~didnode.errors.StaleCheckpoint`, ...) or :class:`PeerUnknown` (proof of absence)."""
+        return self.verify_until(did, data, now_ms)[0]
+
+    def verify_until(self, did: str, data: bytes, now_ms: int) -> tuple[DidState, int]:
+        """As :meth:`verify`, and until when the proof stays fresh enough: its checkpoint's time plus
+        ``max_staleness_ms`` (past that, a handshake's re-check asks the node)."""
         from didnode.core import proof_bundle
         from didnode.core.transparency_verify import check_fresh, verify_checkpoint, verify_state_at
         from didnode.errors import BadCheckpointSignature
@@ -111,7 +141,7 @@ class StapledStateVerifier:
             verify_state_at(checkpoint, did, None, bundle.proof)
             raise PeerUnknown(f"the stapled proof shows {did} does not exist on the ledger", did=did)
         verify_state_at(checkpoint, did, bundle.state_record, bundle.proof)
-        return DidState.from_record(bundle.state_record)
+        return DidState.from_record(bundle.state_record), checkpoint.time_ms + self.max_staleness_ms
 
 
 

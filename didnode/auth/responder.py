@@ -14,7 +14,9 @@ credentials checked through its node) and mounts it with
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Sequence, Union
 
@@ -25,7 +27,7 @@ from didnode.auth.driver import HandshakeResponder, KeyStateSource, Party, Respo
 from didnode.auth.peers import CachedKeyStates, ClientCredentials, ClientKeyStates, StateStapler
 from didnode.clock import wall_ms
 from didnode.core.handshake.machine import Established, LocalIdentity
-from didnode.core.handshake.messages import Challenge, Message, Session
+from didnode.core.handshake.messages import Challenge, Message, Retry, Session
 from didnode.core.handshake.nonces import NonceStore
 from didnode.core.handshake.policy import ACCEPT_ANYONE, Policy
 from didnode.core.keystate import DidState
@@ -36,6 +38,7 @@ from didnode.wire.handshake import (
     HELLO_HEADER_KEY,
     MAX_HEADER_MESSAGE_BYTES,
     METHOD_IN_HEADERS,
+    RETRY_TRAILER_KEY,
     SERVICE,
     SESSION_IN_TRAILER,
     SESSION_TRAILER_KEY,
@@ -51,9 +54,28 @@ log = logging.getLogger("didnode.auth")
 
 
 def peer_host(peer: str) -> str:
-    """The address part of a gRPC peer string (``ipv4:127.0.0.1:5000`` -> ``ipv4:127.0.0.1``): bounds are per host, not per port."""
+    """The address a gRPC peer string counts as for the bounds on half-open handshakes and for cookies.
+
+    Per host, not per port (``ipv4:127.0.0.1:5000`` -> ``ipv4:127.0.0.1``); for IPv6 per /64
+    (``ipv6:[2001:db8::1]:5000`` -> ``ipv6:2001:db8::/64``), the block one host or one LAN
+    gets: a peer that owns a /64 has 2^64 addresses, and bounds per address would mean nothing.
+    """
     host, sep, port = peer.rpartition(":")
-    return host if sep and port.isdigit() else peer
+    if not sep or not port.isdigit():
+        return peer
+    if host.startswith("ipv6:["):
+        try:
+            ip = ipaddress.IPv6Address(host[6:].rstrip("]").partition("%")[0])
+        except ValueError:
+            return host
+        if ip.ipv4_mapped is not None:
+            return f"ipv4:{ip.ipv4_mapped}"
+        return f"ipv6:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+    return host
+
+
+class _Status(namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):  # type: ignore[misc]
+    """A grpc.Status with extra trailing metadata (the Retry trailer next to the rich error details)."""
 
 
 OnDone = Callable[[Union[Established, DidnodeError], str], None]
@@ -73,19 +95,25 @@ class AuthServicer:
     async def Handshake(self, requests: Any, context: grpc.aio.ServicerContext) -> None:
         """One handshake per stream, every message on the stream (the session in the trailer on request)."""
         trailer = _wants_session_trailer(context.invocation_metadata())
+        retry: list[bytes] = []
 
         async def send(msg: Message) -> None:
-            if trailer and type(msg) is Session and _in_trailer(context, msg):
+            kind = type(msg)
+            if kind is Retry:
+                retry.append(encode(msg))  # ends the call, in the status's trailer (see _serve)
+                return
+            if trailer and kind is Session and _in_trailer(context, msg):
                 return
             await context.write(message_to_pb(msg))
 
-        await self._serve(_stream_recv(context), send, context)
+        await self._serve(_stream_recv(context), send, context, retry)
 
     async def HandshakeInHeaders(self, requests: Any, context: grpc.aio.ServicerContext) -> None:
         """One handshake per stream: hello, challenge and session in headers (see MAX_HEADER_MESSAGE_BYTES)."""
         hello = metadata_value(context.invocation_metadata(), HELLO_HEADER_KEY)
         from_stream = _stream_recv(context)
         first = True
+        retry: list[bytes] = []
 
         async def recv() -> Message:
             nonlocal first
@@ -105,11 +133,20 @@ class AuthServicer:
                     return
             elif kind is Session and _in_trailer(context, msg):
                 return
+            elif kind is Retry:
+                retry.append(encode(msg))  # ends the call, in the status's trailer (see _serve)
+                return
             await context.write(message_to_pb(msg))
 
-        await self._serve(recv, send, context)
+        await self._serve(recv, send, context, retry)
 
-    async def _serve(self, recv: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]], context: grpc.aio.ServicerContext) -> None:
+    async def _serve(
+        self,
+        recv: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+        context: grpc.aio.ServicerContext,
+        retry: list[bytes],
+    ) -> None:
         peer = context.peer()
         try:
             est = await self.responder.respond(recv, send, peer_host(peer))
@@ -118,7 +155,11 @@ class AuthServicer:
             log.debug("handshake from %s failed: %s [%s]", peer, err, err.reason)
             if self.on_done is not None:
                 self.on_done(err, peer)
-            await context.abort_with_status(to_status(err))
+            status = to_status(err)
+            if retry:
+                # The Retry rides next to the rich error details (abort replaces any trailer set before).
+                status = _Status(status.code, status.details, (*status.trailing_metadata, (RETRY_TRAILER_KEY, retry[-1])))
+            await context.abort_with_status(status)
             return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("authenticated %s#%s, session %s", est.peer_did, est.peer_key_id, est.session_id.hex())

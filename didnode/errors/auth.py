@@ -91,7 +91,8 @@ class UnsupportedVersion(InvalidInput, AuthenticationFailed):
 
 
 class TooManyPending(ResourceExhausted, AuthenticationFailed):
-    """Too many half-open handshakes from this peer address or in total, or the nonce store is full; retry later."""
+    """Too many half-open handshakes from this peer address or in total, or the nonce store is full; retry later.
+    Also the end of a half-open handshake that gave its place to a newer one (every slot taken, its address holding the most)."""
 
     reason = "TOO_MANY_PENDING"
 
@@ -160,3 +161,14 @@ class HandshakeStale(StaleRequest, AuthenticationFailed):
     """A hello's timestamp is outside the responder's replay window."""
 
     reason = "HANDSHAKE_STALE"
+
+
+class HandshakeRetry(TooManyPending):
+    """The responder is under load: it kept no state for this hello and sent a cookie; send the same hello again with it.
+
+    Carries the responder's ``Retry`` message (docs/authentication.md, "Floods"); the SDK's initiator
+    resends its hello with the cookie by itself. An initiator that does not know cookies sees a
+    ``RESOURCE_EXHAUSTED`` status, as it saw ``TOO_MANY_PENDING`` before.
+    """
+
+    reason = "HANDSHAKE_RETRY"

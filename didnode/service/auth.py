@@ -39,7 +39,9 @@ class LedgerKeyStates:
     The record bytes are read every time; only their *decoding* is cached
     (per DID, keyed by the exact bytes), because a device authenticates
     far more often than its state changes and decoding the record is
-    most of a lookup's cost.
+    most of a lookup's cost. The same holds for the handshake's re-check
+    after the response (:meth:`recheck`): a state unchanged since the hello
+    comes back as the very object the hello's check passed.
     """
 
     def __init__(self, node: object, limit: int = 4096) -> None:
@@ -60,6 +62,12 @@ class LedgerKeyStates:
             self._decoded.clear()
         self._decoded[did] = (raw, state)
         return state
+
+    async def recheck(self, did: str, seen: DidState, read_at_ms: int, now_ms: int) -> DidState:
+        """The handshake's re-check, exact and cheap: one read transaction for the DID's state record;
+        ``seen`` itself when those bytes are still the ones it was decoded from (nothing changed since
+        the hello, so the key check need not run again), else the new state."""
+        return await self.key_state(did)
 
 
 

@@ -32,6 +32,7 @@ from didnode.core.handshake.messages import (
     NO_ATTACHMENTS,
     Message,
     Response,
+    Retry,
     Session,
 )
 from didnode.errors import HandshakeMalformed, HandshakeTooLarge
@@ -56,6 +57,13 @@ METHOD_IN_HEADERS = "/didnode.v1.AuthService/HandshakeInHeaders"
 # (else it is a stream message, and the receiver takes it from the stream). Only
 # the response is always a stream message. A responder without this method (an
 # older one) answers UNIMPLEMENTED and the initiator falls back to ``Handshake``.
+#
+# Both methods: a responder under load answers a hello with a Retry in the trailer
+# RETRY_TRAILER_KEY of a RESOURCE_EXHAUSTED status (reason HANDSHAKE_RETRY) and ends
+# the call, so that it keeps nothing, not even a stream; the initiator sends the same
+# hello with the cookie on a new call. (An initiator that does not know cookies sees
+# the status, as it saw TOO_MANY_PENDING before.)
+RETRY_TRAILER_KEY = "didnode-auth-retry-bin"
 SESSION_IN_TRAILER: tuple[str, str] = ("didnode-auth-session", "trailer")
 SESSION_TRAILER_KEY = "didnode-auth-session-bin"
 HELLO_HEADER_KEY = "didnode-auth-hello-bin"
@@ -126,6 +134,7 @@ def message_to_pb(msg: Message) -> pb.AuthMessage:
             _want_out(h.want, msg.want)
         h.responder_did = msg.responder_did
         h.session_credential = msg.session_credential
+        h.cookie = msg.cookie
     elif isinstance(msg, Response):
         r = out.response
         r.SetInParent()  # present even when every field is a default (the oneof says which message)
@@ -143,6 +152,10 @@ def message_to_pb(msg: Message) -> pb.AuthMessage:
         se.credential = msg.credential
         se.expires_ms = msg.expires_ms
         se.mac = msg.mac
+    elif isinstance(msg, Retry):
+        rt = out.retry
+        rt.SetInParent()  # present even when every field is a default (the oneof says which message)
+        rt.cookie = msg.cookie
     else:
         a = out.alert
         a.SetInParent()  # present even when every field is a default (the oneof says which message)
@@ -184,7 +197,7 @@ def message_from_pb(m: pb.AuthMessage) -> Message:
     """The core message of a parsed ``AuthMessage``; raises :class:`HandshakeMalformed` / :class:`HandshakeTooLarge`."""
     which = m.WhichOneof("body")
     if which is None:
-        raise HandshakeMalformed("the handshake message is empty (no hello, challenge, response, session or alert)")
+        raise HandshakeMalformed("the handshake message is empty (no hello, challenge, response, session, alert or retry)")
     size = m.ByteSize()
     limit = MAX_HELLO_BYTES if which == "hello" else MAX_MESSAGE_BYTES
     if size > limit:
@@ -195,7 +208,17 @@ def message_from_pb(m: pb.AuthMessage) -> Message:
     if which == "hello":
         h = m.hello
         return Hello(
-            h.version, h.network, h.initiator_did, h.key_id, h.nonce, h.ephemeral_key, h.time_ms, _want_in(h.want, which) if h.want else (), h.responder_did, h.session_credential
+            h.version,
+            h.network,
+            h.initiator_did,
+            h.key_id,
+            h.nonce,
+            h.ephemeral_key,
+            h.time_ms,
+            _want_in(h.want, which) if h.want else (),
+            h.responder_did,
+            h.session_credential,
+            h.cookie,
         )
     if which == "challenge":
         c = m.challenge
@@ -219,6 +242,8 @@ def message_from_pb(m: pb.AuthMessage) -> Message:
     if which == "session":
         s = m.session
         return Session(s.session_id, s.credential, s.expires_ms, s.mac)
+    if which == "retry":
+        return Retry(m.retry.cookie)
     a = m.alert
     return Alert(a.reason, a.message)
 

@@ -75,7 +75,8 @@ async def _raw_handshake(address: str, ident: Identity, node_state: Any, metadat
         trailer = (await call.trailing_metadata()).get(SESSION_TRAILER_KEY)
         session = as_message if as_message is not None else trailer
         assert session is not None, "no session message at all"
-        est = i.finish(decode(session))
+        i.finish(decode(session))
+        est = i.recheck(node_state)
         assert est.peer_did == c.responder_did
         return as_message, trailer
 
@@ -223,7 +224,8 @@ async def _header_handshake(address: str, i: Initiator, hello: bytes, node_state
             messages.append(raw)
         trailer = dict(await call.trailing_metadata()).get(SESSION_TRAILER_KEY)
         assert isinstance(trailer, bytes)
-        assert i.finish(decode(trailer)).peer_did == c.responder_did
+        i.finish(decode(trailer))
+        assert i.recheck(node_state).peer_did == c.responder_did
         return challenge, messages, trailer
 
 

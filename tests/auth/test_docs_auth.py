@@ -38,6 +38,11 @@ def test_reason_table_names_every_authentication_code() -> None:
 
 def test_documented_limits_are_the_defaults() -> None:
     lim = HandshakeLimits()
-    for value in (lim.timeout_ms, lim.max_skew_ms, lim.max_pending_per_peer, lim.max_pending_total, lim.max_nonces):
+    for value in (lim.timeout_ms, lim.max_skew_ms, lim.max_pending_per_peer, lim.max_pending_total, lim.cookie_threshold, lim.max_nonces):
         assert f"{value:,}" in DOC
     assert lim.retention_ms == 130_000 and "130 s" in DOC
+    from didnode.auth.peers import ClientKeyStates
+    from didnode.core.handshake import cookies
+
+    assert cookies.LIFETIME_MS == 10_000 and cookies.ROTATE_MS == 120_000 and "valid 10 s, secrets rotated every 2 min" in DOC
+    assert ClientKeyStates.RECHECK_AFTER_MS == 1000 and "at most 1 s old" in DOC

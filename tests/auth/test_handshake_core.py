@@ -462,6 +462,7 @@ def test_forged_session_message_fails_key_confirmation(w: World) -> None:
     i.check_challenge(r.challenge(w.state(a.did), NOW), NOW)
     i.verify_challenge(w.state(b.did))
     r.check_response(i.response(), NOW)
+    r.recheck(w.state(a.did))
     s, _ = r.session("", 0)
     with pytest.raises(errors.KeyConfirmationFailed) as exc:
         i.finish(Session(s.session_id, "eyJ.forged.token", NOW + 1000, s.mac))
@@ -560,25 +561,31 @@ def test_alert_from_the_peer_raises_the_reason_it_names(w: World) -> None:
 def test_pending_challenges_are_bounded_per_peer_address_and_in_total(w: World) -> None:
     a, b = w.identity(), w.identity()
     store = MemoryNonceStore(HandshakeLimits(max_pending_per_peer=2, max_pending_total=3))
+    evicted: list[bytes] = []
 
-    def open_from(peer: str, seed: str) -> None:
+    def open_from(peer: str, seed: str) -> Responder:
         i = Initiator(w.local(a), NET, Fresh.draw(det_random(seed + "i")), MemoryNonceStore())
-        r = Responder(w.local(b), NET, Fresh.draw(det_random(seed + "r")), store, peer=peer)
+        r = Responder(w.local(b), NET, Fresh.draw(det_random(seed + "r")), store, peer=peer, on_evict=evicted.append)
         r.check_hello(i.hello(NOW), NOW)
         r.challenge(w.state(a.did), NOW)
+        return r
 
-    open_from("ipv4:10.0.0.1", "1")
+    first = open_from("ipv4:10.0.0.1", "1")
     open_from("ipv4:10.0.0.1", "2")
     with pytest.raises(errors.TooManyPending) as exc:
         open_from("ipv4:10.0.0.1", "3")
     assert reason_of(exc) == "TOO_MANY_PENDING"
     open_from("ipv4:10.0.0.2", "4")
+    # Full: 10.0.0.3 takes the place of the oldest challenge of 10.0.0.1 (it holds the most).
+    open_from("ipv4:10.0.0.3", "5")
+    assert evicted == [first.fresh.nonce] and store.pending_count("ipv4:10.0.0.1") == 1
+    # Now everyone holds one: an address holding as many as anyone is refused.
     with pytest.raises(errors.TooManyPending):
-        open_from("ipv4:10.0.0.3", "5")
+        open_from("ipv4:10.0.0.2", "6")
     # Expired challenges are purged, freeing the slots.
     store.purge(NOW + 2 * store.limits.timeout_ms + 1)
     assert store.pending_count() == 0
-    open_from("ipv4:10.0.0.1", "6")
+    open_from("ipv4:10.0.0.1", "7")
 
 
 def test_a_full_nonce_table_refuses_new_hellos_until_entries_expire(w: World) -> None:

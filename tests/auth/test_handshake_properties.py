@@ -46,8 +46,10 @@ def handshake(k: int = -1, mutate: Callable[[bytes], bytes] = lambda b: b) -> tu
     i.verify_challenge(WORLD.state(c.responder_did))  # type: ignore[attr-defined]
     resp = wire(i.response(ATTACHED))
     r.check_response(resp, NOW)  # type: ignore[arg-type]
+    r.recheck(WORLD.state(h.initiator_did))  # type: ignore[attr-defined]
     session, est_r = r.session("eyJhbGciOiJFZERTQSJ9.eyJ4IjoxfQ.c2ln", NOW + 900_000)
-    est_i = i.finish(wire(session))  # type: ignore[arg-type]
+    i.finish(wire(session))  # type: ignore[arg-type]
+    est_i = i.recheck(WORLD.state(c.responder_did))  # type: ignore[attr-defined]
     return sent, est_i, est_r
 
 

@@ -164,12 +164,57 @@ def test_pending_bounds_per_peer_and_total(store: NonceBook[Any]) -> None:
     assert writes == []  # refused before any write
     store.open_challenge(n(26), n(27), "b", NOW)
     store.open_challenge(n(28), n(29), "c", NOW)
+    # Full (4): a newcomer takes the place of the oldest challenge of the address holding the most.
+    evicted: list[bytes] = []
+    store.open_challenge(n(30), n(31), "d", NOW, on_evict=evicted.append)
+    assert evicted == [n(21)] and store.pending_count("a") == 1 and store.pending_count() == 4
+    # Its response is refused as such (not as a replay), and its nonce stays used.
     with pytest.raises(errors.TooManyPending):
-        store.open_challenge(n(30), n(31), "d", NOW)
-    # A refused hello claimed nothing: its nonce is still unused.
-    assert store.origin(n(30), NOW) is Origin.ABSENT
-    store.close_challenge(n(21), NOW + 1)
-    store.open_challenge(n(30), n(31), "a", NOW + 1)  # a freed slot is usable again
+        store.close_challenge(n(21), NOW + 1)
+    assert store.origin(n(21), NOW + 1) is Origin.OWN
+    # Everyone holds one now: an address that holds as many as anyone is refused, before any write ...
+    writes.clear()
+    with pytest.raises(errors.TooManyPending):
+        store.open_challenge(n(32), n(33), "b", NOW)
+    assert writes == [] and store.origin(n(32), NOW) is Origin.ABSENT
+    # ... and a newcomer (holding none) takes the oldest place among those holding the most (a's n(23)).
+    store.open_challenge(n(34), n(35), "e", NOW, on_evict=evicted.append)
+    assert evicted == [n(21), n(23)] and store.pending_count("a") == 0
+    store.close_challenge(n(27), NOW + 1)
+    store.open_challenge(n(36), n(37), "a", NOW + 1)  # a freed slot is usable again, without evicting anyone
+    assert evicted == [n(21), n(23)]
+
+
+def test_a_full_table_never_evicts_an_address_that_holds_fewer_than_the_flood(store: NonceBook[Any]) -> None:
+    """The fairness rule in numbers: while some address holds more than ``k``, an address holding
+    ``k`` pending challenges keeps them, however many hellos come from the others."""
+    store.open_challenge(n(1), n(2), "legit", NOW)
+    evicted: list[bytes] = []
+    for i in range(40):
+        try:
+            store.open_challenge(n(100 + 2 * i), n(101 + 2 * i), f"flood-{i % 2}", NOW, on_evict=evicted.append)
+        except errors.TooManyPending:
+            pass
+    assert n(2) not in evicted and store.pending_count("legit") == 1
+    assert store.pending_count() == LIMITS.max_pending_total
+
+
+def test_cookies_are_required_from_the_threshold_on(tmp_path: Path) -> None:
+    for kind in BACKENDS:
+        s = make_store(kind, tmp_path / f"c-{kind}", HandshakeLimits(max_pending_total=8, max_pending_per_peer=8, cookie_threshold=3))
+        for i in range(3):
+            assert not s.cookie_required()
+            s.open_challenge(n(10 + 2 * i), n(11 + 2 * i), "a", NOW)
+        assert s.cookie_required()
+        s.abandon_challenge(n(11), NOW)
+        assert not s.cookie_required()
+        s.close()
+    # A threshold above the total bound means: from a full table on.
+    s = MemoryNonceStore(HandshakeLimits(max_pending_total=2, max_pending_per_peer=2, cookie_threshold=256))
+    s.open_challenge(n(1), n(2), "a", NOW)
+    assert not s.cookie_required()
+    s.open_challenge(n(3), n(4), "a", NOW)
+    assert s.cookie_required()
 
 
 def test_purge_forgets_expired_nonces_and_stale_challenges(store: NonceBook[Any]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from didnode.api.v1 import auth_pb2 as pb
-from didnode.core.handshake.messages import Alert, Attachments, Challenge, CredentialRequest, Hello, Message, Response, Session
+from didnode.core.handshake.messages import Alert, Attachments, Challenge, CredentialRequest, Hello, Message, Response, Retry, Session
 from didnode.wire.handshake import decode, encode
 
 DID_A = "did:dnode:QmVx4f4zx2hASVz3CocsYCGJ5gCfEQt2mUA73kz1LYtBMR"
@@ -27,7 +27,7 @@ def reference(msg: Message) -> bytes:
     if isinstance(msg, Hello):
         m = pb.AuthMessage(hello=pb.Hello(version=msg.version, network=msg.network, initiator_did=msg.initiator_did, key_id=msg.key_id,
                                           nonce=msg.nonce, ephemeral_key=msg.ephemeral_key, time_ms=msg.time_ms, want=want(msg.want),
-                                          responder_did=msg.responder_did, session_credential=msg.session_credential))
+                                          responder_did=msg.responder_did, session_credential=msg.session_credential, cookie=msg.cookie))
     elif isinstance(msg, Challenge):
         m = pb.AuthMessage(challenge=pb.Challenge(version=msg.version, network=msg.network, responder_did=msg.responder_did, key_id=msg.key_id,
                                                   initiator_did=msg.initiator_did, initiator_nonce=msg.initiator_nonce, nonce=msg.nonce,
@@ -38,6 +38,8 @@ def reference(msg: Message) -> bytes:
                                                 responder_nonce=msg.responder_nonce, attachments=att(msg.attachments), signature=msg.signature, mac=msg.mac))
     elif isinstance(msg, Session):
         m = pb.AuthMessage(session=pb.Session(session_id=msg.session_id, credential=msg.credential, expires_ms=msg.expires_ms, mac=msg.mac))
+    elif isinstance(msg, Retry):
+        m = pb.AuthMessage(retry=pb.Retry(cookie=msg.cookie))
     else:
         assert isinstance(msg, Alert)
         m = pb.AuthMessage(alert=pb.Alert(reason=msg.reason, message=msg.message))
@@ -59,6 +61,9 @@ MESSAGES: list[Message] = [
     Session(b"", "", 0, b""),
     Alert("KEY_REVOKED", "revoked"),
     Alert("", ""),
+    Hello(1, "local", DID_A, "key-1", b"n" * 32, b"x" * 32, 1_700_000_000_000, WANT, DID_B, True, b"k" * 24),
+    Retry(b"k" * 24),
+    Retry(b""),
 ]
 
 

@@ -121,8 +121,10 @@ def complete(w: World, i: Initiator, r: Responder, now: int = NOW) -> Run:
     i.verify_challenge(w.state(c.responder_did))
     resp = i.response()
     r.check_response(resp, now)
+    r.recheck(w.state(h.initiator_did))
     s, est_r = r.session()
-    est_i = i.finish(s)
+    i.finish(s)
+    est_i = i.recheck(w.state(c.responder_did))
     return Run(h, c, resp, s, est_i, est_r)
 
 

@@ -24,7 +24,7 @@ class Attachments(_message.Message):
     def __init__(self, credentials: _Optional[_Iterable[str]] = ..., state_proof: _Optional[bytes] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("version", "network", "initiator_did", "key_id", "nonce", "ephemeral_key", "time_ms", "want", "responder_did", "session_credential")
+    __slots__ = ("version", "network", "initiator_did", "key_id", "nonce", "ephemeral_key", "time_ms", "want", "responder_did", "session_credential", "cookie")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     INITIATOR_DID_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class Hello(_message.Message):
     WANT_FIELD_NUMBER: _ClassVar[int]
     RESPONDER_DID_FIELD_NUMBER: _ClassVar[int]
     SESSION_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    COOKIE_FIELD_NUMBER: _ClassVar[int]
     version: int
     network: str
     initiator_did: str
@@ -45,7 +46,14 @@ class Hello(_message.Message):
     want: _containers.RepeatedCompositeFieldContainer[CredentialRequest]
     responder_did: str
     session_credential: bool
-    def __init__(self, version: _Optional[int] = ..., network: _Optional[str] = ..., initiator_did: _Optional[str] = ..., key_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., ephemeral_key: _Optional[bytes] = ..., time_ms: _Optional[int] = ..., want: _Optional[_Iterable[_Union[CredentialRequest, _Mapping]]] = ..., responder_did: _Optional[str] = ..., session_credential: _Optional[bool] = ...) -> None: ...
+    cookie: bytes
+    def __init__(self, version: _Optional[int] = ..., network: _Optional[str] = ..., initiator_did: _Optional[str] = ..., key_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., ephemeral_key: _Optional[bytes] = ..., time_ms: _Optional[int] = ..., want: _Optional[_Iterable[_Union[CredentialRequest, _Mapping]]] = ..., responder_did: _Optional[str] = ..., session_credential: _Optional[bool] = ..., cookie: _Optional[bytes] = ...) -> None: ...
+
+class Retry(_message.Message):
+    __slots__ = ("cookie",)
+    COOKIE_FIELD_NUMBER: _ClassVar[int]
+    cookie: bytes
+    def __init__(self, cookie: _Optional[bytes] = ...) -> None: ...
 
 class Challenge(_message.Message):
     __slots__ = ("version", "network", "responder_did", "key_id", "initiator_did", "initiator_nonce", "nonce", "ephemeral_key", "want", "attachments", "signature", "mac")
@@ -114,15 +122,17 @@ class Alert(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class AuthMessage(_message.Message):
-    __slots__ = ("hello", "challenge", "response", "session", "alert")
+    __slots__ = ("hello", "challenge", "response", "session", "alert", "retry")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     ALERT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     challenge: Challenge
     response: Response
     session: Session
     alert: Alert
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ..., response: _Optional[_Union[Response, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...
+    retry: Retry
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ..., response: _Optional[_Union[Response, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ...) -> None: ...

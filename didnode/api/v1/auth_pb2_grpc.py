@@ -56,6 +56,8 @@ class AuthServiceServicer:
         an AuthMessage on the stream; an initiator that sends the request
         metadata "didnode-auth-session: trailer" gets the Session message in the
         binary trailer "didnode-auth-session-bin" of the OK status instead.
+        A Retry ends the call (status RESOURCE_EXHAUSTED, reason HANDSHAKE_RETRY)
+        in the binary trailer "didnode-auth-retry-bin", in both methods.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -11,12 +11,14 @@ transcript hash, and key confirmation by HMAC. Modules:
 :mod:`.crypto`      X25519, HKDF-SHA256, HMAC, Ed25519
 :mod:`.keycheck`    "is this a current authentication key of that DID?"
 :mod:`.nonces`      single-use nonces and pending challenges (interface + memory store)
+:mod:`.cookies`     stateless cookies: a responder under load admits only hellos that carry one
 :mod:`.machine`     the Initiator and Responder state machines
 :mod:`.policy`      which authenticated peers are accepted
 
 No clock, randomness, network or storage here: all are passed in.
 """
 
+from didnode.core.handshake.cookies import CookieJar
 from didnode.core.handshake.machine import INITIATOR, RESPONDER, Established, Fresh, Initiator, LocalIdentity, Responder, peer_error
 from didnode.core.handshake.messages import (
     NO_ATTACHMENTS,
@@ -28,6 +30,7 @@ from didnode.core.handshake.messages import (
     Hello,
     Message,
     Response,
+    Retry,
     Session,
 )
 from didnode.core.handshake.nonces import HandshakeLimits, MemoryNonceStore, NonceStore, Origin
@@ -38,6 +41,7 @@ __all__ = [
     "Alert",
     "Attachments",
     "Challenge",
+    "CookieJar",
     "CredentialRequest",
     "Established",
     "Fresh",
@@ -56,6 +60,7 @@ __all__ = [
     "RESPONDER",
     "Responder",
     "Response",
+    "Retry",
     "Rule",
     "Session",
     "evaluate",

@@ -32,13 +32,21 @@ class Ephemeral:
     Precondition: ``secret`` is 32 bytes from a cryptographic RNG, never reused.
     """
 
-    __slots__ = ("public", "_secret")
+    __slots__ = ("_public", "_secret")
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) != 32:
             raise ValueError("an X25519 secret has 32 bytes")
         self._secret = secret
-        self.public: bytes = crypto_scalarmult_base(secret)
+        self._public = b""
+
+    @property
+    def public(self) -> bytes:
+        """The public key, computed when first asked for: a responder that refuses a hello (or answers
+        it with a Retry) before its challenge never spends the scalar multiplication."""
+        if not self._public:
+            self._public = crypto_scalarmult_base(self._secret)
+        return self._public
 
     def shared(self, peer_public: bytes) -> bytes:
         """The X25519 shared secret with ``peer_public``.

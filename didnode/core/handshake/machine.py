@@ -10,18 +10,28 @@ is granted".
 Initiator::
 
     hello(now) -> Hello                                  # msg 1
+    retry(msg, now) -> Hello                             # the same hello with the responder's cookie (under load)
     check_challenge(msg, now) -> Challenge               # schema, version, network, reflection, echoes, replay
     verify_challenge(peer_state) -> KeyRecord            # key on the ledger, key confirmation, signature
     response(attachments) -> Response                    # msg 3
-    finish(msg) -> Established                           # msg 4: MAC and session id
+    finish(msg) -> Session                               # msg 4: MAC and session id
+    recheck(peer_state) -> Established                   # the responder's key, read again: still current
 
 Responder::
 
     check_hello(msg, now) -> Hello                       # schema, version, network, reflection, clock window
+    admit(cookies, now) -> Retry | None                  # under load: a valid cookie, or a stateless Retry
     challenge(peer_state, now, attachments) -> Challenge # key on the ledger, nonce claim + pending, msg 2
     check_response(msg, now) -> Response                 # deadline, echoes, key confirmation, signature
+    recheck(peer_state)                                  # the initiator's key, read again: still current
     session(credential, expires_ms) -> (Session, Established)   # msg 4
     abandon(now)                                          # on any failure after challenge()
+
+``recheck`` is a step of its own on both sides: a key revoked while the
+handshake ran must not complete it, so each side reads the peer's key state
+again after the peer's last message (the driver decides how cheaply: see
+:mod:`didnode.auth.driver`) and nothing is granted before that passed (a
+node's session credential needs :attr:`Responder.session_id`, known only then).
 
 Every step checks that it is the expected one (:class:`HandshakeOutOfOrder`
 otherwise) and that the message is of the expected kind; an :class:`Alert`
@@ -38,6 +48,7 @@ from nacl.signing import SigningKey
 
 from didnode.core.did import key_id_of
 from didnode.core.handshake import transcript as tr
+from didnode.core.handshake.cookies import CookieJar
 from didnode.core.handshake.crypto import Ephemeral, SigningIdentityKey, mac_equal, verify_signature
 from didnode.core.handshake.keycheck import authentication_key, raw_key
 from didnode.core.handshake.messages import (
@@ -51,6 +62,7 @@ from didnode.core.handshake.messages import (
     Hello,
     Message,
     Response,
+    Retry,
     Session,
     kind,
     validate,
@@ -66,14 +78,20 @@ from didnode.errors import (
     HandshakeTimeout,
     IdentityMisbinding,
     KeyConfirmationFailed,
+    PeerKeyRotated,
     PeerWrongNetwork,
+    TooManyPending,
     UnsupportedVersion,
     error_for_reason,
 )
 
 INITIATOR = "initiator"
 RESPONDER = "responder"
-M = TypeVar("M", Hello, Challenge, Response, Session)
+# How many Retry messages an initiator follows in one handshake: one is the protocol (the
+# responder is under load); a second may follow a cookie that expired on a slow path; a third
+# means the cookie never fits (the address changes between calls, or someone meddles).
+MAX_RETRIES = 2
+M = TypeVar("M", Hello, Challenge, Response, Session, Retry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +231,18 @@ class _Machine:
         self.checks.append(f"{did}#{key_id} is a current authentication key on the ledger (DID active, seq {state.seq})")
         return key
 
+    def _recheck(self, state: DidState) -> None:
+        """The peer's key state read again after its last message: the key must still authenticate."""
+        self._at("recheck", "re-check the peer's key")
+        key, seen = self._peer_key, self._peer_state
+        assert key is not None and seen is not None
+        if state is not seen:
+            again = authentication_key(state, seen.did, key.id)
+            if again.multibase != key.multibase:  # a key id names one key forever; never expected
+                raise PeerKeyRotated(f"{seen.did}#{key.id} is another key now", kid=f"{seen.did}#{key.id}")
+            self._peer_key, self._peer_state = again, state
+        self.checks.append(f"{seen.did}#{key.id} still a current authentication key at the end of the handshake (seq {state.seq})")
+
     def _confirm(self, key: bytes, th: bytes, got: bytes, who: str) -> None:
         if not mac_equal(tr.mac(key, th), got):
             raise KeyConfirmationFailed(f"the {who}'s key confirmation MAC does not verify: it does not hold this handshake's X25519 secret")
@@ -261,6 +291,8 @@ class Initiator(_Machine):
         self._hello: Hello | None = None
         self._challenge: Challenge | None = None
         self._response: Response | None = None
+        self._session: Session | None = None
+        self._retries = 0
 
     def hello(self, now_ms: int) -> Hello:
         """Message 1. Records the own nonce as used (so a reflection or replay of it is recognized)."""
@@ -281,6 +313,24 @@ class Initiator(_Machine):
         self._hello = h
         self._h1 = tr.hello_hash(h)
         self.step = "challenge"
+        return h
+
+    def retry(self, msg: Message, now_ms: int) -> Hello:
+        """The responder is under load and kept nothing: the same hello again, with its cookie.
+
+        The hello is unchanged but for the cookie (the cookie is made over H1, which leaves it
+        out), so the transcript is the one the first hello began. Raises :class:`TooManyPending`
+        after :data:`MAX_RETRIES` retries.
+        """
+        r = self._receive(msg, Retry, "challenge")
+        h = self._hello
+        assert h is not None
+        self._retries += 1
+        if self._retries > MAX_RETRIES:
+            raise TooManyPending(f"the responder asked for a cookie {self._retries} times; it does not accept the ones it gave")
+        h = self._hello = Hello(
+            h.version, h.network, h.initiator_did, h.key_id, h.nonce, h.ephemeral_key, h.time_ms, h.want, h.responder_did, h.session_credential, r.cookie
+        )
         return h
 
     def check_challenge(self, msg: Message, now_ms: int) -> Challenge:
@@ -342,8 +392,9 @@ class Initiator(_Machine):
         self.step = "session"
         return r
 
-    def finish(self, msg: Message) -> Established:
-        """Message 4: the responder's final key confirmation and the session id."""
+    def finish(self, msg: Message) -> Session:
+        """Message 4: the responder's final key confirmation and the session id. The session is
+        established once :meth:`recheck` found the responder's key still current."""
         s = self._receive(msg, Session, "session")
         assert self._keys is not None and self._challenge is not None
         if not mac_equal(tr.session_mac(self._keys.session, self._th4, s), s.mac):
@@ -351,8 +402,18 @@ class Initiator(_Machine):
         if s.session_id != tr.session_id(self._th4):
             raise IdentityMisbinding("the session id is not the one this transcript derives")
         self.checks.append(f"session {s.session_id.hex()} confirmed by the responder")
+        self._session = s
+        self.step = "recheck"
+        return s
+
+    def recheck(self, peer_state: DidState) -> Established:
+        """The responder's key state, read again after the session message: its key must still
+        authenticate (it may have been revoked since the challenge). Then the session is established."""
+        self._recheck(peer_state)
+        s, c = self._session, self._challenge
+        assert s is not None and c is not None
         self.step = "done"
-        return self.established(self._challenge.responder_did, s.credential, s.expires_ms)
+        return self.established(c.responder_did, s.credential, s.expires_ms)
 
 
 class Responder(_Machine):
@@ -366,11 +427,22 @@ class Responder(_Machine):
     role = RESPONDER
 
     def __init__(
-        self, me: LocalIdentity, network: str, fresh: Fresh, nonces: NonceStore, *, peer: str = "", want: Sequence[CredentialRequest] = ()
+        self,
+        me: LocalIdentity,
+        network: str,
+        fresh: Fresh,
+        nonces: NonceStore,
+        *,
+        peer: str = "",
+        want: Sequence[CredentialRequest] = (),
+        on_evict: Callable[[bytes], None] | None = None,
     ) -> None:
+        """``on_evict(challenge_nonce)``: told when this responder's challenge takes the place of
+        another pending one (a full table; see :meth:`NonceStore.open_challenge`)."""
         super().__init__(me, network, fresh, nonces)
         self.peer = peer
         self.want = tuple(want)
+        self.on_evict = on_evict
         self._hello: Hello | None = None
         self._challenge: Challenge | None = None
         self._response: Response | None = None
@@ -381,7 +453,9 @@ class Responder(_Machine):
         """Message 1, before any key state or storage: schema, version, network, reflection, clock window."""
         h = self._receive(msg, Hello, "start")
         self._version_and_network(h.version, h.network)
-        if h.initiator_did == self.me.did or h.ephemeral_key == self.eph.public or h.nonce == self.fresh.nonce:
+        # (This responder's own ephemeral key is compared in challenge(), where it is first computed:
+        # fresh for this handshake, it cannot have been seen by anyone before the challenge.)
+        if h.initiator_did == self.me.did or h.nonce == self.fresh.nonce:
             raise HandshakeReflection(f"the hello comes from this responder's own DID {self.me.did}: a reflected message")
         if h.responder_did and h.responder_did != self.me.did:
             raise IdentityMisbinding(f"the hello is meant for {h.responder_did}, not for {self.me.did}")
@@ -391,8 +465,24 @@ class Responder(_Machine):
                 f"the hello is dated {(now_ms - h.time_ms) / 1000:+.1f} s from this responder's clock; at most {skew // 1000} s are accepted"
             )
         self._hello = h
+        self._h1 = tr.hello_hash(h)
         self.step = "lookup"
         return h
+
+    def admit(self, cookies: CookieJar, now_ms: int) -> Retry | None:
+        """Whether this hello may open a challenge: always while the responder is not under load;
+        under load only with a valid cookie. Otherwise the :class:`Retry` to send instead: the
+        handshake ends there, and nothing about it was read, computed or kept but one HMAC."""
+        self._at("lookup", "admit a hello")
+        if not self.nonces.cookie_required():
+            return None
+        h = self._hello
+        assert h is not None
+        if h.cookie and cookies.check(h.cookie, self.peer, self._h1, now_ms):
+            self.checks.append("cookie valid: the hello came back from its address with the cookie this responder sent there")
+            return None
+        self.step = "retried"
+        return Retry(cookies.make(self.peer, self._h1, now_ms))
 
     def challenge(self, peer_state: DidState, now_ms: int, attachments: Attachments = NO_ATTACHMENTS) -> Challenge:
         """Message 2. Checks the initiator's key first, so a hello from a revoked or unknown key
@@ -401,12 +491,13 @@ class Responder(_Machine):
         h = self._hello
         assert h is not None
         self._check_key(peer_state, h.initiator_did, h.key_id)
+        if h.ephemeral_key == self.eph.public:
+            raise HandshakeReflection("the hello carries this responder's own ephemeral key: a reflected message")
         self._shared = self.eph.shared(h.ephemeral_key)
-        self._deadline = self.nonces.open_challenge(h.nonce, self.fresh.nonce, self.peer, now_ms, h.time_ms)
+        self._deadline = self.nonces.open_challenge(h.nonce, self.fresh.nonce, self.peer, now_ms, h.time_ms, self.on_evict)
         self._opened = True
         self.checks.append("hello nonce fresh: never used before (recorded until it can no longer be replayed)")
         self._keys = tr.confirmation_keys(self._shared, h.nonce, self.fresh.nonce)
-        self._h1 = tr.hello_hash(h)
         c = Challenge(
             PROTOCOL_VERSION,
             self.network,
@@ -441,7 +532,8 @@ class Responder(_Machine):
         return c
 
     def check_response(self, msg: Message, now_ms: int) -> Response:
-        """Message 3: deadline, echoes, key confirmation, the initiator's signature; closes the challenge."""
+        """Message 3: deadline, echoes, key confirmation, the initiator's signature; closes the challenge.
+        Then :meth:`recheck`."""
         r = self._receive(msg, Response, "response")
         h, c, key = self._hello, self._challenge, self._peer_key
         assert h is not None and c is not None and key is not None and self._keys is not None
@@ -462,8 +554,14 @@ class Responder(_Machine):
         self.checks.append(f"transcript signed by {kid} as initiator; key confirmation MAC verified")
         self._th4 = tr.final_hash(self._th3, r)
         self._response = r
-        self.step = "verified"
+        self.step = "recheck"
         return r
+
+    def recheck(self, peer_state: DidState) -> None:
+        """The initiator's key state, read again after its response: its key must still authenticate
+        (it may have been revoked since the hello). Only then may the session be granted."""
+        self._recheck(peer_state)
+        self.step = "verified"
 
     @property
     def session_id(self) -> bytes:

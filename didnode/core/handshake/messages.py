@@ -36,6 +36,8 @@ MAX_CREDENTIAL_CHARS = 16384
 MAX_STATE_PROOF_BYTES = 64 * 1024
 MAX_ALERT_REASON = 64
 MAX_ALERT_MESSAGE = 512
+# A responder's cookie is opaque to the initiator (didnode.core.handshake.cookies makes 24-byte ones).
+MAX_COOKIE_BYTES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,17 @@ class Hello:
     want: tuple[CredentialRequest, ...] = ()
     responder_did: str = ""
     session_credential: bool = False
+    cookie: bytes = b""
+    """The responder's cookie from a :class:`Retry`, when this hello is sent again; else empty.
+    Not covered by the transcript (H1): the cookie is computed over H1, and only decides whether
+    the responder keeps state for this hello (docs/authentication.md, "Floods")."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """The responder's stateless answer to a hello while it is under load: send the same hello again with ``cookie``."""
+
+    cookie: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +138,16 @@ class Alert:
     message: str
 
 
-Message = Union[Hello, Challenge, Response, Session, Alert]
+Message = Union[Hello, Challenge, Response, Session, Alert, Retry]
 
-KIND = {Hello: "hello (message 1)", Challenge: "challenge (message 2)", Response: "response (message 3)", Session: "session (message 4)", Alert: "alert"}
+KIND = {
+    Hello: "hello (message 1)",
+    Challenge: "challenge (message 2)",
+    Response: "response (message 3)",
+    Session: "session (message 4)",
+    Alert: "alert",
+    Retry: "retry (a cookie for the hello)",
+}
 
 
 def kind(msg: Message) -> str:
@@ -211,6 +231,8 @@ def validate(msg: Message) -> None:
         _bytes(msg.ephemeral_key, KEY_BYTES, "ephemeral_key")
         _want(msg.want)
         _did(msg.responder_did, "responder_did", optional=True)
+        if len(msg.cookie) > MAX_COOKIE_BYTES:
+            raise HandshakeTooLarge(f"the hello's cookie has {len(msg.cookie)} bytes; the limit is {MAX_COOKIE_BYTES}", field="cookie")
     elif isinstance(msg, Challenge):
         _network(msg.network)
         _did(msg.responder_did, "responder_did")
@@ -238,6 +260,9 @@ def validate(msg: Message) -> None:
         if bool(msg.credential) != bool(msg.expires_ms):
             raise HandshakeMalformed("a session message carries a credential and its expiry together, or neither")
         _bytes(msg.mac, MAC_BYTES, "mac")
+    elif isinstance(msg, Retry):
+        if not msg.cookie or len(msg.cookie) > MAX_COOKIE_BYTES:
+            raise HandshakeMalformed(f"a retry's cookie has {len(msg.cookie)} bytes; it must have 1-{MAX_COOKIE_BYTES}", field="cookie")
     elif isinstance(msg, Alert):
         if len(msg.reason) > MAX_ALERT_REASON or len(msg.message) > MAX_ALERT_MESSAGE:
             raise HandshakeTooLarge("an alert's reason or message is over its limit")

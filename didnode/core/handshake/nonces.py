@@ -11,7 +11,13 @@ A *pending challenge* is a challenge (message 2) a responder sent and whose
 response (message 3) it is waiting for: its nonce, the peer address it was
 sent to and a deadline. Pending challenges are bounded per peer address and
 in total, and the used-nonce table is bounded too, so a flood of hellos ends
-in :class:`TooManyPending` instead of exhausting memory or disk.
+in :class:`TooManyPending` instead of exhausting memory or disk. A full
+table does not lock newcomers out: a new challenge takes the place of the
+oldest pending challenge of the address that holds the most, if that is more
+than the newcomer's address holds (:meth:`NonceBook.open_challenge`); and from
+``cookie_threshold`` pending challenges on, a responder admits only hellos that
+carry a valid cookie (:meth:`NonceStore.cookie_required`,
+:mod:`didnode.core.handshake.cookies`).
 
 Who decides what: :class:`NonceBook` holds every rule (what a pending
 challenge is and its bounds, when a nonce is a replay or a reflection, when
@@ -71,6 +77,8 @@ class HandshakeLimits:
     are dropped). ``max_skew_ms``: how far a hello's clock may be from the
     responder's. The pending bounds cap half-open handshakes per peer
     address and in total; ``max_nonces`` caps the used-nonce table.
+    ``cookie_threshold``: from this many pending challenges on (or the
+    total bound, if lower), a hello must carry a valid cookie to open one.
     """
 
     timeout_ms: int = 10_000
@@ -78,6 +86,7 @@ class HandshakeLimits:
     max_pending_total: int = 1024
     max_pending_per_peer: int = 64
     max_nonces: int = 1_000_000
+    cookie_threshold: int = 256
 
     @property
     def retention_ms(self) -> int:
@@ -104,13 +113,22 @@ class NonceStore(Protocol):
         """Who used ``nonce`` (ABSENT if nobody, or if its record expired); pending challenges are OWN."""
         ...
 
-    def open_challenge(self, nonce_i: bytes, nonce_r: bytes, peer: str, now_ms: int, hello_time_ms: int = -1) -> int:
+    def open_challenge(
+        self, nonce_i: bytes, nonce_r: bytes, peer: str, now_ms: int, hello_time_ms: int = -1, on_evict: Callable[[bytes], None] | None = None
+    ) -> int:
         """Atomically claim the peer's hello nonce ``nonce_i`` and record the challenge nonce
         ``nonce_r`` as used (``OWN``, from now on), and open the pending challenge for ``peer``;
-        return its deadline (ms). Raises as :meth:`claim`, :class:`TooManyPending` when
-        ``peer`` or everyone has too many pending challenges, and :class:`HandshakeStale` when
-        the hello (``hello_time_ms``) is dated before the store's records begin (a store that
-        forgot its history cannot vouch for older nonces)."""
+        return its deadline (ms). When every pending slot is taken, the oldest pending challenge
+        of the address holding the most gives its place, if that address holds more than ``peer``
+        does; ``on_evict(nonce)`` is told of it (its response will be refused with
+        :class:`TooManyPending`). Raises as :meth:`claim`, :class:`TooManyPending` when ``peer``
+        has too many pending challenges or holds as many as anyone while all slots are taken,
+        and :class:`HandshakeStale` when the hello (``hello_time_ms``) is dated before the
+        store's records begin (a store that forgot its history cannot vouch for older nonces)."""
+        ...
+
+    def cookie_required(self) -> bool:
+        """Whether a hello must carry a valid cookie to open a challenge now (the responder is under load)."""
         ...
 
     def close_challenge(self, nonce_r: bytes, now_ms: int) -> None:
@@ -225,8 +243,13 @@ class NonceBook(Generic[Txn]):
         self.not_before_ms = not_before_ms
         # This process's half-open handshakes: challenge nonce -> (deadline, peer). Never stored:
         # only the stream that carried a challenge can deliver its response.
+        # In insertion order: the first entry is the oldest (eviction walks from there).
         self._pending: dict[bytes, tuple[int, str]] = {}
         self._per_peer: dict[str, int] = {}
+        # Challenges that gave their place to newer ones (bounded): their responses are refused
+        # as TooManyPending rather than as a replay.
+        self._evicted: dict[bytes, None] = {}
+        self._cookies_from = min(limits.cookie_threshold, limits.max_pending_total)
         self._backlog = False
         self._last_purge = 0
         self._last_sync = now_ms
@@ -296,7 +319,9 @@ class NonceBook(Generic[Txn]):
             row = self.rows.get(txn, nonce)
         return Origin(row[1]) if row is not None and row[0] > now_ms else Origin.ABSENT
 
-    def open_challenge(self, nonce_i: bytes, nonce_r: bytes, peer: str, now_ms: int, hello_time_ms: int = -1) -> int:
+    def open_challenge(
+        self, nonce_i: bytes, nonce_r: bytes, peer: str, now_ms: int, hello_time_ms: int = -1, on_evict: Callable[[bytes], None] | None = None
+    ) -> int:
         """See :meth:`NonceStore.open_challenge`; also refuses hellos dated before :attr:`not_before_ms`.
 
         Precondition: ``nonce_r`` is fresh (32 random bytes drawn for this
@@ -309,11 +334,17 @@ class NonceBook(Generic[Txn]):
         issued challenge nonce unrecorded, its retention counts from when it
         was issued, and closing or abandoning costs no write (one write per
         responder handshake). The pending part (deadline, peer) is memory.
+
+        A full table (``max_pending_total``) evicts rather than refuses when it is fair: the
+        victim is the oldest pending challenge among those of the addresses holding the most,
+        and only if they hold more than ``peer``. So an address never loses a challenge to one
+        that holds as many, and an address with ``k`` pending challenges keeps them as long as
+        some address holds more than ``k`` (see docs/authentication.md, "Floods", for the bound).
         """
         if 0 <= hello_time_ms < self.not_before_ms:
             raise HandshakeStale("the hello is dated before this party's replay records begin; send a fresh one")
         # The bounds first: no I/O, so a flood over them is refused before any write.
-        _check_pending(len(self._pending), self._per_peer.get(peer, 0), peer, self.limits)
+        victim = _check_pending(self._pending, self._per_peer, peer, self.limits)
         if nonce_i == nonce_r:
             # The hello carries the nonce just drawn for this challenge (the machine refuses this
             # earlier); one row for two nonces would break the table's accounting.
@@ -333,6 +364,13 @@ class NonceBook(Generic[Txn]):
 
         if not self._write(run):
             raise self._full()
+        if victim is not None:
+            self._release(victim)
+            if len(self._evicted) >= self.limits.max_pending_total:
+                del self._evicted[next(iter(self._evicted))]
+            self._evicted[victim] = None
+            if on_evict is not None:
+                on_evict(victim)
         deadline = now_ms + self.limits.timeout_ms
         self._pending[nonce_r] = (deadline, peer)
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
@@ -355,6 +393,8 @@ class NonceBook(Generic[Txn]):
         """See :meth:`NonceStore.close_challenge`. No write: the nonce was recorded when the challenge opened."""
         deadline = self._release(nonce_r)
         if deadline < 0:
+            if nonce_r in self._evicted:
+                raise TooManyPending("the response answers a challenge that gave its place to a newer one (too many half-open handshakes)")
             raise HandshakeReplay("the response answers a challenge that is no longer pending (already answered)")
         if now_ms > deadline:
             raise HandshakeTimeout(f"the response came {now_ms - deadline} ms after the challenge's deadline")
@@ -379,6 +419,10 @@ class NonceBook(Generic[Txn]):
     def pending_count(self, peer: str | None = None) -> int:
         """See :meth:`NonceStore.pending_count`."""
         return len(self._pending) if peer is None else self._per_peer.get(peer, 0)
+
+    def cookie_required(self) -> bool:
+        """See :meth:`NonceStore.cookie_required`: from ``cookie_threshold`` pending challenges on."""
+        return len(self._pending) >= self._cookies_from
 
     def __len__(self) -> int:
         """How many used-nonce rows the backend holds (expired ones not yet purged included)."""
@@ -418,14 +462,25 @@ class NonceBook(Generic[Txn]):
         self.rows.close()
 
 
-def _check_pending(total: int, of_peer: int, peer: str, limits: HandshakeLimits) -> None:
-    """Raise :class:`TooManyPending` when one more pending challenge would break a bound."""
+def _check_pending(pending: dict[bytes, tuple[int, str]], per_peer: dict[str, int], peer: str, limits: HandshakeLimits) -> bytes | None:
+    """Raise :class:`TooManyPending` when one more pending challenge of ``peer`` would break a bound;
+    return the challenge it takes the place of when the table is full (None when there is room)."""
+    of_peer = per_peer.get(peer, 0)
     if of_peer >= limits.max_pending_per_peer:
         raise TooManyPending(
             f"{of_peer} handshakes from {peer} are half-open, the limit per peer address; retry later", peer=peer
         )
-    if total >= limits.max_pending_total:
-        raise TooManyPending(f"{total} handshakes are half-open, the limit; retry later")
+    if len(pending) < limits.max_pending_total:
+        return None
+    # Full: the oldest challenge among those of the addresses holding the most, if they hold more.
+    # (Only under a flood; O(pending) at most, no I/O.)
+    most = max(per_peer.values())
+    if most <= of_peer:
+        raise TooManyPending(f"{len(pending)} handshakes are half-open, the limit, and no address holds more than {peer}; retry later")
+    for nonce, (_, holder) in pending.items():
+        if per_peer[holder] == most:
+            return nonce
+    raise AssertionError("unreachable: some pending challenge belongs to the address holding the most")  # pragma: no cover
 
 
 class MemoryRows:
