@@ -44,6 +44,7 @@ from didnode.core import builder
 from didnode.core.document import parse_iso8601
 from didnode.core.keystate import ED25519, DidState, KeyRecord
 from didnode.core.operations import MAX_REASON, PURPOSES
+from didnode.wire.limits import HISTORY_PAGE
 
 
 @click.group("did")
@@ -378,15 +379,27 @@ def deactivate(ctl: Ctl, did: str, signer_did: str, reason: str, yes: bool) -> N
 
 @command(did_group, "history")
 @click.argument("did")
-def history(ctl: Ctl, did: str) -> None:
+@click.option("--after", "after_seq", type=click.IntRange(min=0), metavar="SEQ", help="Only the operations after seq SEQ.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N operations; nextAfter (JSON) or the last line says where to go on.")
+def history(ctl: Ctl, did: str, after_seq: int | None, limit: int | None) -> None:
     """List DID's operations: position, time, type, signers, hash.
 
     Times are ISO 8601 UTC with milliseconds (usable as --version-time).
+    The node answers in pages; all of them are read unless --limit says otherwise.
     """
     did = checked_did(did)
-    entries = ctl.client().history(did)
+    client = ctl.client()
+    entries: list[Any] = []
+    after = after_seq
+    while True:
+        page = client.history_page(did, after, HISTORY_PAGE if limit is None else min(HISTORY_PAGE, limit - len(entries)))
+        entries.extend(page.entries)
+        after = page.next_after_seq
+        if after is None or (limit is not None and len(entries) >= limit):
+            break
     data = {
         "did": did,
+        "nextAfter": after,
         "entries": [
             {
                 "position": e.position,
@@ -403,7 +416,8 @@ def history(ctl: Ctl, did: str) -> None:
         (e.position, iso_ms(e.time_ms), e.type, e.seq, ", ".join(short_kid(k, did) for k in e.signers), e.op_hash.hex()[:12])
         for e in entries
     ]
-    ctl.emit(data, lambda: table(("POS", "TIME", "TYPE", "SEQ", "SIGNERS", "HASH"), rows))
+    more = "" if after is None else f"\nmore: didctl did history {did} --after {after}"
+    ctl.emit(data, lambda: table(("POS", "TIME", "TYPE", "SEQ", "SIGNERS", "HASH"), rows) + more)
 
 
 def _key_json(k: KeyRecord) -> dict[str, Any]:

@@ -21,7 +21,9 @@ from didnode.errors import DidnodeError, UnknownDid
 from didnode.service.ledger import LedgerService
 from didnode.service.node import DEFAULT_PREPARE_PROCESSES, Node, NodeConfig
 from didnode.store.env import DEFAULT_MAP_SIZE
+from didnode.transport.limits import Limits
 from didnode.transport.server import NodeServer, start_server
+from cli.didnode_limits import limit_options, limits_from
 from didnode.transport.services import build_servicers
 
 log = logging.getLogger("didnode")
@@ -43,7 +45,8 @@ def main() -> None:
 @click.option("--nats", "nats_urls", default="", envvar="DIDNODE_NATS", metavar="URLS", help="Cluster mode: comma-separated NATS server URLs (nats://host:4222,...); the ledger is ordered by a JetStream stream. See docs/cluster.md.")
 @click.option("--stream", default="", envvar="DIDNODE_STREAM", metavar="NAME", help="Cluster mode: JetStream stream name  [default: DIDNODE_<NETWORK>]")
 @click.option("--prepare-processes", default=DEFAULT_PREPARE_PROCESSES, show_default=True, envvar="DIDNODE_PREPARE_PROCESSES", type=click.IntRange(0, 64), metavar="N", help="Worker processes that parse and verify submitted batches (0: in the node process).")
-def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, prepare_processes: int) -> None:
+@limit_options
+def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, prepare_processes: int, **limit_args: object) -> None:
     """Run a node until SIGTERM or SIGINT."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     servers = tuple(u if "://" in u else f"nats://{u}" for u in (x.strip() for x in nats_urls.split(",")) if u)
@@ -54,7 +57,7 @@ def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: st
         prepare_processes=prepare_processes,
     )
     try:
-        asyncio.run(_serve(config, listen))
+        asyncio.run(_serve(config, listen, limits_from(limit_args)))
     except DidnodeError as err:
         click.echo(f"didnode: {err} [{err.reason}]", err=True)
         sys.exit(1)
@@ -63,13 +66,13 @@ def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: st
         sys.exit(1)
 
 
-async def _serve(config: NodeConfig, listen: str) -> None:
+async def _serve(config: NodeConfig, listen: str, limits: Limits | None = None) -> None:
     node = Node(config)
     try:
         ledger = LedgerService(node)
         if node.jetstream is not None and not await _identity_on_ledger(node, ledger):
             return
-        server = await start_server(build_servicers(node, ledger), listen)
+        server = await start_server(build_servicers(node, ledger), listen, limits)
         loop = asyncio.get_running_loop()
         if node.jetstream is not None:
             await _health_follows_cluster(node, server, loop)

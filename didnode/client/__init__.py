@@ -24,7 +24,7 @@ from didnode.client.proofs import (
 )
 from didnode.client.status_lists import Allocation, LedgerAccess, StatusLists
 from didnode.client.sync import Client
-from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Receipt, Resource, SessionCredential, StatusInfo
+from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, Receipt, Resource, SessionCredential, StatusInfo
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -34,6 +34,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "HistoryEntry",
+    "HistoryPage",
     "KeyState",
     "LedgerAccess",
     "NodeInfo",

@@ -25,11 +25,12 @@ from didnode.core.credentials import IssuerRecord, VerificationReport
 from didnode.core.did import key_id_of
 from didnode.core.keystate import DidState
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
-from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Receipt, Resource, SessionCredential, StatusInfo
+from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, Receipt, Resource, SessionCredential, StatusInfo
 from didnode.errors import DidnodeError
 from didnode.wire import credentials as cw
 from didnode.wire import ledger as lw
 from didnode.wire import transparency as tw
+from didnode.wire.limits import HISTORY_PAGE
 
 
 class AsyncClient:
@@ -67,11 +68,11 @@ class AsyncClient:
         return lw.receipt_from_pb(resp.receipt)
 
     async def submit_batch(self, ops: Sequence[SignedOperation], chunk_size: int = 256) -> AsyncIterator[Receipt | DidnodeError]:
-        """Stream ``ops``; yield one outcome per operation, in order."""
+        """Stream ``ops``; yield one outcome per operation, in order (chunks as :meth:`didnode.client.Client.submit_batch` cuts them)."""
 
         async def chunks() -> AsyncIterator[pb.SubmitBatchRequest]:
-            for i in range(0, len(ops), chunk_size):
-                yield pb.SubmitBatchRequest(operations=[lw.operation_to_pb(o.payload, o.proofs) for o in ops[i : i + chunk_size]])
+            for buf in lw.batch_chunks(ops, chunk_size):
+                yield pb.SubmitBatchRequest(operations=buf)
 
         try:
             async for resp in self._ledger.SubmitBatch(chunks()):
@@ -86,7 +87,23 @@ class AsyncClient:
         return json.loads(resp.result_json)  # type: ignore[no-any-return]
 
     async def history(self, did: str) -> list[HistoryEntry]:
-        return lw.history_from_pb(await self._call(self._ledger.History, pb.HistoryRequest(did=did)))
+        """See :meth:`didnode.client.Client.history`."""
+        return [e async for e in self.iter_history(did)]
+
+    async def iter_history(self, did: str, after_seq: int | None = None, page_size: int = HISTORY_PAGE) -> AsyncIterator[HistoryEntry]:
+        """See :meth:`didnode.client.Client.iter_history`."""
+        while True:
+            page = await self.history_page(did, after_seq, page_size)
+            for e in page.entries:
+                yield e
+            if page.next_after_seq is None:
+                return
+            after_seq = page.next_after_seq
+
+    async def history_page(self, did: str, after_seq: int | None = None, page_size: int = HISTORY_PAGE) -> HistoryPage:
+        """See :meth:`didnode.client.Client.history_page`."""
+        resp = await self._call(self._ledger.History, lw.history_request_to_pb(did, after_seq, page_size))
+        return lw.history_from_pb(resp, after_seq)
 
     async def key_state(self, did: str, at_position: int | None = None) -> KeyState:
         """See :meth:`didnode.client.Client.key_state`."""

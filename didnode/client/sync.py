@@ -28,11 +28,12 @@ from didnode.core.credentials import IssuerRecord, VerificationReport, VerifyPol
 from didnode.core.did import key_id_of
 from didnode.core.keystate import DidState
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
-from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Receipt, Resource, SessionCredential, StatusInfo
+from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, Receipt, Resource, SessionCredential, StatusInfo
 from didnode.errors import DidnodeError
 from didnode.wire import credentials as cw
 from didnode.wire import ledger as lw
 from didnode.wire import transparency as tw
+from didnode.wire.limits import HISTORY_PAGE
 from didnode.wire.status import from_rpc_error
 
 
@@ -90,7 +91,9 @@ class Client:
         """Stream ``ops`` in chunks; yield one outcome per operation, in order.
 
         At most ``window`` chunks are unacknowledged at a time, so memory
-        stays bounded for any number of operations (backpressure).
+        stays bounded for any number of operations (backpressure). A chunk
+        holds at most ``chunk_size`` operations and at most the node's chunk
+        limit in bytes (:data:`didnode.wire.limits.MAX_BATCH_CHUNK_BYTES`).
         """
         credit = threading.Semaphore(window)
         failed = threading.Event()
@@ -102,13 +105,7 @@ class Client:
             yield pb.SubmitBatchRequest(operations=buf)
 
         def chunks() -> Iterator[pb.SubmitBatchRequest]:
-            buf: list[pb.Operation] = []
-            for op in ops:
-                buf.append(lw.operation_to_pb(op.payload, op.proofs))
-                if len(buf) >= chunk_size:
-                    yield from send(buf)
-                    buf = []
-            if buf:
+            for buf in lw.batch_chunks(ops, chunk_size):
                 yield from send(buf)
 
         try:
@@ -126,7 +123,25 @@ class Client:
         return json.loads(resp.result_json)  # type: ignore[no-any-return]
 
     def history(self, did: str) -> list[HistoryEntry]:
-        return lw.history_from_pb(self._call(self._ledger.History, pb.HistoryRequest(did=did)))
+        """Every operation of ``did`` in seq order (read page by page: see :meth:`iter_history`)."""
+        return list(self.iter_history(did))
+
+    def iter_history(self, did: str, after_seq: int | None = None, page_size: int = HISTORY_PAGE) -> Iterator[HistoryEntry]:
+        """``did``'s operations with seq > ``after_seq`` (None: all), in seq order, one page of ``page_size`` at a time."""
+        while True:
+            page = self.history_page(did, after_seq, page_size)
+            yield from page.entries
+            if page.next_after_seq is None:
+                return
+            after_seq = page.next_after_seq
+
+    def history_page(self, did: str, after_seq: int | None = None, page_size: int = HISTORY_PAGE) -> HistoryPage:
+        """One page: at most ``page_size`` operations (fewer if the node's page is smaller) after ``after_seq``.
+
+        ``next_after_seq`` is the ``after_seq`` of the next page, None on the last.
+        """
+        resp = self._call(self._ledger.History, lw.history_request_to_pb(did, after_seq, page_size))
+        return lw.history_from_pb(resp, after_seq)
 
     def key_state(self, did: str, at_position: int | None = None) -> KeyState:
         """The DID's key state and network; with ``at_position``, also the keys that could sign there."""

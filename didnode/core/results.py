@@ -42,6 +42,14 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of a DID's history: ``entries`` in seq order; ``next_after_seq`` is where the next page starts after (None: the last page)."""
+
+    entries: tuple[HistoryEntry, ...]
+    next_after_seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Resource:
     """The latest published content of a DID's resource (e.g. a status list credential)."""
 

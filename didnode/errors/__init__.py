@@ -145,6 +145,7 @@ from didnode.errors.auth import (  # noqa: F401
     TooManyPending,
     UnsupportedVersion,
 )
+from didnode.errors.limits import IdleTimeout, RateLimited, TooManyCalls  # noqa: F401
 from didnode.errors.cluster import (  # noqa: F401
     ClusterUnavailable,
     StreamMismatch,
@@ -189,6 +190,7 @@ __all__ = [
     "HandshakeTooLarge",
     "HeaderNotAllowed",
     "IdentityMisbinding",
+    "IdleTimeout",
     "Internal",
     "InvalidArgument",
     "InvalidDid",
@@ -238,6 +240,7 @@ __all__ = [
     "PrevMismatch",
     "ProofClaimMismatch",
     "ProvisioningError",
+    "RateLimited",
     "ReplayedRequest",
     "ResourceExhausted",
     "RootMismatch",
@@ -256,6 +259,7 @@ __all__ = [
     "SubjectMismatch",
     "TokenTooLarge",
     "TooLarge",
+    "TooManyCalls",
     "TooManyPending",
     "TypNotAllowed",
     "TypeNotExpected",

@@ -19,8 +19,8 @@ from didnode.core.did import validate_did
 from didnode.core.document import parse_iso8601, resolution_result
 from didnode.core.keystate import ApplyContext, DidState, apply
 from didnode.core.operations import Proof
-from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Receipt, Resource
-from didnode.errors import DidnodeError, Internal, InvalidArgument, UnknownDid, UnknownVersion
+from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, Receipt, Resource
+from didnode.errors import DidnodeError, Internal, InvalidArgument, TooLarge, UnknownDid, UnknownVersion
 from didnode.ledger.batch import Outcome
 from didnode.ledger.orderer import settle
 from didnode.ledger.prepare import Item
@@ -29,6 +29,12 @@ from didnode.store import layout
 from didnode.store.ledger_tables import VersionRef
 
 MAX_BATCH_CHUNK = 1024
+# History pages (docs/security.md, "Limits"): entries per page by default and at most, and the
+# bytes of operations one page carries at most (always at least one entry; one operation is at
+# most ~68 KB), so a reply stays far under the 16 MiB a node sends.
+HISTORY_PAGE = 256
+MAX_HISTORY_PAGE = 1000
+MAX_HISTORY_PAGE_BYTES = 4 * 1024 * 1024
 log = logging.getLogger("didnode.service")
 
 
@@ -140,14 +146,32 @@ class LedgerService:
         assert state is not None
         return state
 
-    def history(self, did: str) -> list[HistoryEntry]:
-        """Every operation of ``did`` in order, with position, time, type, signers and hash."""
+    def history(self, did: str, after_seq: int | None = None, page_size: int | None = HISTORY_PAGE) -> HistoryPage:
+        """One page of ``did``'s operations in seq order (position, time, type, signers, hash, signed bytes).
+
+        The page holds the operations with seq > ``after_seq`` (None: from the
+        create), at most ``page_size`` (capped at MAX_HISTORY_PAGE) and
+        MAX_HISTORY_PAGE_BYTES of operations, at least one. ``page_size`` None
+        asks for the whole history in one page: :class:`TooLarge` when it does
+        not fit (what a client from before paging asks; it must never get a
+        silently truncated history).
+        """
         validate_did(did)
+        if page_size is not None and page_size < 1:
+            raise InvalidArgument(f"a history page holds at least one entry, not {page_size}")
+        limit = MAX_HISTORY_PAGE if page_size is None else min(page_size, MAX_HISTORY_PAGE)
         tables = self.node.tables
-        out = []
+        out: list[HistoryEntry] = []
+        size = 0
         with self.node.store.read() as txn:
-            for v in tables.versions(txn, did):
+            versions = tables.versions(txn, did)
+            start = 0 if after_seq is None else min(after_seq + 1, len(versions))  # versions[i].seq == i
+            for v in versions[start : start + limit]:
                 e = entry_codec.decode(tables.entry(txn, v.position))
+                cost = len(e.payload) + sum(len(p.kid) + len(p.signature) for p in e.proofs) + 64
+                if out and size + cost > MAX_HISTORY_PAGE_BYTES:
+                    break
+                size += cost
                 body = canonical.decode_strict(e.payload)
                 out.append(
                     HistoryEntry(
@@ -161,7 +185,13 @@ class LedgerService:
                         e.proofs,
                     )
                 )
-        return out
+        more = start + len(out) < len(versions)
+        if more and page_size is None:
+            raise TooLarge(
+                f"{did} has {len(versions)} operations, more than one reply carries ({len(out)}); read its history in pages",
+                did=did, entries=len(versions), page=len(out),
+            )
+        return HistoryPage(tuple(out), out[-1].seq if more and out else None)
 
     def key_state(self, did: str, at_position: int | None = None) -> KeyState:
         """The current state of ``did`` (keys with their fates, controllers, commitment) on this node's network.

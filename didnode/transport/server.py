@@ -2,35 +2,47 @@
 
 Handlers come from :func:`didnode.wire.handlers.generic_handler` (safe
 deserializers: a request that does not parse is answered INVALID_ARGUMENT /
-MALFORMED_MESSAGE, not with grpc's generic error).
+MALFORMED_MESSAGE, not with grpc's generic error; a request over its method's
+size limit is never parsed). Every method of every service, health and
+reflection included, runs inside the node's :class:`~didnode.transport.guard.NodeGuard`
+(per-peer calls and rates, idle streams); the server's options come from
+:class:`~didnode.transport.limits.Limits` (docs/security.md, "Limits").
 """
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 from google.protobuf import descriptor as _descriptor
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from didnode.transport.guard import NodeGuard
+from didnode.transport.limits import MAX_REPLY_BYTES, Limits, connection_limit, raise_nofile_limit, server_options
 from didnode.wire.handlers import generic_handler
+from didnode.wire.limits import MAX_REQUEST_BYTES
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.so_reuseport", 0),
-    ("grpc.max_concurrent_streams", 256),
-]
+log = logging.getLogger("didnode.transport")
+
+MAX_MESSAGE_BYTES = MAX_REPLY_BYTES  # replies; requests are at most MAX_REQUEST_BYTES
+# The options of a server with the default limits and 1,024 descriptors (see server_options).
+SERVER_OPTIONS = server_options(Limits(), 1024)
+
+__all__ = ["MAX_MESSAGE_BYTES", "MAX_REQUEST_BYTES", "SERVER_OPTIONS", "NodeServer", "start_server"]
 
 
 class NodeServer:
-    """The running gRPC server of a node and its health servicer."""
+    """The running gRPC server of a node, its health servicer and its guard."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer, names: list[str]) -> None:
+    def __init__(
+        self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer, names: list[str], guard: NodeGuard | None = None
+    ) -> None:
         self.server = server
         self.port = port
         self.health = health_servicer
         self.names = names
+        self.guard = guard
 
     async def set_serving(self, serving: bool, names: list[str] | None = None) -> None:
         """Set the health status of the whole server ("") and of each service (or only ``names``)."""
@@ -43,21 +55,30 @@ class NodeServer:
         await self.server.stop(grace)
 
 
-async def start_server(pairs: list[tuple[_descriptor.ServiceDescriptor, object]], listen: str) -> NodeServer:
+async def start_server(pairs: list[tuple[_descriptor.ServiceDescriptor, object]], listen: str, limits: Limits | None = None) -> NodeServer:
     """Serve (service descriptor, servicer) ``pairs`` on ``listen`` (HOST:PORT; port 0 picks a free one).
 
-    Health checking and reflection are added for every service.
+    Health checking and reflection are added for every service. Raises the
+    process's RLIMIT_NOFILE soft limit to its hard limit first (connections
+    are file descriptors).
     """
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    server.add_generic_rpc_handlers(tuple(generic_handler(d, s) for d, s in pairs))
+    limits = limits or Limits()
+    nofile = raise_nofile_limit()
+    server = grpc.aio.server(options=server_options(limits, nofile), maximum_concurrent_rpcs=limits.max_calls)
+    guard = NodeGuard(limits)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [d.full_name for d, _ in pairs] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
+    health_service = health_pb2.DESCRIPTOR.services_by_name["Health"]
+    reflection_service = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+    names = [d.full_name for d, _ in pairs] + [health_service.full_name, reflection.SERVICE_NAME]
+    handlers = [generic_handler(d, s, guard) for d, s in pairs]
+    handlers.append(generic_handler(health_service, health_servicer, guard, safe=False))
+    handlers.append(generic_handler(reflection_service, reflection.aio.ReflectionServicer(names), guard, safe=False))
+    server.add_generic_rpc_handlers(tuple(handlers))
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
-    node_server = NodeServer(server, port, health_servicer, [d.full_name for d, _ in pairs])
+    log.debug("server limits: %s; %d descriptors, %d connections at most", limits, nofile, connection_limit(limits, nofile))
+    node_server = NodeServer(server, port, health_servicer, [d.full_name for d, _ in pairs], guard)
     await node_server.set_serving(True)
     return node_server

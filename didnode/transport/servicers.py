@@ -13,7 +13,7 @@ import grpc
 from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import node_pb2 as node_pb
 from didnode.errors import DidnodeError, Internal, MalformedMessage
-from didnode.service.ledger import MAX_BATCH_CHUNK, Item, LedgerService
+from didnode.service.ledger import HISTORY_PAGE, MAX_BATCH_CHUNK, Item, LedgerService
 from didnode.wire import ledger as convert
 from didnode.wire.handlers import Malformed
 from didnode.wire.status import to_status
@@ -120,7 +120,10 @@ class LedgerServicer:
 
     @unary
     async def History(self, request: pb.HistoryRequest, context: grpc.aio.ServicerContext) -> pb.HistoryResponse:
-        return convert.history_to_pb(self.ledger.history(request.did))
+        after = request.after_seq if request.HasField("after_seq") else None
+        # page_size 0 without after_seq: a client from before paging asks for everything (or TOO_LARGE).
+        size = request.page_size or (HISTORY_PAGE if after is not None else None)
+        return convert.history_to_pb(self.ledger.history(request.did, after, size))
 
     @unary
     async def GetKeyState(self, request: pb.KeyStateRequest, context: grpc.aio.ServicerContext) -> pb.KeyStateResponse:

@@ -7,14 +7,16 @@ one place. Nothing here knows the store or the service layer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import node_pb2
+from didnode.core.builder import SignedOperation
 from didnode.core.keystate import DidState
 from didnode.core.operations import Proof
-from didnode.core.results import HistoryEntry, KeyState, NodeInfo, Receipt, Resource
+from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, Receipt, Resource
 from didnode.errors import DidnodeError, MalformedMessage, StoreCorrupted, error_for_reason
+from didnode.wire.limits import MAX_BATCH_CHUNK_BYTES
 from didnode.wire.status import rejection_code
 
 
@@ -27,6 +29,24 @@ def operation_from_pb(msg: pb.Operation) -> tuple[bytes, tuple[Proof, ...]]:
 
 def operation_to_pb(payload: bytes, proofs: Sequence[Proof]) -> pb.Operation:
     return pb.Operation(payload=payload, proofs=[pb.Proof(kid=p.kid, signature=p.signature) for p in proofs])
+
+
+def batch_chunks(ops: Iterable[SignedOperation], chunk_size: int) -> Iterator[list[pb.Operation]]:
+    """``ops`` as Operation messages in chunks of at most ``chunk_size`` operations and MAX_BATCH_CHUNK_BYTES
+    bytes (an operation larger than that is sent alone: the node names its limit)."""
+    per_chunk = max(1, chunk_size)
+    buf: list[pb.Operation] = []
+    size = 0
+    for op in ops:
+        msg = operation_to_pb(op.payload, op.proofs)
+        n = msg.ByteSize() + 8  # with its tag and length prefix
+        if buf and (len(buf) >= per_chunk or size + n > MAX_BATCH_CHUNK_BYTES):
+            yield buf
+            buf, size = [], 0
+        buf.append(msg)
+        size += n
+    if buf:
+        yield buf
 
 
 def receipt_to_pb(r: Receipt) -> pb.Receipt:
@@ -52,8 +72,16 @@ def outcome_from_pb(o: pb.BatchOutcome) -> Receipt | DidnodeError:
     return error_for_reason(rej.reason, rej.message, dict(rej.details))
 
 
-def history_to_pb(entries: Sequence[HistoryEntry]) -> pb.HistoryResponse:
-    return pb.HistoryResponse(
+def history_request_to_pb(did: str, after_seq: int | None, page_size: int) -> pb.HistoryRequest:
+    """A request for the page of ``did``'s history after ``after_seq`` (None: from the create)."""
+    req = pb.HistoryRequest(did=did, page_size=page_size)
+    if after_seq is not None:
+        req.after_seq = after_seq
+    return req
+
+
+def history_to_pb(page: HistoryPage) -> pb.HistoryResponse:
+    resp = pb.HistoryResponse(
         entries=[
             pb.HistoryEntry(
                 position=h.position,
@@ -64,13 +92,17 @@ def history_to_pb(entries: Sequence[HistoryEntry]) -> pb.HistoryResponse:
                 signers=list(h.signers),
                 operation=operation_to_pb(h.payload, h.proofs),
             )
-            for h in entries
+            for h in page.entries
         ]
     )
+    if page.next_after_seq is not None:
+        resp.next_after_seq = page.next_after_seq
+    return resp
 
 
-def history_from_pb(resp: pb.HistoryResponse) -> list[HistoryEntry]:
-    return [
+def history_from_pb(resp: pb.HistoryResponse, after_seq: int | None = None) -> HistoryPage:
+    """The page of a reply; MalformedMessage when its entries are not in seq order after ``after_seq`` or its token goes back."""
+    entries = tuple(
         HistoryEntry(
             e.position,
             e.time_ms,
@@ -82,7 +114,14 @@ def history_from_pb(resp: pb.HistoryResponse) -> list[HistoryEntry]:
             tuple(Proof(p.kid, p.signature) for p in e.operation.proofs),
         )
         for e in resp.entries
-    ]
+    )
+    expected = 0 if after_seq is None else after_seq + 1
+    if [e.seq for e in entries] != list(range(expected, expected + len(entries))):
+        raise MalformedMessage(f"a history page after seq {after_seq} carries seqs {[e.seq for e in entries][:8]}: not the next ones in order")
+    nxt = resp.next_after_seq if resp.HasField("next_after_seq") else None
+    if nxt is not None and (not entries or nxt != entries[-1].seq):
+        raise MalformedMessage(f"a history page ends at seq {entries[-1].seq if entries else after_seq} but names {nxt} as the next page's start")
+    return HistoryPage(entries, nxt)
 
 
 def state_from_record(record: bytes, what: str) -> DidState:

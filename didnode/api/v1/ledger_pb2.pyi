@@ -109,10 +109,14 @@ class ResolveResponse(_message.Message):
     def __init__(self, result_json: _Optional[str] = ...) -> None: ...
 
 class HistoryRequest(_message.Message):
-    __slots__ = ("did",)
+    __slots__ = ("did", "page_size", "after_seq")
     DID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     did: str
-    def __init__(self, did: _Optional[str] = ...) -> None: ...
+    page_size: int
+    after_seq: int
+    def __init__(self, did: _Optional[str] = ..., page_size: _Optional[int] = ..., after_seq: _Optional[int] = ...) -> None: ...
 
 class HistoryEntry(_message.Message):
     __slots__ = ("position", "time_ms", "type", "seq", "op_hash", "signers", "operation")
@@ -133,10 +137,12 @@ class HistoryEntry(_message.Message):
     def __init__(self, position: _Optional[int] = ..., time_ms: _Optional[int] = ..., type: _Optional[str] = ..., seq: _Optional[int] = ..., op_hash: _Optional[bytes] = ..., signers: _Optional[_Iterable[str]] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ...) -> None: ...
 
 class HistoryResponse(_message.Message):
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "next_after_seq")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[HistoryEntry]
-    def __init__(self, entries: _Optional[_Iterable[_Union[HistoryEntry, _Mapping]]] = ...) -> None: ...
+    next_after_seq: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[HistoryEntry, _Mapping]]] = ..., next_after_seq: _Optional[int] = ...) -> None: ...
 
 class KeyStateRequest(_message.Message):
     __slots__ = ("did", "at_position")
