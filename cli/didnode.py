@@ -45,8 +45,9 @@ def main() -> None:
 @click.option("--nats", "nats_urls", default="", envvar="DIDNODE_NATS", metavar="URLS", help="Cluster mode: comma-separated NATS server URLs (nats://host:4222,...); the ledger is ordered by a JetStream stream. See docs/cluster.md.")
 @click.option("--stream", default="", envvar="DIDNODE_STREAM", metavar="NAME", help="Cluster mode: JetStream stream name  [default: DIDNODE_<NETWORK>]")
 @click.option("--prepare-processes", default=DEFAULT_PREPARE_PROCESSES, show_default=True, envvar="DIDNODE_PREPARE_PROCESSES", type=click.IntRange(0, 64), metavar="N", help="Worker processes that parse and verify submitted batches (0: in the node process).")
+@click.option("--new-identity", is_flag=True, help="Start a new node identity: move DATA/node.key and DATA/node.checkpoint aside (*.retired-<UTC time>) and start a new ledger under a new node DID. Only over a missing or empty DATA/ledger; see docs/storage.md.")
 @limit_options
-def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, prepare_processes: int, **limit_args: object) -> None:
+def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, prepare_processes: int, new_identity: bool, **limit_args: object) -> None:
     """Run a node until SIGTERM or SIGINT."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     servers = tuple(u if "://" in u else f"nats://{u}" for u in (x.strip() for x in nats_urls.split(",")) if u)
@@ -54,7 +55,7 @@ def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: st
         raise click.UsageError("--stream needs --nats")
     config = NodeConfig(
         data_dir=data_dir, network=network, map_size=map_size, session_lifetime_s=session_lifetime, nats_servers=servers, stream=stream,
-        prepare_processes=prepare_processes,
+        prepare_processes=prepare_processes, new_identity=new_identity,
     )
     try:
         asyncio.run(_serve(config, listen, limits_from(limit_args)))
@@ -77,11 +78,11 @@ async def _serve(config: NodeConfig, listen: str, limits: Limits | None = None) 
         if node.jetstream is not None:
             await _health_follows_cluster(node, server, loop)
         host = listen.rsplit(":", 1)[0]
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # before the address: a SIGTERM right after it stops gracefully
+            loop.add_signal_handler(sig, stop.set)
         print(f"{host}:{server.port}", flush=True)
         log.info("node %s on network %s serving on %s:%s (data %s, %s mode)", node.node_did, node.network, host, server.port, config.data_dir, node.mode)
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("stopping: draining calls")
         await server.stop(grace=5.0)

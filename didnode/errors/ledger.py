@@ -210,3 +210,57 @@ class StoreCorrupted(Internal):
     """The store holds bytes that do not decode or do not verify."""
 
     reason = "STORE_CORRUPTED"
+
+
+# --------------------------------------------------------------------------
+# Storage and the node's identity.
+# --------------------------------------------------------------------------
+
+
+class StorageFull(ResourceExhausted):
+    """The node's disk (file system) is full or over quota: the batch was not committed, nothing of it is on the ledger.
+
+    RESOURCE_EXHAUSTED: gRPC's code for "the entire file system is out of
+    space"; retry after the operator freed space (the node goes on by itself
+    then). Not LMDB's map-full, which the node handles itself by growing the map.
+    """
+
+    reason = "STORAGE_FULL"
+
+
+class StoreReadOnly(Internal):
+    """The node's data directory (or its file system) does not accept writes: read-only mount, permissions.
+
+    FAILED_PRECONDITION, not UNAVAILABLE: retrying cannot help until an
+    operator made the storage writable again (gRPC: "the client should not
+    retry until the system state has been explicitly fixed"); nothing of the
+    request was committed.
+    """
+
+    reason = "STORE_READ_ONLY"
+
+
+class NodeKeyMismatch(Internal):
+    """``node.key`` and the ledger in the data directory do not belong together.
+
+    The key exists but its ledger is missing or empty (starting a new ledger
+    under it would sign checkpoints contradicting the ones it signed before),
+    the ledger exists but its key is missing, or the key is not the key of the
+    ledger's node DID. The node refuses to start; restore the missing part
+    from a backup, or start a new identity (``didnode serve --new-identity``,
+    docs/storage.md).
+    """
+
+    reason = "NODE_KEY_MISMATCH"
+
+
+class CheckpointRollback(Internal):
+    """The ledger does not extend the latest checkpoint this node signed (``node.checkpoint``, beside its key).
+
+    The log is shorter than that checkpoint, or its root at that size differs:
+    the ledger was rolled back, replaced or altered. The node refuses to start
+    (and never signs such a checkpoint), since anything it signed now would
+    contradict a checkpoint it already gave out.
+    """
+
+    reason = "CHECKPOINT_ROLLBACK"

@@ -7,11 +7,17 @@ else as a task in the writer's transaction, which signs the new checkpoint
 and builds the proof before anything else can be applied
 (``Checkpointer``; ``LocalOrderer.submit_task``). Log proofs at a fixed
 size can be read from any later snapshot, since log tree nodes never change.
+
+A checkpoint signed in the writer's transaction is recorded beside the node
+key (``Checkpointer.committed``: ``node.checkpoint``) on the writer thread,
+after the commit and before the waiting call is answered: no checkpoint
+leaves the node before it is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -23,7 +29,7 @@ from didnode.core.document import resolution_result
 from didnode.core.keystate import DidState
 from didnode.core.merkle import proof_build, sparse
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
-from didnode.errors import DidnodeError, InvalidArgument, UnknownDid, UnknownOperation
+from didnode.errors import DidnodeError, Internal, InvalidArgument, UnknownDid, UnknownOperation
 from didnode.ledger.checkpoints import DEFAULT_MAX_AGE_MS, Checkpointer
 from didnode.ledger.orderer import settle
 from didnode.service.node import Node
@@ -32,6 +38,7 @@ from didnode.store.tree_tables import LogNodes, StateNodes
 
 T = TypeVar("T")
 NODE_KEY_FRAGMENT = "key-1"
+log = logging.getLogger("didnode.transparency")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +55,30 @@ class TransparencyService:
     def __init__(self, node: Node, max_age_ms: int = DEFAULT_MAX_AGE_MS) -> None:
         self.node = node
         self.checkpointer = Checkpointer(
-            node.tables, node.network, node.signing_key, f"{node.node_did}#{NODE_KEY_FRAGMENT}", node.clock_ms, max_age_ms
+            node.tables, node.network, node.signing_key, f"{node.node_did}#{NODE_KEY_FRAGMENT}", node.clock_ms, max_age_ms,
+            record=node.checkpoint_record,
         )
 
     # -- plumbing ----------------------------------------------------------
 
-    async def _in_writer(self, task: Callable[[lmdb.Transaction], T]) -> T:
-        """Run ``task`` in the writer's next transaction; return its result after the commit."""
+    async def _in_writer(self, task: Callable[[lmdb.Transaction], T], after_commit: Callable[[T], None] | None = None) -> T:
+        """Run ``task`` in the writer's next transaction; return its result after the commit.
+
+        ``after_commit(result)`` runs on the writer thread once the transaction
+        committed, before the result is handed back; its error replaces the result.
+        """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
 
         def done(result: Any) -> None:
+            if after_commit is not None and not isinstance(result, DidnodeError):
+                try:
+                    after_commit(result)
+                except DidnodeError as exc:
+                    result = exc
+                except Exception:  # the writer thread must survive
+                    log.exception("after-commit step failed")
+                    result = Internal("internal error after a writer task; see the node log")
             loop.call_soon_threadsafe(settle, fut, result)
 
         self.node.orderer.submit_task(task, done)
@@ -73,7 +93,13 @@ class TransparencyService:
             current = self.checkpointer.current(txn)
             if current is not None:
                 return fn(txn, current)
-        return await self._in_writer(lambda txn: fn(txn, self.checkpointer.ensure(txn)))
+
+        def task(txn: lmdb.Transaction) -> tuple[SignedCheckpoint, T]:
+            checkpoint = self.checkpointer.ensure(txn)
+            return checkpoint, fn(txn, checkpoint)
+
+        _, result = await self._in_writer(task, lambda out: self.checkpointer.committed(out[0]))
+        return result
 
     # -- checkpoints -------------------------------------------------------
 

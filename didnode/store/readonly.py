@@ -20,6 +20,7 @@ import lmdb
 
 from didnode.errors import StoreCorrupted
 from didnode.store import layout
+from didnode.store.datafile import check_data_file
 
 LEDGER_SUBDIR = "ledger"
 
@@ -41,6 +42,7 @@ class ReadOnlyStore:
         """Open the store at ``path`` read-only; ``live=True`` when its node may be running (see module docstring)."""
         if not os.path.isfile(os.path.join(path, "data.mdb")):
             raise StoreCorrupted(f"no LMDB store at {path} (no data.mdb)")
+        check_data_file(path, live=live)  # a truncated file would SIGBUS the first read
         self.path = path
         try:
             # A live reader shares the writer's reader table, which the node
@@ -86,6 +88,7 @@ def snapshot(data_dir: str, dest: str) -> str:
     as of one read transaction.
     """
     src = ledger_path(data_dir)
+    check_data_file(src, live=True)
     out = os.path.join(dest, LEDGER_SUBDIR)
     os.makedirs(out, mode=0o700, exist_ok=True)
     try:

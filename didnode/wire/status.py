@@ -36,6 +36,7 @@ STATUS_TABLE: dict[type[e.DidnodeError], grpc.StatusCode] = {
     e.PrevMismatch: grpc.StatusCode.ABORTED,
     e.WriteConflict: grpc.StatusCode.ABORTED,
     e.DidDeactivated: grpc.StatusCode.FAILED_PRECONDITION,
+    e.StoreReadOnly: grpc.StatusCode.FAILED_PRECONDITION,
     e.HandshakeTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     e.IdleTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     e.TooLarge: grpc.StatusCode.INVALID_ARGUMENT,
