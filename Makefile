@@ -10,7 +10,7 @@ LISTEN  ?= 127.0.0.1:50051
 NETWORK ?= local
 PYTEST_ARGS ?=
 
-.PHONY: run test venv proto proto-check bench bench-quick bench-scale bench-keri-env clean cluster cluster-stop
+.PHONY: run test fuzz venv proto proto-check bench bench-quick bench-scale bench-keri-env clean cluster cluster-stop
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,16 @@ run: $(STAMP)
 
 test: $(STAMP) proto-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Fuzzing (tests/fuzz, docs/security.md): every parser of untrusted bytes, long runs (make test runs
+# each briefly). FUZZ_RUNS inputs per target, or FUZZ_SECONDS of fuzzing per target (then no run
+# limit); the corpus grows in var/fuzz/corpus/<target>, crash inputs land in var/fuzz/crashes/<target>.
+# One target: make fuzz PYTEST_ARGS='-k proof_bundle'.
+FUZZ_RUNS    ?= 100000
+FUZZ_SECONDS ?= 0
+fuzz: $(STAMP)
+	DIDNODE_FUZZ_RUNS=$(FUZZ_RUNS) DIDNODE_FUZZ_SECONDS=$(FUZZ_SECONDS) DIDNODE_FUZZ_DIR=$(CURDIR)/var/fuzz \
+		$(BIN)/python -m pytest tests/fuzz -m fuzz -p no:cacheprovider --timeout=0 -s $(PYTEST_ARGS)
 
 # Generated code lives in didnode/api/v1 and is never edited by hand.
 proto: $(STAMP)

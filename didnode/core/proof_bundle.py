@@ -36,7 +36,8 @@ from didnode.core.merkle.encoding import (
     serialize_sparse_proof,
 )
 from didnode.core.encoding import b64url, b64url_decode
-from didnode.errors import MalformedProof
+from didnode.core.did import validate_did
+from didnode.errors import InvalidDid, MalformedProof
 
 INCLUSION_TYPE: Final = "didnode/inclusion-proof/v1"
 CONSISTENCY_TYPE: Final = "didnode/consistency-proof/v1"
@@ -176,6 +177,10 @@ def from_json(d: Any) -> Bundle:
         did, present, record = d["did"], d["present"], d["stateRecord"]
         if not isinstance(did, str) or not isinstance(present, bool):
             raise MalformedProof("state bundle needs a string did and a boolean present")
+        try:
+            validate_did(did)  # also: no lone surrogate, which has no UTF-8 form to hash
+        except InvalidDid as exc:
+            raise MalformedProof(f"state bundle: {exc}") from None
         if present != isinstance(record, str) or (not present and record is not None):
             raise MalformedProof("state bundle: stateRecord is a string when present and null when absent")
         checkpoint = _checkpoint(d["checkpoint"])

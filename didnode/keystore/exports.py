@@ -91,6 +91,26 @@ def import_sealed(blob: bytes, passphrase: str | bytes) -> DidSecrets:
     where = "sealed bundle"
     if not isinstance(blob, (bytes, bytearray)):
         raise InvalidArgument(f"import_sealed needs bytes, not {type(blob).__name__}")
+    did, salt, params, box = read_sealed(blob)
+    key = _subkey(_argon2id(_normalize_passphrase(passphrase), salt, params, where), b"sealed-secrets")
+    try:
+        plaintext = nacl.secret.SecretBox(key).decrypt(box)
+    except nacl.exceptions.CryptoError as e:
+        raise WrongPassphrase(
+            f"the passphrase does not open the sealed bundle for {did!r} (or the bundle was altered)"
+        ) from e
+    secrets = _secrets_from_obj(_parse_json_object(plaintext, where, KeystoreCorrupted), where, KeystoreCorrupted)
+    if secrets.did != did:
+        raise KeystoreCorrupted(f"{where}: labelled {did!r} but seals secrets of {secrets.did}")
+    return secrets
+
+
+def read_sealed(blob: bytes | bytearray) -> tuple[str, bytes, KdfParams, bytes]:
+    """(clear DID, salt, KDF parameters, box) of a sealed bundle; :class:`KeystoreCorrupted` for any other bytes.
+
+    Parsing only: the parameters are bounded, no Argon2id runs here.
+    """
+    where = "sealed bundle"
     if len(blob) > _MAX_FILE_BYTES:
         raise KeystoreCorrupted(f"{where}: {len(blob)} bytes is over the {_MAX_FILE_BYTES}-byte limit")
     obj = _parse_json_object(bytes(blob), where, KeystoreCorrupted)
@@ -98,19 +118,8 @@ def import_sealed(blob: bytes, passphrase: str | bytes) -> DidSecrets:
     if set(obj) != {"format", "version", "did", "kdf", "box"}:
         raise KeystoreCorrupted(f"{where}: unexpected members {sorted(obj)}")
     try:
-        _check_did(obj["did"])
+        did = _check_did(obj["did"])
     except InvalidDid as e:
         raise KeystoreCorrupted(f"{where}: clear did is not a DID") from e
     salt, params = _kdf_from_obj(obj["kdf"], where, KeystoreCorrupted)
-    box = b64url_decode(obj["box"], f"{where}: box", KeystoreCorrupted)
-    key = _subkey(_argon2id(_normalize_passphrase(passphrase), salt, params, where), b"sealed-secrets")
-    try:
-        plaintext = nacl.secret.SecretBox(key).decrypt(box)
-    except nacl.exceptions.CryptoError as e:
-        raise WrongPassphrase(
-            f"the passphrase does not open the sealed bundle for {obj['did']!r} (or the bundle was altered)"
-        ) from e
-    secrets = _secrets_from_obj(_parse_json_object(plaintext, where, KeystoreCorrupted), where, KeystoreCorrupted)
-    if secrets.did != obj["did"]:
-        raise KeystoreCorrupted(f"{where}: labelled {obj['did']!r} but seals secrets of {secrets.did}")
-    return secrets
+    return did, salt, params, b64url_decode(obj["box"], f"{where}: box", KeystoreCorrupted)

@@ -52,6 +52,19 @@ CREATE_HINT: Final = "didctl keystore init"
 CHECK_PLAINTEXT: Final = b"didnode keystore check v1"
 
 
+def read_header(raw: bytes, where: str) -> tuple[bytes, KdfParams, bytes]:
+    """(salt, KDF parameters, check box) of ``keystore.json`` bytes; :class:`KeystoreCorrupted` for any others.
+
+    Parsing only: the parameters are bounded, no Argon2id runs here.
+    """
+    obj = _parse_json_object(raw, where, KeystoreCorrupted)
+    _expect_format(obj, _HEADER_FORMAT, where, KeystoreCorrupted)
+    if set(obj) != {"format", "version", "kdf", "check"}:
+        raise KeystoreCorrupted(f"{where}: unexpected members {sorted(obj)}", file=where)
+    salt, params = _kdf_from_obj(obj["kdf"], where, KeystoreCorrupted)
+    return salt, params, b64url_decode(obj["check"], f"{where}: check", KeystoreCorrupted)
+
+
 class Keystore:
     """An open, unlocked keystore directory. Obtain one with :meth:`open`.
 
@@ -128,12 +141,7 @@ class Keystore:
             raise KeystoreError(f"cannot open keystore {root}: {e.strerror or e}", path=str(root)) from e
 
         where = str(header)
-        obj = _parse_json_object(raw, where, KeystoreCorrupted)
-        _expect_format(obj, _HEADER_FORMAT, where, KeystoreCorrupted)
-        if set(obj) != {"format", "version", "kdf", "check"}:
-            raise KeystoreCorrupted(f"{where}: unexpected members {sorted(obj)}", file=where)
-        salt, stored = _kdf_from_obj(obj["kdf"], where, KeystoreCorrupted)
-        check = b64url_decode(obj["check"], f"{where}: check", KeystoreCorrupted)
+        salt, stored, check = read_header(raw, where)
 
         master = _argon2id(secret, salt, stored, where)
         try:

@@ -53,8 +53,10 @@ import nacl.public
 import nacl.pwhash.argon2id as argon2id
 from nacl.bindings import crypto_generichash_blake2b_salt_personal, crypto_secretbox, crypto_secretbox_open
 
+from didnode.core import canonical
+from didnode.core.did import validate_did
 from didnode.core.encoding import X25519_PUB, b64url, b64url_decode, multikey_decode, multikey_encode
-from didnode.errors import BundleInvalid, InvalidArgument, InvalidKey, WrongPassphrase
+from didnode.errors import BundleInvalid, InvalidArgument, InvalidDid, InvalidKey, WrongPassphrase
 from didnode.keystore import DidSecrets, KdfParams, import_plain
 
 BUNDLE_FORMAT = "didnode-device-bundle"
@@ -229,10 +231,7 @@ class BundleOpener:
 
 
 def _secrets(plaintext: bytes, did: str) -> DidSecrets:
-    try:
-        obj = json.loads(plaintext)
-    except (ValueError, UnicodeDecodeError):
-        raise BundleInvalid(f"bundle of {did}: sealed secrets are not JSON") from None
+    obj = canonical.loads(plaintext, BundleInvalid, f"bundle of {did}: sealed secrets")
     if not isinstance(obj, dict):
         raise BundleInvalid(f"bundle of {did}: sealed secrets are not an object")
     try:
@@ -250,6 +249,10 @@ def check_bundle(bundle: Mapping[str, Any]) -> str:
     did = bundle.get("did")
     if not isinstance(did, str) or not did.startswith("did:"):
         raise BundleInvalid("bundle has no did")
+    try:
+        validate_did(did)  # ASCII: it keys the per-device box (module docstring)
+    except InvalidDid as exc:
+        raise BundleInvalid(f"bundle did: {exc}") from None
     for name in ("serial", "manufacturer", "credential", "network", "node"):
         if not isinstance(bundle.get(name), str):
             raise BundleInvalid(f"bundle of {did}: {name} must be a string")
@@ -262,10 +265,7 @@ def read_bundle(data: bytes) -> dict[str, Any]:
     """Parse bundle bytes (bounded); raises :class:`BundleInvalid`."""
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleInvalid(f"bundle is {len(data)} bytes; the limit is {MAX_BUNDLE_BYTES}")
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleInvalid(f"bundle is not UTF-8 JSON ({exc})") from None
+    obj = canonical.loads(data, BundleInvalid, "bundle")
     check_bundle(obj)
     return obj  # type: ignore[no-any-return]
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Any, Iterator, Mapping
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
+from didnode.core import canonical
 from didnode.core.builder import UnsignedOperation
 from didnode.core.did import did_from_create_payload
 from didnode.core.encoding import ED25519_PUB, X25519_PUB, b64url_decode, multikey_decode, multikey_encode
@@ -196,10 +196,7 @@ def _json_lines(path: Path, text: str) -> Iterator[tuple[int, Mapping[str, Any]]
         s = ln.strip()
         if not s or s.startswith("#"):
             continue
-        try:
-            obj = json.loads(s)
-        except ValueError as exc:
-            raise DeviceKeyFileInvalid(f"{path}:{n}: not JSON ({exc})", file=str(path), line=n) from None
+        obj = canonical.loads(s, lambda msg, n=n: DeviceKeyFileInvalid(f"{path}:{n}: not JSON ({msg})", file=str(path), line=n), "the line")
         if not isinstance(obj, dict):
             raise DeviceKeyFileInvalid(f"{path}:{n}: not a JSON object", file=str(path), line=n)
         yield n, obj
@@ -208,7 +205,13 @@ def _json_lines(path: Path, text: str) -> Iterator[tuple[int, Mapping[str, Any]]
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
     reader = csv.reader(io.StringIO(text))
     header: list[str] | None = None
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a bare CR inside a field, a field over csv's size limit, ...
+            raise DeviceKeyFileInvalid(f"{path}:{reader.line_num}: not CSV ({exc})", file=str(path), line=reader.line_num) from None
         n = reader.line_num
         if not fields or all(not f.strip() for f in fields):
             continue

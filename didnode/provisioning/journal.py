@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Mapping
 
+from didnode.core import canonical
 from didnode.errors import JournalCorrupted, ProvisioningError, RunLocked
 from didnode.fileio import fsync_dir, write_all
 
@@ -118,8 +119,8 @@ def _parse(path: Path, data: bytes) -> tuple[list[dict[str, Any]], int]:
         if end < 0:
             return records, pos  # torn tail: no newline yet
         try:
-            obj = json.loads(data[pos:end])
-        except (ValueError, UnicodeDecodeError):
+            obj = canonical.loads(data[pos:end], JournalCorrupted, "record")
+        except JournalCorrupted:
             obj = None
         if not isinstance(obj, dict):
             if data.find(b"\n", end + 1) < 0 and not data[end + 1 :].strip():

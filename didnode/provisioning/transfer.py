@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator
 from nacl.signing import SigningKey
 
 from didnode.client import Client, Receipt
-from didnode.core import builder
+from didnode.core import builder, canonical
 from didnode.core.builder import SignedOperation
 from didnode.core.did import validate_did
 from didnode.core.encoding import b64url, b64url_decode
@@ -109,19 +109,19 @@ def read_manifest(path: Path) -> tuple[list[ManifestRow], str]:
         for n, ln in enumerate(text.splitlines(), 1):
             if not ln.strip():
                 continue
-            try:
-                obj = json.loads(ln)
-            except ValueError:
-                raise ManifestInvalid(f"{path}:{n}: not JSON", file=str(path), line=n) from None
+            obj = canonical.loads(ln, lambda msg, n=n: ManifestInvalid(f"{path}:{n}: not JSON ({msg})", file=str(path), line=n), "the line")
             if not isinstance(obj, dict):
                 raise ManifestInvalid(f"{path}:{n}: not a JSON object", file=str(path), line=n)
             items.append((n, obj))
     else:
         reader = csv.DictReader(io.StringIO(text))
-        if reader.fieldnames is None or "did" not in reader.fieldnames:
-            raise ManifestInvalid(f"{path}: a CSV manifest needs a header row with a 'did' column", file=str(path))
-        for row in reader:
-            items.append((reader.line_num, {k: v for k, v in row.items() if k is not None and v not in (None, "")}))
+        try:
+            if reader.fieldnames is None or "did" not in reader.fieldnames:
+                raise ManifestInvalid(f"{path}: a CSV manifest needs a header row with a 'did' column", file=str(path))
+            for row in reader:
+                items.append((reader.line_num, {k: v for k, v in row.items() if k is not None and v not in (None, "")}))
+        except csv.Error as exc:  # a bare CR inside a field, a field over csv's size limit, ...
+            raise ManifestInvalid(f"{path}:{reader.line_num}: not CSV ({exc})", file=str(path), line=reader.line_num) from None
     rows: list[ManifestRow] = []
     seen: dict[str, int] = {}
     for n, obj in items:
@@ -501,11 +501,11 @@ def read_offer(path: Path, network: str) -> Offer:
         raise ManifestInvalid(f"cannot read {path}: {exc.strerror or exc}", file=str(path)) from None
     lines = raw.decode("utf-8", "replace").splitlines()
     try:
-        header = json.loads(lines[0])
-        if header.get("format") != OFFER_FORMAT or header.get("version") != JOURNAL_VERSION:
+        header = canonical.loads(lines[0], ManifestInvalid, "the header")
+        if not isinstance(header, dict) or header.get("format") != OFFER_FORMAT or header.get("version") != JOURNAL_VERSION:
             raise ValueError(f"not a {OFFER_FORMAT} v{JOURNAL_VERSION} file")
         owner, controller = validate_did(header["to"]), validate_did(header["from"])
-    except (IndexError, KeyError, ValueError, InvalidDid) as exc:
+    except (IndexError, KeyError, ValueError, InvalidDid, ManifestInvalid) as exc:
         raise ManifestInvalid(f"{path}:1: {exc}", file=str(path), line=1) from None
     if header.get("network") != network:
         raise ManifestInvalid(f"{path} is an offer on network {header.get('network')!r}; this node serves {network!r}", file=str(path))
@@ -515,7 +515,7 @@ def read_offer(path: Path, network: str) -> Offer:
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
+            entry = canonical.loads(line, ManifestInvalid, "the line")
             did = str(entry["did"])
             op = _op_from([did, entry["payload"], entry["proofs"]], network)
             parsed = parse(op.payload, op.proofs, network)

@@ -62,6 +62,11 @@ def format_time(ms: int) -> str:
     return _dt.datetime.fromtimestamp(ms // 1000, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Every time a credential names is in [1970-01-01T00:00:00Z, 9999-12-31T23:59:59Z], so that
+# format_time can show it (a report names its times) and no arithmetic on it overflows.
+MAX_TIME_MS = 253_402_300_799_000
+
+
 def parse_time(value: object, member: str) -> int:
     """Milliseconds since the epoch of a dateTimeStamp; raises :class:`ClaimsInvalid`."""
     if not isinstance(value, str) or not _DATETIME_RE.fullmatch(value):
@@ -70,7 +75,10 @@ def parse_time(value: object, member: str) -> int:
         t = _dt.datetime.fromisoformat(value)
     except ValueError:
         raise ClaimsInvalid(f"{member} {value!r} is not a valid date-time", member=member) from None
-    return int(t.timestamp() * 1000) if t.microsecond else int(t.timestamp()) * 1000
+    ms = int(t.timestamp() * 1000) if t.microsecond else int(t.timestamp()) * 1000
+    if not 0 <= ms <= MAX_TIME_MS:
+        raise ClaimsInvalid(f"{member} {value!r} is outside 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z", member=member)
+    return ms
 
 
 # --------------------------------------------------------------------------
@@ -264,8 +272,8 @@ def parse_claims(claims: dict[str, Any]) -> Credential:
         raise ClaimsInvalid("JWT exp differs from validUntil", member="exp")
     if "iat" in claims:
         iat = claims["iat"]
-        if type(iat) is not int or iat < 0:
-            raise ClaimsInvalid("JWT iat must be a non-negative integer NumericDate", member="iat")
+        if type(iat) is not int or not 0 <= iat <= MAX_TIME_MS // 1000:
+            raise ClaimsInvalid("JWT iat must be an integer NumericDate in 1970 .. 9999", member="iat")
         signed_at = iat * 1000
     status = _parse_status(claims["credentialStatus"], issuer) if "credentialStatus" in claims else ()
     cred = Credential(claims, cred_id, tuple(types), issuer, subject, valid_from, valid_until, signed_at, status)

@@ -1,0 +1,62 @@
+"""Fuzz targets: the handshake's ``AuthMessage`` in both carriages.
+
+Header carriage (``HandshakeInHeaders``' hello, the challenge in response headers, the
+session in the trailer): the raw bytes go through :func:`didnode.wire.handshake.decode`.
+Stream carriage: gRPC's deserializer parses the message, then
+:func:`~didnode.wire.handshake.message_from_pb`. Either way the schema check
+(:func:`~didnode.core.handshake.messages.validate`) follows, as in the state machine.
+"""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf.message import DecodeError
+
+from didnode.api.v1 import auth_pb2 as pb
+from didnode.core.handshake.messages import Alert, Attachments, Challenge, CredentialRequest, Hello, Response, Session, validate
+from didnode.errors import HandshakeMalformed
+from didnode.wire import handshake as wire
+from tests.fuzz import harness
+from tests.fuzz.harness import target
+from tests.fuzz.samples import DID_TOKENS, world
+
+
+def _messages() -> list[bytes]:
+    w = world()
+    a, b = w.admin.did, w.issuer.did
+    want = (CredentialRequest("DeviceAttestationCredential", b),)
+    att = Attachments((w.tokens[0],), json.dumps({"type": "didnode/state-proof/v1"}).encode())
+    msgs = [
+        Hello(1, "local", a, "key-1", bytes(range(32)), bytes(32), 1_750_000_000_000, want, b, True),
+        Hello(1, "local", a, "key-1", bytes(32), bytes(32), 1),
+        Challenge(1, "local", b, "key-1", a, bytes(32), bytes(range(32)), bytes(32), want, att, bytes(64), bytes(32)),
+        Response(a, b, bytes(32), bytes(32), att, bytes(64), bytes(32)),
+        Session(bytes(16), w.tokens[0], 1_750_000_900_000, bytes(32)),
+        Alert("POLICY_REJECTED", "no rule accepts you"),
+    ]
+    return [wire.encode(m) for m in msgs]
+
+
+TOKENS = (*DID_TOKENS, "local", "key-1", "DeviceAttestationCredential", "POLICY_REJECTED")
+
+
+@target("auth_message", seeds=_messages, tokens=TOKENS, max_len=8192)
+def fuzz_auth_message(data: bytes) -> None:
+    """Header and trailer carriage: the bytes of the didnode-auth-*-bin metadata value."""
+    msg = wire.decode(data)
+    validate(msg)
+    assert wire.decode(wire.encode(msg)) == msg
+
+
+@target("auth_stream_message", seeds=_messages, tokens=TOKENS, max_len=8192)
+def fuzz_auth_stream_message(data: bytes) -> None:
+    """Stream carriage: gRPC parses the message (a DecodeError is answered as malformed), then the strict conversion."""
+    try:
+        m = pb.AuthMessage.FromString(data)
+    except DecodeError as exc:
+        raise HandshakeMalformed(f"does not parse: {exc}") from None
+    validate(wire.message_from_pb(m))
+
+
+test_fuzz = harness.fuzz_tests(__name__)
