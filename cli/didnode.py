@@ -44,17 +44,33 @@ def main() -> None:
 @click.option("--session-lifetime", default=900, show_default=True, envvar="DIDNODE_SESSION_LIFETIME", type=click.IntRange(1, 86400), metavar="SECONDS", help="Lifetime (and maximum) of node-issued session credentials.")
 @click.option("--nats", "nats_urls", default="", envvar="DIDNODE_NATS", metavar="URLS", help="Cluster mode: comma-separated NATS server URLs (nats://host:4222,...); the ledger is ordered by a JetStream stream. See docs/cluster.md.")
 @click.option("--stream", default="", envvar="DIDNODE_STREAM", metavar="NAME", help="Cluster mode: JetStream stream name  [default: DIDNODE_<NETWORK>]")
+@click.option("--nats-user", default="", envvar="DIDNODE_NATS_USER", metavar="NAME", help="Cluster mode: the NATS user the node logs in as (with --nats-password-file). See docs/cluster.md, Authentication.")
+@click.option("--nats-password-file", default="", envvar="DIDNODE_NATS_PASSWORD_FILE", metavar="FILE", help="Cluster mode: a file holding that user's password (first line; keep it mode 0600).")
+@click.option("--nats-tls-ca", default="", envvar="DIDNODE_NATS_TLS_CA", metavar="FILE", help="Cluster mode: PEM CA certificates that verify the NATS servers (TLS; tls:// URLs).")
+@click.option("--nats-tls-cert", default="", envvar="DIDNODE_NATS_TLS_CERT", metavar="FILE", help="Cluster mode: PEM client certificate presented to the NATS servers (with --nats-tls-key).")
+@click.option("--nats-tls-key", default="", envvar="DIDNODE_NATS_TLS_KEY", metavar="FILE", help="Cluster mode: PEM private key of --nats-tls-cert (keep it mode 0600).")
 @click.option("--prepare-processes", default=DEFAULT_PREPARE_PROCESSES, show_default=True, envvar="DIDNODE_PREPARE_PROCESSES", type=click.IntRange(0, 64), metavar="N", help="Worker processes that parse and verify submitted batches (0: in the node process).")
 @click.option("--new-identity", is_flag=True, help="Start a new node identity: move DATA/node.key and DATA/node.checkpoint aside (*.retired-<UTC time>) and start a new ledger under a new node DID. Only over a missing or empty DATA/ledger; see docs/storage.md.")
 @limit_options
-def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, prepare_processes: int, new_identity: bool, **limit_args: object) -> None:
+def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, **limit_args: object) -> None:
     """Run a node until SIGTERM or SIGINT."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     servers = tuple(u if "://" in u else f"nats://{u}" for u in (x.strip() for x in nats_urls.split(",")) if u)
     if stream and not servers:
         raise click.UsageError("--stream needs --nats")
+    nats_files = (nats_user, nats_password_file, nats_tls_ca, nats_tls_cert, nats_tls_key)
+    if any(nats_files) and not servers:
+        raise click.UsageError("--nats-user, --nats-password-file and --nats-tls-* need --nats")
+    nats_auth = None
+    if any(nats_files):
+        from didnode.ledger.cluster.config import NatsAuth  # nats-py: cluster mode only
+
+        try:
+            nats_auth = NatsAuth.from_files(*nats_files)
+        except DidnodeError as err:
+            raise click.UsageError(str(err)) from None
     config = NodeConfig(
-        data_dir=data_dir, network=network, map_size=map_size, session_lifetime_s=session_lifetime, nats_servers=servers, stream=stream,
+        data_dir=data_dir, network=network, map_size=map_size, session_lifetime_s=session_lifetime, nats_servers=servers, stream=stream, nats_auth=nats_auth,
         prepare_processes=prepare_processes, new_identity=new_identity,
     )
     try:

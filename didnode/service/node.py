@@ -57,6 +57,7 @@ from didnode.store.tree_tables import LogNodes
 
 if TYPE_CHECKING:
     from didnode.ledger.cluster import ClusterStatus, JetStreamOrderer
+    from didnode.ledger.cluster.config import NatsAuth
 
 NODE_KEY_FILE = "node.key"
 LEDGER_DIR = "ledger"
@@ -87,6 +88,7 @@ class NodeConfig:
     # Cluster mode (docs/cluster.md): NATS server URLs; empty runs embedded.
     nats_servers: tuple[str, ...] = ()
     stream: str = ""  # JetStream stream name; default DIDNODE_<NETWORK>
+    nats_auth: "NatsAuth | None" = None  # NATS credentials and TLS (didnode serve --nats-user ...)
     # didnode serve --new-identity: over a missing or empty ledger only, move node.key and
     # node.checkpoint aside (*.retired-<UTC time>) and start a new node DID (module docstring).
     new_identity: bool = False
@@ -123,8 +125,10 @@ class Node:
         if config.nats_servers:
             # Imported here: nats-py is only needed in cluster mode (the [cluster] extra).
             from didnode.ledger.cluster import ClusterConfig, JetStreamOrderer
+            from didnode.ledger.cluster.config import NatsAuth
 
-            cluster = ClusterConfig(servers=tuple(config.nats_servers), network=self.network, stream=config.stream)
+            auth = config.nats_auth or NatsAuth()
+            cluster = ClusterConfig(servers=tuple(config.nats_servers), network=self.network, stream=config.stream, auth=auth)
             self._cluster_verifier = ProcessVerifier(1)
             jet = JetStreamOrderer(self.tables, cluster, hooks, self._cluster_verifier, config.max_batch, config.max_pending)
             self.jetstream = self.orderer = jet

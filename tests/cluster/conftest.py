@@ -1,6 +1,13 @@
 """Cluster fixtures: real nats-server processes (JetStream, R3, ``sync_interval: always``)
 clustered on free loopback ports, and real ``didnode serve --nats`` subprocesses.
 
+Every test cluster runs as ``make cluster`` does, with authentication: the
+nodes log in as the node user, whose permissions cover only the networks the
+cluster was started for (a module's ``NET``), so every test also shows that
+those permissions suffice; operator actions (stream info, deleting,
+publishing as a foreign writer) use the admin user. Helpers that take URLs
+find the credentials of the cluster those URLs belong to.
+
 Every wait here is bounded; every process started here is stopped here.
 Tests sharing the module's NATS cluster use their own network (so their own
 stream) and never assume an empty ledger.
@@ -25,7 +32,7 @@ from didnode.api.v1 import transparency_pb2_grpc as tpb_grpc
 from didnode.client import Client, NodeInfo
 from didnode.ledger.stream import default_stream_name
 from tests.conftest import RunningNode, start_node
-from tools.cluster import NatsCluster
+from tools.cluster import ClusterAuth, NatsCluster
 
 T = TypeVar("T")
 LEDGER_SERVICE = "didnode.v1.LedgerService"
@@ -44,10 +51,28 @@ def wait_until(what: str, fn: Callable[[], T], timeout: float = 30.0, every: flo
     return last
 
 
-def start_cluster_node(data_dir: Path, urls: list[str], network: str) -> RunningNode:
-    """A didnode in cluster mode; returns once it serves (its own DID is on the ledger)."""
+# Clusters started by start_nats, by client URL: whose credentials a URL needs.
+_CLUSTERS: dict[str, NatsCluster] = {}
+
+
+def cluster_of(urls: list[str]) -> NatsCluster | None:
+    return _CLUSTERS.get(urls[0])
+
+
+def admin(urls: list[str]) -> list[str]:
+    """``urls`` carrying the admin user's credentials (unchanged for a cluster without authentication)."""
+    cluster = cluster_of(urls)
+    if cluster is None or cluster.auth is None:
+        return urls
+    return [cluster.auth.user_url(u, cluster.auth.admin_user) for u in urls]
+
+
+def start_cluster_node(data_dir: Path, urls: list[str], network: str, extra: list[str] | None = None) -> RunningNode:
+    """A didnode in cluster mode, logged in as the node user; returns once it serves (its own DID is on the ledger)."""
+    cluster = cluster_of(urls)
+    creds = cluster.node_args() if cluster is not None else []
     # Errors only: nobody reads the stderr pipe while the node runs, and a full pipe would block it.
-    return start_node(data_dir, network=network, extra=["--nats", ",".join(urls), "--log-level", "error"])
+    return start_node(data_dir, network=network, extra=["--nats", ",".join(urls), "--log-level", "error", *creds, *(extra or [])])
 
 
 def descendants(pid: int) -> list[int]:
@@ -117,7 +142,7 @@ def stream_info(urls: list[str], network: str) -> dict[str, object]:
     async def ask() -> dict[str, object]:
         import nats
 
-        nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=2)
+        nc = await nats.connect(servers=admin(urls), connect_timeout=2, max_reconnect_attempts=2)
         try:
             msg = await nc.request(f"$JS.API.STREAM.INFO.{default_stream_name(network)}", b"", timeout=5)
             return json.loads(msg.data)  # type: ignore[no-any-return]
@@ -128,12 +153,12 @@ def stream_info(urls: list[str], network: str) -> dict[str, object]:
 
 
 def js_request(urls: list[str], subject: str, body: dict[str, object] | None = None) -> dict[str, object]:
-    """One JetStream API request (``$JS.API.<subject>``) as an operator would make it."""
+    """One JetStream API request (``$JS.API.<subject>``) as an operator (the admin user) would make it."""
 
     async def ask() -> dict[str, object]:
         import nats
 
-        nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=2)
+        nc = await nats.connect(servers=admin(urls), connect_timeout=2, max_reconnect_attempts=2)
         try:
             msg = await nc.request("$JS.API." + subject, b"" if body is None else json.dumps(body).encode(), timeout=10)
             return json.loads(msg.data)  # type: ignore[no-any-return]
@@ -144,12 +169,12 @@ def js_request(urls: list[str], subject: str, body: dict[str, object] | None = N
 
 
 def publish_raw(urls: list[str], subject: str, body: bytes) -> int:
-    """Publish as a foreign writer would (no didnode involved); returns the stream sequence."""
+    """Publish as a foreign writer would (no didnode involved; the admin user); returns the stream sequence."""
 
     async def go() -> int:
         import nats
 
-        nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=2)
+        nc = await nats.connect(servers=admin(urls), connect_timeout=2, max_reconnect_attempts=2)
         try:
             ack = await nc.jetstream(timeout=10).publish(subject, body)
             return int(ack.seq)
@@ -167,21 +192,25 @@ def stream_leader(urls: list[str], network: str) -> str:
     return wait_until("a stream leader", leader, timeout=30)
 
 
-def start_nats(base: Path, no_advertise: bool = False) -> NatsCluster:
-    cluster = NatsCluster.on_free_ports(base, no_advertise=no_advertise)
+def start_nats(base: Path, networks: tuple[str, ...], no_advertise: bool = False, **kw: object) -> NatsCluster:
+    """Three clustered nats-servers with authentication; the node user may order ``networks``."""
+    auth = ClusterAuth.load_or_create(base / "auth", networks)
+    cluster = NatsCluster.on_free_ports(base, no_advertise=no_advertise, auth=auth, **kw)
     cluster.start()
     try:
         cluster.wait_ready(30)
     except RuntimeError:
         cluster.stop()
         raise
+    for url in cluster.urls:
+        _CLUSTERS[url] = cluster
     return cluster
 
 
 @pytest.fixture(scope="module")
-def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    """Three clustered nats-servers shared by a test module."""
-    cluster = start_nats(tmp_path_factory.mktemp("nats"))
+def nats_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """Three clustered nats-servers shared by a test module (whose ``NET`` the node user may order)."""
+    cluster = start_nats(tmp_path_factory.mktemp("nats"), (getattr(request.module, "NET", "local"),))
     yield cluster
     cluster.stop()
 

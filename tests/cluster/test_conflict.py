@@ -4,13 +4,11 @@ by every node and do not block later writes to the DID."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
 from pathlib import Path
 from typing import Iterator
 
-import nats
 import pytest
 from nacl.signing import SigningKey
 
@@ -20,7 +18,7 @@ from didnode.core import builder
 from didnode.core.builder import SignedOperation
 from didnode.core.operations import Proof
 from didnode.ledger import stream as st
-from tests.cluster.conftest import info, start_cluster_node, wait_converged, wait_until
+from tests.cluster.conftest import info, publish_raw, start_cluster_node, wait_converged, wait_until
 from tests.conftest import RunningNode
 from tests.factory import Identity, new_create
 from tools.cluster import NatsCluster
@@ -84,20 +82,6 @@ def test_conflicting_rotations_on_two_nodes_exactly_one_wins(nodes: list[Running
                 state = c.state(ident.did)
             assert state.seq == 1
             assert [k.multibase for k in state.current_keys()] == [want]
-
-
-def publish_raw(urls: list[str], subject: str, body: bytes) -> int:
-    """Publish as a foreign writer would (no didnode involved); returns the stream sequence."""
-
-    async def go() -> int:
-        nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=2)
-        try:
-            ack = await nc.jetstream(timeout=10).publish(subject, body)
-            return int(ack.seq)
-        finally:
-            await nc.close()
-
-    return asyncio.run(go())
 
 
 def test_messages_rejected_at_apply_are_skipped_alike_and_do_not_block_the_did(nats_cluster: NatsCluster, nodes: list[RunningNode]) -> None:

@@ -24,7 +24,7 @@ NET = "failover"
 
 @pytest.fixture
 def nats3(tmp_path: Path) -> Iterator[NatsCluster]:
-    cluster = start_nats(tmp_path / "nats")
+    cluster = start_nats(tmp_path / "nats", (NET,))
     yield cluster
     cluster.stop()
 

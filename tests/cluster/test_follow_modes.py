@@ -43,7 +43,7 @@ def test_a_stream_without_direct_gets_is_followed_with_a_consumer(nats_cluster: 
     async def create_stream() -> None:
         import nats
 
-        nc = await nats.connect(servers=nats_cluster.urls, connect_timeout=2, max_reconnect_attempts=2)
+        nc = await nats.connect(servers=nats_cluster.admin_urls, connect_timeout=2, max_reconnect_attempts=2)  # an operator
         try:
             name = st.default_stream_name(NET)
             cfg = {**st.stream_config(name, NET, 3, 120.0, True), "allow_direct": False}

@@ -22,7 +22,7 @@ NET = "outage"
 @pytest.fixture
 def isolated(tmp_path: Path) -> Iterator[NatsCluster]:
     # no_advertise: a client knows only the servers it is given, so one node can be cut off.
-    cluster = start_nats(tmp_path / "nats", no_advertise=True)
+    cluster = start_nats(tmp_path / "nats", (NET,), no_advertise=True)
     yield cluster
     cluster.stop()
 

@@ -1,10 +1,121 @@
-"""How a node joins a cluster (:class:`ClusterConfig`) and where it stands (:class:`ClusterStatus`)."""
+"""How a node joins a cluster (:class:`ClusterConfig`, :class:`NatsAuth`), what it may do there
+(:func:`node_permissions`) and where it stands (:class:`ClusterStatus`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import os
+import ssl
+import stat
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
+from didnode.errors import InvalidArgument
 from didnode.ledger import stream as st
+
+log = logging.getLogger("didnode.cluster")
+
+
+def node_permissions(ledgers: Iterable[tuple[str, str]]) -> dict[str, dict[str, list[str]]]:
+    """The NATS permissions of the didnodes' user on ``(network, stream)`` ledgers, and no more.
+
+    Publish: the network's operation subjects, the stream's ticks, and the
+    JetStream API of that stream only: its info, its creation (the first node
+    creates it; leave ``STREAM.CREATE`` out when an operator creates it),
+    direct gets, and the ephemeral pull consumer a node uses on a stream
+    without direct gets. Never ``STREAM.DELETE``, ``STREAM.PURGE``,
+    ``STREAM.UPDATE`` or ``STREAM.MSG.DELETE`` (denied explicitly too, so that
+    a wider allow added later cannot grant them). Subscribe: replies
+    (``_INBOX.>``), the ticks, and the stream's advisories (deleted, created,
+    updated). In nats-server config syntax this is the user's ``permissions``.
+    """
+    pub: list[str] = []
+    sub: list[str] = ["_INBOX.>"]
+    for network, stream in ledgers:
+        api = "$JS.API."
+        pub += [
+            st.subject_filter(network),
+            f"didnode-tick.{stream}",
+            f"{api}STREAM.INFO.{stream}",
+            f"{api}STREAM.CREATE.{stream}",
+            f"{api}DIRECT.GET.{stream}",
+            f"{api}CONSUMER.CREATE.{stream}",
+            f"{api}CONSUMER.CREATE.{stream}.>",
+            f"{api}CONSUMER.MSG.NEXT.{stream}.*",
+            f"{api}CONSUMER.DELETE.{stream}.*",
+        ]
+        sub += [f"didnode-tick.{stream}", f"$JS.EVENT.ADVISORY.STREAM.*.{stream}"]
+    deny = ["$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.MSG.DELETE.>"]
+    return {"publish": {"allow": pub, "deny": deny}, "subscribe": {"allow": sub}}
+
+
+def _read_secret(path: str, what: str) -> str:
+    """The first line of a secret file; warns when others than its owner may read it."""
+    try:
+        mode = os.stat(path).st_mode
+        with open(path, encoding="utf-8") as f:
+            text = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"cannot read the {what} file {path}: {exc}", field=what) from None
+    if not text:
+        raise InvalidArgument(f"the {what} file {path} is empty", field=what)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("the %s file %s is readable by others than its owner (mode %o): chmod 600 it", what, path, stat.S_IMODE(mode))
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class NatsAuth:
+    """How a node proves who it is to NATS and checks the servers (``didnode serve --nats-*``).
+
+    ``user``/``password``: a user of the servers' ``accounts``/``authorization``
+    (the password is read from a file, never from the command line). TLS:
+    ``tls_ca`` verifies the servers' certificates (use ``tls://`` URLs or a
+    server with ``tls {}``); ``tls_cert``/``tls_key`` present a client
+    certificate (servers with ``verify: true``, or ``verify_and_map: true``,
+    which maps the certificate to a user and needs no password).
+    Credentials in the URLs (``nats://user:pass@host``) still work too.
+    """
+
+    user: str = ""
+    password: str = field(default="", repr=False)
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    @classmethod
+    def from_files(cls, user: str = "", password_file: str = "", tls_ca: str = "", tls_cert: str = "", tls_key: str = "") -> "NatsAuth":
+        """Read the password file; check the options go together. Raises :class:`InvalidArgument`."""
+        if password_file and not user:
+            raise InvalidArgument("a NATS password file needs a NATS user", field="nats-user")
+        if user and not password_file:
+            raise InvalidArgument("a NATS user needs a password file", field="nats-password-file")
+        if bool(tls_cert) != bool(tls_key):
+            raise InvalidArgument("a NATS TLS client certificate and its key go together", field="nats-tls-cert")
+        for path, what in ((tls_ca, "nats-tls-ca"), (tls_cert, "nats-tls-cert"), (tls_key, "nats-tls-key")):
+            if path and not os.path.isfile(path):
+                raise InvalidArgument(f"no {what} file {path}", field=what)
+        if tls_key:
+            _read_secret(tls_key, "nats-tls-key")  # readable, not empty; warns on loose permissions
+        password = _read_secret(password_file, "nats-password") if password_file else ""
+        return cls(user, password, tls_ca, tls_cert, tls_key)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_ca or self.tls_cert)
+
+    def connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect``."""
+        opts: dict[str, Any] = {}
+        if self.user:
+            opts["user"], opts["password"] = self.user, self.password
+        if self.tls:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca or None)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if self.tls_cert:
+                ctx.load_cert_chain(self.tls_cert, self.tls_key)
+            opts["tls"] = ctx
+        return opts
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +142,9 @@ class ClusterConfig:
     # While following, the stream's identity (name, creation time, last sequence) is
     # checked this often: the backstop when a deletion's advisory was missed.
     stream_check_s: float = 1.0
+    # A stream that looks shorter than what this node applied (it lost messages) is refused
+    # once it has looked so this long: a single answer can describe an older state.
+    short_stream_grace_s: float = 10.0
     catch_up_s: float = 5.0  # longest wait for this node to catch up before judging a submission
     submit_deadline_s: float = 20.0  # all attempts of one submission, publish to local apply
     pull_batch: int = 1000  # messages per read (a direct get batch, or a consumer pull)
@@ -46,6 +160,7 @@ class ClusterConfig:
     flush_interval_s: float = 0.005  # under load, delivered messages reach the follow thread at most this often
     atomic_batch_max: int = 1000  # the server's default limit of messages per atomic batch
     client_name: str = "didnode"
+    auth: NatsAuth = NatsAuth()  # credentials and TLS (none: the servers need no authentication)
 
     @property
     def stream_name(self) -> str:

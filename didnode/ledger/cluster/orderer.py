@@ -203,7 +203,8 @@ class JetStreamOrderer:
         await nc.subscribe(prefix + ".*", cb=self.publisher.on_ack)
         self.publisher.ack_prefix = prefix
         self.conn.nc = nc
-        log.info("connected to NATS at %s", nc.connected_url.netloc if nc.connected_url else "?")
+        url = nc.connected_url
+        log.info("connected to NATS at %s:%s", url.hostname if url else "?", url.port if url else "?")  # never the credentials
         # The servers announce a deletion or creation of the stream at once (also an
         # administrator's); the periodic checks of the follower are the backstop.
         advisories = "$JS.EVENT.ADVISORY.STREAM.{}." + self.stream
@@ -246,14 +247,16 @@ class JetStreamOrderer:
         """Stop accepting writes because of the stream itself; fail those waiting for their
         operations to be applied (the stream that acknowledged them is gone). Logs each new reason once."""
         why = f"{exc.reason}: {exc}"
-        self.conn.set_state(False, why, exc)
+        was = self.conn.writable
+        self.conn.set_state(False, why, exc)  # logs it when the node was writable until now
         self.writer.fail_waiters(exc)
-        if why != told:
+        if not was and why != told:
             log.error("not accepting writes: %s", why)
         return why
 
     async def _on_stream_advisory(self, msg: Any) -> None:
-        log.warning("stream %s: %s", self.stream, msg.subject.split(".")[-2].lower())
+        event = msg.subject.split(".")[-2].lower()
+        (log.warning if event == "deleted" else log.info)("stream %s: %s (advisory)", self.stream, event)
         self.conn.request_check(force=True)
 
     async def _in_writer(self, task: Task) -> Any:

@@ -217,9 +217,10 @@ class Publisher:
         todo = list(range(len(ops)))
         published: set[int] = set()
         for cas_round in range(MAX_CAS_ROUNDS + 1):
+            judged_at = self.shared.applied_seq  # the dry run's snapshot holds at least this much
             checks = await self.loop.run_in_executor(self.dry_pool, self._dry_run, [ops[i] for i in todo])
             stale = [k for k, c in enumerate(checks) if _may_be_stale(c)]
-            if cas_round == 0 and stale and await self._catch_up(deadline):
+            if cas_round == 0 and stale and await self._catch_up(deadline, judged_at):
                 # This node was behind the stream (a client that just wrote through another
                 # node, say): judge those operations again on the state it has caught up to.
                 again = await self.loop.run_in_executor(self.dry_pool, self._dry_run, [ops[todo[k]] for k in stale])
@@ -264,8 +265,13 @@ class Publisher:
             todo = conflicts
         return [o if o is not None else Internal("operation left without an outcome") for o in out]
 
-    async def _catch_up(self, deadline: float) -> bool:
-        """Wait (bounded) until this node applied everything the stream holds now; False if it was not behind."""
+    async def _catch_up(self, deadline: float, judged_at: int) -> bool:
+        """Wait (bounded) until this node applied everything the stream holds now; False if it was
+        not behind when it judged (its state then held ``judged_at``).
+
+        Compared with ``judged_at``, not with what is applied by the time the stream answers:
+        a node that caught up meanwhile must judge again on the newer state.
+        """
         nc = self.conn.nc
         if nc is None or not nc.is_connected:
             return False
@@ -275,7 +281,7 @@ class Publisher:
             return False
         last = int(info.get("state", {}).get("last_seq", 0)) if "error" not in info else 0
         self.shared.stream_last = max(self.shared.stream_last, last)
-        if last <= self.shared.applied_seq:
+        if last <= judged_at:
             return False
         await self.writer.wait_applied(last, min(deadline, self.loop.time() + self.config.catch_up_s))
         return True
