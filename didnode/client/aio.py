@@ -6,7 +6,6 @@ replies go through the same :mod:`didnode.wire` converters.
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator, Mapping, Sequence
 
 import grpc
@@ -84,7 +83,7 @@ class AsyncClient:
     async def resolve(self, did: str, version_id: int | None = None, version_time: str | None = None) -> dict[str, Any]:
         """See :meth:`didnode.client.Client.resolve`."""
         resp = await self._call(self._ledger.Resolve, lw.resolve_request_to_pb(did, version_id, version_time))
-        return json.loads(resp.result_json)  # type: ignore[no-any-return]
+        return lw.resolution_from_json(resp.result_json)
 
     async def history(self, did: str) -> list[HistoryEntry]:
         """See :meth:`didnode.client.Client.history`."""

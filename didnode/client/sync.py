@@ -8,7 +8,6 @@ Every reply is converted by :mod:`didnode.wire` into the result types of
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -43,7 +42,7 @@ def translate(err: grpc.RpcError) -> DidnodeError:
 
 
 def proven_from_pb(resp: tpb.ResolveWithProofResponse) -> ProvenResolution:
-    return ProvenResolution(json.loads(resp.result_json), tw.state_proof_from_pb(resp.state_proof))
+    return ProvenResolution(lw.resolution_from_json(resp.result_json), tw.state_proof_from_pb(resp.state_proof))
 
 
 def verify_request_to_pb(
@@ -120,7 +119,7 @@ class Client:
     def resolve(self, did: str, version_id: int | None = None, version_time: str | None = None) -> dict[str, Any]:
         """The W3C DID Resolution result (document, document metadata, resolution metadata)."""
         resp = self._call(self._ledger.Resolve, lw.resolve_request_to_pb(did, version_id, version_time))
-        return json.loads(resp.result_json)  # type: ignore[no-any-return]
+        return lw.resolution_from_json(resp.result_json)
 
     def history(self, did: str) -> list[HistoryEntry]:
         """Every operation of ``did`` in seq order (read page by page: see :meth:`iter_history`)."""

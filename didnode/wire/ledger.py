@@ -7,10 +7,11 @@ one place. Nothing here knows the store or the service layer.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import node_pb2
+from didnode.core import canonical
 from didnode.core.builder import SignedOperation
 from didnode.core.keystate import DidState
 from didnode.core.operations import Proof
@@ -122,6 +123,14 @@ def history_from_pb(resp: pb.HistoryResponse, after_seq: int | None = None) -> H
     if nxt is not None and (not entries or nxt != entries[-1].seq):
         raise MalformedMessage(f"a history page ends at seq {entries[-1].seq if entries else after_seq} but names {nxt} as the next page's start")
     return HistoryPage(entries, nxt)
+
+
+def resolution_from_json(text: str) -> dict[str, Any]:
+    """The DID Resolution result a node sent as JSON text; anything else is the node's fault: :class:`MalformedMessage`."""
+    value = canonical.loads(text, MalformedMessage, "the node's resolution result")
+    if not isinstance(value, dict):
+        raise MalformedMessage("the node's resolution result is not a JSON object")
+    return value
 
 
 def state_from_record(record: bytes, what: str) -> DidState:

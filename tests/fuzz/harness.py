@@ -198,7 +198,7 @@ _quick_dir: tempfile.TemporaryDirectory[str] | None = None
 
 def _crash_message(name: str, crash: str | None, log: str) -> str:
     data = Path(crash).read_bytes() if crash else b""
-    tail = "\n".join(log.splitlines()[-40:])
+    tail = "\n".join([ln for ln in log.splitlines() if not ln.startswith("INFO: Instrumenting")][-40:])
     return (
         f"fuzz target {name} crashed on {len(data)} bytes {data[:300]!r}{'...' if len(data) > 300 else ''}\n"
         f"(input saved as {crash or 'nothing'}; reproduce with tests.fuzz.harness.check({name!r}, data), "

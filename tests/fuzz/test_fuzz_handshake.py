@@ -14,12 +14,14 @@ import json
 from google.protobuf.message import DecodeError
 
 from didnode.api.v1 import auth_pb2 as pb
+from didnode.auth.peers import StapledStateVerifier
+from didnode.core.proof_bundle import StateProof
 from didnode.core.handshake.messages import Alert, Attachments, Challenge, CredentialRequest, Hello, Response, Session, validate
 from didnode.errors import HandshakeMalformed
 from didnode.wire import handshake as wire
 from tests.fuzz import harness
 from tests.fuzz.harness import target
-from tests.fuzz.samples import DID_TOKENS, world
+from tests.fuzz.samples import DID_TOKENS, T0, world
 
 
 def _messages() -> list[bytes]:
@@ -59,4 +61,27 @@ def fuzz_auth_stream_message(data: bytes) -> None:
     validate(wire.message_from_pb(m))
 
 
+def _stapled_proofs() -> list[bytes]:
+    from tests.fuzz.test_fuzz_transparency import _bundles
+
+    return [json.dumps(b.to_json()).encode() for b in _bundles()[1] if isinstance(b, StateProof)]
+
+
+@target("stapled_state_proof", seeds=_stapled_proofs, tokens=(*TOKENS, '"didnode/state-proof/v1"', '"checkpoint":', '"present":', '"stateRecord":', '"proof":'), max_len=16384)
+def fuzz_stapled_state_proof(data: bytes) -> None:
+    """A peer's stapled state proof (handshake attachments), checked against the trusted node key."""
+    from tests.fuzz.test_fuzz_transparency import KEY, NODE
+
+    verifier = StapledStateVerifier({NODE: bytes(KEY.verify_key)}, "local", 3_600_000)
+    for did in {json.loads(s)["did"] for s in _stapled_proofs()}:
+        verifier.verify(did, data, T0 + 60_000)
+
+
 test_fuzz = harness.fuzz_tests(__name__)
+
+
+REGRESSIONS = {
+    # The stapled proof was read with json.loads catching ValueError only: RecursionError.
+    "stapled-proof-nested-too-deep": ("stapled_state_proof", b"[" * 100_000),
+}
+test_regression = harness.regression_tests(REGRESSIONS)

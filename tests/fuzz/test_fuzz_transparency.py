@@ -21,7 +21,9 @@ from didnode.core.merkle import log_tree, proof_build, sparse
 from didnode.core.merkle.hasher import leaf_hash
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
 from didnode.core.transparency_verify import verify_bundle
+from didnode.core.document import resolution_result
 from didnode.errors import MalformedProof
+from didnode.wire.ledger import resolution_from_json
 from tests.fuzz import harness
 from tests.fuzz.harness import target
 from tests.fuzz.samples import DID_TOKENS, JSON_TOKENS, T0, signing_key, world
@@ -88,6 +90,12 @@ def fuzz_proof_bundle(data: bytes) -> None:
     verify_bundle(bundle, bytes(KEY.verify_key), NODE)
 
 
+@target("resolution_reply", seeds=lambda: [json.dumps(resolution_result(s, T0)).encode() for s in world().states[:3]], tokens=(*JSON_TOKENS, *DID_TOKENS, '"didDocument":'))
+def fuzz_resolution_reply(data: bytes) -> None:
+    """What the client library makes of a node's Resolve / ResolveWithProof reply (result_json, a protobuf string)."""
+    resolution_from_json(data.decode("utf-8", "replace"))
+
+
 test_fuzz = harness.fuzz_tests(__name__)
 
 
@@ -102,5 +110,8 @@ REGRESSIONS = {
     # A lone surrogate has no UTF-8 form: UnicodeEncodeError when hashing the state-tree key.
     "state-bundle-lone-surrogate-did": ("proof_bundle", _state_bundle_about("\ud800")),
     "bundle-nested-too-deep": ("proof_bundle", b'{"a":' * 100_000),
+    # The client library read a node's result_json with json.loads: RecursionError, ValueError.
+    "resolution-reply-nested-too-deep": ("resolution_reply", b"[" * 100_000),
+    "resolution-reply-5000-digit-integer": ("resolution_reply", b'{"a":' + b"1" * 5000 + b"}"),
 }
 test_regression = harness.regression_tests(REGRESSIONS)
