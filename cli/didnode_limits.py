@@ -18,8 +18,8 @@ SECONDS = click.FloatRange(0)
 # (option, Limits field or rate part, type, env, help)
 _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--max-calls", "max_calls", click.IntRange(1), "Calls open at once in total; more are refused RESOURCE_EXHAUSTED."),
-    ("--max-calls-per-peer", "max_calls_per_peer", click.IntRange(1), "Calls open at once from one peer address (IPv6: one /64); more are refused TOO_MANY_CALLS."),
-    ("--max-batch-chunks", "max_batch_chunks", click.IntRange(1), "SubmitBatch chunks read and not yet answered, all streams together (memory: 1 MiB each at most); a stream waits for room."),
+    ("--max-calls-per-peer", "max_calls_per_peer", click.IntRange(1), "Calls open at once from one peer address (IPv6: one /64), counted from before their request arrives; more are refused TOO_MANY_CALLS."),
+    ("--max-batch-chunks", "max_batch_chunks", click.IntRange(1), "SubmitBatch chunks read and not yet answered, all streams together (memory: 256 KiB each at most); a stream waits for room."),
     ("--max-batch-chunks-per-peer", "max_batch_chunks_per_peer", click.IntRange(1), "The same, from one peer address."),
     ("--max-connections", "max_connections", click.IntRange(0), "Connections at once in total (0: the file-descriptor limit, raised to its hard limit, minus 256)."),
     ("--connect-timeout", "connect_timeout_s", click.FloatRange(0, min_open=True), "SECONDS a new connection has to send its HTTP/2 preface."),

@@ -21,7 +21,10 @@ reflection) runs inside it. On each call it
 * closes a request stream (``SubmitBatch``, reflection) that sent nothing for
   ``stream_idle_s`` while none of its requests was pending (``IDLE_TIMEOUT``),
   and a batch stream that waits that way (holding a budget unit) for
-  ``contended_idle_s`` while other streams wait for the budget.
+  ``contended_idle_s`` while other streams wait for the budget; a call of a
+  one-request method whose request has not arrived within ``stream_idle_s``
+  is ended the same way (the guard admits such a call before its request is
+  read: :mod:`didnode.wire.handlers` registers it as a request stream).
 
 Everything runs on the server's one event loop: no locks.
 """
@@ -193,12 +196,21 @@ class NodeGuard:
 
     # -- wrapping --------------------------------------------------------------
 
-    def wrap(self, method: str, behavior: Callable[..., Any], request_streaming: bool, response_streaming: bool) -> Callable[..., Any]:
+    def wrap(
+        self, method: str, behavior: Callable[..., Any], request_streaming: bool, response_streaming: bool, single_request: bool = False
+    ) -> Callable[..., Any]:
         """``behavior`` inside the limits (a plain function, e.g. an unimplemented stub, is left alone)."""
         rate = RATE_CLASSES.get(method)
         per_message = rate if rate is not None and rate.per_message is not None else None
         one_reply_each = method in IDLE_BOUND_STREAMS
+        timed = request_streaming and (one_reply_each or single_request)
         budget = self.chunks if method == BATCH else None
+
+        def requests_of(arg: Any, peer: str) -> tuple[Any, _Stream | None]:
+            if not request_streaming or not (timed or per_message is not None):
+                return arg, None
+            stream = _Stream(self.clock_ms()) if timed else None
+            return self._guarded_requests(method, arg, peer, per_message, stream, budget), stream
 
         async def enter(context: grpc.aio.ServicerContext) -> str:
             peer = peer_key(context.peer())
@@ -212,12 +224,10 @@ class NodeGuard:
 
             async def wrapped_gen(arg: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 peer = await enter(context)
-                stream = _Stream(self.clock_ms()) if one_reply_each else None
-                if request_streaming and (stream is not None or per_message is not None):
-                    arg = self._guarded_requests(method, arg, peer, per_message, stream, budget)
+                arg, stream = requests_of(arg, peer)
                 try:
                     async for reply in behavior(arg, context):
-                        if stream is not None:
+                        if stream is not None and one_reply_each:
                             stream.replies += 1
                             stream.last = self.clock_ms()
                             if budget is not None:
@@ -236,6 +246,7 @@ class NodeGuard:
 
             async def wrapped(arg: Any, context: grpc.aio.ServicerContext) -> Any:
                 peer = await enter(context)
+                arg, _ = requests_of(arg, peer)
                 try:
                     return await behavior(arg, context)
                 except DidnodeError as err:

@@ -36,9 +36,9 @@ NOFILE_CAP = 1 << 20
 class Limits:
     """Every resource bound of a node's gRPC server; 0 turns a bound off where its doc says so."""
 
-    max_calls: int = 1024  # calls open at once, in total (grpc's maximum_concurrent_rpcs)
-    max_calls_per_peer: int = 256  # calls open at once from one peer address
-    max_batch_chunks: int = 64  # SubmitBatch chunks (at most 1 MiB each) read and not yet answered, all streams together
+    max_calls: int = 2048  # calls open at once, in total (grpc's maximum_concurrent_rpcs)
+    max_calls_per_peer: int = 64  # calls open at once from one peer address, counted before their request is read
+    max_batch_chunks: int = 128  # SubmitBatch chunks (at most 256 KiB each) read and not yet answered, all streams together
     max_batch_chunks_per_peer: int = 16  # the same, from one peer address
     max_streams_per_connection: int = 128  # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
     max_connections: int = 0  # 0: the RLIMIT_NOFILE soft limit (raised to the hard one) minus FD_RESERVE
@@ -49,8 +49,9 @@ class Limits:
     contended_idle_s: float = 5.0  # ... and a batch stream after this long while other streams wait for the batch chunk budget
     keepalive_s: float = 60.0  # with calls open, ping the peer this often; close when no answer in keepalive_timeout_s
     keepalive_timeout_s: float = 20.0
-    submit_rate: Rate = field(default_factory=lambda: Rate(5000, 20000))  # operations per second per peer address
-    handshake_rate: Rate = field(default_factory=lambda: Rate(500, 1000))  # handshakes and session credentials per second per peer address
+    # Per peer address; sized so that one host can provision (or benchmark) at the node's full speed.
+    submit_rate: Rate = field(default_factory=lambda: Rate(10_000, 20_000))  # operations per second
+    handshake_rate: Rate = field(default_factory=lambda: Rate(2_000, 4_000))  # handshakes and session credentials per second
     max_pace_ms: int = 1000  # a batch chunk over the rate waits at most this long for its tokens, then RATE_LIMITED
     max_peers: int = 100_000  # peer addresses whose rate is tracked at once
 

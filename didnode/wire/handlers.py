@@ -10,11 +10,17 @@ a longer message is never parsed; it becomes an :class:`Oversized` marker (a
 :class:`Malformed` whose error is ``TOO_LARGE``, or ``HANDSHAKE_TOO_LARGE`` on
 ``AuthService``). A server may also pass a :class:`CallGuard` that wraps every
 method's behaviour (the node's per-peer limits: :mod:`didnode.transport.guard`).
+With a guard, a method with one request message is registered as a
+client-streaming one that reads that message itself: grpc calls a unary
+handler only once its request has fully arrived, so a call still receiving
+its request would be invisible to the guard (the wire is the same: a unary
+call is a stream of one message).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+import inspect
+from typing import Any, AsyncIterator, Callable, Protocol
 
 import grpc
 from google.protobuf import descriptor as _descriptor
@@ -23,6 +29,7 @@ from google.protobuf.message import DecodeError
 
 from didnode.errors import DidnodeError, HandshakeTooLarge, MalformedMessage, TooLarge
 from didnode.wire.limits import request_limit
+from didnode.wire.status import to_status
 
 AUTH_SERVICE = "didnode.v1.AuthService"
 
@@ -43,10 +50,44 @@ class Oversized(Malformed):
 
 
 class CallGuard(Protocol):
-    """Wraps the behaviour of each method of a server (what the node limits per peer)."""
+    """Wraps the behaviour of each method of a server (what the node limits per peer).
 
-    def wrap(self, method: str, behavior: Callable[..., Any], request_streaming: bool, response_streaming: bool) -> Callable[..., Any]:
+    ``single_request``: the method takes one request message, read from the
+    request stream the wrapped behaviour is given (see the module doc).
+    """
+
+    def wrap(
+        self, method: str, behavior: Callable[..., Any], request_streaming: bool, response_streaming: bool, single_request: bool
+    ) -> Callable[..., Any]:
         ...
+
+
+def _one_request(impl: Callable[..., Any], what: str, safe: bool) -> Callable[..., Any] | None:
+    """``impl`` (request, context) as a behaviour over a request stream that carries its one message."""
+
+    async def first(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async for msg in requests:
+            return msg
+        marker = Malformed(what, "the call carried no request message")
+        if safe:
+            return marker
+        await context.abort_with_status(to_status(marker.error))
+
+    if inspect.isasyncgenfunction(impl):
+
+        async def gen(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            request = await first(requests, context)
+            async for reply in impl(request, context):
+                yield reply
+
+        return gen
+    if inspect.iscoroutinefunction(impl):
+
+        async def coro(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await impl(await first(requests, context), context)
+
+        return coro
+    return None  # a plain function (an unimplemented stub): left out, UNIMPLEMENTED
 
 
 def _safe_deserializer(cls: Any, method: str, limit: int) -> Callable[[bytes], Any]:
@@ -81,14 +122,20 @@ def generic_handler(
             continue
         path = f"/{service.full_name}/{method.name}"
         streaming = (method.client_streaming, method.server_streaming)
+        if guard is not None:
+            single = not method.client_streaming
+            if single:
+                impl = _one_request(impl, req.DESCRIPTOR.full_name, safe)
+                if impl is None:
+                    continue
+                streaming = (True, method.server_streaming)
+            impl = guard.wrap(path, impl, *streaming, single)
         kind = {
             (False, False): grpc.unary_unary_rpc_method_handler,
             (False, True): grpc.unary_stream_rpc_method_handler,
             (True, False): grpc.stream_unary_rpc_method_handler,
             (True, True): grpc.stream_stream_rpc_method_handler,
         }[streaming]
-        if guard is not None:
-            impl = guard.wrap(path, impl, *streaming)
         deserializer = _safe_deserializer(req, path, request_limit(path)) if safe else req.FromString
         handlers[method.name] = kind(impl, request_deserializer=deserializer, response_serializer=resp.SerializeToString)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

@@ -30,7 +30,7 @@ MAX_PROOF_BYTES = _FIELD + MAX_KID_CHARS + _FIELD + 64
 # One Operation message: payload and proofs, each a length-delimited field.
 MAX_OPERATION_BYTES = _FIELD + MAX_PUBLISH_PAYLOAD_BYTES + MAX_PROOFS * (_FIELD + MAX_PROOF_BYTES)
 MAX_SUBMIT_BYTES = _FIELD + MAX_OPERATION_BYTES
-MAX_BATCH_CHUNK_BYTES = 1 << 20
+MAX_BATCH_CHUNK_BYTES = 256 * 1024
 # Entries a client asks for per History page (the node caps a page at its maximum and at a byte budget).
 HISTORY_PAGE = 256
 # Resolve, History, key state, proofs, credential checks: DIDs, ids, sizes, one token.

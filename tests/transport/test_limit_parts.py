@@ -83,7 +83,7 @@ def test_the_cli_defaults_are_the_limits_defaults() -> None:
 
 def test_server_options_bound_messages_connections_and_idle_time() -> None:
     opts = dict(server_options(Limits(), nofile=20_000))
-    assert opts["grpc.max_receive_message_length"] == wl.MAX_REQUEST_BYTES == wl.MAX_BATCH_CHUNK_BYTES
+    assert opts["grpc.max_receive_message_length"] == wl.MAX_REQUEST_BYTES == 256 * 1024
     assert opts["grpc.max_allowed_incoming_connections"] == 20_000 - 256
     assert opts["grpc.server_handshake_timeout_ms"] == 10_000 and opts["grpc.max_connection_idle_ms"] == 300_000
     assert opts["grpc.max_connection_age_ms"] == opts["grpc.max_connection_age_grace_ms"] == 3_600_000
