@@ -9,6 +9,7 @@ before any write of that operation).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -18,7 +19,7 @@ from didnode.core import entry as entry_codec
 from didnode.core.keystate import ApplyContext, DidState, apply
 from didnode.core.operations import Operation
 from didnode.core.results import Receipt
-from didnode.errors import DidnodeError, DuplicateOperation, UnknownDid
+from didnode.errors import DidnodeError, DuplicateOperation, Internal, UnknownDid
 from didnode.store.ledger_tables import BatchWrites, LedgerTables
 
 
@@ -39,6 +40,7 @@ class BatchHook(Protocol):
 
 
 Outcome = Receipt | DidnodeError
+log = logging.getLogger("didnode.ledger")
 
 
 def apply_batch(
@@ -97,6 +99,12 @@ def apply_batch(
             new = apply(state, op, ApplyContext(position, time, resolve))
         except DidnodeError as exc:
             out.append(exc)
+            continue
+        except lmdb.Error:
+            raise  # the store failed: the whole batch does (the orderer answers every waiter)
+        except Exception:  # noqa: BLE001 -- a bug one operation triggers rejects it alone, on every node alike
+            log.exception("applying operation %s of %s failed", op.hash.hex(), op.did)
+            out.append(Internal(f"internal error while applying operation {op.hash.hex()}; see the node log"))
             continue
         record = new.to_record()
         data = entry_codec.encode(position, time, op.payload, op.proofs)
