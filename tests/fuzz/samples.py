@@ -109,10 +109,11 @@ def world() -> World:
         s = led.resolve(admin.did)
         submit(builder.sign(builder.publish(NET, admin.did, s.seq + 1, s.last, rid, "application/vc+jwt", token), [(admin.kid, admin.key)]))
     claims = device_attestation_claims("X1", "SN-9", "hw2", "fw3", T0 - 86_400_000)
+    ids = [f"urn:uuid:00000000-0000-4000-8000-00000000000{i}" for i in range(3)]  # fixed: the samples are the same every run
     tokens = (
-        issuer.issue(dev.did, [DEVICE_ATTESTATION], claims, T0 + 2000),
-        issuer.issue(dev.did, [DEVICE_ATTESTATION], claims, T0 + 2000, valid_until_ms=T0 + 10 * 86_400_000, status=issuer.status_entries(1, 7)),
-        issuer.issue(dev.did, ["ExampleCredential"], {"name": "éè ☃"}, T0 + 3000, status=issuer.status_entries(1, 3)),
+        issuer.issue(dev.did, [DEVICE_ATTESTATION], claims, T0 + 2000, credential_id=ids[0]),
+        issuer.issue(dev.did, [DEVICE_ATTESTATION], claims, T0 + 2000, valid_until_ms=T0 + 10 * 86_400_000, status=issuer.status_entries(1, 7), credential_id=ids[1]),
+        issuer.issue(dev.did, ["ExampleCredential"], {"name": "éè ☃"}, T0 + 3000, status=issuer.status_entries(1, 3), credential_id=ids[2]),
     )
 
     # A DID without controllers deactivated by its next key.

@@ -11,6 +11,9 @@ import functools
 import hashlib
 import json
 
+from google.protobuf.message import DecodeError
+
+from didnode.api.v1 import transparency_pb2 as tpb
 from didnode.client.proofs import load_bundle
 from didnode.core import canonical
 from didnode.core import checkpoint as cp_codec
@@ -22,7 +25,8 @@ from didnode.core.merkle.hasher import leaf_hash
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
 from didnode.core.transparency_verify import verify_bundle
 from didnode.core.document import resolution_result
-from didnode.errors import MalformedProof
+from didnode.errors import MalformedMessage, MalformedProof
+from didnode.wire import transparency as tw
 from didnode.wire.ledger import resolution_from_json
 from tests.fuzz import harness
 from tests.fuzz.harness import target
@@ -88,6 +92,35 @@ def fuzz_proof_bundle(data: bytes) -> None:
     bundle = load_bundle(data)
     assert proof_bundle.from_text(data) == bundle
     verify_bundle(bundle, bytes(KEY.verify_key), NODE)
+
+
+_REPLIES = (
+    (InclusionProof, tpb.InclusionProof, tw.inclusion_to_pb, tw.inclusion_from_pb),
+    (ConsistencyProof, tpb.ConsistencyProof, tw.consistency_to_pb, tw.consistency_from_pb),
+    (StateProof, tpb.StateProof, tw.state_proof_to_pb, tw.state_proof_from_pb),
+)
+
+
+def _replies() -> list[bytes]:
+    out = []
+    for b in _bundles()[1]:
+        kind = next(i for i, r in enumerate(_REPLIES) if isinstance(b, r[0]))
+        out.append(bytes([kind]) + _REPLIES[kind][2](b).SerializeToString())  # type: ignore[operator]
+    return out
+
+
+@target("proof_reply", seeds=_replies, tokens=(*DID_TOKENS, b"\x05local"), max_len=16384)
+def fuzz_proof_reply(data: bytes) -> None:
+    """A node's proof replies (GetInclusionProof, GetConsistencyProof, ResolveWithProof): the first byte picks
+    the message; the client converts it and verifies it against the node's key."""
+    if not data:
+        return
+    _, message, _, from_pb = _REPLIES[data[0] % len(_REPLIES)]
+    try:
+        m = message.FromString(data[1:])
+    except DecodeError as exc:
+        raise MalformedMessage(f"not a {message.DESCRIPTOR.name}: {exc}") from None
+    verify_bundle(from_pb(m), bytes(KEY.verify_key), NODE)
 
 
 @target("resolution_reply", seeds=lambda: [json.dumps(resolution_result(s, T0)).encode() for s in world().states[:3]], tokens=(*JSON_TOKENS, *DID_TOKENS, '"didDocument":'))
