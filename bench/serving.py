@@ -168,17 +168,18 @@ class NodeStartError(RuntimeError):
 
 
 def start_didnode(
-    data: Path, network: str = "local", log: Path | None = None, timeout: float = 60.0, prefix: Sequence[str] = ()
+    data: Path, network: str = "local", log: Path | None = None, timeout: float = 60.0, prefix: Sequence[str] = (), extra: Sequence[str] = ()
 ) -> tuple[subprocess.Popen[str], str]:
     """Start ``didnode serve`` on a free loopback port; return the process and its address.
 
     Its stderr goes to ``log`` (default: ``data``/../node.log), whose tail is
     shown when the node fails to start. ``prefix``: a wrapper command that
     execs the rest of the command line (so the returned process is the node
-    itself), e.g. one that joins a memory cgroup first (bench/scale.py).
+    itself), e.g. one that joins a memory cgroup first (bench/scale.py). ``extra``: more
+    ``didnode serve`` options (e.g. limits).
     """
     log = log or data.parent / f"{data.name}.log"
-    cmd = [*prefix, str(BIN / "didnode"), "serve", "--data", str(data), "--listen", "127.0.0.1:0", "--network", network, "--log-level", "warning"]
+    cmd = [*prefix, str(BIN / "didnode"), "serve", "--data", str(data), "--listen", "127.0.0.1:0", "--network", network, "--log-level", "warning", *extra]
     with open(log, "ab") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
     assert proc.stdout is not None
