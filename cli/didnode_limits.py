@@ -30,6 +30,7 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--submit-burst", "submit_rate.burst", click.IntRange(0), "Operations one peer address may submit at once (at least 1,024, a batch chunk)."),
     ("--handshake-rate", "handshake_rate.per_second", click.IntRange(0), "Handshakes and session credentials per second per peer address (0: unlimited)."),
     ("--handshake-burst", "handshake_rate.burst", click.IntRange(0), "Handshakes and session credentials one peer address may ask at once."),
+    ("--invalid-submit-cost", "invalid_submit_cost", click.IntRange(0), "Submission tokens a Submit refused as forged or malformed costs its peer on top (0: none)."),
 ]
 
 

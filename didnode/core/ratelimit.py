@@ -84,6 +84,20 @@ class TokenBucket:
         return max(1, -(-missing // self.rate.per_second))  # ceil, in ms
 
 
+    def charge(self, cost: int, now_ms: int) -> None:
+        """Take ``cost`` tokens whatever the bucket holds, down to a debt of at most one ``burst``.
+
+        For work found to be worthless after it was admitted (an operation that
+        does not verify): the peer pays for it with the tokens of later
+        requests. The debt bound means a peer is never shut out for longer than
+        ``2 * burst / rate`` seconds by charges alone.
+        """
+        if self.rate.unlimited or cost <= 0:
+            return
+        self._refill(now_ms)
+        self._milli = max(-self.rate.burst * MILLI, self._milli - cost * MILLI)
+
+
 class PeerBuckets:
     """One :class:`TokenBucket` per peer key, at most ``max_peers`` of them."""
 
@@ -109,6 +123,13 @@ class PeerBuckets:
         else:
             self._buckets.move_to_end(peer)
         return bucket.take(cost, now_ms)
+
+    def charge(self, peer: str, cost: int, now_ms: int) -> None:
+        """:meth:`TokenBucket.charge` on ``peer``'s bucket (created full on first use)."""
+        if self.rate.unlimited:
+            return
+        self.take(peer, 0, now_ms)  # creates or refreshes the bucket (a zero cost takes nothing)
+        self._buckets[peer].charge(cost, now_ms)
 
     def _evict(self, now_ms: int) -> None:
         """Make room: forget every full bucket, then the least recently used ones down to 7/8 of ``max_peers``.

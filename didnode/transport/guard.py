@@ -6,6 +6,9 @@ reflection) runs inside it. On each call it
 
 * counts the calls open from the peer's address (:func:`peer_key`), refusing
   more than ``max_calls_per_peer`` (``TOO_MANY_CALLS``);
+* charges a unary ``Submit`` refused as invalid (:data:`INVALID_WORK`)
+  ``invalid_submit_cost`` more tokens after the fact, so a peer pays for the
+  forged work it sends;
 * charges the peer's token bucket of the method's class (:data:`RATE_CLASSES`):
   a submission costs one token per operation, a handshake or session
   credential one; a unary call or a handshake over the rate is refused with
@@ -51,6 +54,9 @@ log = logging.getLogger("didnode.transport")
 
 SUBMIT, HANDSHAKE = "submit", "handshake"
 BATCH = LEDGER + "SubmitBatch"
+SUBMIT_METHOD = LEDGER + "Submit"
+# How a Submit ends when its operation was worthless: a signature or signer that does not verify, or malformed.
+INVALID_WORK = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +249,7 @@ class NodeGuard:
             return wrapped_gen
 
         if inspect.iscoroutinefunction(behavior):
+            penalized = method == SUBMIT_METHOD and self.limits.invalid_submit_cost > 0
 
             async def wrapped(arg: Any, context: grpc.aio.ServicerContext) -> Any:
                 peer = await enter(context)
@@ -252,6 +259,8 @@ class NodeGuard:
                 except DidnodeError as err:
                     await context.abort_with_status(to_status(err))
                 finally:
+                    if penalized and context.code() in INVALID_WORK:
+                        self.buckets[SUBMIT].charge(peer, self.limits.invalid_submit_cost, self.clock_ms())
                     self._leave(peer)
 
             return wrapped

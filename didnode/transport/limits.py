@@ -53,6 +53,10 @@ class Limits:
     submit_rate: Rate = field(default_factory=lambda: Rate(10_000, 20_000))  # operations per second
     handshake_rate: Rate = field(default_factory=lambda: Rate(2_000, 4_000))  # handshakes and session credentials per second
     max_pace_ms: int = 1000  # a batch chunk over the rate waits at most this long for its tokens, then RATE_LIMITED
+    # A unary Submit refused as invalid (PERMISSION_DENIED: a signature or signer that does not verify;
+    # INVALID_ARGUMENT: malformed) costs its peer this many more submission tokens: forged work is
+    # paid for by the peer that sent it: at most rate/cost per second (10,000 / 200 = 50 forged/s).
+    invalid_submit_cost: int = 200
     max_peers: int = 100_000  # peer addresses whose rate is tracked at once
 
     def __post_init__(self) -> None:
@@ -62,8 +66,8 @@ class Limits:
         for name in ("connect_timeout_s", "stream_idle_s", "contended_idle_s", "keepalive_s", "keepalive_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
-        if self.max_connections < 0 or self.connection_idle_s < 0 or self.connection_age_s < 0 or self.max_pace_ms < 0:
-            raise ValueError("max_connections, connection_idle_s, connection_age_s and max_pace_ms are non-negative")
+        if self.max_connections < 0 or self.connection_idle_s < 0 or self.connection_age_s < 0 or self.max_pace_ms < 0 or self.invalid_submit_cost < 0:
+            raise ValueError("max_connections, connection_idle_s, connection_age_s, max_pace_ms and invalid_submit_cost are non-negative")
         if not self.submit_rate.unlimited and self.submit_rate.burst < MAX_BATCH_CHUNK:
             raise ValueError(f"the submission burst must hold a whole batch chunk ({MAX_BATCH_CHUNK} operations), not {self.submit_rate.burst}")
 

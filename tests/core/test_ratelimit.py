@@ -106,3 +106,20 @@ def test_full_buckets_are_forgotten_first() -> None:
     # Everyone refilled by t=10: all full, all forgotten when a ninth peer comes.
     assert buckets.take("p8", 1, 10) == 0
     assert len(buckets) == 1
+
+
+def test_a_charge_takes_tokens_into_a_bounded_debt() -> None:
+    bucket = TokenBucket(Rate(10, 100), 0)
+    bucket.charge(60, 0)
+    assert bucket.tokens(0) == 40 and bucket.take(40, 0) == 0
+    bucket.charge(1_000, 0)  # the debt stops at one burst
+    assert bucket.tokens(0) == -100
+    assert bucket.take(1, 0) == 10_100  # (100 + 1) tokens at 10/s
+    assert bucket.take(1, 10_100) == 0
+
+
+def test_peer_charges_fall_on_that_peer_only() -> None:
+    peers = PeerBuckets(Rate(1, 10))
+    peers.charge("a", 10, 0)
+    assert peers.take("a", 1, 0) > 0 and peers.take("b", 1, 0) == 0
+    PeerBuckets(Rate(0, 0)).charge("a", 10, 0)  # unlimited: nothing to charge

@@ -8,6 +8,7 @@ bounded in count and time; raw channels send what the client library would not.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import resource
 import socket
 import time
@@ -368,6 +369,28 @@ def test_submissions_over_the_peer_rate_get_rate_limited_with_a_retry_hint(tmp_p
             assert exc.value.retry_after_ms
             # Reads are not rate limited.
             assert c.node_info().network == "local"
+    finally:
+        n.stop()
+
+
+def test_a_peer_pays_for_forged_submissions_with_its_rate(tmp_path: Path) -> None:
+    """A Submit that does not verify costs its peer --invalid-submit-cost more tokens: forged work is throttled."""
+    n = start_node(tmp_path / "n", extra=["--submit-rate", "1", "--submit-burst", "1024", "--invalid-submit-cost", "600"])
+    try:
+        with Client(n.address, timeout=30) as c:
+            _, op = new_create()
+            sig = op.proofs[0].signature
+            forged = dataclasses.replace(op, proofs=(dataclasses.replace(op.proofs[0], signature=sig[:-1] + bytes([sig[-1] ^ 1])),))
+            with pytest.raises(errors.InvalidSignature):
+                c.submit(forged)  # 1 + 600 of the 1,024 tokens
+            with pytest.raises(errors.InvalidSignature):
+                c.submit(forged)  # 423 left: admitted (1), forged again: 600 more, the bucket is in debt
+            with pytest.raises(errors.RateLimited) as exc:
+                c.submit(forged)
+            assert exc.value.retry_after_ms
+            # A valid operation from the same peer waits for the debt to be paid too.
+            with pytest.raises(errors.RateLimited):
+                c.submit(op)
     finally:
         n.stop()
 
