@@ -18,9 +18,11 @@ through the orderer's writer thread:
 
 * the ledger's promise is "acknowledged means durable": every ledger
   commit fsyncs. Handshake state only has to stop replays across a restart,
-  so it commits without fsync (``sync=False``, and ``writemap``: a commit
-  writes the memory map, no syscall at all) and is flushed to disk once a
-  second. One small write transaction per responder handshake (two per
+  so it commits without fsync (``sync=False``: a commit writes its pages to
+  the file, the OS flushes them) and is flushed to disk once a second. (Not
+  ``writemap``, although it saves the write syscalls: a memory-mapped store
+  whose disk fills up takes its process down with SIGBUS, where a write
+  call fails with ENOSPC, which becomes ``STORAGE_FULL``.) One small write transaction per responder handshake (two per
   initiator handshake) then costs a few µs instead of an fsync;
 * handshake writes never queue behind a ledger batch (or its fsync), and a
   flood of hellos can never slow the ledger's writer down;
@@ -66,6 +68,7 @@ may run on another thread.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -76,7 +79,7 @@ from typing import Callable, TypeVar
 import lmdb
 
 from didnode.core.handshake.nonces import HandshakeLimits, NonceBook, Origin
-from didnode.errors import Internal, StoreCorrupted
+from didnode.errors import DidnodeError, Internal, StorageFull, StoreCorrupted
 
 log = logging.getLogger("didnode.auth")
 
@@ -133,8 +136,6 @@ class LmdbRows:
                 max_readers=512,
                 sync=False,
                 metasync=False,
-                writemap=True,
-                map_async=True,
                 readahead=False,
                 meminit=False,
             )
@@ -164,7 +165,7 @@ class LmdbRows:
             except lmdb.MapFullError:
                 self._grow()
             except lmdb.Error as exc:
-                raise Internal(f"the handshake store at {self.path} failed: {exc}") from None
+                raise _store_error(self.path, exc) from None
 
     def _grow(self) -> None:
         # Precondition (the store's thread rule): this process holds no transaction now.
@@ -280,3 +281,10 @@ class LmdbNonceStore(NonceBook[lmdb.Transaction]):
             # Replays of hellos recorded in the lost store must stay impossible.
             not_before_ms = now_ms
         super().__init__(rows, limits, not_before_ms, now_ms)
+
+
+def _store_error(path: Path, exc: lmdb.Error) -> DidnodeError:
+    """The typed error of a failed write: a full disk is STORAGE_FULL (the node's store maps it alike), the rest INTERNAL."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
+        return StorageFull(f"the handshake store at {path} cannot grow: the disk is full ({exc})", path=os.fspath(path))
+    return Internal(f"the handshake store at {path} failed: {exc}")
