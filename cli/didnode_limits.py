@@ -31,6 +31,7 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--handshake-rate", "handshake_rate.per_second", click.IntRange(0), "Handshakes and session credentials per second per peer address (0: unlimited)."),
     ("--handshake-burst", "handshake_rate.burst", click.IntRange(0), "Handshakes and session credentials one peer address may ask at once."),
     ("--invalid-submit-cost", "invalid_submit_cost", click.IntRange(0), "Submission tokens a Submit refused as forged or malformed costs its peer on top (0: none)."),
+    ("--refusal-hold-ms", "refusal_hold_ms", click.IntRange(0), "A call refused RATE_LIMITED (or a forged Submit from a peer in debt) is answered after at most this many ms: a refused peer slows down (0: at once)."),
 ]
 
 

@@ -20,7 +20,11 @@ small interfaces that a device and a node fill differently:
 * load: a responder under load answers hellos without a valid cookie with a
   stateless Retry (:class:`~didnode.core.handshake.cookies.CookieJar`), and
   ends at once a handshake whose pending challenge gave its place to a newer
-  one (:class:`TooManyPending`); an initiator follows a Retry by itself.
+  one (:class:`TooManyPending`); an initiator follows a Retry by itself. The
+  Retry to an address that keeps sending hellos without returning their
+  cookies (:class:`~didnode.core.handshake.cookies.BlindHellos`) is sent only
+  after ``ResponderSetup.retry_hold_ms``, so a blind flood cannot come faster
+  than the calls it keeps open.
 
 The node runs the very same responder (:mod:`didnode.service.auth` only
 supplies its key states, credential checks and session issuer).
@@ -37,7 +41,7 @@ from typing import Awaitable, Callable, Protocol, Sequence
 from didnode.clock import wall_ms
 from didnode.core.credentials import Verifier
 from didnode.core.credentials.model import format_time
-from didnode.core.handshake.cookies import CookieJar
+from didnode.core.handshake.cookies import BlindHellos, CookieJar
 from didnode.core.handshake.machine import Established, Fresh, Initiator, LocalIdentity, Responder
 from didnode.core.handshake.messages import MAX_WANT, NO_ATTACHMENTS, Alert, Attachments, CredentialRequest, Message, Retry
 from didnode.core.handshake.nonces import NonceStore
@@ -382,6 +386,11 @@ class ResponderSetup:
     party: Party
     sessions: SessionIssuer | None = None
     staple: Callable[[], Awaitable[bytes]] | None = None
+    # The Retry to an address that keeps sending hellos without bringing their cookies back
+    # (BlindHellos over its threshold) is sent only after this long (at most half the handshake's
+    # time limit); its call stays open, so such an address makes at most (its calls open) hellos
+    # per hold. An initiator that returns its cookies is answered at once. 0: never held.
+    retry_hold_ms: int = 5000
 
 
 class HandshakeResponder:
@@ -393,6 +402,7 @@ class HandshakeResponder:
         self._want = setup.party.policy.requests()[:MAX_WANT]
         self._deadlines = Deadlines()
         self.cookies = CookieJar(setup.party.random_bytes)
+        self.blind = BlindHellos()
         # This responder's handshakes with a pending challenge, by challenge nonce: a challenge
         # that gives its place to a newer one (a full table) ends its handshake at once.
         self._open: dict[bytes, _Deadline] = {}
@@ -423,8 +433,15 @@ class HandshakeResponder:
                 h = m.check_hello(msg, now)
                 retry = m.admit(self.cookies, now)
                 if retry is not None:
+                    if self.blind.sent(peer, now) and self.setup.retry_hold_ms > 0:
+                        p.stats["RETRY_HELD"] += 1
+                        await asyncio.sleep(min(self.setup.retry_hold_ms, limit // 2) / 1000)
                     await send(retry)
                     raise HandshakeRetry(f"{p.nonces.pending_count()} handshakes are half-open: send the hello again with the cookie")
+                if h.cookie:
+                    # Admitted with a cookie: valid under load; unchecked when the load has passed meanwhile,
+                    # which can only ever bring a score down to 0 (an initiator's must not grow then).
+                    self.blind.returned(peer, now)
                 seen = await p.peer_state(h.initiator_did, b"", now)
                 proof = await self.setup.staple() if self.setup.staple is not None else b""
                 attachments = Attachments(p.wallet.for_requests(h.want), proof) if (h.want or proof) else NO_ATTACHMENTS

@@ -98,6 +98,13 @@ class TokenBucket:
         self._milli = max(-self.rate.burst * MILLI, self._milli - cost * MILLI)
 
 
+    def debt_ms(self) -> int:
+        """Milliseconds until the bucket holds no debt, as of its last refill (0 when it holds none)."""
+        if self._milli >= 0:
+            return 0
+        return max(1, -(self._milli // self.rate.per_second))
+
+
 class PeerBuckets:
     """One :class:`TokenBucket` per peer key, at most ``max_peers`` of them."""
 
@@ -124,12 +131,20 @@ class PeerBuckets:
             self._buckets.move_to_end(peer)
         return bucket.take(cost, now_ms)
 
-    def charge(self, peer: str, cost: int, now_ms: int) -> None:
-        """:meth:`TokenBucket.charge` on ``peer``'s bucket (created full on first use)."""
+    def charge(self, peer: str, cost: int, now_ms: int) -> int:
+        """:meth:`TokenBucket.charge` on ``peer``'s bucket (created full on first use); then the milliseconds
+        until it is out of debt (0 when it is not in debt)."""
         if self.rate.unlimited:
-            return
+            return 0
         self.take(peer, 0, now_ms)  # creates or refreshes the bucket (a zero cost takes nothing)
-        self._buckets[peer].charge(cost, now_ms)
+        bucket = self._buckets[peer]
+        bucket.charge(cost, now_ms)
+        return bucket.debt_ms()
+
+    def in_debt(self, peer: str, now_ms: int) -> bool:
+        """Whether ``peer``'s bucket holds a debt (see :meth:`TokenBucket.charge`) at ``now_ms``."""
+        bucket = self._buckets.get(peer)
+        return bucket is not None and bucket.tokens(now_ms) < 0
 
     def _evict(self, now_ms: int) -> None:
         """Make room: forget every full bucket, then the least recently used ones down to 7/8 of ``max_peers``.

@@ -9,6 +9,12 @@ reflection) runs inside it. On each call it
 * charges a unary ``Submit`` refused as invalid (:data:`INVALID_WORK`)
   ``invalid_submit_cost`` more tokens after the fact, so a peer pays for the
   forged work it sends;
+* holds a refused call before sending its refusal, still counted in the
+  peer's calls: ``RATE_LIMITED`` until the peer's tokens are back, at most
+  ``refusal_hold_ms``; the whole ``refusal_hold_ms`` while the peer is in
+  debt (an invalid ``Submit`` that leaves its peer in debt, and the peer's
+  ``RATE_LIMITED`` calls until the debt is paid), so a refused peer makes at most
+  ``max_calls_per_peer`` calls per hold instead of one per refusal;
 * charges the peer's token bucket of the method's class (:data:`RATE_CLASSES`):
   a submission costs one token per operation, a handshake or session
   credential one; a unary call or a handshake over the rate is refused with
@@ -156,6 +162,7 @@ class NodeGuard:
         self.open_by_peer: dict[str, int] = {}
         self.chunks = ChunkBudget(limits.max_batch_chunks, limits.max_batch_chunks_per_peer)
         self.buckets = {SUBMIT: PeerBuckets(limits.submit_rate, limits.max_peers), HANDSHAKE: PeerBuckets(limits.handshake_rate, limits.max_peers)}
+        self.held = 0  # refused calls being held (see _hold)
 
     # -- admission -------------------------------------------------------------
 
@@ -181,6 +188,31 @@ class NodeGuard:
             self.open_by_peer[peer] = n
         else:
             self.open_by_peer.pop(peer, None)
+
+    async def _hold(self, peer: str, wait_ms: int) -> None:
+        """Keep a refused call open for ``wait_ms``, at most ``refusal_hold_ms``, before its refusal is sent;
+        counted in the peer's calls meanwhile.
+
+        A refusal costs the node little, but answering it at once frees the peer to send the next
+        call at once: held, a refused peer makes at most ``max_calls_per_peer`` calls per hold.
+        A peer over its rate is held until its tokens are back (a client a little over its rate is
+        barely slowed); a peer in debt (it sent forged work: :meth:`_charge_invalid`) the whole
+        ``refusal_hold_ms``.
+        """
+        hold_ms = min(wait_ms, self.limits.refusal_hold_ms)
+        if hold_ms <= 0:
+            return
+        self.open_by_peer[peer] = self.open_by_peer.get(peer, 0) + 1
+        self.held += 1
+        try:
+            await asyncio.sleep(hold_ms / 1000)
+        finally:
+            self.held -= 1
+            self._leave(peer)
+
+    def _charge_invalid(self, peer: str) -> bool:
+        """Charge ``peer`` for a Submit refused as invalid; whether it is now in debt (then its refusal is held)."""
+        return self.buckets[SUBMIT].charge(peer, self.limits.invalid_submit_cost, self.clock_ms()) > 0
 
     def _rate_limited(self, bucket: str, peer: str, wait_ms: int) -> RateLimited:
         rate = self.buckets[bucket].rate
@@ -223,6 +255,9 @@ class NodeGuard:
             refused = self._admit(method, peer)
             if refused is not None:
                 log.debug("refused %s from %s: %s [%s]", method, peer, refused, refused.reason)
+                if isinstance(refused, RateLimited) and refused.retry_after_ms:
+                    in_debt = self.buckets[RATE_CLASSES[method].bucket].in_debt(peer, self.clock_ms())
+                    await self._hold(peer, self.limits.refusal_hold_ms if in_debt else refused.retry_after_ms)
                 await context.abort_with_status(to_status(refused))
             return peer
 
@@ -254,13 +289,14 @@ class NodeGuard:
             async def wrapped(arg: Any, context: grpc.aio.ServicerContext) -> Any:
                 peer = await enter(context)
                 arg, _ = requests_of(arg, peer)
+                ctx: Any = _ChargingContext(self, context, peer) if penalized else context
                 try:
-                    return await behavior(arg, context)
+                    return await behavior(arg, ctx)
                 except DidnodeError as err:
-                    await context.abort_with_status(to_status(err))
+                    await ctx.abort_with_status(to_status(err))
                 finally:
-                    if penalized and context.code() in INVALID_WORK:
-                        self.buckets[SUBMIT].charge(peer, self.limits.invalid_submit_cost, self.clock_ms())
+                    if penalized and not ctx.charged and context.code() in INVALID_WORK:
+                        self._charge_invalid(peer)
                     self._leave(peer)
 
             return wrapped
@@ -321,6 +357,31 @@ class NodeGuard:
         finally:
             if not nxt.done():
                 nxt.cancel()
+
+
+class _ChargingContext:
+    """A unary ``Submit``'s context: its refusal as invalid charges the peer, and is held while the peer is in debt.
+
+    The refusal must be held before grpc sends it (``abort_with_status`` sends the status at once).
+    """
+
+    __slots__ = ("_guard", "_context", "_peer", "charged")
+
+    def __init__(self, guard: NodeGuard, context: grpc.aio.ServicerContext, peer: str) -> None:
+        self._guard = guard
+        self._context = context
+        self._peer = peer
+        self.charged = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        if status.code in INVALID_WORK and not self.charged:
+            self.charged = True
+            if self._guard._charge_invalid(self._peer):
+                await self._guard._hold(self._peer, self._guard.limits.refusal_hold_ms)
+        await self._context.abort_with_status(status)
 
 
 async def _anext(it: Any) -> tuple[bool, Any]:

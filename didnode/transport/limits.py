@@ -57,6 +57,11 @@ class Limits:
     # INVALID_ARGUMENT: malformed) costs its peer this many more submission tokens: forged work is
     # paid for by the peer that sent it: at most rate/cost per second (10,000 / 200 = 50 forged/s).
     invalid_submit_cost: int = 200
+    # A refused call is answered only after a hold (its call stays open, counted in max_calls_per_peer):
+    # RATE_LIMITED once the peer's tokens are back, at most this long; this long while the peer is in
+    # debt for invalid Submits (those refusals too). A peer in debt then makes at most
+    # max_calls_per_peer calls per this long (0: refusals are answered at once).
+    refusal_hold_ms: int = 1000
     max_peers: int = 100_000  # peer addresses whose rate is tracked at once
 
     def __post_init__(self) -> None:
@@ -66,8 +71,8 @@ class Limits:
         for name in ("connect_timeout_s", "stream_idle_s", "contended_idle_s", "keepalive_s", "keepalive_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
-        if self.max_connections < 0 or self.connection_idle_s < 0 or self.connection_age_s < 0 or self.max_pace_ms < 0 or self.invalid_submit_cost < 0:
-            raise ValueError("max_connections, connection_idle_s, connection_age_s, max_pace_ms and invalid_submit_cost are non-negative")
+        if self.max_connections < 0 or self.connection_idle_s < 0 or self.connection_age_s < 0 or self.max_pace_ms < 0 or self.invalid_submit_cost < 0 or self.refusal_hold_ms < 0:
+            raise ValueError("max_connections, connection_idle_s, connection_age_s, max_pace_ms, invalid_submit_cost and refusal_hold_ms are non-negative")
         if not self.submit_rate.unlimited and self.submit_rate.burst < MAX_BATCH_CHUNK:
             raise ValueError(f"the submission burst must hold a whole batch chunk ({MAX_BATCH_CHUNK} operations), not {self.submit_rate.burst}")
 

@@ -15,7 +15,7 @@ from didnode import errors
 from didnode.auth.responder import peer_host
 from didnode.core.handshake import CookieJar, Fresh, HandshakeLimits, Initiator, MemoryNonceStore, Responder, Retry
 from didnode.core.handshake import transcript as tr
-from didnode.core.handshake.cookies import COOKIE_BYTES, LIFETIME_MS, ROTATE_MS
+from didnode.core.handshake.cookies import COOKIE_BYTES, LIFETIME_MS, ROTATE_MS, BlindHellos
 from didnode.core.handshake.machine import MAX_RETRIES
 from tests.auth.world import NET, NOW, World, det_random
 
@@ -167,3 +167,24 @@ def test_an_initiator_follows_at_most_two_retries() -> None:
 )
 def test_bounds_and_cookies_count_per_host_and_per_ipv6_64(peer: str, host: str) -> None:
     assert peer_host(peer) == host
+
+
+def test_blind_hellos_score_cookies_sent_and_not_brought_back_per_address() -> None:
+    blind = BlindHellos(threshold=3, half_life_ms=1000, max_addresses=4)
+    # An initiator brings each cookie back: its score stays about 0, it is never over the threshold.
+    for k in range(20):
+        assert not blind.sent(PEER, NOW + k)
+        blind.returned(PEER, NOW + k)
+    assert blind.score(PEER, NOW + 20) < 1
+    # A blind flooder is over the threshold from its fourth unreturned cookie on.
+    flooder = "ipv4:192.0.2.1"
+    assert [blind.sent(flooder, NOW) for _ in range(5)] == [False, False, False, True, True]
+    # The score halves every half-life: a flood that stopped is forgotten.
+    assert blind.score(flooder, NOW + 1000) == pytest.approx(2.5)
+    assert not blind.sent(flooder, NOW + 3000)
+    # Bounded: at most max_addresses are tracked, the least recently seen give their place.
+    for k in range(10):
+        blind.sent(f"ipv4:198.51.100.{k}", NOW + 3000)
+    assert len(blind) <= 4 and blind.score("ipv4:198.51.100.9", NOW + 3000) == 1
+    with pytest.raises(ValueError):
+        BlindHellos(threshold=0)

@@ -14,6 +14,7 @@ loopback (the flood from 127.0.0.1, the legitimate initiator over a unix socket:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -232,3 +233,41 @@ def test_a_loopback_flood_from_several_tasks_does_not_lock_out_a_legitimate_init
                 shutil.rmtree(sock_dir, ignore_errors=True)
 
     asyncio.run(asyncio.wait_for(run(), 60))
+
+
+def test_retries_to_an_address_of_blind_hellos_are_held_and_an_initiator_is_answered_at_once() -> None:
+    """An address that keeps sending hellos without bringing their cookies back gets its Retry only after
+    ``retry_hold_ms`` (its call stays open, so it cannot send the next hello at once); an initiator, which
+    resends each hello with its cookie at once, is never held, however many handshakes it makes."""
+    s = Setup()
+    party = dataclasses.replace(s.party(s.b), nonces=MemoryNonceStore(HandshakeLimits(cookie_threshold=0)))  # always under load
+    responder = HandshakeResponder(ResponderSetup(party, retry_hold_ms=400))
+    threshold = int(responder.blind.threshold)
+    initiator = HandshakeInitiator(s.party(s.a))
+    claim = s.w.local(s.a)
+    flooder = "ipv4:203.0.113.50"
+
+    async def handshake() -> float:
+        t = time.monotonic()
+        link = Link(responder, LEGIT)
+        est = await initiator.initiate(link.recv, link.send, expect_peer=s.b.did, timeout_ms=10_000)
+        assert est.peer_did == s.b.did
+        return time.monotonic() - t
+
+    async def run() -> None:
+        outcomes: list[str] = []
+        took = [await handshake() for _ in range(threshold + 4)]  # each one through a Retry and its cookie
+        assert responder.party.stats["RETRY_HELD"] == 0 and max(took) < 0.4, took
+        for _ in range(threshold):  # the first blind hellos of an address: answered at once
+            t = time.monotonic()
+            await blind(responder, claim, flooder, outcomes)
+            assert time.monotonic() - t < 0.4
+        assert responder.party.stats["RETRY_HELD"] == 0
+        t = time.monotonic()
+        await blind(responder, claim, flooder, outcomes)  # over the threshold: held
+        assert time.monotonic() - t >= 0.39 and responder.party.stats["RETRY_HELD"] == 1
+        assert outcomes == ["Retry"] * (threshold + 1)
+        # The flooding address is held; the initiator's address is still answered at once.
+        assert await handshake() < 0.4 and responder.party.stats["RETRY_HELD"] == 1
+
+    asyncio.run(run())

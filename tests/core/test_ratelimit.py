@@ -123,3 +123,11 @@ def test_peer_charges_fall_on_that_peer_only() -> None:
     peers.charge("a", 10, 0)
     assert peers.take("a", 1, 0) > 0 and peers.take("b", 1, 0) == 0
     PeerBuckets(Rate(0, 0)).charge("a", 10, 0)  # unlimited: nothing to charge
+
+
+def test_a_charge_says_how_long_until_the_peer_is_out_of_debt() -> None:
+    buckets = PeerBuckets(Rate(10, 100))
+    assert buckets.charge("p", 50, 0) == 0  # 50 of 100 left: no debt
+    assert buckets.charge("p", 80, 0) == 3000  # 30 tokens owed at 10/s
+    assert buckets.charge("p", 80, 1000) == 10_000  # 30 - 10 + 80 = 100 owed (the bound: one burst)
+    assert PeerBuckets(Rate(0, 0)).charge("p", 80, 0) == 0  # unlimited: never in debt

@@ -348,7 +348,8 @@ def test_calls_still_waiting_for_their_request_count_per_peer_and_end_when_idle(
 
 
 def test_submissions_over_the_peer_rate_get_rate_limited_with_a_retry_hint(tmp_path: Path) -> None:
-    n = start_node(tmp_path / "n", extra=["--submit-rate", "1", "--submit-burst", "1024"])
+    # Refusals answered at once (the hold is test_a_refused_peer_is_answered_only_after_a_hold).
+    n = start_node(tmp_path / "n", extra=["--submit-rate", "1", "--submit-burst", "1024", "--refusal-hold-ms", "0"])
     try:
         with Client(n.address, timeout=30) as c:
             assert all(isinstance(o, Receipt) for o in c.submit_batch([new_create()[1] for _ in range(1024)], chunk_size=1024))
@@ -395,8 +396,40 @@ def test_a_peer_pays_for_forged_submissions_with_its_rate(tmp_path: Path) -> Non
         n.stop()
 
 
+def test_a_refused_peer_is_answered_only_after_a_hold(tmp_path: Path) -> None:
+    """A forged Submit that leaves its peer in debt, and a call refused RATE_LIMITED, are answered only once the
+    peer's tokens are back, at most --refusal-hold-ms later: a flood of refused calls cannot come faster than
+    the calls a peer may keep open. A forged Submit within the peer's tokens is answered at once."""
+    n = start_node(tmp_path / "n", extra=["--submit-rate", "1", "--submit-burst", "1024", "--invalid-submit-cost", "600", "--refusal-hold-ms", "600"])
+    try:
+        with Client(n.address, timeout=30) as c:
+            _, op = new_create()
+            sig = op.proofs[0].signature
+            forged = dataclasses.replace(op, proofs=(dataclasses.replace(op.proofs[0], signature=sig[:-1] + bytes([sig[-1] ^ 1])),))
+
+            def timed(fn: Any) -> tuple[type, float]:
+                t = time.monotonic()
+                try:
+                    fn()
+                except errors.DidnodeError as err:
+                    return type(err), time.monotonic() - t
+                return type(None), time.monotonic() - t
+
+            kind, took = timed(lambda: c.submit(forged))  # 1 + 600 of the 1,024 tokens: not in debt
+            assert kind is errors.InvalidSignature and took < 0.5, took
+            kind, took = timed(lambda: c.submit(forged))  # 1 + 600 of 423: in debt (178 s at 1/s): held
+            assert kind is errors.InvalidSignature and took >= 0.55, took
+            kind, took = timed(lambda: c.submit(op))  # over the rate: held as long, then RATE_LIMITED
+            assert kind is errors.RateLimited and 0.55 <= took < 5, took
+            # Reads are neither refused nor held.
+            kind, took = timed(lambda: c.node_info())
+            assert kind is type(None) and took < 0.5
+    finally:
+        n.stop()
+
+
 def test_handshakes_and_session_credentials_share_one_rate_per_peer(tmp_path: Path) -> None:
-    n = start_node(tmp_path / "n", extra=["--handshake-rate", "1", "--handshake-burst", "2"])
+    n = start_node(tmp_path / "n", extra=["--handshake-rate", "1", "--handshake-burst", "2", "--refusal-hold-ms", "0"])
     try:
         reasons = []
         with grpc.insecure_channel(n.address) as ch:

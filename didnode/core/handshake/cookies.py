@@ -85,3 +85,55 @@ class CookieJar:
         if secret is None:
             return False
         return mac_equal(self._tag(secret, peer, h1, t), cookie[8:])
+
+
+class BlindHellos:
+    """Per address: how many cookies it was sent and did not bring back lately (decayed, half-life ``half_life_ms``).
+
+    An initiator sends its hello again with the cookie at once, so an address of initiators
+    scores about 0; an address that keeps sending hellos without ever returning a cookie (a blind
+    flood: it cannot, or does not care to) scores up to about its rate of hellos times the half-life.
+    A responder holds the Retry of an address over :attr:`threshold` (see
+    :class:`didnode.auth.driver.ResponderSetup`). At most ``max_addresses`` are tracked; when full the
+    least recently seen give their place (which only ever gives an address a fresh score).
+    Pure: the time is passed in.
+    """
+
+    __slots__ = ("threshold", "half_life_ms", "max_addresses", "_scores")
+
+    def __init__(self, threshold: float = 16, half_life_ms: int = LIFETIME_MS, max_addresses: int = 65_536) -> None:
+        if threshold <= 0 or half_life_ms <= 0 or max_addresses < 1:
+            raise ValueError("threshold, half_life_ms and max_addresses must be positive")
+        self.threshold = threshold
+        self.half_life_ms = half_life_ms
+        self.max_addresses = max_addresses
+        self._scores: dict[str, tuple[float, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._scores)
+
+    def score(self, peer: str, now_ms: int) -> float:
+        got = self._scores.get(peer)
+        if got is None:
+            return 0.0
+        score, at = got
+        return score * 0.5 ** (max(0, now_ms - at) / self.half_life_ms)
+
+    def _set(self, peer: str, score: float, now_ms: int) -> None:
+        self._scores.pop(peer, None)  # re-inserted last: the dict's order is least recently seen first
+        if score < 0.5:
+            return
+        if len(self._scores) >= self.max_addresses:
+            for old in list(self._scores)[: max(1, self.max_addresses // 8)]:
+                del self._scores[old]
+        self._scores[peer] = (score, now_ms)
+
+    def sent(self, peer: str, now_ms: int) -> bool:
+        """A cookie was sent to ``peer``: whether ``peer`` is now over the threshold (its Retry is to be held)."""
+        score = self.score(peer, now_ms) + 1
+        self._set(peer, score, now_ms)
+        return score > self.threshold
+
+    def returned(self, peer: str, now_ms: int) -> None:
+        """``peer`` came back with a valid cookie."""
+        self._set(peer, self.score(peer, now_ms) - 1, now_ms)
