@@ -16,7 +16,7 @@ from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import transparency_pb2 as tpb
 from didnode.client.channel import CHANNEL_OPTIONS, DEFAULT_ADDRESS, NODE_KEY_FRAGMENT
 from didnode.client.proofs import ProvenResolution, signer_key_from_did_document
-from didnode.client.sync import proven_from_pb, translate, verify_request_to_pb
+from didnode.client.sync import proven_from_pb, translate
 from didnode.clock import wall_ms
 from didnode.core.builder import SignedOperation
 from didnode.core.checkpoint import SignedCheckpoint
@@ -153,7 +153,7 @@ class AsyncClient:
     async def verify_credential(
         self, token: str, expected_subject: str | None = None, expected_issuer: str | None = None, expected_type: str | None = None
     ) -> VerificationReport:
-        req = verify_request_to_pb(token, expected_subject, expected_issuer, expected_type)
+        req = cw.verify_request_to_pb(token, expected_subject, expected_issuer, expected_type)
         return cw.report_from_pb(await self._call(self._credentials.Verify, req), token)
 
     async def issue_session_credential(

@@ -45,14 +45,6 @@ def proven_from_pb(resp: tpb.ResolveWithProofResponse) -> ProvenResolution:
     return ProvenResolution(lw.resolution_from_json(resp.result_json), tw.state_proof_from_pb(resp.state_proof))
 
 
-def verify_request_to_pb(
-    token: str, expected_subject: str | None, expected_issuer: str | None, expected_type: str | None
-) -> credentials_pb2.VerifyCredentialRequest:
-    return credentials_pb2.VerifyCredentialRequest(
-        token=token, expected_subject=expected_subject or "", expected_issuer=expected_issuer or "", expected_type=expected_type or ""
-    )
-
-
 class Client:
     """A blocking client for one node. Use as a context manager or call :meth:`close`."""
 
@@ -201,7 +193,7 @@ class Client:
         self, token: str, expected_subject: str | None = None, expected_issuer: str | None = None, expected_type: str | None = None
     ) -> VerificationReport:
         """Ask the node to verify ``token`` against its ledger; an invalid credential is a report, not an error."""
-        req = verify_request_to_pb(token, expected_subject, expected_issuer, expected_type)
+        req = cw.verify_request_to_pb(token, expected_subject, expected_issuer, expected_type)
         return cw.report_from_pb(self._call(self._credentials.Verify, req), token)
 
     def issue_session_credential(

@@ -21,6 +21,15 @@ from didnode.errors import CredentialInvalid
 from didnode.wire.ledger import state_from_record
 
 
+def verify_request_to_pb(
+    token: str, expected_subject: str | None, expected_issuer: str | None, expected_type: str | None
+) -> pb.VerifyCredentialRequest:
+    """A verification request; an expectation left None is not checked."""
+    return pb.VerifyCredentialRequest(
+        token=token, expected_subject=expected_subject or "", expected_issuer=expected_issuer or "", expected_type=expected_type or ""
+    )
+
+
 def report_to_pb(r: VerificationReport) -> pb.VerifyCredentialResponse:
     """The wire form of a verification report."""
     resp = pb.VerifyCredentialResponse(
