@@ -17,8 +17,8 @@ small interfaces that a device and a node fill differently:
 * a node responder issues a session credential through a :class:`SessionIssuer`;
 * time limits: a handshake that does not complete within the limit fails
   with :class:`HandshakeTimeout` and releases its pending challenge;
-* load: a responder under load answers hellos without a valid cookie with a
-  stateless Retry (:class:`~didnode.core.handshake.cookies.CookieJar`), and
+* load: a responder under load answers hellos without a valid cookie, from
+  an address holding its share of the load, with a stateless Retry (:class:`~didnode.core.handshake.cookies.CookieJar`), and
   ends at once a handshake whose pending challenge gave its place to a newer
   one (:class:`TooManyPending`); an initiator follows a Retry by itself. The
   Retry to an address that keeps sending hellos without returning their

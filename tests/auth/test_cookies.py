@@ -60,14 +60,14 @@ def test_secrets_rotate_and_only_the_current_and_previous_are_kept() -> None:
         CookieJar(rand, rotate_ms=1000, lifetime_ms=2000)
 
 
-def _under_load(w: World, limits: HandshakeLimits) -> tuple[MemoryNonceStore, list[Responder]]:
-    """A responder store holding ``cookie_threshold`` pending challenges."""
+def _under_load(w: World, limits: HandshakeLimits, peers: tuple[str, ...] = (PEER,)) -> tuple[MemoryNonceStore, list[Responder]]:
+    """A responder store holding ``cookie_threshold`` pending challenges, opened from ``peers`` in turn."""
     store = MemoryNonceStore(limits)
     a, b = w.identity(), w.identity()
     held = []
     for k in range(limits.cookie_threshold):
         i = Initiator(w.local(a), NET, Fresh.draw(det_random(f"load{k}i")), MemoryNonceStore())
-        r = Responder(w.local(b), NET, Fresh.draw(det_random(f"load{k}r")), store, peer=f"ipv4:10.9.9.{k}")
+        r = Responder(w.local(b), NET, Fresh.draw(det_random(f"load{k}r")), store, peer=peers[k % len(peers)])
         r.check_hello(i.hello(NOW), NOW)
         assert r.admit(CookieJar(det_random("x")), NOW) is None
         r.challenge(w.state(a.did), NOW)
@@ -109,7 +109,7 @@ def test_under_load_a_hello_without_a_cookie_gets_a_retry_and_leaves_nothing_beh
 def test_a_cookie_from_another_address_or_for_another_hello_gets_a_new_retry() -> None:
     w = World()
     a, b = w.identity(), w.identity()
-    store, _ = _under_load(w, HandshakeLimits(cookie_threshold=2))
+    store, _ = _under_load(w, HandshakeLimits(cookie_threshold=2), peers=(PEER, "ipv4:198.51.100.1"))
     jar = CookieJar(det_random("jar"))
     i = Initiator(w.local(a), NET, Fresh.draw(det_random("i")), MemoryNonceStore())
     h = i.hello(NOW)
@@ -125,6 +125,29 @@ def test_a_cookie_from_another_address_or_for_another_hello_gets_a_new_retry() -
     r3 = Responder(w.local(b), NET, Fresh.draw(det_random("r3")), store, peer=PEER)
     r3.check_hello(other.retry(retry, NOW), NOW)  # another hello, someone else's cookie
     assert isinstance(r3.admit(jar, NOW), Retry)
+
+
+def test_under_load_an_address_below_its_share_is_admitted_without_a_cookie() -> None:
+    """Cookies are asked of the addresses that hold their share of the load, not of one that holds less."""
+    w = World()
+    a, b = w.identity(), w.identity()
+    flood = tuple(f"ipv4:10.9.9.{k}" for k in range(4))
+    store, _ = _under_load(w, HandshakeLimits(cookie_threshold=8), peers=flood)  # 2 each: 2 x 4 >= 8
+    jar = CookieJar(det_random("jar"))
+    for k, peer in enumerate((flood[0], flood[3])):
+        r = Responder(w.local(b), NET, Fresh.draw(det_random(f"f{k}")), store, peer=peer)
+        r.check_hello(Initiator(w.local(a), NET, Fresh.draw(det_random(f"fi{k}")), MemoryNonceStore()).hello(NOW), NOW)
+        assert isinstance(r.admit(jar, NOW), Retry), peer
+    # A newcomer holds none: admitted at once, and so is its second handshake (1 x 5 < 8), not its third.
+    for k in range(3):
+        r = Responder(w.local(b), NET, Fresh.draw(det_random(f"n{k}")), store, peer=PEER)
+        r.check_hello(Initiator(w.local(a), NET, Fresh.draw(det_random(f"ni{k}")), MemoryNonceStore()).hello(NOW), NOW)
+        retry = r.admit(jar, NOW)
+        if k < 2:
+            assert retry is None, k
+            r.challenge(w.state(a.did), NOW)
+        else:
+            assert isinstance(retry, Retry) and store.pending_count(PEER) == 2  # 2 x 5 >= 8
 
 
 def test_not_under_load_cookies_are_not_needed_and_ignored() -> None:

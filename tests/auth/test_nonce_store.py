@@ -203,18 +203,28 @@ def test_cookies_are_required_from_the_threshold_on(tmp_path: Path) -> None:
     for kind in BACKENDS:
         s = make_store(kind, tmp_path / f"c-{kind}", HandshakeLimits(max_pending_total=8, max_pending_per_peer=8, cookie_threshold=3))
         for i in range(3):
-            assert not s.cookie_required()
+            assert not s.cookie_required("a")
             s.open_challenge(n(10 + 2 * i), n(11 + 2 * i), "a", NOW)
-        assert s.cookie_required()
-        s.abandon_challenge(n(11), NOW)
-        assert not s.cookie_required()
+        assert s.cookie_required("a")
+        assert not s.cookie_required("b"), "an address holding none is admitted without a cookie"
+        s.open_challenge(n(30), n(31), "b", NOW)
+        assert s.cookie_required("a") and not s.cookie_required("b"), "b holds 1, less than its share (1 x 2 < 3)"
+        s.open_challenge(n(32), n(33), "b", NOW)
+        assert s.cookie_required("b"), "2 x 2 >= 3"
+        for i in range(3):
+            s.abandon_challenge(n(11 + 2 * i), NOW)
+        s.abandon_challenge(n(31), NOW)
+        assert not s.cookie_required("b"), "under the threshold again"
         s.close()
+    # Threshold 0: cookies always, even from an address holding none.
+    s = MemoryNonceStore(HandshakeLimits(cookie_threshold=0))
+    assert s.cookie_required("a")
     # A threshold above the total bound means: from a full table on.
     s = MemoryNonceStore(HandshakeLimits(max_pending_total=2, max_pending_per_peer=2, cookie_threshold=256))
     s.open_challenge(n(1), n(2), "a", NOW)
-    assert not s.cookie_required()
+    assert not s.cookie_required("a")
     s.open_challenge(n(3), n(4), "a", NOW)
-    assert s.cookie_required()
+    assert s.cookie_required("a")
 
 
 def test_purge_forgets_expired_nonces_and_stale_challenges(store: NonceBook[Any]) -> None:

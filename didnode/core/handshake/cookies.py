@@ -1,7 +1,8 @@
 """Stateless cookies: how a responder under load answers a hello without keeping anything.
 
 As WireGuard's cookie reply and QUIC's Retry (docs/authentication.md, "Floods"): while a responder
-has ``cookie_threshold`` or more half-open handshakes, a hello without a valid cookie is answered
+has ``cookie_threshold`` or more half-open handshakes, a hello without a valid cookie, from an
+address that holds at least its share of them (:meth:`NonceStore.cookie_required`), is answered
 with a :class:`~didnode.core.handshake.messages.Retry` carrying a cookie, and nothing about it is
 kept (no key-state read, no X25519, no write, no pending slot); the initiator sends the *same* hello
 again with the cookie, and only then may the responder open a challenge for it. A cookie costs the

@@ -470,11 +470,11 @@ class Responder(_Machine):
         return h
 
     def admit(self, cookies: CookieJar, now_ms: int) -> Retry | None:
-        """Whether this hello may open a challenge: always while the responder is not under load;
-        under load only with a valid cookie. Otherwise the :class:`Retry` to send instead: the
+        """Whether this hello may open a challenge: always while the responder is not under load
+        or its address holds less than its share of the load; otherwise only with a valid cookie. Otherwise the :class:`Retry` to send instead: the
         handshake ends there, and nothing about it was read, computed or kept but one HMAC."""
         self._at("lookup", "admit a hello")
-        if not self.nonces.cookie_required():
+        if not self.nonces.cookie_required(self.peer):
             return None
         h = self._hello
         assert h is not None

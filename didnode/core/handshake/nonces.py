@@ -16,8 +16,8 @@ table does not lock newcomers out: a new challenge takes the place of the
 oldest pending challenge of the address that holds the most, if that is more
 than the newcomer's address holds (:meth:`NonceBook.open_challenge`); and from
 ``cookie_threshold`` pending challenges on, a responder admits only hellos that
-carry a valid cookie (:meth:`NonceStore.cookie_required`,
-:mod:`didnode.core.handshake.cookies`).
+carry a valid cookie from an address that holds its share of the threshold or
+more (:meth:`NonceStore.cookie_required`, :mod:`didnode.core.handshake.cookies`).
 
 Who decides what: :class:`NonceBook` holds every rule (what a pending
 challenge is and its bounds, when a nonce is a replay or a reflection, when
@@ -78,7 +78,9 @@ class HandshakeLimits:
     responder's. The pending bounds cap half-open handshakes per peer
     address and in total; ``max_nonces`` caps the used-nonce table.
     ``cookie_threshold``: from this many pending challenges on (or the
-    total bound, if lower), a hello must carry a valid cookie to open one.
+    total bound, if lower), a hello must carry a valid cookie to open one if
+    its address holds at least its share of them (the threshold divided
+    among the addresses holding any; 0: every hello, always).
     """
 
     timeout_ms: int = 10_000
@@ -127,8 +129,11 @@ class NonceStore(Protocol):
         store's records begin (a store that forgot its history cannot vouch for older nonces)."""
         ...
 
-    def cookie_required(self) -> bool:
-        """Whether a hello must carry a valid cookie to open a challenge now (the responder is under load)."""
+    def cookie_required(self, peer: str) -> bool:
+        """Whether a hello from ``peer`` must carry a valid cookie to open a challenge now: the
+        responder is under load (``cookie_threshold`` challenges pending) and ``peer`` holds at
+        least its share of the threshold (divided among the addresses holding any), so an address
+        with no challenge pending, or fewer than the flood's addresses hold, is admitted at once."""
         ...
 
     def close_challenge(self, nonce_r: bytes, now_ms: int) -> None:
@@ -420,9 +425,16 @@ class NonceBook(Generic[Txn]):
         """See :meth:`NonceStore.pending_count`."""
         return len(self._pending) if peer is None else self._per_peer.get(peer, 0)
 
-    def cookie_required(self) -> bool:
-        """See :meth:`NonceStore.cookie_required`: from ``cookie_threshold`` pending challenges on."""
-        return len(self._pending) >= self._cookies_from
+    def cookie_required(self, peer: str) -> bool:
+        """See :meth:`NonceStore.cookie_required`."""
+        threshold = self._cookies_from
+        if len(self._pending) < threshold:
+            return False
+        # held >= threshold / addresses, in integers; an address holding none is asked only when
+        # the threshold is 0 (cookies always). Over TCP the address is already validated by TCP's
+        # own handshake, so the cookie's work is to make an address that holds more than its share
+        # pay a round trip per further half-open handshake (docs/authentication.md, "Floods").
+        return self._per_peer.get(peer, 0) * len(self._per_peer) >= threshold
 
     def __len__(self) -> int:
         """How many used-nonce rows the backend holds (expired ones not yet purged included)."""
