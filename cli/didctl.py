@@ -9,7 +9,12 @@ and :class:`didnode.keystore.Keystore` (where its secrets live). Every
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+# grpc's C core writes its own lines to stderr (e.g. each failed TLS handshake); didctl reports
+# every failure as one line of its own. GRPC_VERBOSITY set by the user still wins.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import click
 
@@ -20,6 +25,10 @@ from cli.didctl_common import (
     KEYSTORE_ENV,
     NODE_ENV,
     PASSPHRASE_ENV,
+    TLS_CA_ENV,
+    TLS_CERT_ENV,
+    TLS_KEY_ENV,
+    TLS_SERVER_NAME_ENV,
     Ctl,
     command,
     iso_ms,
@@ -35,12 +44,13 @@ from cli.didctl_log import log
 from cli.didctl_provision import provision_group
 from cli.didctl_vc import vc_group
 from didnode import __version__
-from didnode.errors import DidnodeError, KeystoreError, Unavailable
+from didnode.errors import DidnodeError, KeystoreError, TlsFailed, TlsFileInvalid, Unavailable
 from didnode.keystore import Keystore, kdf_from_env
 
 EXIT_FAILED = 1
 EXIT_UNREACHABLE = 3
 EXIT_KEYSTORE = 4
+EXIT_TLS = 5
 
 EPILOG = f"""\b
 Exit codes:
@@ -49,6 +59,8 @@ Exit codes:
   2  usage error (unknown option, bad or conflicting values)
   3  the node is unreachable (or timed out)
   4  keystore problem: none there, wrong passphrase, key not in the keystore
+  5  TLS: the node's certificate is untrusted, expired or for another name, the
+     node requires (or refused) a client certificate, or a --tls-* file is unusable
 
 \b
 Environment:
@@ -56,6 +68,10 @@ Environment:
   {KEYSTORE_ENV:<18}  keystore directory (--keystore)
   {PASSPHRASE_ENV:<18}  keystore passphrase (else it is asked for)
   {"DIDCTL_KDF":<18}  Argon2id cost for new keystores: interactive, moderate (default), sensitive
+  {TLS_CA_ENV:<18}  CA certificates (PEM) the node's must chain to: TLS on (--tls-ca)
+  {TLS_CERT_ENV:<18}  client certificate (PEM) for a node that requires one (--tls-cert)
+  {TLS_KEY_ENV:<18}  its private key (--tls-key)
+  {TLS_SERVER_NAME_ENV:<18}  name the node's certificate must carry, if not the address's host
 
 \b
 Errors print one line on stderr: "didctl: <message> [<REASON>]"; with --json
@@ -69,6 +85,8 @@ Shell completion (bash; use zsh_source / fish_source for zsh / fish):
 
 def exit_code(err: DidnodeError) -> int:
     """The process exit code for a didnode error (see the epilog)."""
+    if isinstance(err, (TlsFailed, TlsFileInvalid)):
+        return EXIT_TLS
     if isinstance(err, Unavailable):
         return EXIT_UNREACHABLE
     if isinstance(err, KeystoreError):
@@ -115,8 +133,22 @@ class DidctlGroup(click.Group):
 )
 @click.option("--json", "json_output", is_flag=True, help="Machine output: exactly one JSON document on stdout.")
 @click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Deadline of each call to the node.")
+@click.option("--tls-ca", envvar=TLS_CA_ENV, type=click.Path(dir_okay=False, path_type=Path), help="Connect with TLS: PEM CA certificates the node's certificate must chain to (docs/tls.md).")
+@click.option("--tls-cert", envvar=TLS_CERT_ENV, type=click.Path(dir_okay=False, path_type=Path), help="With --tls-ca: PEM client certificate, for a node that requires one.")
+@click.option("--tls-key", envvar=TLS_KEY_ENV, type=click.Path(dir_okay=False, path_type=Path), help="The PEM private key of --tls-cert.")
+@click.option("--tls-server-name", envvar=TLS_SERVER_NAME_ENV, default="", metavar="NAME", help="With --tls-ca: the name the node's certificate must carry (default: the host of --node).")
 @click.pass_context
-def main(ctx: click.Context, node: str, keystore_path: Path, json_output: bool, timeout: float) -> None:
+def main(
+    ctx: click.Context,
+    node: str,
+    keystore_path: Path,
+    json_output: bool,
+    timeout: float,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_server_name: str,
+) -> None:
     """didctl: manage did:dnode identities on a didnode ledger.
 
     \b
@@ -131,7 +163,14 @@ def main(ctx: click.Context, node: str, keystore_path: Path, json_output: bool, 
       didctl did revoke-key $DEV key-2 --as $ADMIN
       didctl did history $DEV
     """
-    ctl = Ctl(node=node, keystore_path=keystore_path.expanduser(), json_output=json_output, timeout=timeout)
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_ca is None and (tls_cert is not None or tls_server_name):
+        raise click.UsageError("--tls-cert, --tls-key and --tls-server-name need --tls-ca")
+    ctl = Ctl(
+        node=node, keystore_path=keystore_path.expanduser(), json_output=json_output, timeout=timeout,
+        tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, tls_server_name=tls_server_name,
+    )  # fmt: skip
     ctx.obj = ctl
     ctx.call_on_close(ctl.close)
 

@@ -36,6 +36,7 @@ from didnode.core.keystate import DidState
 from didnode.errors import DidnodeError, InvalidArgument
 from didnode.auth.peers import ClientCredentials, ClientKeyStates, StapledStateVerifier
 from didnode.clock import wall_ms
+from didnode.wire.tls import TlsClientConfig, TlsServerConfig, serving_mode
 
 if TYPE_CHECKING:
     from didnode.auth.lmdb_nonces import LmdbNonceStore
@@ -109,14 +110,15 @@ async def _authenticate(
     expect: str,
     max_staleness: float,
     timeout: float,
+    peer_tls: TlsClientConfig | None,
 ) -> Established:
-    async with AsyncClient(ctl.node, timeout=ctl.timeout) as client:
+    async with AsyncClient(ctl.node, timeout=ctl.timeout, tls=ctl.tls()) as client:
         stapled = None
         if max_staleness > 0:
             kid, key = await client.node_signer_key()
             stapled = StapledStateVerifier({kid.partition("#")[0]: key}, network, int(max_staleness * 1000))
         auth = Authenticator(
-            identity, network, ClientKeyStates(client), nonces=store, credentials=ClientCredentials(client), present=present, stapled=stapled
+            identity, network, ClientKeyStates(client), nonces=store, credentials=ClientCredentials(client), present=present, stapled=stapled, tls=peer_tls
         )
         try:
             return await auth.authenticate(peer, expect_peer=expect, policy=policy, session_credential=True, timeout=timeout)
@@ -136,6 +138,7 @@ async def _authenticate(
 @click.option("--max-staleness", default=0.0, type=click.FloatRange(min=0), metavar="SECONDS", help="Accept a state proof the peer stapled if its checkpoint is at most this old (0: always ask the node).")
 @click.option("--handshake-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS", help="Time limit of the handshake.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help=f"Handshake state directory (default: <keystore>/../auth/<DID id>, or ${STATE_ENV}).")
+@click.option("--peer-tls-ca", type=click.Path(dir_okay=False, path_type=Path), help="Connect to the peer with TLS: PEM CA certificates its certificate must chain to (presents --tls-cert, if given).")
 @json_option
 @pass_ctl
 def auth_command(
@@ -151,6 +154,7 @@ def auth_command(
     max_staleness: float,
     handshake_timeout: float,
     state_dir: Path | None,
+    peer_tls_ca: Path | None,
 ) -> None:
     """Authenticate the peer at PEER_ADDRESS, and to it, as --as DID.
 
@@ -167,12 +171,13 @@ def auth_command(
         raise click.UsageError("give --policy or --require-credential/--from, not both")
     policy = load_policy(policy_file) if policy_file is not None else (require_credentials(required) if required else None)
     present = read_credentials(present_files)
+    peer_tls = TlsClientConfig.from_files(peer_tls_ca, ctl.tls_cert, ctl.tls_key) if peer_tls_ca is not None else None
     identity, _, network = identity_of(ctl, did)
     from didnode.auth.lmdb_nonces import LmdbNonceStore  # loads LMDB: only for the commands that keep handshake state
 
     store = LmdbNonceStore(auth_state_dir(ctl, did, state_dir), wall_ms(), limits(handshake_timeout))
     try:
-        est = asyncio.run(_authenticate(ctl, identity, network, peer, store, policy, present, expect, max_staleness, handshake_timeout))
+        est = asyncio.run(_authenticate(ctl, identity, network, peer, store, policy, present, expect, max_staleness, handshake_timeout, peer_tls))
     finally:
         store.close()
     if save_credential is not None:
@@ -225,8 +230,9 @@ async def _serve(
     policy: Policy,
     present: list[str],
     staple: bool,
+    tls: TlsServerConfig | None,
 ) -> None:
-    async with AsyncClient(ctl.node, timeout=ctl.timeout) as client:
+    async with AsyncClient(ctl.node, timeout=ctl.timeout, tls=ctl.tls()) as client:
         responder = await device_responder(identity, client, nonces=store, network=network, policy=policy, present=present, staple=staple)
 
         def done(outcome: Established | DidnodeError, peer: str) -> None:
@@ -235,10 +241,10 @@ async def _serve(
             else:
                 _report(f"authenticated {outcome.peer_did}#{outcome.peer_key_id} from {peer}, session {outcome.session_id.hex()}")
 
-        server = await serve(responder, listen, on_done=done)
+        server = await serve(responder, listen, on_done=done, tls=tls)
         host = listen.rsplit(":", 1)[0]
         print(f"{host}:{server.port}", flush=True)
-        _report(f"{identity.did}#{identity.key_id} answers handshakes on {host}:{server.port} (network {network})")
+        _report(f"{identity.did}#{identity.key_id} answers handshakes on {host}:{server.port}, {serving_mode(tls)} (network {network})")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -256,6 +262,9 @@ async def _serve(
 @click.option("--handshake-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS", help="Half-open handshakes are dropped after this.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help=f"Handshake state directory (default: <keystore>/../auth/<DID id>, or ${STATE_ENV}).")
 @click.option("--log-level", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--tls-cert", "serve_tls_cert", type=click.Path(dir_okay=False, path_type=Path), help="Serve TLS: this device's PEM certificate (with --tls-key; docs/tls.md).")
+@click.option("--tls-key", "serve_tls_key", type=click.Path(dir_okay=False, path_type=Path), help="The PEM private key of --tls-cert (keep it mode 0600).")
+@click.option("--tls-client-ca", "serve_tls_client_ca", type=click.Path(dir_okay=False, path_type=Path), help="With TLS: require initiators' client certificates chaining to these PEM CA certificates.")
 @pass_ctl
 def device_serve(
     ctl: Ctl,
@@ -267,6 +276,9 @@ def device_serve(
     handshake_timeout: float,
     state_dir: Path | None,
     log_level: str,
+    serve_tls_cert: Path | None,
+    serve_tls_key: Path | None,
+    serve_tls_client_ca: Path | None,
 ) -> None:
     """Answer authentication handshakes as --as DID until SIGTERM or SIGINT.
 
@@ -276,6 +288,9 @@ def device_serve(
     revocation applies to the very next one.
     """
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (serve_tls_cert is None) != (serve_tls_key is None) or (serve_tls_client_ca is not None and serve_tls_cert is None):
+        raise click.UsageError("device serve: --tls-cert and --tls-key go together; --tls-client-ca needs them")
+    tls = TlsServerConfig.from_files(serve_tls_cert, serve_tls_key, serve_tls_client_ca) if serve_tls_cert and serve_tls_key else None
     did = checked_did(as_did)
     policy = load_policy(policy_file) if policy_file is not None else ACCEPT_ANYONE
     present = read_credentials(present_files)
@@ -285,7 +300,7 @@ def device_serve(
 
     store = LmdbNonceStore(auth_state_dir(ctl, did, state_dir), wall_ms(), limits(handshake_timeout))
     try:
-        asyncio.run(_serve(ctl, identity, network, listen, store, policy, present, staple))
+        asyncio.run(_serve(ctl, identity, network, listen, store, policy, present, staple, tls))
     except OSError as exc:
         raise InvalidArgument(f"cannot serve on {listen}: {exc}") from None
     finally:

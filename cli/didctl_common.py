@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import click
 
@@ -25,6 +25,10 @@ from didnode.core.did import key_id_of, validate_did
 from didnode.core.service_rules import UNSAFE_CHAR_RE, check_service
 from didnode.errors import KeystoreError
 from didnode.keystore import Keystore, kdf_from_env
+from didnode.wire.tls import TlsClientConfig
+
+if TYPE_CHECKING:
+    from cli.trust_store import Reads, TrustSource
 
 PASSPHRASE_ENV = "DIDCTL_PASSPHRASE"
 KEYSTORE_ENV = "DIDCTL_KEYSTORE"
@@ -32,6 +36,13 @@ NODE_ENV = "DIDNODE_ADDR"
 DEFAULT_NODE = "127.0.0.1:50051"
 DEFAULT_KEYSTORE = "~/.didctl/keystore"
 DEFAULT_TIMEOUT = 30.0
+TLS_CA_ENV = "DIDNODE_TLS_CA"
+TLS_CERT_ENV = "DIDNODE_TLS_CERT"
+TLS_KEY_ENV = "DIDNODE_TLS_KEY"
+TLS_SERVER_NAME_ENV = "DIDNODE_TLS_SERVER_NAME"
+TRUST_ENV = "DIDCTL_TRUST"
+TRUST_DIR_ENV = "DIDCTL_TRUST_DIR"
+DEFAULT_TRUST_DIR = "~/.didctl/trust"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,19 +55,58 @@ class Ctl:
     keystore_path: Path
     json_output: bool
     timeout: float
+    # TLS to the node (docs/tls.md): on with tls_ca; the files are read on first use.
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_server_name: str = ""
+    _tls: TlsClientConfig | None = field(default=None, repr=False)
     _client: Client | None = field(default=None, repr=False)
     _keystore: Keystore | None = field(default=None, repr=False)
     # The node's network, learned from the first key state read (every key
     # state reply names it), so a signing command needs no GetInfo call.
     network: str | None = field(default=None, repr=False)
+    # Trust (docs/trust.md, "The CLI"): --trust FILE, else the entry of the
+    # node's address in trust_dir; --insecure-no-verify checks nothing.
+    trust_file: Path | None = None
+    trust_dir: Path = field(default_factory=lambda: Path(DEFAULT_TRUST_DIR).expanduser())
+    insecure_no_verify: bool = False
+    _reads: "Reads | None" = field(default=None, repr=False)
 
     # -- resources -------------------------------------------------------
 
     def client(self) -> Client:
         """The node client (created on first use; closed with the context)."""
         if self._client is None:
-            self._client = Client(self.node, timeout=self.timeout)
+            self._client = Client(self.node, timeout=self.timeout, tls=self.tls())
         return self._client
+
+    def tls(self) -> TlsClientConfig | None:
+        """TLS to the node from ``--tls-*`` (files read and checked on first use), or None: plaintext.
+
+        Raises :class:`~didnode.errors.TlsFileInvalid` naming a file that is missing or unusable.
+        """
+        if self.tls_ca is None:
+            return None
+        if self._tls is None:
+            self._tls = TlsClientConfig.from_files(self.tls_ca, self.tls_cert, self.tls_key, self.tls_server_name or None)
+        return self._tls
+
+    def verified(self) -> "Reads":
+        """The reads a decision may rest on, verified against the node's trust policy (created on first
+        use; at first contact with an unknown node the user is asked, or :class:`~didnode.errors.UnknownNode`
+        is raised without a terminal). With ``--insecure-no-verify``: the plain client."""
+        if self._reads is None:
+            from cli.trust_store import open_reads  # imports this module's helpers
+
+            self._reads = open_reads(self.client(), self.trust_source(), self.insecure_no_verify)
+        return self._reads
+
+    def trust_source(self) -> "TrustSource":
+        """Where this run's trust policy comes from (``--trust FILE`` or the store entry of ``--node``)."""
+        from cli.trust_store import TrustSource, TrustStore
+
+        return TrustSource(self.node, self.trust_file, TrustStore(self.trust_dir))
 
     def keystore(self, create: bool = False) -> Keystore:
         """The unlocked keystore; with ``create`` a missing one is created (passphrase asked twice)."""
@@ -70,6 +120,7 @@ class Ctl:
 
     def close(self) -> None:
         """Close the client channel and drop the keystore's derived key."""
+        self._reads = None
         if self._client is not None:
             self._client.close()
             self._client = None

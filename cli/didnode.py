@@ -24,7 +24,9 @@ from didnode.store.env import DEFAULT_MAP_SIZE
 from didnode.transport.limits import Limits
 from didnode.transport.server import NodeServer, start_server
 from cli.didnode_limits import limit_options, limits_from
+from cli.didnode_tls import server_tls, tls_group, tls_options, utc_now
 from didnode.transport.services import build_servicers
+from didnode.wire.tls import TlsServerConfig, serving_mode
 
 log = logging.getLogger("didnode")
 
@@ -51,9 +53,14 @@ def main() -> None:
 @click.option("--nats-tls-key", default="", envvar="DIDNODE_NATS_TLS_KEY", metavar="FILE", help="Cluster mode: PEM private key of --nats-tls-cert (keep it mode 0600).")
 @click.option("--prepare-processes", default=DEFAULT_PREPARE_PROCESSES, show_default=True, envvar="DIDNODE_PREPARE_PROCESSES", type=click.IntRange(0, 64), metavar="N", help="Worker processes that parse and verify submitted batches (0: in the node process).")
 @click.option("--new-identity", is_flag=True, help="Start a new node identity: move DATA/node.key and DATA/node.checkpoint aside (*.retired-<UTC time>) and start a new ledger under a new node DID. Only over a missing or empty DATA/ledger; see docs/storage.md.")
+@tls_options
 @limit_options
-def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, **limit_args: object) -> None:
-    """Run a node until SIGTERM or SIGINT."""
+def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, tls_cert: str, tls_key: str, tls_client_ca: str, insecure_plaintext: bool, **limit_args: object) -> None:
+    """Run a node until SIGTERM or SIGINT.
+
+    Plaintext only on a loopback address; elsewhere give --tls-cert and
+    --tls-key (or --insecure-plaintext). See docs/tls.md.
+    """
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     servers = tuple(u if "://" in u else f"nats://{u}" for u in (x.strip() for x in nats_urls.split(",")) if u)
     if stream and not servers:
@@ -74,7 +81,8 @@ def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: st
         prepare_processes=prepare_processes, new_identity=new_identity,
     )
     try:
-        asyncio.run(_serve(config, listen, limits_from(limit_args)))
+        tls = server_tls(listen, tls_cert, tls_key, tls_client_ca, insecure_plaintext, utc_now())
+        asyncio.run(_serve(config, listen, limits_from(limit_args), tls))
     except DidnodeError as err:
         click.echo(f"didnode: {err} [{err.reason}]", err=True)
         sys.exit(1)
@@ -83,13 +91,13 @@ def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: st
         sys.exit(1)
 
 
-async def _serve(config: NodeConfig, listen: str, limits: Limits | None = None) -> None:
+async def _serve(config: NodeConfig, listen: str, limits: Limits | None = None, tls: TlsServerConfig | None = None) -> None:
     node = Node(config)
     try:
         ledger = LedgerService(node)
         if node.jetstream is not None and not await _identity_on_ledger(node, ledger):
             return
-        server = await start_server(build_servicers(node, ledger), listen, limits)
+        server = await start_server(build_servicers(node, ledger), listen, limits, tls)
         loop = asyncio.get_running_loop()
         if node.jetstream is not None:
             await _health_follows_cluster(node, server, loop)
@@ -98,7 +106,7 @@ async def _serve(config: NodeConfig, listen: str, limits: Limits | None = None) 
         for sig in (signal.SIGTERM, signal.SIGINT):  # before the address: a SIGTERM right after it stops gracefully
             loop.add_signal_handler(sig, stop.set)
         print(f"{host}:{server.port}", flush=True)
-        log.info("node %s on network %s serving on %s:%s (data %s, %s mode)", node.node_did, node.network, host, server.port, config.data_dir, node.mode)
+        log.info("node %s on network %s serving on %s:%s, %s (data %s, %s mode)", node.node_did, node.network, host, server.port, serving_mode(tls), config.data_dir, node.mode)
         await stop.wait()
         log.info("stopping: draining calls")
         await server.stop(grace=5.0)
@@ -162,6 +170,8 @@ async def _health_follows_cluster(node: Node, server: NodeServer, loop: asyncio.
 
     node.jetstream.add_listener(on_change)
 
+
+main.add_command(tls_group)
 
 if __name__ == "__main__":
     main()

@@ -28,7 +28,8 @@ from didnode.clock import wall_ms
 from didnode.core.handshake.machine import Established, LocalIdentity
 from didnode.core.handshake.messages import CredentialRequest, Hello, Message
 from didnode.core.handshake.nonces import HandshakeLimits, MemoryNonceStore, NonceStore
-from didnode.client import CHANNEL_OPTIONS, DEFAULT_ADDRESS, AsyncClient
+from didnode.client import DEFAULT_ADDRESS, AsyncClient
+from didnode.client.channel import open_channel
 from didnode.core.handshake.policy import ACCEPT_ANYONE, Policy, require_credentials
 from didnode.errors import AuthenticationFailed, DidnodeError, Internal, NodeUnavailable
 from didnode.wire.handshake import (
@@ -43,6 +44,7 @@ from didnode.wire.handshake import (
     encode,
 )
 from didnode.wire.status import from_rpc_error
+from didnode.wire.tls import TlsClientConfig, tls_failure
 
 DEFAULT_TIMEOUT_S = 10.0
 log = logging.getLogger("didnode.auth")
@@ -52,11 +54,13 @@ log = logging.getLogger("didnode.auth")
 _CALL_METADATA = (SESSION_IN_TRAILER,)
 
 
-def _rpc_error(err: grpc.aio.AioRpcError, target: str) -> DidnodeError:
-    """The didnode error a failed handshake call carries (the responder's reason), or the transport failure."""
+def _rpc_error(err: grpc.aio.AioRpcError, target: str, tls: TlsClientConfig | None = None) -> DidnodeError:
+    """The didnode error a failed handshake call carries (the responder's reason), or the transport
+    failure (a TLS one typed: :func:`didnode.wire.tls.tls_failure`; ``tls`` is the channel's, None: plaintext or unknown)."""
     rebuilt = from_rpc_error(err.code(), err.details() or "", err.trailing_metadata())
     if isinstance(rebuilt, NodeUnavailable) and "by" not in rebuilt.details:
-        return NodeUnavailable(f"peer {target} unreachable: {err.details() or err.code().name}", grpc_code=err.code().name)
+        bare = NodeUnavailable(f"peer {target} unreachable: {err.details() or err.code().name}", grpc_code=err.code().name)
+        return tls_failure(bare, tls, target)
     return rebuilt
 
 
@@ -70,16 +74,18 @@ class _NoHeaderCarriage(Exception):
 
 @dataclass(slots=True)
 class _Route:
-    """One responder's two handshake methods, and whether it has the header carriage (learned on first contact)."""
+    """One responder's two handshake methods, whether it has the header carriage (learned on first
+    contact), and the TLS configuration of its channel (None: plaintext, or a channel given by the caller)."""
 
     classic: grpc.aio.StreamStreamMultiCallable
     in_headers: grpc.aio.StreamStreamMultiCallable
     headers_ok: bool = True
+    tls: TlsClientConfig | None = None
 
     @classmethod
-    def on(cls, channel: grpc.aio.Channel) -> "_Route":
+    def on(cls, channel: grpc.aio.Channel, tls: TlsClientConfig | None = None) -> "_Route":
         # Raw bytes both ways: requests are encoded and replies decoded strictly by auth_wire.
-        return cls(channel.stream_stream(METHOD), channel.stream_stream(METHOD_IN_HEADERS))
+        return cls(channel.stream_stream(METHOD), channel.stream_stream(METHOD_IN_HEADERS), tls=tls)
 
 
 class _Stream:
@@ -114,7 +120,7 @@ class _Stream:
         try:
             await call.write(encode(msg))
         except grpc.aio.AioRpcError as err:
-            raise _rpc_error(err, self.name) from None
+            raise _rpc_error(err, self.name, self.route.tls) from None
         except (grpc.aio.UsageError, asyncio.InvalidStateError) as err:
             # Writing after the call ended (cancelled by a local timeout, or finished).
             raise AuthenticationFailed(f"the stream to {self.name} is closed: {err}") from None
@@ -143,7 +149,7 @@ class _Stream:
                 retry = (err.trailing_metadata() or {}).get(RETRY_TRAILER_KEY)  # type: ignore[union-attr]
                 if isinstance(retry, bytes):
                     return decode(retry)
-            raise _rpc_error(err, self.name) from None
+            raise _rpc_error(err, self.name, self.route.tls) from None
         if raw is grpc.aio.EOF:
             # An OK status: the session message may have come with it, as a trailer.
             # (Which message it is, and whether it is the expected one, is the state
@@ -163,7 +169,9 @@ class Authenticator:
     responder's current key state"; ``credentials`` verifies credentials the
     policy requires; ``present`` are this device's own credentials (vc+jwt),
     attached when a responder asks for their type and issuer; ``stapled``
-    accepts responders' stapled state proofs instead of asking ``keys``.
+    accepts responders' stapled state proofs instead of asking ``keys``;
+    ``tls``: the channels it opens by address use TLS (docs/tls.md; None:
+    plaintext). A channel passed to :meth:`authenticate` is used as it is.
     """
 
     def __init__(
@@ -180,7 +188,9 @@ class Authenticator:
         clock_ms: Callable[[], int] = wall_ms,
         random_bytes: Callable[[int], bytes] = os.urandom,
         limits: HandshakeLimits = HandshakeLimits(),
+        tls: TlsClientConfig | None = None,
     ) -> None:
+        self.tls = tls
         store = nonces if nonces is not None else MemoryNonceStore(limits, not_before_ms=clock_ms())
         self.party = Party(identity, network, store, keys, policy, credentials, Wallet.of(present), stapled, clock_ms, random_bytes)
         self.driver = HandshakeInitiator(self.party)
@@ -197,8 +207,8 @@ class Authenticator:
             return route
         entry = self._channels.get(target)
         if entry is None:
-            ch = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-            entry = self._channels[target] = (ch, _Route.on(ch))
+            ch = open_channel(target, self.tls, aio=True)
+            entry = self._channels[target] = (ch, _Route.on(ch, self.tls))
         return entry[1]
 
     async def authenticate(
@@ -287,6 +297,8 @@ async def authenticate(
     session_credential: bool = True,
     max_staleness_ms: int = 0,
     timeout: float = DEFAULT_TIMEOUT_S,
+    tls: TlsClientConfig | None = None,
+    node_tls: TlsClientConfig | None = None,
 ) -> Established:
     """Authenticate the peer at ``address`` as ``identity``, checking its key through the node at ``node``.
 
@@ -294,16 +306,17 @@ async def authenticate(
     and a nonce store across calls). ``network`` defaults to the node's.
     ``max_staleness_ms`` > 0 accepts a state proof the responder stapled,
     if its checkpoint (signed by the node's key, trusted on first use from
-    the node's DID document) is at most that old.
+    the node's DID document) is at most that old. ``tls`` / ``node_tls``:
+    TLS to the peer / to the node (None: plaintext).
     """
-    async with AsyncClient(node) as client:
+    async with AsyncClient(node, tls=node_tls) as client:
         net = network or (await client.node_info()).network
         stapled = None
         if max_staleness_ms > 0:
             kid, key = await client.node_signer_key()
             stapled = StapledStateVerifier({kid.partition("#")[0]: key}, net, max_staleness_ms)
         auth = Authenticator(
-            identity, net, ClientKeyStates(client), nonces=nonces, credentials=ClientCredentials(client), present=present, stapled=stapled
+            identity, net, ClientKeyStates(client), nonces=nonces, credentials=ClientCredentials(client), present=present, stapled=stapled, tls=tls
         )
         try:
             return await auth.authenticate(

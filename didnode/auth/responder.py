@@ -49,6 +49,7 @@ from didnode.wire.handshake import (
     message_to_pb,
 )
 from didnode.wire.status import to_status
+from didnode.wire.tls import TlsServerConfig
 
 log = logging.getLogger("didnode.auth")
 
@@ -252,19 +253,25 @@ class ResponderServer:
 
 
 async def serve(
-    responder: HandshakeResponder, listen: str, on_done: OnDone | None = None, options: Sequence[tuple[str, Any]] = ()
+    responder: HandshakeResponder,
+    listen: str,
+    on_done: OnDone | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+    tls: TlsServerConfig | None = None,
 ) -> ResponderServer:
     """Serve ``responder`` on ``listen`` (HOST:PORT; port 0 picks a free one), with gRPC health checking.
 
     For a device that runs no other gRPC service; one that does mounts the
     responder into its own server with :func:`add_auth_responder`.
+    ``tls``: serve TLS with this certificate (and require client
+    certificates if it names a client CA; docs/tls.md); None: plaintext.
     Raises ``OSError`` when the address cannot be bound.
     """
     server = grpc.aio.server(options=list(options))
     servicer = add_auth_responder(server, responder, on_done)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(listen)
+    port = server.add_insecure_port(listen) if tls is None else server.add_secure_port(listen, tls.server_credentials())
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()

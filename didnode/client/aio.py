@@ -14,7 +14,7 @@ from nacl.signing import SigningKey
 from didnode.api.v1 import credentials_pb2, credentials_pb2_grpc, ledger_pb2_grpc, node_pb2, node_pb2_grpc, transparency_pb2_grpc
 from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import transparency_pb2 as tpb
-from didnode.client.channel import CHANNEL_OPTIONS, DEFAULT_ADDRESS, NODE_KEY_FRAGMENT
+from didnode.client.channel import DEFAULT_ADDRESS, NODE_KEY_FRAGMENT, open_channel
 from didnode.client.proofs import ProvenResolution, signer_key_from_did_document
 from didnode.client.sync import proven_from_pb, translate
 from didnode.clock import wall_ms
@@ -30,15 +30,20 @@ from didnode.wire import credentials as cw
 from didnode.wire import ledger as lw
 from didnode.wire import transparency as tw
 from didnode.wire.limits import HISTORY_PAGE
+from didnode.wire.tls import TlsClientConfig
 
 
 class AsyncClient:
-    """The asyncio twin of :class:`didnode.client.Client` (for devices and services built on grpc.aio)."""
+    """The asyncio twin of :class:`didnode.client.Client` (for devices and services built on grpc.aio).
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+    ``tls``: connect with TLS (docs/tls.md); None: plaintext.
+    """
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, *, tls: TlsClientConfig | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.tls = tls
+        self._channel = open_channel(address, tls, aio=True)
         self._ledger = ledger_pb2_grpc.LedgerServiceStub(self._channel)
         self._node = node_pb2_grpc.NodeServiceStub(self._channel)
         self._credentials = credentials_pb2_grpc.CredentialServiceStub(self._channel)
@@ -57,7 +62,7 @@ class AsyncClient:
         try:
             return await method(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as err:
-            raise translate(err) from None
+            raise translate(err, self.tls, self.address) from None
 
     # -- ledger -----------------------------------------------------------------
 
@@ -78,7 +83,7 @@ class AsyncClient:
                 for o in resp.outcomes:
                     yield lw.outcome_from_pb(o)
         except grpc.aio.AioRpcError as err:
-            raise translate(err) from None
+            raise translate(err, self.tls, self.address) from None
 
     async def resolve(self, did: str, version_id: int | None = None, version_time: str | None = None) -> dict[str, Any]:
         """See :meth:`didnode.client.Client.resolve`."""

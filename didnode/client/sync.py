@@ -17,7 +17,7 @@ from nacl.signing import SigningKey
 from didnode.api.v1 import credentials_pb2, credentials_pb2_grpc, ledger_pb2_grpc, node_pb2, node_pb2_grpc, transparency_pb2_grpc
 from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import transparency_pb2 as tpb
-from didnode.client.channel import CHANNEL_OPTIONS, DEFAULT_ADDRESS, NODE_KEY_FRAGMENT
+from didnode.client.channel import DEFAULT_ADDRESS, NODE_KEY_FRAGMENT, open_channel
 from didnode.client.credentials import OfflineVerifier
 from didnode.client.proofs import ProvenResolution, signer_key_from_did_document
 from didnode.clock import wall_ms
@@ -34,11 +34,14 @@ from didnode.wire import ledger as lw
 from didnode.wire import transparency as tw
 from didnode.wire.limits import HISTORY_PAGE
 from didnode.wire.status import from_rpc_error
+from didnode.wire.tls import TlsClientConfig, tls_failure
 
 
-def translate(err: grpc.RpcError) -> DidnodeError:
-    """The didnode error a failed call carries (both grpc stacks' errors are also ``grpc.Call``)."""
-    return from_rpc_error(err.code(), err.details() or "", err.trailing_metadata())  # type: ignore[attr-defined]
+def translate(err: grpc.RpcError, tls: TlsClientConfig | None = None, target: str = "") -> DidnodeError:
+    """The didnode error a failed call to ``target`` carries (both grpc stacks' errors are also ``grpc.Call``);
+    a connection that failed during TLS set-up is the TLS error it is (:func:`didnode.wire.tls.tls_failure`)."""
+    rebuilt = from_rpc_error(err.code(), err.details() or "", err.trailing_metadata())  # type: ignore[attr-defined]
+    return tls_failure(rebuilt, tls, target)
 
 
 def proven_from_pb(resp: tpb.ResolveWithProofResponse) -> ProvenResolution:
@@ -46,12 +49,16 @@ def proven_from_pb(resp: tpb.ResolveWithProofResponse) -> ProvenResolution:
 
 
 class Client:
-    """A blocking client for one node. Use as a context manager or call :meth:`close`."""
+    """A blocking client for one node. Use as a context manager or call :meth:`close`.
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+    ``tls``: connect with TLS (docs/tls.md); None: plaintext.
+    """
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, *, tls: TlsClientConfig | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.tls = tls
+        self._channel = open_channel(address, tls, aio=False)
         self._ledger = ledger_pb2_grpc.LedgerServiceStub(self._channel)
         self._node = node_pb2_grpc.NodeServiceStub(self._channel)
         self._credentials = credentials_pb2_grpc.CredentialServiceStub(self._channel)
@@ -70,7 +77,7 @@ class Client:
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as err:
-            raise translate(err) from None
+            raise translate(err, self.tls, self.address) from None
 
     # -- ledger -----------------------------------------------------------------
 
@@ -106,7 +113,7 @@ class Client:
                     yield lw.outcome_from_pb(o)
         except grpc.RpcError as err:
             failed.set()
-            raise translate(err) from None
+            raise translate(err, self.tls, self.address) from None
 
     def resolve(self, did: str, version_id: int | None = None, version_time: str | None = None) -> dict[str, Any]:
         """The W3C DID Resolution result (document, document metadata, resolution metadata)."""

@@ -13,7 +13,7 @@ signal failure; messages are one line, precise, and name the offending value.
 
 The classes live in one module per area (:mod:`~didnode.errors.base`: the base,
 the registry and the categories; ``ledger``, ``transparency``, ``credentials``,
-``auth``, ``cluster``, ``local``); import them from here.
+``auth``, ``cluster``, ``tls``, ``local``); import them from here.
 """
 
 from __future__ import annotations
@@ -157,6 +157,17 @@ from didnode.errors.cluster import (  # noqa: F401
     WriteConflict,
     WrongSubject,
 )
+from didnode.errors.tls import (  # noqa: F401
+    InsecureListen,
+    TlsCertificateExpired,
+    TlsClientCertificateRejected,
+    TlsClientCertificateRequired,
+    TlsFailed,
+    TlsFileInvalid,
+    TlsNameMismatch,
+    TlsNotServed,
+    TlsUntrustedCertificate,
+)
 
 __all__ = [
     "AlgNotAllowed",
@@ -196,6 +207,7 @@ __all__ = [
     "HeaderNotAllowed",
     "IdentityMisbinding",
     "IdleTimeout",
+    "InsecureListen",
     "Internal",
     "InvalidArgument",
     "InvalidDid",
@@ -265,6 +277,14 @@ __all__ = [
     "StreamMismatch",
     "StreamMissing",
     "SubjectMismatch",
+    "TlsCertificateExpired",
+    "TlsClientCertificateRejected",
+    "TlsClientCertificateRequired",
+    "TlsFailed",
+    "TlsFileInvalid",
+    "TlsNameMismatch",
+    "TlsNotServed",
+    "TlsUntrustedCertificate",
     "TokenTooLarge",
     "TooLarge",
     "TooManyCalls",

@@ -6,11 +6,15 @@ MALFORMED_MESSAGE, not with grpc's generic error; a request over its method's
 size limit is never parsed). Every method of every service, health and
 reflection included, runs inside the node's :class:`~didnode.transport.guard.NodeGuard`
 (per-peer calls and rates, idle streams); the server's options come from
-:class:`~didnode.transport.limits.Limits` (docs/security.md, "Limits").
+:class:`~didnode.transport.limits.Limits` (docs/security.md, "Limits"). With a
+:class:`~didnode.wire.tls.TlsServerConfig` the port serves TLS only
+(docs/tls.md); :func:`listens_on_loopback` is the rule that lets a node serve
+plaintext without being told ``--insecure-plaintext``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import grpc
@@ -22,6 +26,7 @@ from didnode.transport.guard import NodeGuard
 from didnode.transport.limits import MAX_REPLY_BYTES, Limits, connection_limit, raise_nofile_limit, server_options
 from didnode.wire.handlers import generic_handler
 from didnode.wire.limits import MAX_REQUEST_BYTES
+from didnode.wire.tls import TlsServerConfig
 
 log = logging.getLogger("didnode.transport")
 
@@ -29,7 +34,31 @@ MAX_MESSAGE_BYTES = MAX_REPLY_BYTES  # replies; requests are at most MAX_REQUEST
 # The options of a server with the default limits and 1,024 descriptors (see server_options).
 SERVER_OPTIONS = server_options(Limits(), 1024)
 
-__all__ = ["MAX_MESSAGE_BYTES", "MAX_REQUEST_BYTES", "SERVER_OPTIONS", "NodeServer", "start_server"]
+__all__ = ["MAX_MESSAGE_BYTES", "MAX_REQUEST_BYTES", "SERVER_OPTIONS", "NodeServer", "listens_on_loopback", "start_server"]
+
+
+def listens_on_loopback(listen: str) -> bool:
+    """Whether a server bound to ``listen`` can be reached from this host only.
+
+    ``listen`` as grpc takes it: ``HOST:PORT``, ``[IPv6]:PORT``, or a
+    ``unix:``/``unix-abstract:`` socket. True for ``localhost``, 127.0.0.0/8,
+    ``::1`` (and its IPv4-mapped forms) and Unix sockets; False for every other
+    host, the wildcards (``0.0.0.0``, ``[::]``, an empty host) and names.
+    """
+    if listen.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = listen.rsplit(":", 1)[0] if ":" in listen else listen
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host.lower() == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
 
 
 class NodeServer:
@@ -55,12 +84,15 @@ class NodeServer:
         await self.server.stop(grace)
 
 
-async def start_server(pairs: list[tuple[_descriptor.ServiceDescriptor, object]], listen: str, limits: Limits | None = None) -> NodeServer:
+async def start_server(
+    pairs: list[tuple[_descriptor.ServiceDescriptor, object]], listen: str, limits: Limits | None = None, tls: TlsServerConfig | None = None
+) -> NodeServer:
     """Serve (service descriptor, servicer) ``pairs`` on ``listen`` (HOST:PORT; port 0 picks a free one).
 
     Health checking and reflection are added for every service. Raises the
     process's RLIMIT_NOFILE soft limit to its hard limit first (connections
-    are file descriptors).
+    are file descriptors). ``tls``: serve TLS only (None: plaintext; whether
+    that is allowed is the caller's rule, :func:`listens_on_loopback`).
     """
     limits = limits or Limits()
     nofile = raise_nofile_limit()
@@ -74,7 +106,7 @@ async def start_server(pairs: list[tuple[_descriptor.ServiceDescriptor, object]]
     handlers.append(generic_handler(health_service, health_servicer, guard, safe=False))
     handlers.append(generic_handler(reflection_service, reflection.aio.ReflectionServicer(names), guard, safe=False))
     server.add_generic_rpc_handlers(tuple(handlers))
-    port = server.add_insecure_port(listen)
+    port = server.add_insecure_port(listen) if tls is None else server.add_secure_port(listen, tls.server_credentials())
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
