@@ -24,7 +24,7 @@ from didnode.core.credentials import IssuerRecord, VerificationReport
 from didnode.core.did import key_id_of
 from didnode.core.keystate import DidState
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
-from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, Receipt, Resource, SessionCredential, StatusInfo
+from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, ProvenState, Receipt, Resource, SessionCredential, StatusInfo
 from didnode.errors import DidnodeError
 from didnode.wire import credentials as cw
 from didnode.wire import ledger as lw
@@ -104,9 +104,11 @@ class AsyncClient:
                 return
             after_seq = page.next_after_seq
 
-    async def history_page(self, did: str, after_seq: int | None = None, page_size: int = HISTORY_PAGE) -> HistoryPage:
+    async def history_page(
+        self, did: str, after_seq: int | None = None, page_size: int = HISTORY_PAGE, prove_at_size: int | None = None
+    ) -> HistoryPage:
         """See :meth:`didnode.client.Client.history_page`."""
-        resp = await self._call(self._ledger.History, lw.history_request_to_pb(did, after_seq, page_size))
+        resp = await self._call(self._ledger.History, lw.history_request_to_pb(did, after_seq, page_size, prove_at_size))
         return lw.history_from_pb(resp, after_seq)
 
     async def key_state(self, did: str, at_position: int | None = None) -> KeyState:
@@ -143,9 +145,13 @@ class AsyncClient:
         """See :meth:`didnode.client.Client.state_proof`."""
         return tw.state_proof_from_pb(await self._call(self._transparency.GetStateProof, tpb.GetStateProofRequest(did=did)))
 
-    async def resolve_with_proof(self, did: str) -> ProvenResolution:
+    async def resolve_with_proof(self, did: str, known_size: int | None = None) -> ProvenResolution:
         """See :meth:`didnode.client.Client.resolve_with_proof`."""
-        return proven_from_pb(await self._call(self._transparency.ResolveWithProof, tpb.ResolveWithProofRequest(did=did)))
+        return proven_from_pb(await self._call(self._transparency.ResolveWithProof, tw.resolve_with_proof_request_to_pb(did, known_size)))
+
+    async def proven_state(self, did: str, known_size: int | None = None) -> ProvenState:
+        """See :meth:`didnode.client.Client.proven_state`."""
+        return tw.proven_state_from_pb(await self._call(self._transparency.GetStateProof, tw.state_proof_request_to_pb(did, known_size)))
 
     async def node_signer_key(self) -> tuple[str, bytes]:
         """See :meth:`didnode.client.Client.node_signer_key` (trust on first use)."""

@@ -10,7 +10,6 @@ one). The bundle is then checked by the pure verifier
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from didnode.clock import wall_ms
@@ -18,6 +17,7 @@ from didnode.clock import wall_ms
 from didnode.core import proof_bundle
 from didnode.core.encoding import ED25519_PUB, multikey_decode, raw_from_jwk
 from didnode.core.proof_bundle import Bundle, ConsistencyProof, InclusionProof, StateProof
+from didnode.core.results import ProvenResolution
 from didnode.core.transparency_verify import Verified, check_fresh, verify_bundle
 from didnode.core.document import resolution_result
 from didnode.core.keystate import DidState
@@ -108,14 +108,6 @@ def verify_offline(
     if max_age_ms is not None:
         check_fresh(verified.checkpoint, wall_ms() if now_ms is None else now_ms, max_age_ms)
     return verified
-
-
-@dataclass(frozen=True, slots=True)
-class ProvenResolution:
-    """A DID Resolution result with the state proof of the record it was computed from (not yet verified)."""
-
-    result: dict[str, Any]
-    proof: StateProof
 
 
 def verify_resolution(

@@ -27,7 +27,7 @@ from didnode.core.credentials import IssuerRecord, VerificationReport, VerifyPol
 from didnode.core.did import key_id_of
 from didnode.core.keystate import DidState
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
-from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, Receipt, Resource, SessionCredential, StatusInfo
+from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, ProvenState, Receipt, Resource, SessionCredential, StatusInfo
 from didnode.errors import DidnodeError
 from didnode.wire import credentials as cw
 from didnode.wire import ledger as lw
@@ -45,7 +45,8 @@ def translate(err: grpc.RpcError, tls: TlsClientConfig | None = None, target: st
 
 
 def proven_from_pb(resp: tpb.ResolveWithProofResponse) -> ProvenResolution:
-    return ProvenResolution(lw.resolution_from_json(resp.result_json), tw.state_proof_from_pb(resp.state_proof))
+    proven = tw.proven_state_from_pb(resp.state_proof)
+    return ProvenResolution(lw.resolution_from_json(resp.result_json), proven.proof, proven.consistency)
 
 
 class Client:
@@ -133,12 +134,16 @@ class Client:
                 return
             after_seq = page.next_after_seq
 
-    def history_page(self, did: str, after_seq: int | None = None, page_size: int = HISTORY_PAGE) -> HistoryPage:
+    def history_page(
+        self, did: str, after_seq: int | None = None, page_size: int = HISTORY_PAGE, prove_at_size: int | None = None
+    ) -> HistoryPage:
         """One page: at most ``page_size`` operations (fewer if the node's page is smaller) after ``after_seq``.
 
-        ``next_after_seq`` is the ``after_seq`` of the next page, None on the last.
+        ``next_after_seq`` is the ``after_seq`` of the next page, None on the last. With
+        ``prove_at_size``: the history as of the log of that size, each entry with its
+        inclusion proof there (not verified here: :mod:`didnode.client.verified` does).
         """
-        resp = self._call(self._ledger.History, lw.history_request_to_pb(did, after_seq, page_size))
+        resp = self._call(self._ledger.History, lw.history_request_to_pb(did, after_seq, page_size, prove_at_size))
         return lw.history_from_pb(resp, after_seq)
 
     def key_state(self, did: str, at_position: int | None = None) -> KeyState:
@@ -180,9 +185,15 @@ class Client:
         """``did``'s state record under the latest checkpoint, or the proof that it does not exist."""
         return tw.state_proof_from_pb(self._call(self._transparency.GetStateProof, tpb.GetStateProofRequest(did=did)))
 
-    def resolve_with_proof(self, did: str) -> ProvenResolution:
-        """The current resolution result with its state proof (check it with :func:`didnode.client.verify_resolution`)."""
-        return proven_from_pb(self._call(self._transparency.ResolveWithProof, tpb.ResolveWithProofRequest(did=did)))
+    def resolve_with_proof(self, did: str, known_size: int | None = None) -> ProvenResolution:
+        """The current resolution result with its state proof (check it with :func:`didnode.client.verify_resolution`);
+        with ``known_size``, also the consistency proof from that size."""
+        return proven_from_pb(self._call(self._transparency.ResolveWithProof, tw.resolve_with_proof_request_to_pb(did, known_size)))
+
+    def proven_state(self, did: str, known_size: int | None = None) -> ProvenState:
+        """``did``'s state proof and the consistency proof from ``known_size`` (not verified here:
+        :class:`didnode.client.verified.VerifiedClient` does)."""
+        return tw.proven_state_from_pb(self._call(self._transparency.GetStateProof, tw.state_proof_request_to_pb(did, known_size)))
 
     def node_signer_key(self) -> tuple[str, bytes]:
         """(kid, raw Ed25519 key) of the node's checkpoint key, read from the node's own DID document.

@@ -10,9 +10,11 @@ ordering time unless the name says otherwise).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from didnode.core.keystate import DidState
 from didnode.core.operations import Proof
+from didnode.core.proof_bundle import StateProof
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,8 @@ class HistoryEntry:
     signers: tuple[str, ...]
     payload: bytes
     proofs: tuple[Proof, ...]
+    # Only when asked for proofs at a tree size: the RFC 9162 inclusion path at that size.
+    inclusion: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +133,22 @@ class SessionCredential:
 
 
 __all__ = ["HistoryEntry", "KeyState", "NodeInfo", "Receipt", "Resource", "SessionCredential", "StatusInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenState:
+    """A DID's state proof under a checkpoint and, when the client named the size it verified, the
+    RFC 9162 consistency proof from that size to the checkpoint's (not yet verified)."""
+
+    proof: StateProof
+    consistency: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenResolution:
+    """A DID Resolution result with the state proof of the record it was computed from, and the
+    consistency proof as in :class:`ProvenState` (not yet verified)."""
+
+    result: dict[str, Any]
+    proof: StateProof
+    consistency: tuple[bytes, ...] = ()

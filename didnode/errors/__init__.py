@@ -13,7 +13,7 @@ signal failure; messages are one line, precise, and name the offending value.
 
 The classes live in one module per area (:mod:`~didnode.errors.base`: the base,
 the registry and the categories; ``ledger``, ``transparency``, ``credentials``,
-``auth``, ``cluster``, ``tls``, ``local``); import them from here.
+``auth``, ``cluster``, ``trust``, ``tls``, ``local``); import them from here.
 """
 
 from __future__ import annotations
@@ -89,6 +89,17 @@ from didnode.errors.transparency import (  # noqa: F401
     ProofClaimMismatch,
     RootMismatch,
     StaleCheckpoint,
+)
+from didnode.errors.trust import (  # noqa: F401
+    CheckpointBelowThreshold,
+    GenesisMismatch,
+    HistoryMismatch,
+    LogFork,
+    LogRollback,
+    TrustChanged,
+    TrustPolicyInvalid,
+    UnknownNode,
+    UntrustedCheckpointSigner,
 )
 from didnode.errors.credentials import (  # noqa: F401
     AlgNotAllowed,
@@ -175,6 +186,7 @@ __all__ = [
     "AuthenticationFailed",
     "BadCheckpointSignature",
     "BundleInvalid",
+    "CheckpointBelowThreshold",
     "CheckpointRollback",
     "ClaimsInvalid",
     "ClusterUnavailable",
@@ -195,6 +207,7 @@ __all__ = [
     "DidnodeError",
     "DuplicateJsonKey",
     "DuplicateOperation",
+    "GenesisMismatch",
     "HandshakeBadSignature",
     "HandshakeMalformed",
     "HandshakeOutOfOrder",
@@ -205,6 +218,7 @@ __all__ = [
     "HandshakeTimeout",
     "HandshakeTooLarge",
     "HeaderNotAllowed",
+    "HistoryMismatch",
     "IdentityMisbinding",
     "IdleTimeout",
     "InsecureListen",
@@ -233,6 +247,8 @@ __all__ = [
     "KidNotIssuer",
     "KidUnknown",
     "LocalError",
+    "LogFork",
+    "LogRollback",
     "MalformedCredential",
     "MalformedMessage",
     "MalformedOperation",
@@ -289,16 +305,20 @@ __all__ = [
     "TooLarge",
     "TooManyCalls",
     "TooManyPending",
+    "TrustChanged",
+    "TrustPolicyInvalid",
     "TypNotAllowed",
     "TypeNotExpected",
     "Unauthorized",
     "Unavailable",
     "UnknownDid",
     "UnknownKey",
+    "UnknownNode",
     "UnknownOperation",
     "UnknownResource",
     "UnknownVersion",
     "UnsupportedVersion",
+    "UntrustedCheckpointSigner",
     "WriteConflict",
     "WrongNetwork",
     "WrongPassphrase",

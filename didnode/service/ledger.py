@@ -10,17 +10,19 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from didnode.core import canonical
 from didnode.core import entry as entry_codec
-from didnode.core import operations
 from didnode.core.did import validate_did
-from didnode.core.document import parse_iso8601, resolution_result
-from didnode.core.keystate import ApplyContext, DidState, apply
+from didnode.core.document import resolution_result
+from didnode.core.keystate import DidState
 from didnode.core.operations import Proof
+from didnode.core.trust.history import ProvenOperation, pick_version, replay
 from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, Receipt, Resource
-from didnode.errors import DidnodeError, Internal, InvalidArgument, TooLarge, UnknownDid, UnknownVersion
+from didnode.core.merkle import proof_build
+from didnode.errors import DidnodeError, Internal, InvalidArgument, TooLarge, UnknownDid
+from didnode.store.tree_tables import LogNodes
 from didnode.ledger.batch import Outcome
 from didnode.ledger.orderer import settle
 from didnode.ledger.prepare import Item
@@ -43,6 +45,9 @@ class LedgerService:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        # Told the outcomes of every submitted group once it is durable (e.g. the node's
+        # metrics: submissions and rejections by reason); runs on the event loop, must not block.
+        self.on_outcomes: Callable[[Sequence[Outcome]], None] | None = None
 
     async def submit(self, payload: bytes, proofs: Sequence[Proof]) -> Receipt:
         """Submit one operation; returns once it is durably applied, or raises its rejection."""
@@ -92,7 +97,10 @@ class LedgerService:
         finally:
             if enqueued is not None:
                 enqueued.set()
-        return await fut
+        outcomes = await fut
+        if self.on_outcomes is not None:
+            self.on_outcomes(outcomes)
+        return outcomes
 
     # -- reads ---------------------------------------------------------------
 
@@ -105,48 +113,23 @@ class LedgerService:
             created = versions[0].time
             if version_id is None and version_time is None:
                 return resolution_result(tables.get_state(txn, did), created)
-            target = self._pick_version(did, versions, version_id, version_time)
+            target = pick_version(did, [v.time for v in versions], version_id, version_time)
             state = self._replay(txn, did, versions[: target + 1])
             following = versions[target + 1] if target + 1 < len(versions) else None
             nxt = (following.seq, following.time) if following else None
             return resolution_result(state, created, nxt)
 
-    @staticmethod
-    def _pick_version(did: str, versions: list[VersionRef], version_id: int | None, version_time: str | None) -> int:
-        if version_id is not None:
-            if version_id >= len(versions):
-                raise UnknownVersion(f"{did} has versions 0..{len(versions) - 1}; there is no version {version_id}", did=did)
-            return version_id
-        assert version_time is not None
-        try:
-            at = parse_iso8601(version_time)
-        except ValueError:
-            raise InvalidArgument(f"versionTime {version_time!r} is not an ISO 8601 datetime") from None
-        if "." not in version_time:
-            # Metadata times have second precision (DID Core); a time without
-            # fraction names the whole second, so the displayed versionTime of
-            # a version resolves to that version.
-            at += 999
-        chosen = -1
-        for i, v in enumerate(versions):
-            if v.time <= at:
-                chosen = i
-        if chosen < 0:
-            raise UnknownVersion(f"{did} did not exist yet at {version_time}", did=did)
-        return chosen
-
     def _replay(self, txn: Any, did: str, versions: list[VersionRef]) -> DidState:
         """Rebuild a past state by replaying the DID's accepted operations (trusted)."""
-        state: DidState | None = None
+        ops = []
         for v in versions:
             e = entry_codec.decode(self.node.tables.entry(txn, v.position))
-            op = operations.parse(e.payload, e.proofs, self.node.network)
-            ctx = ApplyContext(e.position, e.time, _no_resolve, trusted=True)
-            state = apply(state, op, ctx)
-        assert state is not None
-        return state
+            ops.append(ProvenOperation(e.position, e.time, v.seq, e.payload, e.proofs, ()))
+        return replay(did, ops, self.node.network)[-1].state
 
-    def history(self, did: str, after_seq: int | None = None, page_size: int | None = HISTORY_PAGE) -> HistoryPage:
+    def history(
+        self, did: str, after_seq: int | None = None, page_size: int | None = HISTORY_PAGE, prove_at_size: int | None = None
+    ) -> HistoryPage:
         """One page of ``did``'s operations in seq order (position, time, type, signers, hash, signed bytes).
 
         The page holds the operations with seq > ``after_seq`` (None: from the
@@ -155,6 +138,10 @@ class LedgerService:
         asks for the whole history in one page: :class:`TooLarge` when it does
         not fit (what a client from before paging asks; it must never get a
         silently truncated history).
+
+        With ``prove_at_size`` (at most the log size, else :class:`InvalidArgument`): the history
+        as of the log of that size (operations at positions below it), each entry with its
+        inclusion proof at that size, all read in one transaction (docs/trust.md).
         """
         validate_did(did)
         if page_size is not None and page_size < 1:
@@ -165,6 +152,13 @@ class LedgerService:
         size = 0
         with self.node.store.read() as txn:
             versions = tables.versions(txn, did)
+            if prove_at_size is not None:
+                n = tables.log_size(txn)
+                if not 1 <= prove_at_size <= n:
+                    raise InvalidArgument(f"prove_at_size {prove_at_size} must be 1..{n} (the log size)", size=prove_at_size)
+                versions = [v for v in versions if v.position < prove_at_size]
+                if not versions:
+                    raise UnknownDid(f"{did} did not exist yet in the log of {prove_at_size} entries", did=did)
             start = 0 if after_seq is None else min(after_seq + 1, len(versions))  # versions[i].seq == i
             for v in versions[start : start + limit]:
                 e = entry_codec.decode(tables.entry(txn, v.position))
@@ -183,6 +177,7 @@ class LedgerService:
                         tuple(p.kid for p in e.proofs),
                         e.payload,
                         e.proofs,
+                        () if prove_at_size is None else tuple(proof_build.inclusion_proof(LogNodes(txn, self.node.store), v.position, prove_at_size)),
                     )
                 )
         more = start + len(out) < len(versions)
@@ -245,6 +240,3 @@ class LedgerService:
             not_writable_reason=cluster.reason,
         )
 
-
-def _no_resolve(did: str) -> DidState:
-    raise UnknownDid(f"{did}: controllers are not consulted when replaying accepted operations")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 import lmdb
@@ -29,6 +28,7 @@ from didnode.core.document import resolution_result
 from didnode.core.keystate import DidState
 from didnode.core.merkle import proof_build, sparse
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
+from didnode.core.results import ProvenResolution, ProvenState
 from didnode.errors import DidnodeError, Internal, InvalidArgument, UnknownDid, UnknownOperation
 from didnode.ledger.checkpoints import DEFAULT_MAX_AGE_MS, Checkpointer
 from didnode.ledger.orderer import settle
@@ -39,14 +39,6 @@ from didnode.store.tree_tables import LogNodes, StateNodes
 T = TypeVar("T")
 NODE_KEY_FRAGMENT = "key-1"
 log = logging.getLogger("didnode.transparency")
-
-
-@dataclass(frozen=True, slots=True)
-class ProvenResolution:
-    """A DID Resolution result and the state proof of the record it was computed from."""
-
-    result: dict[str, Any]
-    proof: StateProof
 
 
 class TransparencyService:
@@ -176,20 +168,30 @@ class TransparencyService:
             return StateProof(did, False, b"", proof, checkpoint)
         return StateProof(did, True, raw, proof, checkpoint)
 
-    async def state_proof(self, did: str) -> StateProof:
-        """``did``'s state record under the latest checkpoint, or the proof that it has none."""
-        validate_did(did)
-        return await self._at_latest(lambda txn, cp: self._state_proof(txn, cp, did))
+    def _proven(self, txn: lmdb.Transaction, checkpoint: SignedCheckpoint, did: str, known_size: int | None) -> ProvenState:
+        """The state proof and, for a client that verified ``known_size`` (at most the checkpoint's
+        size), the consistency proof from there, read in the checkpoint's transaction."""
+        consistency: tuple[bytes, ...] = ()
+        if known_size is not None and 1 <= known_size <= checkpoint.tree_size:
+            consistency = tuple(proof_build.consistency_proof(LogNodes(txn, self.node.store), known_size, checkpoint.tree_size))
+        return ProvenState(self._state_proof(txn, checkpoint, did), consistency)
 
-    async def resolve_with_proof(self, did: str) -> ProvenResolution:
+    async def state_proof(self, did: str, known_size: int | None = None) -> ProvenState:
+        """``did``'s state record under the latest checkpoint, or the proof that it has none; with
+        ``known_size``, the consistency proof from that size to the checkpoint's (docs/trust.md)."""
+        validate_did(did)
+        return await self._at_latest(lambda txn, cp: self._proven(txn, cp, did, known_size))
+
+    async def resolve_with_proof(self, did: str, known_size: int | None = None) -> ProvenResolution:
         """The current resolution result with the state proof of the record it comes from.
 
         Raises :class:`UnknownDid` for a DID that does not exist (ask
         :meth:`state_proof` for the proof of its absence).
         """
         validate_did(did)
-        proof = await self._at_latest(lambda txn, cp: self._state_proof(txn, cp, did))
+        proven = await self._at_latest(lambda txn, cp: self._proven(txn, cp, did, known_size))
+        proof = proven.proof
         if not proof.present:
             raise UnknownDid(f"{did} does not exist on this ledger", did=did)
         state = DidState.from_record(proof.state_record)
-        return ProvenResolution(resolution_result(state, state.created_time), proof)
+        return ProvenResolution(resolution_result(state, state.created_time), proof, proven.consistency)

@@ -123,7 +123,8 @@ class LedgerServicer:
         after = request.after_seq if request.HasField("after_seq") else None
         # page_size 0 without after_seq: a client from before paging asks for everything (or TOO_LARGE).
         size = request.page_size or (HISTORY_PAGE if after is not None else None)
-        return convert.history_to_pb(self.ledger.history(request.did, after, size))
+        prove = request.prove_at_size if request.HasField("prove_at_size") else None
+        return convert.history_to_pb(self.ledger.history(request.did, after, size, prove))
 
     @unary
     async def GetKeyState(self, request: pb.KeyStateRequest, context: grpc.aio.ServicerContext) -> pb.KeyStateResponse:

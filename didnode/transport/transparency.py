@@ -48,15 +48,18 @@ class TransparencyServicer:
 
     @unary
     async def GetStateProof(self, request: tpb.GetStateProofRequest, context: grpc.aio.ServicerContext) -> tpb.StateProof:
-        return state_proof_to_pb(await self.service.state_proof(request.did))
+        known = request.known_size if request.HasField("known_size") else None
+        proven = await self.service.state_proof(request.did, known)
+        return state_proof_to_pb(proven.proof, proven.consistency)
 
     @unary
     async def ResolveWithProof(
         self, request: tpb.ResolveWithProofRequest, context: grpc.aio.ServicerContext
     ) -> tpb.ResolveWithProofResponse:
-        proven = await self.service.resolve_with_proof(request.did)
+        known = request.known_size if request.HasField("known_size") else None
+        proven = await self.service.resolve_with_proof(request.did, known)
         return tpb.ResolveWithProofResponse(
-            result_json=json.dumps(proven.result, separators=(",", ":")), state_proof=state_proof_to_pb(proven.proof)
+            result_json=json.dumps(proven.result, separators=(",", ":")), state_proof=state_proof_to_pb(proven.proof, proven.consistency)
         )
 
 

@@ -73,11 +73,14 @@ def outcome_from_pb(o: pb.BatchOutcome) -> Receipt | DidnodeError:
     return error_for_reason(rej.reason, rej.message, dict(rej.details))
 
 
-def history_request_to_pb(did: str, after_seq: int | None, page_size: int) -> pb.HistoryRequest:
-    """A request for the page of ``did``'s history after ``after_seq`` (None: from the create)."""
+def history_request_to_pb(did: str, after_seq: int | None, page_size: int, prove_at_size: int | None = None) -> pb.HistoryRequest:
+    """A request for the page of ``did``'s history after ``after_seq`` (None: from the create); with
+    ``prove_at_size``, as of the log of that size, each entry with its inclusion proof there."""
     req = pb.HistoryRequest(did=did, page_size=page_size)
     if after_seq is not None:
         req.after_seq = after_seq
+    if prove_at_size is not None:
+        req.prove_at_size = prove_at_size
     return req
 
 
@@ -92,6 +95,7 @@ def history_to_pb(page: HistoryPage) -> pb.HistoryResponse:
                 op_hash=h.op_hash,
                 signers=list(h.signers),
                 operation=operation_to_pb(h.payload, h.proofs),
+                inclusion=list(h.inclusion),
             )
             for h in page.entries
         ]
@@ -113,6 +117,7 @@ def history_from_pb(resp: pb.HistoryResponse, after_seq: int | None = None) -> H
             tuple(e.signers),
             e.operation.payload,
             tuple(Proof(p.kid, p.signature) for p in e.operation.proofs),
+            tuple(e.inclusion),
         )
         for e in resp.entries
     )

@@ -7,10 +7,13 @@ mapping; it imports nothing but the generated messages and pure core code
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from didnode.api.v1 import transparency_pb2 as tpb
 from didnode.core.checkpoint import Checkpoint, SignedCheckpoint
 from didnode.core.merkle.encoding import parse_sparse_proof, serialize_sparse_proof
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
+from didnode.core.results import ProvenState
 from didnode.errors import MalformedProof
 
 
@@ -61,13 +64,14 @@ def consistency_from_pb(m: tpb.ConsistencyProof) -> ConsistencyProof:
     )
 
 
-def state_proof_to_pb(p: StateProof) -> tpb.StateProof:
+def state_proof_to_pb(p: StateProof, consistency: Sequence[bytes] = ()) -> tpb.StateProof:
     return tpb.StateProof(
         did=p.did,
         present=p.present,
         state_record=p.state_record,
         proof=serialize_sparse_proof(p.proof),
         checkpoint=checkpoint_to_pb(p.checkpoint),
+        consistency=list(consistency),
     )
 
 
@@ -75,6 +79,25 @@ def state_proof_from_pb(m: tpb.StateProof) -> StateProof:
     if not m.HasField("checkpoint"):
         raise MalformedProof("state proof reply carries no checkpoint")
     return StateProof(m.did, m.present, m.state_record, parse_sparse_proof(m.proof), checkpoint_from_pb(m.checkpoint))
+
+
+def proven_state_from_pb(m: tpb.StateProof) -> ProvenState:
+    """A state proof with the consistency proof the request asked for (both still to be verified)."""
+    return ProvenState(state_proof_from_pb(m), tuple(m.consistency))
+
+
+def state_proof_request_to_pb(did: str, known_size: int | None) -> tpb.GetStateProofRequest:
+    req = tpb.GetStateProofRequest(did=did)
+    if known_size is not None:
+        req.known_size = known_size
+    return req
+
+
+def resolve_with_proof_request_to_pb(did: str, known_size: int | None) -> tpb.ResolveWithProofRequest:
+    req = tpb.ResolveWithProofRequest(did=did)
+    if known_size is not None:
+        req.known_size = known_size
+    return req
 
 
 def checkpoint_request_to_pb(tree_size: int | None) -> tpb.GetCheckpointRequest:

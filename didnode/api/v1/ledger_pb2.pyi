@@ -109,17 +109,19 @@ class ResolveResponse(_message.Message):
     def __init__(self, result_json: _Optional[str] = ...) -> None: ...
 
 class HistoryRequest(_message.Message):
-    __slots__ = ("did", "page_size", "after_seq")
+    __slots__ = ("did", "page_size", "after_seq", "prove_at_size")
     DID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    PROVE_AT_SIZE_FIELD_NUMBER: _ClassVar[int]
     did: str
     page_size: int
     after_seq: int
-    def __init__(self, did: _Optional[str] = ..., page_size: _Optional[int] = ..., after_seq: _Optional[int] = ...) -> None: ...
+    prove_at_size: int
+    def __init__(self, did: _Optional[str] = ..., page_size: _Optional[int] = ..., after_seq: _Optional[int] = ..., prove_at_size: _Optional[int] = ...) -> None: ...
 
 class HistoryEntry(_message.Message):
-    __slots__ = ("position", "time_ms", "type", "seq", "op_hash", "signers", "operation")
+    __slots__ = ("position", "time_ms", "type", "seq", "op_hash", "signers", "operation", "inclusion")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +129,7 @@ class HistoryEntry(_message.Message):
     OP_HASH_FIELD_NUMBER: _ClassVar[int]
     SIGNERS_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
+    INCLUSION_FIELD_NUMBER: _ClassVar[int]
     position: int
     time_ms: int
     type: str
@@ -134,7 +137,8 @@ class HistoryEntry(_message.Message):
     op_hash: bytes
     signers: _containers.RepeatedScalarFieldContainer[str]
     operation: Operation
-    def __init__(self, position: _Optional[int] = ..., time_ms: _Optional[int] = ..., type: _Optional[str] = ..., seq: _Optional[int] = ..., op_hash: _Optional[bytes] = ..., signers: _Optional[_Iterable[str]] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ...) -> None: ...
+    inclusion: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, position: _Optional[int] = ..., time_ms: _Optional[int] = ..., type: _Optional[str] = ..., seq: _Optional[int] = ..., op_hash: _Optional[bytes] = ..., signers: _Optional[_Iterable[str]] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ..., inclusion: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class HistoryResponse(_message.Message):
     __slots__ = ("entries", "next_after_seq")

@@ -78,30 +78,36 @@ class ConsistencyProof(_message.Message):
     def __init__(self, size1: _Optional[int] = ..., size2: _Optional[int] = ..., hashes: _Optional[_Iterable[bytes]] = ..., checkpoint1: _Optional[_Union[Checkpoint, _Mapping]] = ..., checkpoint2: _Optional[_Union[Checkpoint, _Mapping]] = ...) -> None: ...
 
 class GetStateProofRequest(_message.Message):
-    __slots__ = ("did",)
+    __slots__ = ("did", "known_size")
     DID_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_SIZE_FIELD_NUMBER: _ClassVar[int]
     did: str
-    def __init__(self, did: _Optional[str] = ...) -> None: ...
+    known_size: int
+    def __init__(self, did: _Optional[str] = ..., known_size: _Optional[int] = ...) -> None: ...
 
 class StateProof(_message.Message):
-    __slots__ = ("did", "present", "state_record", "proof", "checkpoint")
+    __slots__ = ("did", "present", "state_record", "proof", "checkpoint", "consistency")
     DID_FIELD_NUMBER: _ClassVar[int]
     PRESENT_FIELD_NUMBER: _ClassVar[int]
     STATE_RECORD_FIELD_NUMBER: _ClassVar[int]
     PROOF_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     did: str
     present: bool
     state_record: bytes
     proof: bytes
     checkpoint: Checkpoint
-    def __init__(self, did: _Optional[str] = ..., present: _Optional[bool] = ..., state_record: _Optional[bytes] = ..., proof: _Optional[bytes] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ...) -> None: ...
+    consistency: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, did: _Optional[str] = ..., present: _Optional[bool] = ..., state_record: _Optional[bytes] = ..., proof: _Optional[bytes] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., consistency: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ResolveWithProofRequest(_message.Message):
-    __slots__ = ("did",)
+    __slots__ = ("did", "known_size")
     DID_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_SIZE_FIELD_NUMBER: _ClassVar[int]
     did: str
-    def __init__(self, did: _Optional[str] = ...) -> None: ...
+    known_size: int
+    def __init__(self, did: _Optional[str] = ..., known_size: _Optional[int] = ...) -> None: ...
 
 class ResolveWithProofResponse(_message.Message):
     __slots__ = ("result_json", "state_proof")

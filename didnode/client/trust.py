@@ -1,0 +1,56 @@
+"""First contact with a node: the trust policy a client would adopt, taken from the node itself.
+
+Trust on first use, as ssh's first connection: what :func:`policy_from_node`
+returns is only what the node says of itself (its network, the genesis entry
+of its log, its checkpoint key read from its own DID document). A client shows
+it to a person who compares it with what the node's operator published
+(``didnode trust-policy``) before keeping it; from then on every answer is
+checked against it (:mod:`didnode.client.verified`) and a node presenting
+anything else is an error, never a new question (docs/trust.md).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from didnode.clock import wall_ms
+from didnode.core.merkle.hasher import leaf_hash
+from didnode.core.trust import DEFAULT_MAX_STALENESS_MS, TrustedKey, TrustedLog, TrustPolicy
+from didnode.errors import TrustChanged
+
+if TYPE_CHECKING:
+    from didnode.client.sync import Client
+
+
+def policy_from_node(client: "Client", max_staleness_ms: int = DEFAULT_MAX_STALENESS_MS) -> TrustPolicy:
+    """The policy the node at ``client`` presents (unverified claims: module docstring), checked for
+    coherence: its latest checkpoint must verify under it (signature, genesis, freshness), and the
+    policy returned remembers that checkpoint."""
+    from didnode.client.verified import VerifiedClient
+
+    info = client.node_info()
+    kid, key = client.node_signer_key()
+    genesis = leaf_hash(client.inclusion_proof(position=0, tree_size=1).entry)
+    policy = TrustPolicy.create(info.network, genesis, [TrustedKey(kid, key)], 1, max_staleness_ms)
+    log = TrustedLog(policy)
+    VerifiedClient(client, log, wall_ms).state(info.node_did)
+    return log.policy
+
+
+def check_same_anchors(known: TrustPolicy, presented: TrustPolicy, address: str) -> None:
+    """Raise :class:`TrustChanged` (naming what changed) unless ``presented`` trusts the same ledger as ``known``."""
+    changes = []
+    if known.network != presented.network:
+        changes.append(f"network {known.network!r} -> {presented.network!r}")
+    if known.genesis != presented.genesis:
+        changes.append(f"genesis {known.genesis.hex()[:16]}… -> {presented.genesis.hex()[:16]}…")
+    if {k.public_key for k in presented.keys} - {k.public_key for k in known.keys}:
+        old = ", ".join(k.fingerprint for k in known.keys)
+        new = ", ".join(k.fingerprint for k in presented.keys)
+        changes.append(f"checkpoint key {old} -> {new}")
+    if changes:
+        raise TrustChanged(
+            f"the node at {address} is not the one this client trusts: {'; '.join(changes)}. If the operator really "
+            f"replaced it, remove the old entry (didctl trust remove {address}) and accept the new one",
+            address=address,
+        )

@@ -1,0 +1,338 @@
+"""Verified reads: every answer a decision depends on, checked against the client's trust policy.
+
+A node's answer is believed only once it is proven under a checkpoint that the
+client's :class:`~didnode.core.trust.TrustedLog` accepted (signed by enough
+trusted keys, of the policy's network, fresh, and extending every checkpoint
+the client verified before; docs/trust.md):
+
+* a DID's current state (:meth:`VerifiedClient.state`, :meth:`~VerifiedClient.key_state`):
+  its state record with a state proof, the checkpoint and the consistency proof
+  from the client's latest verified size, in one RPC (``GetStateProof`` with
+  ``known_size``); a proof of absence is a verified :class:`UnknownDid`;
+* the current resolution: recomputed from the proven record, and the node's
+  own rendering must equal it (:class:`ProofClaimMismatch` otherwise); a node
+  answering that the DID does not exist must prove its absence;
+* history and every past version: the DID's operations, each proven in the
+  log at the checkpoint's size and replayed into exactly the proven state
+  (:mod:`didnode.core.trust.history`); past versions, keys valid at a position
+  and an issuer's key times are computed from them here, never taken from a node;
+* a resource (status lists): the publish operation the proven state names,
+  by its hash.
+
+:class:`VerifiedClient` wraps the blocking :class:`~didnode.client.Client`,
+:class:`AsyncVerifiedClient` the :class:`~didnode.client.AsyncClient`; both
+share :class:`Checks`, which does no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
+
+from didnode.clock import wall_ms
+from didnode.core import canonical
+from didnode.core.checkpoint import Checkpoint
+from didnode.core.credentials.resolver import IssuerRecord, record_from_versions
+from didnode.core.document import resolution_result
+from didnode.core.keystate import DidState
+from didnode.core.proof_bundle import InclusionProof
+from didnode.core.results import HistoryEntry, HistoryPage, KeyState, ProvenResolution, ProvenState, Resource
+from didnode.core.transparency_verify import verify_inclusion_at, verify_state_at
+from didnode.core.trust import ProofBaseMoved, TrustedLog, TrustPolicy
+from didnode.core.trust.history import ProvenOperation, Version, pick_version, verify_history
+from didnode.errors import HistoryMismatch, MalformedProof, ProofClaimMismatch, UnknownDid, UnknownResource
+
+if TYPE_CHECKING:
+    from didnode.client.aio import AsyncClient
+    from didnode.client.sync import Client
+
+# How often a read is asked again when the latest verified checkpoint moved while it was in flight.
+ATTEMPTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Proven:
+    """A DID's state (None: proven absent) and the verified checkpoint it is proven under."""
+
+    did: str
+    state: DidState | None
+    record: bytes
+    checkpoint: Checkpoint
+
+
+class Checks:
+    """The checks of the module docstring over answers already fetched (no I/O; the clock passed in)."""
+
+    def __init__(self, log: TrustedLog, clock_ms: Callable[[], int] = wall_ms) -> None:
+        self.log = log
+        self.clock_ms = clock_ms
+
+    @property
+    def policy(self) -> TrustPolicy:
+        return self.log.policy
+
+    def state(self, did: str, proven: ProvenState, proof_from: int) -> Proven:
+        """The state ``proven`` proves for ``did``. Raises the trust and proof errors, or :class:`ProofBaseMoved`."""
+        p = proven.proof
+        if p.did != did:
+            raise ProofClaimMismatch(f"the node answered with the state proof of {p.did[:80]}, not of {did}", did=did)
+        checkpoint = self.log.accept(p.checkpoint, proven.consistency, proof_from, self.clock_ms())
+        if not p.present:
+            verify_state_at(checkpoint, did, None, p.proof)
+            return Proven(did, None, b"", checkpoint)
+        verify_state_at(checkpoint, did, p.state_record, p.proof)
+        return Proven(did, DidState.from_record(p.state_record), p.state_record, checkpoint)
+
+    def resolution(self, did: str, proven: ProvenResolution, proof_from: int) -> dict[str, Any]:
+        """The resolution result recomputed from the proven record; the node's own must be the same."""
+        got = self.state(did, ProvenState(proven.proof, proven.consistency), proof_from)
+        state = present(got)
+        result = resolution_result(state, state.created_time)
+        if result != proven.result:
+            raise ProofClaimMismatch(f"the node's resolution of {did} differs from the one its proven state record gives", did=did)
+        return result
+
+    def history(self, proven: Proven, entries: list[HistoryEntry]) -> list[Version]:
+        """The versions of a proven DID from its entries (proved at the checkpoint's size)."""
+        ops = [ProvenOperation(e.position, e.time_ms, e.seq, e.payload, e.proofs, e.inclusion) for e in entries]
+        for e in entries:
+            if hashlib.sha256(e.payload).digest() != e.op_hash:
+                raise HistoryMismatch(f"the node's history of {proven.did} names a hash for operation {e.seq} that is not its payload's", did=proven.did)
+        return verify_history(proven.record, self.policy.network, ops, proven.checkpoint)
+
+    def resource(self, proven: Proven, resource_id: str, entry_proof: InclusionProof) -> Resource:
+        """The resource ``resource_id`` of a proven DID, from the log entry its state names."""
+        state = present(proven)
+        named = next((r for r in state.resources if r["id"] == resource_id), None)
+        if named is None:
+            raise UnknownResource(f"{state.did} has published no resource {resource_id!r} (verified)", did=state.did, id=resource_id)
+        if entry_proof.index != named["pos"]:
+            raise ProofClaimMismatch(f"the node sent log entry {entry_proof.index}, not the publish of {resource_id!r} at {named['pos']}", did=state.did)
+        # Proven in the log at the checkpoint's size: the entry's time, not covered by the
+        # operation hash the state names, is then proven too.
+        e = verify_inclusion_at(proven.checkpoint, entry_proof.entry, entry_proof.index, entry_proof.hashes)
+        op_hash = hashlib.sha256(e.payload).digest()
+        if op_hash.hex() != named["hash"] or e.position != named["pos"]:
+            raise ProofClaimMismatch(f"the node sent another operation than the publish of {resource_id!r} that {state.did}'s proven state names", did=state.did)
+        body = canonical.loads(e.payload, MalformedProof, "the publish operation")
+        res = body.get("resource") if isinstance(body, dict) else None
+        if not isinstance(res, dict) or res.get("id") != resource_id or not isinstance(res.get("content"), str):
+            raise MalformedProof(f"the publish of {resource_id!r} carries no such resource")
+        return Resource(state.did, resource_id, str(res.get("mediaType", "")), res["content"], e.position, int(named["seq"]), e.time, op_hash)
+
+
+def present(proven: Proven) -> DidState:
+    """The state of a proven DID; raises :class:`UnknownDid` when the proof shows it does not exist."""
+    if proven.state is None:
+        raise UnknownDid(f"{proven.did} does not exist on this ledger (verified: a proof of absence)", did=proven.did)
+    return proven.state
+
+
+def _trusted(trust: TrustedLog | TrustPolicy) -> TrustedLog:
+    return trust if isinstance(trust, TrustedLog) else TrustedLog(trust)
+
+
+def _claimed_absent(proven: Proven) -> NoReturn:
+    """A node answered that a DID does not exist: believed only with its proof of absence (then the
+    verified :class:`UnknownDid`); a DID the proof shows present is :class:`ProofClaimMismatch`."""
+    present(proven)
+    raise ProofClaimMismatch(f"the node says {proven.did} does not exist, and its state proof shows it does", did=proven.did)
+
+
+def _next_page(proven: Proven, entries: list[HistoryEntry], page: HistoryPage) -> int | None:
+    """Add ``page`` to ``entries``; the ``after_seq`` of the next page to ask, or None when done. A node
+    cannot keep a client paging: it stops once the operations the proven state is due are there
+    (the check then finds any lie; pages are never empty and their seqs go up: :func:`didnode.wire.ledger.history_from_pb`)."""
+    entries.extend(page.entries)
+    if page.next_after_seq is None or len(entries) > present(proven).seq:
+        return None
+    return page.next_after_seq
+
+
+def _version_result(did: str, versions: list[Version], version_id: int | None, version_time: str | None) -> dict[str, Any]:
+    index = pick_version(did, [v.time_ms for v in versions], version_id, version_time)
+    following = versions[index + 1] if index + 1 < len(versions) else None
+    nxt = (following.seq, following.time_ms) if following is not None else None
+    return resolution_result(versions[index].state, versions[0].time_ms, nxt)
+
+
+def _key_state(proven: Proven, network: str, at_position: int | None) -> KeyState:
+    state = present(proven)
+    valid = None if at_position is None else tuple(k.id for k in state.keys_valid_at(at_position))
+    return KeyState(state, network, valid)
+
+
+class VerifiedClient:
+    """The blocking :class:`~didnode.client.Client`'s reads, verified (module docstring).
+
+    ``trust``: a :class:`TrustPolicy` or a :class:`TrustedLog` (shared, so its
+    verified checkpoints are cached across clients). ``client`` stays usable
+    for writes and unverified calls; this class never closes it.
+    """
+
+    def __init__(self, client: "Client", trust: TrustedLog | TrustPolicy, clock_ms: Callable[[], int] = wall_ms) -> None:
+        self.client = client
+        self.checks = Checks(_trusted(trust), clock_ms)
+
+    @property
+    def log(self) -> TrustedLog:
+        return self.checks.log
+
+    def proven(self, did: str) -> Proven:
+        """``did``'s state, or its proven absence, under a verified checkpoint."""
+        for _ in range(ATTEMPTS - 1):
+            known = self.log.known_size
+            try:
+                return self.checks.state(did, self.client.proven_state(did, known), known)
+            except ProofBaseMoved:
+                continue
+        known = self.log.known_size
+        return self.checks.state(did, self.client.proven_state(did, known), known)
+
+    def state(self, did: str) -> DidState:
+        """``did``'s current state, verified; :class:`UnknownDid` when proven absent."""
+        return present(self.proven(did))
+
+    def key_state(self, did: str, at_position: int | None = None) -> KeyState:
+        """As :meth:`Client.key_state`, verified; the keys valid at ``at_position`` are computed here from the proven state."""
+        return _key_state(self.proven(did), self.log.policy.network, at_position)
+
+    def resolve(self, did: str, version_id: int | None = None, version_time: str | None = None) -> dict[str, Any]:
+        """The DID Resolution result of the current version, or of a past one computed from the verified history."""
+        if version_id is None and version_time is None:
+            for _ in range(ATTEMPTS - 1):
+                known = self.log.known_size
+                try:
+                    return self.checks.resolution(did, self._resolve_with_proof(did, known), known)
+                except ProofBaseMoved:
+                    continue
+            known = self.log.known_size
+            return self.checks.resolution(did, self._resolve_with_proof(did, known), known)
+        return _version_result(did, self.versions(did), version_id, version_time)
+
+    def _resolve_with_proof(self, did: str, known: int) -> ProvenResolution:
+        try:
+            return self.client.resolve_with_proof(did, known)
+        except UnknownDid:
+            _claimed_absent(self.proven(did))
+
+    def history_of(self, proven: Proven) -> tuple[list[HistoryEntry], list[Version]]:
+        """The verified history of a proven DID: its entries and the version after each."""
+        size = proven.checkpoint.tree_size
+        entries: list[HistoryEntry] = []
+        after = None
+        while True:
+            page = self.client.history_page(proven.did, after, prove_at_size=size)
+            after = _next_page(proven, entries, page)
+            if after is None:
+                break
+        return entries, self.checks.history(proven, entries)
+
+    def history(self, did: str) -> list[HistoryEntry]:
+        """Every operation of ``did``, each proven in the log and chained to its verified state."""
+        proven = self.proven(did)
+        present(proven)
+        return self.history_of(proven)[0]
+
+    def versions(self, did: str) -> list[Version]:
+        """The state after each operation of ``did``, computed from its verified history."""
+        proven = self.proven(did)
+        present(proven)
+        return self.history_of(proven)[1]
+
+    def resource(self, did: str, resource_id: str) -> Resource:
+        """The latest content of a resource, as the DID's proven state names it."""
+        proven = self.proven(did)
+        position = next((r["pos"] for r in present(proven).resources if r["id"] == resource_id), None)
+        if position is None:
+            raise UnknownResource(f"{did} has published no resource {resource_id!r} (verified)", did=did, id=resource_id)
+        return self.checks.resource(proven, resource_id, self.client.inclusion_proof(position=position, tree_size=proven.checkpoint.tree_size))
+
+    def issuer_record(self, did: str) -> IssuerRecord:
+        """An issuer's verified state with its keys' ledger times (from its verified history)."""
+        proven = self.proven(did)
+        state = present(proven)
+        entries, _ = self.history_of(proven)
+        return record_from_versions(state, {e.position: e.time_ms for e in entries})
+
+
+class AsyncVerifiedClient:
+    """:class:`VerifiedClient` over the :class:`~didnode.client.AsyncClient` (the device SDK's)."""
+
+    def __init__(self, client: "AsyncClient", trust: TrustedLog | TrustPolicy, clock_ms: Callable[[], int] = wall_ms) -> None:
+        self.client = client
+        self.checks = Checks(_trusted(trust), clock_ms)
+
+    @property
+    def log(self) -> TrustedLog:
+        return self.checks.log
+
+    async def proven(self, did: str) -> Proven:
+        """See :meth:`VerifiedClient.proven`."""
+        for _ in range(ATTEMPTS - 1):
+            known = self.log.known_size
+            try:
+                return self.checks.state(did, await self.client.proven_state(did, known), known)
+            except ProofBaseMoved:
+                continue
+        known = self.log.known_size
+        return self.checks.state(did, await self.client.proven_state(did, known), known)
+
+    async def state(self, did: str) -> DidState:
+        return present(await self.proven(did))
+
+    async def key_state(self, did: str, at_position: int | None = None) -> KeyState:
+        return _key_state(await self.proven(did), self.log.policy.network, at_position)
+
+    async def resolve(self, did: str, version_id: int | None = None, version_time: str | None = None) -> dict[str, Any]:
+        if version_id is None and version_time is None:
+            for _ in range(ATTEMPTS - 1):
+                known = self.log.known_size
+                try:
+                    return self.checks.resolution(did, await self._resolve_with_proof(did, known), known)
+                except ProofBaseMoved:
+                    continue
+            known = self.log.known_size
+            return self.checks.resolution(did, await self._resolve_with_proof(did, known), known)
+        return _version_result(did, await self.versions(did), version_id, version_time)
+
+    async def _resolve_with_proof(self, did: str, known: int) -> ProvenResolution:
+        try:
+            return await self.client.resolve_with_proof(did, known)
+        except UnknownDid:
+            _claimed_absent(await self.proven(did))
+
+    async def history_of(self, proven: Proven) -> tuple[list[HistoryEntry], list[Version]]:
+        size = proven.checkpoint.tree_size
+        entries: list[HistoryEntry] = []
+        after = None
+        while True:
+            page = await self.client.history_page(proven.did, after, prove_at_size=size)
+            after = _next_page(proven, entries, page)
+            if after is None:
+                break
+        return entries, self.checks.history(proven, entries)
+
+    async def history(self, did: str) -> list[HistoryEntry]:
+        proven = await self.proven(did)
+        present(proven)
+        return (await self.history_of(proven))[0]
+
+    async def versions(self, did: str) -> list[Version]:
+        proven = await self.proven(did)
+        present(proven)
+        return (await self.history_of(proven))[1]
+
+    async def resource(self, did: str, resource_id: str) -> Resource:
+        proven = await self.proven(did)
+        position = next((r["pos"] for r in present(proven).resources if r["id"] == resource_id), None)
+        if position is None:
+            raise UnknownResource(f"{did} has published no resource {resource_id!r} (verified)", did=did, id=resource_id)
+        return self.checks.resource(proven, resource_id, await self.client.inclusion_proof(position=position, tree_size=proven.checkpoint.tree_size))
+
+    async def issuer_record(self, did: str) -> IssuerRecord:
+        proven = await self.proven(did)
+        state = present(proven)
+        entries, _ = await self.history_of(proven)
+        return record_from_versions(state, {e.position: e.time_ms for e in entries})
