@@ -12,6 +12,14 @@ nonces in LMDB on both sides. Measured twice: the mutual handshake alone
 either), and with the initiator asking the node for a session credential
 (one more Ed25519 signature and a ~700-byte token on the node).
 
+didnode over TLS: a second node, serving TLS with a certificate from
+:mod:`didnode.tlsgen` (ECDSA P-256, ``didnode serve --tls-cert``), and the
+same initiators over TLS channels (reused across handshakes, as a device
+would: the TLS connection set-up is paid once per channel, then every
+handshake message is encrypted). Its rate is reported beside the plaintext
+node's, measured in the same alternating rounds (``tls_handshakes_per_s``,
+``plaintext_handshakes_per_s``, ``tls_ratio``).
+
 mTLS: a TLS 1.3 server with Ed25519 certificates (``ssl`` on asyncio, in
 its own process, requiring and verifying a client certificate) and the
 same number of concurrent asyncio clients, each doing a full handshake on
@@ -43,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import multiprocessing
 import os
 import shutil
@@ -68,6 +77,8 @@ from didnode.core.builder import SignedOperation  # noqa: E402
 from didnode.auth.peers import CachedKeyStates, ClientKeyStates
 from didnode.clock import wall_ms  # noqa: E402
 from didnode.auth.lmdb_nonces import LmdbNonceStore  # noqa: E402
+from didnode.tlsgen import write_dev_pki  # noqa: E402
+from didnode.wire.tls import TlsClientConfig  # noqa: E402
 
 BIN = Path(sys.executable).parent
 NET = "local"  # the network of a node started without --network
@@ -90,9 +101,9 @@ def device_create(network: str = NET) -> tuple[SigningKey, SignedOperation]:
     return auth, builder.sign(unsigned, [(f"{unsigned.did}#key-1", auth)])
 
 
-def start_node(data: Path) -> tuple[subprocess.Popen[str], str]:
+def start_node(data: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [str(BIN / "didnode"), "serve", "--data", str(data), "--listen", "127.0.0.1:0", "--log-level", "warning"],
+        [str(BIN / "didnode"), "serve", "--data", str(data), "--listen", "127.0.0.1:0", "--log-level", "warning", *extra],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -110,13 +121,15 @@ def start_node(data: Path) -> tuple[subprocess.Popen[str], str]:
 # --------------------------------------------------------------------------
 
 
-async def didnode_client(address: str, identities: list[LocalIdentity], state: Path, args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """(one(i), one_with_session_credential(i), close()) for the didnode initiators."""
-    client = AsyncClient(address)
+async def didnode_client(
+    address: str, identities: list[LocalIdentity], state: Path, args: argparse.Namespace, tls: TlsClientConfig | None = None
+) -> tuple[Any, Any, Any]:
+    """(one(i), one_with_session_credential(i), close()) for the didnode initiators (over TLS with ``tls``)."""
+    client = AsyncClient(address, tls=tls)
     network = (await client.node_info()).network
     keys = CachedKeyStates(ClientKeyStates(client), int(args.staleness * 1000))
     store = LmdbNonceStore(state, wall_ms())
-    auths = [Authenticator(i, network, keys, nonces=store) for i in identities]
+    auths = [Authenticator(i, network, keys, nonces=store, tls=tls) for i in identities]
 
     async def one(i: int) -> None:
         await auths[i].authenticate(address, session_credential=False)
@@ -258,39 +271,47 @@ def mtls_client(d: Path, port: int) -> Any:
 
 async def compare(
     address: str,
+    tls_address: str,
+    tls: TlsClientConfig,
     identities: list[LocalIdentity],
     tmp: Path,
     certs: Path,
     port: int,
     bare_address: str,
-    pids: tuple[int, int, int],
+    pids: tuple[int, int, int, int],
     args: argparse.Namespace,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Alternate rounds of the five workloads (so that a change in background load hits all alike).
+) -> dict[str, dict[str, Any]]:
+    """Alternate rounds of the six workloads (so that a change in background load hits all alike).
 
-    ``pids``: the node's, the mTLS server's and the bare server's processes (their CPU is tallied).
+    ``pids``: the node's, the mTLS server's, the bare server's and the TLS node's processes (their CPU is tallied).
+    Returns each workload's :meth:`Tally.result` by name.
     """
     ours_one, ours_sc, ours_close = await didnode_client(address, identities, tmp / "initiators", args)
+    tls_one, _, tls_close = await didnode_client(tls_address, identities, tmp / "initiators-tls", args, tls)
     theirs_one = mtls_client(certs, port)
     bare_one, bare_close = bare_initiators(bare_address, args.concurrency, "stream")
     bare_h_one, bare_h_close = bare_initiators(bare_address, args.concurrency, "headers")
-    ours, ours_with_sc, theirs = Tally(pids[0]), Tally(pids[0]), Tally(pids[1])
-    bare, bare_h = Tally(pids[2]), Tally(pids[2])
+    loads = {
+        "ours": (ours_one, Tally(pids[0])),
+        "ours_with_sc": (ours_sc, Tally(pids[0])),
+        "ours_tls": (tls_one, Tally(pids[3])),
+        "mtls": (theirs_one, Tally(pids[1])),
+        "bare": (bare_one, Tally(pids[2])),
+        "bare_headers": (bare_h_one, Tally(pids[2])),
+    }
     try:
-        for fn in (ours_one, ours_sc, theirs_one, bare_one, bare_h_one):
+        for fn, _ in loads.values():
             await load_loop(fn, args.warmup, args.concurrency)  # warm-up: its figures are thrown away
         per_round = args.seconds / args.rounds
         for _ in range(args.rounds):
-            await ours.round(per_round, ours_one, args.concurrency)
-            await ours_with_sc.round(per_round, ours_sc, args.concurrency)
-            await theirs.round(per_round, theirs_one, args.concurrency)
-            await bare.round(per_round, bare_one, args.concurrency)
-            await bare_h.round(per_round, bare_h_one, args.concurrency)
+            for fn, tally in loads.values():
+                await tally.round(per_round, fn, args.concurrency)
     finally:
         await ours_close()
+        await tls_close()
         await bare_close()
         await bare_h_close()
-    return ours.result(), ours_with_sc.result(), theirs.result(), bare.result(), bare_h.result()
+    return {name: tally.result() for name, (_, tally) in loads.items()}
 
 
 # --------------------------------------------------------------------------
@@ -307,14 +328,20 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-auth-"))
     node, address = start_node(tmp / "node")
+    node_pki = tmp / "node-tls"
+    write_dev_pki(node_pki, ["127.0.0.1"], [], datetime.datetime.now(datetime.timezone.utc), days=1)
+    tls = TlsClientConfig.from_files(node_pki / "ca.pem")
+    tls_node: subprocess.Popen[str] | None = None
     tls_proc: multiprocessing.Process | None = None
     bare_proc: subprocess.Popen[str] | None = None
     try:
-        with Client(address) as c:
+        tls_node, tls_address = start_node(tmp / "node-with-tls", ("--tls-cert", str(node_pki / "node.pem"), "--tls-key", str(node_pki / "node.key")))
+        with Client(address) as c, Client(tls_address, tls=tls) as c_tls:
             identities = []
             for _ in range(args.concurrency):
                 key, op = device_create()
                 c.submit(op)
+                c_tls.submit(op)  # the same device on both ledgers
                 identities.append(LocalIdentity.from_signing_key(op.did, "key-1", key))
         certs = tmp / "certs"
         certs.mkdir()
@@ -325,10 +352,12 @@ def main() -> None:
         port = q.get(timeout=30)
         assert tls_proc.pid is not None
         bare_proc, bare_address = start_bare_server(args.concurrency)
-        ours, with_sc, theirs, bare, bare_h = asyncio.run(
-            compare(address, identities, tmp, certs, port, bare_address, (node.pid, tls_proc.pid, bare_proc.pid), args)
+        results = asyncio.run(
+            compare(address, tls_address, tls, identities, tmp, certs, port, bare_address, (node.pid, tls_proc.pid, bare_proc.pid, tls_node.pid), args)
         )
-        for label, r in (("didnode handshake:", ours), ("  + session cred.:", with_sc)):
+        ours, with_sc, over_tls, theirs = results["ours"], results["ours_with_sc"], results["ours_tls"], results["mtls"]
+        bare, bare_h = results["bare"], results["bare_headers"]
+        for label, r in (("didnode handshake:", ours), ("  + session cred.:", with_sc), ("  over TLS:       ", over_tls)):
             print(
                 f"{label} {r['rate']:.0f}/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  ({r['n']} handshakes; "
                 f"CPU per handshake: node {r['cpu'][0]:.2f} ms, initiators {r['cpu'][1]:.2f} ms)",
@@ -350,8 +379,10 @@ def main() -> None:
             stop_process(bare_proc)
         if tls_proc is not None:
             tls_proc.terminate()
-        node.terminate()
-        node.wait(15)
+        for n in (node, tls_node):
+            if n is not None:
+                n.terminate()
+                n.wait(15)
         shutil.rmtree(tmp, ignore_errors=True)
     emit(
         {
@@ -372,6 +403,9 @@ def main() -> None:
             "cpu_ms_per_handshake_node": ours["cpu"][0],
             "cpu_ms_per_handshake_initiators": ours["cpu"][1],
             "with_session_credential_cpu_ms_node": with_sc["cpu"][0],
+            "plaintext_handshakes_per_s": ours["rate"],
+            **bare_figures("tls", over_tls),  # tls_handshakes_per_s, p50, p99, CPU of the node ("server") and initiators
+            "tls_ratio": over_tls["rate"] / ours["rate"],
             "mtls_cpu_ms_per_handshake_server": theirs["cpu"][0],
             "mtls_cpu_ms_per_handshake_clients": theirs["cpu"][1],
             **bare_figures("bare", bare),

@@ -133,6 +133,8 @@ ROWS: tuple[Row, ...] = (
         "auth", "bare_handshakes_per_s", "the same four messages and cryptography over grpc.aio, nothing else", (Target("ratio", ">=", 0.86),)),
     Row("handshakes", "  the same against the bare protocol with didnode's header carriage (what the ledger, nonces, protobuf and policy cost)", "auth",
         "handshakes_per_s", "/s", "auth", "bare_headers_handshakes_per_s", "the bare protocol, hello/challenge/session in headers"),
+    Row("handshakes", "mutual handshakes/s over TLS (a node with --tls-cert; channels reused, as devices do)", "auth", "tls_handshakes_per_s", "/s",
+        "auth", "plaintext_handshakes_per_s", "the same over plaintext, alternating rounds"),
     Row("provisioning end to end", "devices/s, didctl provision of {devices:,}", "provision", "devices_per_s", "/s",
         "ledger", "creates_with_trees_per_s", "in-process durable creates/s (node write path)", (Target("figure", ">=", 3000),)),
     Row("audit replay", "entries/s, didctl audit of {audit_entries:,}", "transparency", "audit_per_s", "/s",
