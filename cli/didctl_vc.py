@@ -20,16 +20,18 @@ import click
 
 from cli.didctl_common import Ctl, checked_did, command, iso_ms, note, receipt_json, safe_text
 from cli.signing import issuer_for, network_of
-from didnode.core.credentials import DEVICE_ATTESTATION, VerificationReport
+from didnode.core.credentials import DEVICE_ATTESTATION, Issuer, VerificationReport
 from didnode.core.credentials.jose import decode_json_object, parse_compact
 from didnode.core.credentials.model import Credential, build_claims, format_time, parse_claims
 from didnode.core.credentials.status_list import list_number, resource_id
+from didnode.core.credentials.status_url import DEFAULT_STATUS_BASE_URL, validate_base_url
 from didnode.core.credentials.verify import FAILED, PASSED, SKIPPED
 from didnode.core.document import parse_iso8601
 from didnode.client import StatusLists
 from didnode.clock import wall_ms
 from didnode.errors import InvalidArgument
 
+STATUS_BASE_URL_ENV = "DIDCTL_STATUS_BASE_URL"
 _DURATION_RE = re.compile(r"\+(\d+)([smhd])")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
@@ -119,16 +121,37 @@ def parse_claims_option(value: str) -> dict[str, Any]:
 @click.option("--claims", "claims_text", required=True, metavar="JSON|@FILE", help="credentialSubject members (without id).")
 @click.option("--valid-until", metavar="ISO8601|+N[smhd]", help="Expiry (default: none).")
 @click.option("--status", "with_status", is_flag=True, help="Allocate an index in the issuer's status lists (published on the ledger) so it can be revoked or suspended.")
+@click.option(
+    "--status-base-url",
+    "status_base_url",
+    default=DEFAULT_STATUS_BASE_URL,
+    show_default=True,
+    envvar=STATUS_BASE_URL_ENV,
+    metavar="URL",
+    help="With --status: where HTTP clients fetch the issuer's status lists; entries name {URL}/1.0/identifiers/{DID}?resource={ID} (a didnode --http listener or any DID resolver).",
+)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the token to this file.")
 def issue(
-    ctl: Ctl, issuer: str, subject: str, cred_type: str, claims_text: str, valid_until: str | None, with_status: bool, out_path: Path | None
+    ctl: Ctl,
+    issuer: str,
+    subject: str,
+    cred_type: str,
+    claims_text: str,
+    valid_until: str | None,
+    with_status: bool,
+    status_base_url: str,
+    out_path: Path | None,
 ) -> None:
     """Issue a credential signed locally by ISSUER; prints the vc+jwt token.
 
-    With --status an index is allocated through the ledger (compare-and-set
-    on the issuer's revocation list, so several devices issuing for one DID
-    never share an index); missing lists are created and published.
+    With --status an index is allocated at random through the ledger
+    (compare-and-set on the issuer's sealed allocation record, so several
+    devices issuing for one DID never share an index); missing lists are
+    created and published. Its status entries name the lists by HTTP(S) URL
+    under --status-base-url; didnode verifiers read them from the ledger
+    whatever host the URL names.
     """
+    base = validate_base_url(status_base_url)
     issuer = checked_did(issuer)
     subject = checked_did(subject)
     claims = parse_claims_option(claims_text)
@@ -139,12 +162,13 @@ def issue(
     client = ctl.client()
     client.state(subject)  # the subject must exist on the ledger (UnknownDid otherwise)
     local, key = issuer_for(ctl, issuer)
+    local = Issuer(local.did, local.key_id, key, base)
     status: tuple[Any, ...] = ()
     allocation = None
     if with_status:
         allocation = StatusLists(client, local, key, network_of(ctl)).allocate(1)
-        status = local.status_entries(allocation.number, allocation.first)
-        note(f"allocated status index {allocation.first} of list {allocation.number} (ledger position {allocation.receipt.position})")
+        status = local.status_entries(allocation.number, allocation.indices[0])
+        note(f"allocated status index {allocation.indices[0]} of list {allocation.number} (ledger position {allocation.receipt.position})")
     token = local.issue(subject, [cred_type], claims, now, until, status)
     # Check what we made against the ledger before handing it out.
     report = client.offline_verifier(cache_ttl_ms=0).verify(token, expected_subject=subject, now_ms=now)
@@ -163,7 +187,7 @@ def issue(
         "credentialStatus": [e.to_json() for e in status],
     }
     if allocation is not None:
-        data["statusAllocation"] = receipt_json(allocation.receipt, list=allocation.number, index=allocation.first)
+        data["statusAllocation"] = receipt_json(allocation.receipt, list=allocation.number, index=allocation.indices[0])
     ctl.emit(data, token)
 
 

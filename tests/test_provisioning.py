@@ -49,6 +49,21 @@ def test_attestation_batch_matches_issuer() -> None:
     assert batch._parts is not None  # the fast path was used, not the fallback
 
 
+def test_alloc_records_replay_random_and_sequential_allocations(tmp_path: Path) -> None:
+    from didnode.client import Allocation, Receipt
+    from didnode.core.credentials.allocation import AllocationRecord
+    from didnode.provisioning.chunks import alloc_record, alloc_statuses
+
+    record = AllocationRecord(bytes(range(32)), 131_072, 40)
+    a = Allocation(3, record, 30, 10, Receipt(17, 0, b"", MFR, "publish", 4))
+    journaled = json.loads(json.dumps(alloc_record(a)))  # as the journal stores it
+    assert alloc_statuses(journaled, tmp_path) == [(3, i) for i in a.indices] and len(set(a.indices)) == 10
+    assert alloc_statuses({"t": "alloc", "list": 1, "first": 5, "count": 3, "position": 9}, tmp_path) == [(1, 5), (1, 6), (1, 7)]  # runs before random allocation
+    for bad in ({**journaled, "perm": "zz"}, {**journaled, "size": 7}, {**journaled, "count": 10**6}, {"t": "alloc", "list": 1}):
+        with pytest.raises(JournalCorrupted):
+            alloc_statuses(bad, tmp_path)
+
+
 def test_secrets_json_is_the_keystore_format() -> None:
     auth, ka = os.urandom(32), os.urandom(32)
     ref = export_plain(DidSecrets(did=DEV, signing_keys={"key-1": auth}, key_agreement_id="ka-1", key_agreement_key=ka))

@@ -86,11 +86,14 @@ def document_metadata(state: DidState, created_time: int, next_version: tuple[in
     """DID document metadata (DID Core section 7.1.3) for the version ``state``.
 
     ``next_version`` is (seq, time) of the following operation when ``state``
-    is a past version.
+    is a past version. ``updated`` (the time of the last operation after the
+    create) is omitted while the DID was never updated, as DID Core says: its
+    ``versionTime`` is then its creation time.
     """
-    meta: dict[str, Any] = {
-        "created": iso8601(created_time),
-        "updated": iso8601(state.updated_time),
+    meta: dict[str, Any] = {"created": iso8601(created_time)}
+    if state.updated_pos != state.created_pos:
+        meta["updated"] = iso8601(state.updated_time)
+    meta |= {
         "versionId": str(state.seq),
         "versionTime": iso8601(state.updated_time),
         "ledgerPosition": state.updated_pos,

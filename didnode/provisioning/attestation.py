@@ -23,7 +23,7 @@ from nacl.signing import SigningKey
 
 from didnode.core.credentials import DEVICE_ATTESTATION, Issuer, device_attestation_claims
 from didnode.core.credentials.jose import header_segment
-from didnode.core.credentials.model import StatusEntry, build_claims, status_list_url
+from didnode.core.credentials.model import StatusEntry, build_claims
 from didnode.core.encoding import b64url
 
 _FIELDS = ("did", "serial", "cid", "list", "index")
@@ -57,7 +57,7 @@ class AttestationBatch:
         marks = {f: f"m{uuid.uuid4().hex}" for f in _FIELDS}
         entries = tuple(
             # Built directly (not with status_entry) so the list number and index can be markers.
-            StatusEntry(purpose, marks["index"], status_list_url(self.issuer.did, f"{purpose}-{marks['list']}"), self.issuer.did, "")  # type: ignore[arg-type]
+            StatusEntry(purpose, marks["index"], self.issuer.status_url(f"{purpose}-{marks['list']}"), self.issuer.did, "")  # type: ignore[arg-type]
             for purpose in ("revocation", "suspension")
         )
         claims = build_claims(

@@ -23,7 +23,8 @@ import nacl.exceptions
 import nacl.utils
 from nacl.bindings import crypto_secretbox, crypto_secretbox_open
 
-from didnode.client import Receipt
+from didnode.client import Allocation, Receipt
+from didnode.core.credentials.allocation import AllocationRecord
 from didnode.core.builder import SignedOperation
 from didnode.core.encoding import b64url, b64url_decode
 from didnode.core.operations import Proof
@@ -111,6 +112,34 @@ def chunk_from_plan(r: dict[str, Any], jkey: bytes, path: Path) -> Chunk:
         )
     except (KeyError, TypeError, ValueError, DidnodeError, nacl.exceptions.CryptoError) as exc:
         raise JournalCorrupted(f"plan of chunk {r.get('chunk')} in {path} does not decode: {exc}") from None
+
+
+def alloc_record(a: Allocation) -> dict[str, Any]:
+    """The journal record of a status list allocation: the list's permutation key, size and the
+    positions handed out, from which :func:`alloc_statuses` recomputes the indices."""
+    return {
+        "t": "alloc",
+        "list": a.number,
+        "start": a.start,
+        "count": a.count,
+        "size": a.record.size,
+        "perm": a.record.key.hex(),
+        "position": a.receipt.position,
+    }
+
+
+def alloc_statuses(r: dict[str, Any], path: Path) -> list[tuple[int, int]]:
+    """(list, index) of every index an ``alloc`` record handed out, in order; a record without
+    ``perm`` is of a run before random allocation (indices ``first .. first+count-1``)."""
+    try:
+        number, count = int(r["list"]), int(r["count"])
+        if "perm" not in r:
+            return [(number, int(r["first"]) + i) for i in range(count)]
+        start = int(r["start"])
+        rec = AllocationRecord(bytes.fromhex(r["perm"]), int(r["size"]), start + count)
+        return [(number, i) for i in rec.indices(start, count)]
+    except (KeyError, TypeError, ValueError, DidnodeError) as exc:
+        raise JournalCorrupted(f"alloc record in {path} does not decode: {exc}") from None
 
 
 def replay(records: list[dict[str, Any]], path: Path) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from didnode.core.credentials.status_url import DEFAULT_STATUS_BASE_URL, status_list_url
 from didnode.errors import JournalCorrupted, ProvisioningError
 from didnode.fileio import fsync_dir, write_all
 from didnode.provisioning.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
@@ -138,7 +139,7 @@ def manifest_rows(spec: RunSpec, chunk: Chunk, positions: list[int], op_hashes: 
                 "manufacturer": spec.manufacturer,
                 "model": spec.model,
                 "bundle": f"{BUNDLES_DIR}/{chunk.serials[j]}.json",
-                "statusListCredential": f"{issuer}?resource=revocation-{list_no}",
+                "statusListCredential": status_list_url(issuer, f"revocation-{list_no}", DEFAULT_STATUS_BASE_URL),
                 "statusListIndex": index,
             }
         )

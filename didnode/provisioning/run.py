@@ -81,7 +81,7 @@ from didnode.errors import (
 from didnode.fileio import sync_filesystem
 from didnode.keystore import DidSecrets, KdfParams, Keystore
 from didnode.provisioning.bundle import Sealer
-from didnode.provisioning.chunks import JOURNAL_CHECK, JOURNAL_FORMAT, JOURNAL_VERSION, Chunk, chunk_from_plan, plan_record, replay
+from didnode.provisioning.chunks import JOURNAL_CHECK, JOURNAL_FORMAT, JOURNAL_VERSION, Chunk, alloc_record, alloc_statuses, chunk_from_plan, plan_record, replay
 from didnode.provisioning.devices import DevicePublicKeys
 from didnode.provisioning.journal import Journal
 from didnode.provisioning.output import Manifests, RunResult, manifest_rows, write_bundles
@@ -190,7 +190,7 @@ class ProvisionRun:
             self.chunk_size = int(header["chunk"])
             allocs, plans, dones = replay(journal.records[1:], journal.path)
             for a in allocs:
-                self._pool.extend((a["list"], a["first"] + i) for i in range(a["count"]))
+                self._pool.extend(alloc_statuses(a, journal.path))
             n_chunks = -(-self.spec.count // self.chunk_size)
             done_chunks = sorted(dones)
             if done_chunks != list(range(len(done_chunks))):
@@ -425,8 +425,8 @@ class ProvisionRun:
             lists = StatusLists(self.client, self.mfr.issuer, self.mfr.assertion_key, self.spec.network)
             a = lists.allocate(want)
             # Journaled at once; a crash before this line only leaves those indices unused.
-            journal.append({"t": "alloc", "list": a.number, "first": a.first, "count": a.count, "position": a.receipt.position})
-            self._pool.extend((a.number, a.first + i) for i in range(a.count))
+            journal.append(alloc_record(a))
+            self._pool.extend((a.number, i) for i in a.indices)
         return self._pool[first : first + n]
 
     def _start(self, journal: Journal, k: int, record: dict[str, Any] | None, prep: "_Local | PrepareProcess") -> Chunk:

@@ -181,7 +181,7 @@ class CredentialService:
             index,
             value,
             len(lst.bits),
-            lst.allocated,
+            lst.allocated or 0,  # the legacy member; lists allocated at random do not tell
             lst.credential.valid_from,
             res.position,
             res.seq,

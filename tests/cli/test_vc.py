@@ -33,9 +33,11 @@ def issue(ctl: Didctl, mfr: str, dev: str, *extra: str) -> dict:
 def test_issue_verify_and_the_status_lifecycle(ctl: Didctl, parties: tuple[str, str], tmp_path: Path) -> None:
     mfr, dev = parties
     issued = issue(ctl, mfr, dev, "--status", "--valid-until", "+30d")
-    assert issued["issuer"] == mfr and issued["subject"] == dev and issued["kid"] == f"{mfr}#key-1"
+    assert issued["issuer"] == mfr and issued["subject"] == dev and issued["kid"] == f"{mfr}#key-1-jwk"
     assert [e["statusPurpose"] for e in issued["credentialStatus"]] == ["revocation", "suspension"]
-    assert issued["statusAllocation"]["index"] == 0 and issued["validUntil"]
+    index = issued["statusAllocation"]["index"]
+    assert issued["credentialStatus"][0]["statusListCredential"] == f"http://127.0.0.1:8080/1.0/identifiers/{mfr}?resource=revocation-1"
+    assert issued["credentialStatus"][0]["statusListIndex"] == str(index) and issued["validUntil"]
     token_file = tmp_path / "dev.jwt"
     token_file.write_text(issued["token"] + "\n")
 
@@ -53,7 +55,7 @@ def test_issue_verify_and_the_status_lifecycle(ctl: Didctl, parties: tuple[str, 
     assert ctl.json("vc", "status", str(token_file))["entries"][1]["set"] is True
     ctl.json("vc", "reinstate", str(token_file))
     ctl.invoke("vc", "verify", str(token_file))
-    revoked = ctl.json("vc", "revoke", "--index", "0", "--issuer", mfr)
+    revoked = ctl.json("vc", "revoke", "--index", str(index), "--issuer", mfr)
     assert revoked["purpose"] == "revocation" and revoked["type"] == "publish"
     out = ctl.json("vc", "verify", str(token_file), code=1)
     assert out["valid"] is False and out["reason"] == "REVOKED"
@@ -71,11 +73,20 @@ def test_wrong_subject_and_tampering(ctl: Didctl, parties: tuple[str, str], tmp_
     assert "-     validity" in result.stdout  # skipped after a failed gate
 
 
-def test_second_credential_gets_the_next_index(ctl: Didctl, parties: tuple[str, str]) -> None:
+def test_indices_are_random_and_the_base_url_is_the_issuers_choice(ctl: Didctl, parties: tuple[str, str], tmp_path: Path) -> None:
     mfr, dev = parties
-    a = issue(ctl, mfr, dev, "--status")["statusAllocation"]["index"]
-    b = issue(ctl, mfr, dev, "--status")["statusAllocation"]["index"]
-    assert b == a + 1
+    got = [issue(ctl, mfr, dev, "--status") for _ in range(3)]
+    indices = [g["statusAllocation"]["index"] for g in got]
+    assert len(set(indices)) == 3 and indices != list(range(indices[0], indices[0] + 3))  # not in issuance order
+    chosen = issue(ctl, mfr, dev, "--status", "--status-base-url", "https://resolver.example.com/")
+    url = chosen["credentialStatus"][1]["statusListCredential"]
+    assert url == f"https://resolver.example.com/1.0/identifiers/{mfr}?resource=suspension-1"
+    f = tmp_path / "chosen.jwt"
+    f.write_text(chosen["token"])
+    assert ctl.json("vc", "verify", str(f))["valid"] is True  # mapped to the ledger whatever the host
+    env = ctl.json("vc", "issue", "--issuer", mfr, "--subject", dev, "--claims", CLAIMS, "--status", DIDCTL_STATUS_BASE_URL="https://env.example")
+    assert env["credentialStatus"][0]["statusListCredential"].startswith("https://env.example/1.0/identifiers/")
+    ctl.fail("vc", "issue", "--issuer", mfr, "--subject", dev, "--claims", CLAIMS, "--status", "--status-base-url", "ftp://x", code=1, reason="INVALID_ARGUMENT")
 
 
 def test_errors_and_exit_codes(ctl: Didctl, parties: tuple[str, str], tmp_path: Path) -> None:

@@ -62,3 +62,25 @@ def test_resolution_result_shape(state) -> None:  # type: ignore[no-untyped-def]
     assert set(result) == {"didDocument", "didDocumentMetadata", "didResolutionMetadata"}
     meta = document_metadata(st, st.created_time, (1, st.updated_time + 1000))
     assert meta["versionId"] == "0" and meta["nextVersionId"] == "1" and meta["created"].endswith("Z")
+
+
+def test_updated_is_omitted_until_the_first_update() -> None:
+    """DID Core 7.1.3: ``updated`` is absent while the DID was never updated; pydid still reads
+    the document, and the stdlib's ISO 8601 parser reads the times (independent of our formatter)."""
+    import datetime
+
+    from didnode.core import builder
+
+    led = MemLedger()
+    ident, op = new_create()
+    fresh = led.submit(op)
+    meta = document_metadata(fresh, fresh.created_time)
+    assert "updated" not in meta and meta["versionTime"] == meta["created"] and meta["versionId"] == "0"
+    DIDDocument.deserialize(did_document(fresh))
+    later = led.submit(builder.sign(builder.update(led.network, ident.did, 1, fresh.last, [builder.service("web", "LinkedDomains", "https://example.com/")], None), [(ident.kid, ident.key)]))
+    meta = document_metadata(later, later.created_time)
+    created, updated = (datetime.datetime.fromisoformat(meta[k].replace("Z", "+00:00")) for k in ("created", "updated"))
+    assert meta["updated"] == meta["versionTime"] and updated >= created and meta["versionId"] == "1"
+    assert DIDDocument.deserialize(did_document(later)).service[0].service_endpoint == "https://example.com/"
+    # A past version that was the create: no updated either.
+    assert "updated" not in document_metadata(fresh, fresh.created_time, (1, later.updated_time))

@@ -1,5 +1,6 @@
 """Fuzz targets: ``vc+jwt`` tokens (JOSE compact form, claims, the whole ``Verifier.verify``) and status lists.
 
+Status list URLs (``statusListCredential``, both forms) have their own target.
 Tokens arrive as protobuf strings (Verify, handshake attachments, ``didctl vc verify``).
 Mutated tokens rarely keep a valid signature, so two targets sign what the fuzzer made
 with the issuer's real key: the payload of a credential (every check of the verifier is
@@ -15,6 +16,8 @@ from didnode.core.credentials import Verifier
 from didnode.core.credentials.jose import decode_json_object, header_segment, parse_compact
 from didnode.core.credentials.model import parse_claims
 from didnode.core.credentials.status_list import Bitstring
+from didnode.core.credentials.status_url import parse_status_list_url, status_list_url
+from didnode.core.did import KEY_ID_RE, validate_did
 from didnode.core.encoding import b64url, b64url_decode
 from tests.fuzz import harness
 from tests.fuzz.harness import target
@@ -27,7 +30,7 @@ VC_TOKENS = (
                           "statusPurpose", "statusListIndex", "statusListCredential", "encodedList", "allocated", "alg", "kid", "typ", "cty", "crit")),
     '"https://www.w3.org/ns/credentials/v2"', '"VerifiableCredential"', '"DeviceAttestationCredential"', '"NodeSessionCredential"', '"BitstringStatusListCredential"',
     '"BitstringStatusListEntry"', '"BitstringStatusList"', '"revocation"', '"suspension"', "?resource=revocation-1", '"2025-06-15T12:00:00Z"', "+14:00", "9999-12-31T23:59:59",
-    '"EdDSA"', '"vc+jwt"', "eyJ",
+    '"EdDSA"', '"Ed25519"', '"vc+jwt"', "eyJ", '"x5t#S256":', '"jku":', '"x5u":', '"b64":', "/1.0/identifiers/", "https://",
 )
 
 
@@ -80,6 +83,29 @@ def fuzz_vc_verify_signed(data: bytes) -> None:
 def fuzz_status_list_signed(data: bytes) -> None:
     """A status list credential with the fuzzer's payload, validly signed by its issuer."""
     _verifier().verify_status_list(_sign(data), world().issuer.did, NOW)
+
+
+STATUS_URL_TOKENS = ("https://", "http://", "/1.0/identifiers/", "?resource=", "resource=", "%3A", "%3F", "%3D", "%", "[::1]", ":8080", "@", "#", "&", *DID_TOKENS)
+
+
+def _status_urls() -> list[bytes]:
+    w = world()
+    did = w.issuer.did
+    return [
+        f"{did}?resource=revocation-1".encode(),
+        w.issuer.status_url("revocation-1").encode(),
+        f"https://r.example/p/1.0/identifiers/{did.replace(':', '%3A')}?resource=suspension-1".encode(),
+        f"http://[::1]:8080/1.0/identifiers/{did}%3Fresource%3Drevocation-2".encode(),
+    ]
+
+
+@target("status_list_url", seeds=_status_urls, tokens=STATUS_URL_TOKENS, max_len=4096)
+def fuzz_status_list_url(data: bytes) -> None:
+    """``statusListCredential`` in any form: a ledger resource (a valid DID, a valid id) or ClaimsInvalid."""
+    did, rid = parse_status_list_url(data.decode("utf-8", "replace"))
+    validate_did(did)
+    assert KEY_ID_RE.fullmatch(rid), rid
+    assert parse_status_list_url(status_list_url(did, rid, "https://h")) == (did, rid)
 
 
 def _encoded_lists() -> list[bytes]:

@@ -70,31 +70,36 @@ def test_status_lists_through_the_ledger(client: Client) -> None:
     lists = StatusLists(client, iss, mfr.key, "local")
     first = lists.allocate(1)
     second = lists.allocate(2)
-    assert (first.number, first.first) == (1, 0) and (second.first, second.count) == (1, 2)
-    token = attestation(iss, dev.did, status=iss.status_entries(1, 2))
+    assert (first.number, first.start) == (1, 0) and (second.start, second.count) == (1, 2)
+    i = second.indices[1]
+    assert len({*first.indices, *second.indices}) == 3
+    token = attestation(iss, dev.did, status=iss.status_entries(1, i))
     offline = client.offline_verifier(cache_ttl_ms=0)
     assert client.verify_credential(token).valid and offline.verify(token).valid
 
-    lists.set_status("suspension", 1, 2, True)
+    lists.set_status("suspension", 1, i, True)
     assert client.verify_credential(token).reason == "SUSPENDED"
     assert offline.verify(token).reason == "SUSPENDED"
-    url = f"{mfr.did}?resource=suspension-1"
-    st = client.status(url, 2, include_credential=True)
-    assert st.set and st.purpose == "suspension" and st.size == 131_072 and st.credential.count(".") == 2
-    lists.set_status("suspension", 1, 2, False)
+    # The node answers for the list by any of its URLs: the HTTP(S) form whatever the host, the DID URL form.
+    for url in (iss.status_url("suspension-1"), f"https://elsewhere.example/1.0/identifiers/{mfr.did}?resource=suspension-1", f"{mfr.did}?resource=suspension-1"):
+        st = client.status(url, i, include_credential=True)
+        assert st.set and st.purpose == "suspension" and st.size == 131_072 and st.credential.count(".") == 2
+    lists.set_status("suspension", 1, i, False)
     assert client.verify_credential(token).valid
-    lists.set_status("revocation", 1, 2, True)
+    lists.set_status("revocation", 1, i, True)
     report = client.verify_credential(token)
     assert report.reason == "REVOKED" and isinstance(report.error, errors.CredentialRevoked)
-    rev = client.status(f"{mfr.did}?resource=revocation-1", 2)
-    assert rev.set and rev.allocated == 3 and not client.status(f"{mfr.did}?resource=revocation-1", 1).set
+    rev = client.status(iss.status_url("revocation-1"), i)
+    assert rev.set and rev.allocated == 0 and not client.status(iss.status_url("revocation-1"), first.indices[0]).set  # no count published
     with pytest.raises(errors.InvalidArgument):
-        lists.set_status("revocation", 1, 2, False)  # revocation is final
+        lists.set_status("revocation", 1, i, False)  # revocation is final
+    rec = lists.record(1)
+    assert rec is not None and rec.allocated == 3
     with pytest.raises(errors.InvalidArgument):
-        lists.set_status("revocation", 1, 99, True)  # never allocated
+        lists.set_status("revocation", 1, next(j for j in range(131_072) if not rec.is_allocated(j)), True)  # never allocated
     # Every version of the list is on the ledger: the DID's history holds each publish.
     publishes = [h for h in client.history(mfr.did) if h.type == "publish"]
-    assert len(publishes) == 2 + 1 + 3  # suspension-1 + 2 allocations + 3 status changes
+    assert len(publishes) == 2 + 2 + 3  # suspension-1, revocation-1 + 2 allocations + 3 status changes
 
 
 def test_concurrent_allocation_never_reuses_an_index(client: Client) -> None:
@@ -105,8 +110,8 @@ def test_concurrent_allocation_never_reuses_an_index(client: Client) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda i: (a if i % 2 else b).allocate(1).first, range(8)))
-    assert sorted(got) == list(range(8))
+        got = list(pool.map(lambda i: (a if i % 2 else b).allocate(1), range(8)))
+    assert sorted(x.start for x in got) == list(range(8)) and len({x.indices[0] for x in got}) == 8
 
 
 def test_key_fates_on_the_ledger(client: Client) -> None:
@@ -161,7 +166,7 @@ def test_session_credential_for_a_signed_request(client: Client) -> None:
     dev = register(client)
     cred = client.issue_session_credential(dev.did, dev.kid, dev.key, {"role": "sensor"})
     info = client.node_info()
-    assert cred.issuer == info.node_did and cred.kid == f"{info.node_did}#key-1"
+    assert cred.issuer == info.node_did and cred.kid == f"{info.node_did}#key-1-jwk"
     assert cred.valid_until_ms - cred.valid_from_ms == 15 * 60 * 1000
     report = client.verify_credential(cred.token, expected_subject=dev.did, expected_type=NODE_SESSION, expected_issuer=info.node_did)
     assert report.valid and report.credential is not None and report.credential.claims["credentialSubject"]["role"] == "sensor"

@@ -8,11 +8,17 @@ makes it strict:
 * exactly three parts, unpadded base64url in its *canonical* form (the
   unused low bits of the last character must be zero, so no two strings
   decode to the same bytes: a token has no malleable twin);
-* the header is a JSON object with no duplicate members and only ``alg``,
-  ``kid``, ``typ`` and ``cty``; ``alg`` is exactly ``EdDSA``; ``crit`` and
-  every key-carrying member (``jwk``, ``jku``, ``x5c``, ...) are refused;
+* the header is a JSON object with no duplicate members; ``alg`` is
+  ``EdDSA`` or ``Ed25519`` (RFC 9864's fully specified name); ``crit``
+  (we understand no extension), every member that would carry or pick the
+  key (``jwk``, ``jku``, ``x5u``, ``x5c``, ``x5t``, ``x5t#S256``) and ``b64``
+  (RFC 7797: another signing input) are refused; any other member is
+  ignored, as RFC 7515 section 4 and VC-JOSE-COSE require of members a
+  recipient does not understand;
 * ``typ`` is ``vc+jwt`` (or ``application/vc+jwt``), ``cty`` if present ``vc``;
-* ``kid`` is a ``did:dnode`` DID URL with a key fragment;
+* ``kid`` is a ``did:dnode`` DID URL with a key fragment: the ``JsonWebKey``
+  verification method ``did#key-1-jwk`` (what our issuers write) or the
+  ``Multikey`` one ``did#key-1`` (tokens issued before), naming one key;
 * the signature is 64 bytes and is checked with libsodium
   (``crypto_sign_open``: rejects non-canonical S and small-order points;
   it releases the GIL).
@@ -34,7 +40,7 @@ from nacl.bindings import crypto_sign, crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from didnode.core import canonical
-from didnode.core.did import KEY_ID_RE, PREFIX, validate_did
+from didnode.core.did import JWK_SUFFIX, KEY_ID_RE, PREFIX, validate_did
 from didnode.core.encoding import b64url, b64url_decode
 from didnode.errors import (
     AlgNotAllowed,
@@ -48,15 +54,18 @@ from didnode.errors import (
     TypNotAllowed,
 )
 
-ALG = "EdDSA"
+ALG = "EdDSA"  # what our issuers write: every JOSE library in use knows it
+ALGS = frozenset({ALG, "Ed25519"})  # RFC 9864: "Ed25519" is the fully specified name, "EdDSA" deprecated
 TYP = "vc+jwt"
 MEDIA_TYPE = "application/vc+jwt"
 ACCEPTED_TYP = frozenset({TYP, MEDIA_TYPE})
-HEADER_MEMBERS = frozenset({"alg", "kid", "typ", "cty"})
+# Refused header members: crit (no extension is understood, so none may be critical), those
+# that carry or pick the verification key (the key comes from the issuer's DID, by kid, only),
+# and b64 (RFC 7797 changes the signing input). Every other member is ignored.
+REFUSED_MEMBERS = frozenset({"crit", "jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "b64"})
 SIGNATURE_CHARS = 86  # 64 bytes, unpadded base64url
-MAX_HEADER_CHARS = 512
+MAX_HEADER_CHARS = 1024
 DEFAULT_MAX_TOKEN = 16384
-JWK_SUFFIX = "-jwk"
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
@@ -122,7 +131,7 @@ def parse_kid(kid: object) -> tuple[str, str]:
     except InvalidDid as exc:
         raise KidForeign(f"kid {kid[:100]!r}: {exc}", kid=kid[:100]) from None
     key_id = frag[: -len(JWK_SUFFIX)] if frag.endswith(JWK_SUFFIX) else frag
-    if not KEY_ID_RE.fullmatch(frag) or not KEY_ID_RE.fullmatch(key_id):
+    if not KEY_ID_RE.fullmatch(key_id) or key_id.endswith(JWK_SUFFIX):
         raise KidForeign(f"kid {kid[:100]!r} has no valid key fragment", kid=kid[:100])
     return did, key_id
 
@@ -137,10 +146,9 @@ def parse_header(segment: str, allowed_algs: frozenset[str]) -> Header:
         raise AlgNotAllowed("the JOSE header has no alg")
     if not isinstance(alg, str) or alg not in allowed_algs:
         raise AlgNotAllowed(f"alg {str(alg)[:20]!r} is not allowed (policy: {', '.join(sorted(allowed_algs))})", alg=str(alg)[:20])
-    extra = h.keys() - HEADER_MEMBERS
-    if extra:
-        # crit in particular: we understand no extension, so none may be critical.
-        raise HeaderNotAllowed(f"JOSE header member(s) {', '.join(sorted(extra))[:80]} are not allowed", members=",".join(sorted(extra))[:80])
+    refused = h.keys() & REFUSED_MEMBERS
+    if refused:
+        raise HeaderNotAllowed(f"JOSE header member(s) {', '.join(sorted(refused))[:80]} are not allowed", members=",".join(sorted(refused))[:80])
     typ = h.get("typ")
     if typ not in ACCEPTED_TYP:
         raise TypNotAllowed(f"typ {str(typ)[:40]!r} is not vc+jwt", typ=str(typ)[:40])
@@ -171,7 +179,7 @@ class HeaderCache:
 
 
 def parse_compact(
-    token: str, max_chars: int = DEFAULT_MAX_TOKEN, allowed_algs: frozenset[str] = frozenset({ALG}), headers: HeaderCache | None = None
+    token: str, max_chars: int = DEFAULT_MAX_TOKEN, allowed_algs: frozenset[str] = ALGS, headers: HeaderCache | None = None
 ) -> CompactJws:
     """Parse a compact JWS strictly (no signature check yet).
 

@@ -30,7 +30,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from didnode.core.did import KEY_ID_RE, PREFIX, validate_did
+from didnode.core.credentials.status_url import parse_status_list_url, status_list_url
+from didnode.core.did import PREFIX, validate_did
 from didnode.errors import ClaimsInvalid, InvalidDid
 
 VC_CONTEXT_V2 = "https://www.w3.org/ns/credentials/v2"
@@ -45,7 +46,6 @@ MAX_CONTEXTS = 8
 MAX_STATUS_ENTRIES = 2
 MAX_CLAIM_STRING = 256
 FORBIDDEN_MEMBERS = ("vc", "vp", "proof")
-RESOURCE_QUERY = "?resource="
 
 # XML Schema dateTimeStamp: a time zone is mandatory (VC 2.0 section 4.9).
 _DATETIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
@@ -82,27 +82,8 @@ def parse_time(value: object, member: str) -> int:
 
 
 # --------------------------------------------------------------------------
-# Status list references
+# Status list references (URL forms: status_url.py)
 # --------------------------------------------------------------------------
-
-
-def status_list_url(issuer: str, resource_id: str) -> str:
-    """The ``statusListCredential`` URL of ``issuer``'s resource ``resource_id``: ``DID?resource=ID``."""
-    return f"{issuer}{RESOURCE_QUERY}{resource_id}"
-
-
-def parse_status_list_url(url: object) -> tuple[str, str]:
-    """(DID, resource id) of a ``statusListCredential`` URL; raises :class:`ClaimsInvalid`."""
-    if not isinstance(url, str) or RESOURCE_QUERY not in url:
-        raise ClaimsInvalid(f"statusListCredential {str(url)[:100]!r} is not a DID URL DID?resource=ID")
-    did, _, rid = url.partition(RESOURCE_QUERY)
-    try:
-        validate_did(did)
-    except InvalidDid as exc:
-        raise ClaimsInvalid(f"statusListCredential {url[:100]!r}: {exc}") from None
-    if not KEY_ID_RE.fullmatch(rid):
-        raise ClaimsInvalid(f"statusListCredential {url[:100]!r}: resource id must be 1-32 characters of [A-Za-z0-9_-]")
-    return did, rid
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +106,14 @@ class StatusEntry:
         }
 
 
-def status_entry(issuer: str, resource_id: str, purpose: str, index: int) -> StatusEntry:
-    """An entry pointing at bit ``index`` of ``issuer``'s list ``resource_id``."""
+def status_entry(issuer: str, resource_id: str, purpose: str, index: int, base_url: str | None = None) -> StatusEntry:
+    """An entry pointing at bit ``index`` of ``issuer``'s list ``resource_id``, named by its
+    HTTP(S) URL under ``base_url`` (None: the DID URL form; see :mod:`.status_url`)."""
     if purpose not in PURPOSES:
         raise ClaimsInvalid(f"statusPurpose {purpose!r} is not one of {', '.join(PURPOSES)}")
     if not 0 <= index < 2**31:
         raise ClaimsInvalid(f"statusListIndex {index} is out of range")
-    return StatusEntry(purpose, index, status_list_url(issuer, resource_id), issuer, resource_id)
+    return StatusEntry(purpose, index, status_list_url(issuer, resource_id, base_url), issuer, resource_id)
 
 
 def _parse_status(value: Any, issuer: str) -> tuple[StatusEntry, ...]:
@@ -304,7 +286,8 @@ def build_claims(
     status: Sequence[StatusEntry] = (),
     credential_id: str | None = None,
 ) -> dict[str, Any]:
-    """The payload of a credential issued at ``now_ms`` (validFrom = iat = now, seconds precision).
+    """The payload of a credential issued at ``now_ms`` (validFrom = iat = now, seconds precision;
+    no ``nbf``: ``validFrom`` says it, and a JWT claim is only ever a copy).
 
     Precondition: ``subject_claims`` has no ``id`` (the subject is ``subject``)
     and is JSON-serializable. Raises :class:`ClaimsInvalid` for a validUntil
@@ -325,7 +308,6 @@ def build_claims(
         "sub": subject,
         "jti": cid,
         "iat": secs,
-        "nbf": secs,
     }
     if valid_until_ms is not None:
         if valid_until_ms // 1000 <= secs:

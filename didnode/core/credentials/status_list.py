@@ -15,10 +15,15 @@ A status list credential is itself a ``vc+jwt``: the issuer signs each new
 version and publishes it with the ledger's ``publish`` operation as resource
 ``revocation-N`` / ``suspension-N`` of its DID (docs/credentials.md).
 
-didnode extension: the revocation list's subject carries ``allocated``, the
-number of indices the issuer has handed out, so that several devices
-issuing for one DID allocate through the ledger's compare-and-set (the
-publish's ``seq``/``prev``) and never reuse an index.
+A list's ``id`` is the URL it was first published under (:mod:`.status_url`);
+a verifier compares the ledger resource it names, not the string.
+
+Lists published before random allocation carry a didnode extension in the
+revocation list's subject, ``allocated`` (how many indices were handed out,
+sequentially); it is still read, and kept when such a list is republished,
+but new lists never carry it: the issuer's allocation bookkeeping is sealed
+in a separate resource (:mod:`.allocation`), so a list reveals nothing about
+how many credentials point into it.
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ from didnode.core.credentials.model import (
     VERIFIABLE_CREDENTIAL,
     Credential,
     format_time,
-    status_list_url,
 )
+from didnode.core.credentials.status_url import parse_status_list_url, status_list_url
 from didnode.core.encoding import b64url, b64url_decode
 from didnode.errors import ClaimsInvalid, StatusListInvalid
 
@@ -123,9 +128,14 @@ def build_list_claims(
     bits: Bitstring,
     now_ms: int,
     allocated: int | None = None,
+    url: str | None = None,
 ) -> dict[str, Any]:
-    """The payload of a status list credential (BitstringStatusListCredential) issued at ``now_ms``."""
-    url = status_list_url(issuer, resource)
+    """The payload of a status list credential (BitstringStatusListCredential) issued at ``now_ms``.
+
+    ``url`` is the list's ``id`` (default: the DID URL form); ``allocated``
+    only for a list that had it before (see the module docstring).
+    """
+    url = url if url is not None else status_list_url(issuer, resource)
     secs = now_ms // 1000
     subject: dict[str, Any] = {
         "id": f"{url}#list",
@@ -146,20 +156,25 @@ def build_list_claims(
         "sub": subject["id"],
         "jti": url,
         "iat": secs,
-        "nbf": secs,
     }
     return claims
 
 
 @dataclass(frozen=True, slots=True)
 class StatusList:
-    """A decoded status list credential (its signature checked by the caller)."""
+    """A decoded status list credential (its signature checked by the caller).
+
+    ``did`` and ``resource_id`` are the ledger resource its ``url`` names;
+    ``allocated`` is the legacy extension (None when absent).
+    """
 
     credential: Credential
     url: str
     purpose: str
     bits: Bitstring
-    allocated: int
+    allocated: int | None
+    did: str
+    resource_id: str
 
 
 def read_list(cred: Credential) -> StatusList:
@@ -175,10 +190,14 @@ def read_list(cred: Credential) -> StatusList:
     purpose = subject.get("statusPurpose")
     if purpose not in PURPOSES:
         raise StatusListInvalid(f"status list purpose {str(purpose)[:40]!r} is not one of {', '.join(PURPOSES)}")
-    allocated = subject.get("allocated", 0)
-    if type(allocated) is not int or allocated < 0:
+    allocated = subject.get("allocated")
+    if allocated is not None and (type(allocated) is not int or allocated < 0):
         raise StatusListInvalid("allocated must be a non-negative integer")
     if not isinstance(cred.id, str):
         raise StatusListInvalid("the status list credential has no id")
+    try:
+        did, rid = parse_status_list_url(cred.id)
+    except ClaimsInvalid as exc:
+        raise StatusListInvalid(f"the status list credential's id is not a status list URL: {exc.message}") from None
     bits = Bitstring.decode(subject.get("encodedList"))
-    return StatusList(cred, cred.id, purpose, bits, allocated)  # type: ignore[arg-type]
+    return StatusList(cred, cred.id, purpose, bits, allocated, did, rid)  # type: ignore[arg-type]

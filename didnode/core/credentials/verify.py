@@ -10,7 +10,7 @@ Every verification returns a :class:`VerificationReport` with one
 :class:`Check` per aspect, in this order:
 
 ==========  ===========================================================
-format      size bound, compact JWS, header profile (alg, typ, kid, crit)
+format      size bound, compact JWS, header profile (alg, typ, kid, crit and key-carrying members)
 claims      VC 2.0 profile shape, JWT claims agree, type-specific claims
 issuer      the kid's DID is the issuer (and the one expected, if any)
 key_state   issuer active; key exists, assertionMethod, not revoked,
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from didnode.core.credentials.jose import (
-    ALG,
+    ALGS,
     CompactJws,
     HeaderCache,
     check_signature,
@@ -93,7 +93,7 @@ class VerifyPolicy:
     ``accept_rotated_keys``: False refuses every key no longer current.
     """
 
-    allowed_algs: frozenset[str] = frozenset({ALG})
+    allowed_algs: frozenset[str] = ALGS
     max_token_chars: int = 16384
     clock_skew_ms: int = 60_000
     max_status_list_age_ms: int | None = None
@@ -359,8 +359,9 @@ class Verifier:
 
     def _check_entry(self, issuer: str, entry: StatusEntry, now: int) -> None:
         lst = self.status_list(issuer, entry.resource_id, now)
-        if lst.url != entry.list_url:
-            raise StatusListInvalid(f"the status list at {entry.list_url} says its id is {lst.url}")
+        if (lst.did, lst.resource_id) != (entry.list_did, entry.resource_id):
+            # Compared as ledger resources: one list is named by URLs of any host (status_url.py).
+            raise StatusListInvalid(f"the status list at {entry.list_url} says its id is {lst.url}, another list")
         if lst.purpose != entry.purpose:
             raise StatusListInvalid(f"the status list at {entry.list_url} is for {lst.purpose}, the entry for {entry.purpose}")
         if lst.bits.get(entry.index):

@@ -65,6 +65,16 @@ def test_b64url_rejects_non_canonical_and_foreign_alphabets(text: str) -> None:
         ({"alg": "EdDSA", "kid": KID, "typ": "vc+jwt", "crit": ["exp"]}, errors.HeaderNotAllowed),
         ({"alg": "EdDSA", "kid": KID, "typ": "vc+jwt", "jwk": {"kty": "OKP"}}, errors.HeaderNotAllowed),
         ({"alg": "EdDSA", "kid": KID, "typ": "vc+jwt", "b64": False}, errors.HeaderNotAllowed),
+        ({"alg": "EdDSA", "kid": KID, "typ": "vc+jwt", "jku": "https://evil.example/k"}, errors.HeaderNotAllowed),
+        ({"alg": "EdDSA", "kid": KID, "typ": "vc+jwt", "x5u": "https://evil.example/c"}, errors.HeaderNotAllowed),
+        ({"alg": "EdDSA", "kid": KID, "typ": "vc+jwt", "x5c": ["MIIB"]}, errors.HeaderNotAllowed),
+        ({"alg": "EdDSA", "kid": KID, "typ": "vc+jwt", "x5t": "AAAA"}, errors.HeaderNotAllowed),
+        ({"alg": "EdDSA", "kid": KID, "typ": "vc+jwt", "x5t#S256": "AAAA"}, errors.HeaderNotAllowed),
+        ({"alg": "EdDSA", "kid": KID, "typ": "vc+jwt", "crit": []}, errors.HeaderNotAllowed),
+        ({"alg": "Ed448", "kid": KID, "typ": "vc+jwt"}, errors.AlgNotAllowed),
+        ({"alg": "ED25519", "kid": KID, "typ": "vc+jwt"}, errors.AlgNotAllowed),
+        ({"alg": "EdDSA", "kid": KID + "-jwk-jwk", "typ": "vc+jwt"}, errors.KidForeign),
+        ({"alg": "EdDSA", "kid": DID + "#-jwk", "typ": "vc+jwt"}, errors.KidForeign),
         ({"alg": "EdDSA", "kid": KID, "typ": "vc+jwt", "cty": "json"}, errors.HeaderNotAllowed),
         ({"alg": "EdDSA", "kid": KID}, errors.TypNotAllowed),
         ({"alg": "EdDSA", "kid": KID, "typ": "JWT"}, errors.TypNotAllowed),
@@ -85,6 +95,22 @@ def test_header_profile(header: dict, error: type[errors.CredentialInvalid]) -> 
 def test_header_accepts_media_type_typ_cty_vc_and_jwk_kid() -> None:
     jws = parse_compact(token_with({"alg": "EdDSA", "kid": KID + "-jwk", "typ": "application/vc+jwt", "cty": "vc"}))
     assert jws.header.key_id == "key-1"
+
+
+def test_header_ignores_unknown_members_and_accepts_alg_ed25519() -> None:
+    header = {"alg": "Ed25519", "kid": f"{DID}#{'k' * 32}-jwk", "typ": "vc+jwt", "x-trace": {"a": [1]}, "iss": DID, "zip": "x"}
+    jws = parse_compact(token_with(header))
+    assert jws.header.alg == "Ed25519" and jws.header.key_id == "k" * 32
+    with pytest.raises(errors.AlgNotAllowed):
+        parse_compact(token_with(header), allowed_algs=frozenset({"EdDSA"}))
+
+
+def test_issuers_header_names_the_jsonwebkey_method() -> None:
+    from didnode.core.credentials import Issuer
+
+    iss = Issuer(DID, "key-1", SEED)
+    h = json.loads(b64url_decode(iss.sign({"x": 1}).split(".")[0]))
+    assert h == {"alg": "EdDSA", "kid": f"{DID}#key-1-jwk", "typ": "vc+jwt"} and iss.signer_kid == KID
 
 
 def test_duplicate_header_member_is_refused() -> None:
