@@ -29,6 +29,9 @@ from cli.didctl_common import (
     TLS_CERT_ENV,
     TLS_KEY_ENV,
     TLS_SERVER_NAME_ENV,
+    DEFAULT_TRUST_DIR,
+    TRUST_DIR_ENV,
+    TRUST_ENV,
     Ctl,
     command,
     iso_ms,
@@ -42,25 +45,30 @@ from cli.didctl_auth import auth_command, device_group
 from cli.didctl_did import did_group
 from cli.didctl_log import log
 from cli.didctl_provision import provision_group
+from cli.didctl_trust import trust_group
 from cli.didctl_vc import vc_group
 from didnode import __version__
-from didnode.errors import DidnodeError, KeystoreError, TlsFailed, TlsFileInvalid, Unavailable
+from didnode.errors import DidnodeError, KeystoreError, TlsFailed, TlsFileInvalid, TrustChanged, TrustPolicyInvalid, Unavailable, UnknownNode
 from didnode.keystore import Keystore, kdf_from_env
 
 EXIT_FAILED = 1
 EXIT_UNREACHABLE = 3
 EXIT_KEYSTORE = 4
 EXIT_TLS = 5
+EXIT_TRUST = 6
 
 EPILOG = f"""\b
 Exit codes:
   0  success
-  1  the node rejected the operation, or the DID, key or version was not found
+  1  the node rejected the operation, the DID, key or version was not found,
+     or an answer failed verification against the trust policy
   2  usage error (unknown option, bad or conflicting values)
   3  the node is unreachable (or timed out)
   4  keystore problem: none there, wrong passphrase, key not in the keystore
   5  TLS: the node's certificate is untrusted, expired or for another name, the
      node requires (or refused) a client certificate, or a --tls-* file is unusable
+  6  trust: the node is unknown (didctl trust add), presents another key,
+     genesis or network than the one trusted, or a trust policy file is unusable
 
 \b
 Environment:
@@ -72,6 +80,8 @@ Environment:
   {TLS_CERT_ENV:<18}  client certificate (PEM) for a node that requires one (--tls-cert)
   {TLS_KEY_ENV:<18}  its private key (--tls-key)
   {TLS_SERVER_NAME_ENV:<18}  name the node's certificate must carry, if not the address's host
+  {TRUST_ENV:<18}  trust policy file to verify answers against (--trust)
+  {TRUST_DIR_ENV:<18}  trust store directory (--trust-dir)
 
 \b
 Errors print one line on stderr: "didctl: <message> [<REASON>]"; with --json
@@ -87,6 +97,8 @@ def exit_code(err: DidnodeError) -> int:
     """The process exit code for a didnode error (see the epilog)."""
     if isinstance(err, (TlsFailed, TlsFileInvalid)):
         return EXIT_TLS
+    if isinstance(err, (UnknownNode, TrustChanged, TrustPolicyInvalid)):
+        return EXIT_TRUST
     if isinstance(err, Unavailable):
         return EXIT_UNREACHABLE
     if isinstance(err, KeystoreError):
@@ -137,6 +149,9 @@ class DidctlGroup(click.Group):
 @click.option("--tls-cert", envvar=TLS_CERT_ENV, type=click.Path(dir_okay=False, path_type=Path), help="With --tls-ca: PEM client certificate, for a node that requires one.")
 @click.option("--tls-key", envvar=TLS_KEY_ENV, type=click.Path(dir_okay=False, path_type=Path), help="The PEM private key of --tls-cert.")
 @click.option("--tls-server-name", envvar=TLS_SERVER_NAME_ENV, default="", metavar="NAME", help="With --tls-ca: the name the node's certificate must carry (default: the host of --node).")
+@click.option("--trust", "trust_file", envvar=TRUST_ENV, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="Verify answers against this trust policy file instead of the trust store's entry (never written; docs/trust.md).")
+@click.option("--trust-dir", default=DEFAULT_TRUST_DIR, show_default=True, envvar=TRUST_DIR_ENV, type=click.Path(file_okay=False, path_type=Path), help="Trust store: one trust policy per node address.")
+@click.option("--insecure-no-verify", is_flag=True, help="DANGER: believe the node's answers without checking them against any trust policy.")
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -148,6 +163,9 @@ def main(
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_server_name: str,
+    trust_file: Path | None,
+    trust_dir: Path,
+    insecure_no_verify: bool,
 ) -> None:
     """didctl: manage did:dnode identities on a didnode ledger.
 
@@ -155,6 +173,7 @@ def main(
     A five-minute tour:
       didctl keystore init
       didctl node info
+      didctl trust add                  # once per node: compare, then accept
       ADMIN=$(didctl did create)
       DEV=$(didctl did create --controller $ADMIN)
       didctl did resolve $DEV
@@ -171,6 +190,11 @@ def main(
         node=node, keystore_path=keystore_path.expanduser(), json_output=json_output, timeout=timeout,
         tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, tls_server_name=tls_server_name,
     )  # fmt: skip
+    if insecure_no_verify and trust_file is not None:
+        raise click.UsageError("--insecure-no-verify and --trust exclude each other")
+    ctl.trust_file, ctl.trust_dir, ctl.insecure_no_verify = trust_file, trust_dir.expanduser(), insecure_no_verify
+    if insecure_no_verify and not ctx.resilient_parsing:
+        note(f"WARNING: --insecure-no-verify: answers from {node} are not verified")
     ctx.obj = ctl
     ctx.call_on_close(ctl.close)
 
@@ -182,6 +206,7 @@ main.add_command(audit)
 main.add_command(auth_command)
 main.add_command(device_group)
 main.add_command(provision_group)
+main.add_command(trust_group)
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``didctl did ...``: create, resolve, rotate, update, revoke-key, recover, transfer, deactivate, history, keys.
 
-Each command reads what it needs from the node through
-:class:`didnode.client.Client`, builds the operation with
+Each command reads what it needs from the node, verified against the
+node's trust policy (:meth:`cli.didctl_common.Ctl.verified`), builds the operation with
 :mod:`didnode.core.builder`, signs it with keys from the keystore and
 submits it. Commands that install new keys go through
 :func:`cli.didctl_secrets.submit_staged` so that no crash can lose a key.
@@ -134,7 +134,7 @@ def resolve(ctl: Ctl, did: str, version_id: int | None, version_time: str | None
             parse_iso8601(version_time)
         except ValueError:
             raise click.BadParameter(f"{version_time!r} is not an ISO 8601 date-time", param_hint="--version-time") from None
-    result = ctl.client().resolve(checked_did(did), version_id, version_time)
+    result = ctl.verified().resolve(checked_did(did), version_id, version_time)
     ctl.emit(result, lambda: json.dumps(result, indent=2))
 
 
@@ -385,18 +385,17 @@ def history(ctl: Ctl, did: str, after_seq: int | None, limit: int | None) -> Non
     """List DID's operations: position, time, type, signers, hash.
 
     Times are ISO 8601 UTC with milliseconds (usable as --version-time).
-    The node answers in pages; all of them are read unless --limit says otherwise.
+    The whole history is read and verified (every operation proven in the log
+    and chained to the DID's verified state), then --after and --limit pick
+    from it; with --insecure-no-verify only the pages needed are read.
     """
     did = checked_did(did)
-    client = ctl.client()
-    entries: list[Any] = []
-    after = after_seq
-    while True:
-        page = client.history_page(did, after, HISTORY_PAGE if limit is None else min(HISTORY_PAGE, limit - len(entries)))
-        entries.extend(page.entries)
-        after = page.next_after_seq
-        if after is None or (limit is not None and len(entries) >= limit):
-            break
+    if ctl.insecure_no_verify:
+        entries, after = _history_pages(ctl, did, after_seq, limit)
+    else:
+        every = [e for e in ctl.verified().history(did) if after_seq is None or e.seq > after_seq]
+        entries = every[:limit] if limit is not None else every
+        after = entries[-1].seq if len(entries) < len(every) else None
     data = {
         "did": did,
         "nextAfter": after,
@@ -418,6 +417,19 @@ def history(ctl: Ctl, did: str, after_seq: int | None, limit: int | None) -> Non
     ]
     more = "" if after is None else f"\nmore: didctl did history {did} --after {after}"
     ctl.emit(data, lambda: table(("POS", "TIME", "TYPE", "SEQ", "SIGNERS", "HASH"), rows) + more)
+
+
+def _history_pages(ctl: Ctl, did: str, after_seq: int | None, limit: int | None) -> tuple[list[Any], int | None]:
+    """The node's history pages after ``after_seq``, at most ``limit`` operations, unverified; and where to go on."""
+    client = ctl.client()
+    entries: list[Any] = []
+    after = after_seq
+    while True:
+        page = client.history_page(did, after, HISTORY_PAGE if limit is None else min(HISTORY_PAGE, limit - len(entries)))
+        entries.extend(page.entries)
+        after = page.next_after_seq
+        if after is None or (limit is not None and len(entries) >= limit):
+            return entries, after
 
 
 def _key_json(k: KeyRecord) -> dict[str, Any]:
@@ -446,7 +458,7 @@ def keys(ctl: Ctl, did: str, at_position: int | None) -> None:
     (verifies nothing from its revocation on). Positions are ledger positions.
     """
     did = checked_did(did)
-    key_state = ctl.client().key_state(did, at_position)
+    key_state = ctl.verified().key_state(did, at_position)
     state = key_state.state
     valid = list(key_state.valid_at) if key_state.valid_at is not None else None
     data = {

@@ -1,15 +1,18 @@
 """``didctl log ...``: signed checkpoints, proof bundles, offline proof verification.
 
 * ``didctl log checkpoint`` -- the node's latest signed checkpoint (or the one
-  it stored at ``--size``), checked against the node's DID key.
+  it stored at ``--size``), checked against the checkpoint key of the node's
+  trust policy (``--trust FILE`` or its trust store entry), else the key of the
+  node's own DID document.
 * ``didctl log prove inclusion --position N | --hash HEX [--size N]``,
   ``didctl log prove consistency --from N [--to M]``,
   ``didctl log prove state DID`` -- a proof bundle (JSON, docs/transparency.md)
   on stdout or in ``--out FILE``.
 * ``didctl log verify-proof FILE`` -- offline: with ``--signer-key`` (the
   node's Multikey) or ``--node-did-document FILE`` no node is contacted;
-  with neither, the node's DID document is fetched from the node (trust on
-  first use, said on stderr).
+  with neither, the checkpoint key of the trust policy of --node (no node
+  contacted either), else the node's DID document fetched from the node
+  (trust on first use, said on stderr).
 
 Register on the main group with ``main.add_command(log)``.
 """
@@ -29,7 +32,7 @@ from didnode.core.keystate import DidState
 from didnode.core.proof_bundle import Bundle, ConsistencyProof, InclusionProof, StateProof
 from didnode.core.transparency_verify import Verified, verify_bundle, verify_checkpoint
 from didnode.errors import InvalidArgument, LocalError
-from didnode.client.proofs import load_bundle, signer_key_from_multibase, verify_offline
+from didnode.client.proofs import bundle_kid, load_bundle, signer_key_from_multibase, verify_offline
 
 __all__ = ["log"]
 
@@ -64,8 +67,22 @@ def checkpoint_text(signed: SignedCheckpoint) -> dict[str, object]:
     }
 
 
-def _node_key(ctl: Ctl) -> tuple[str, bytes]:
-    """(node DID, key) from the node's own DID document: trust on first use."""
+def _policy_key(ctl: Ctl, kid: str) -> tuple[str, bytes] | None:
+    """(signer DID, key) of the trust policy's checkpoint key ``kid`` (its first key if it lists no such kid:
+    the signature then fails naming the signer), or None when no policy is held for the node (nothing asked)."""
+    policy = None if ctl.insecure_no_verify else ctl.trust_source().known()
+    if policy is None:
+        return None
+    key = policy.key_for(kid) or policy.keys[0]
+    return key.kid.partition("#")[0], key.public_key
+
+
+def _node_key(ctl: Ctl, kid: str) -> tuple[str, bytes]:
+    """(node DID, key) for a checkpoint signed by ``kid``: the trust policy's, else from the node's own
+    DID document (trust on first use)."""
+    trusted = _policy_key(ctl, kid)
+    if trusted is not None:
+        return trusted
     kid, key = ctl.client().node_signer_key()
     return kid.partition("#")[0], key
 
@@ -79,7 +96,7 @@ def _self_check(ctl: Ctl, bundle: Bundle) -> None:
     if missing:
         note("the node holds no signed checkpoint at (one of) these sizes: the bundle needs a checkpoint you hold to be verified")
         return
-    node_did, key = _node_key(ctl)
+    node_did, key = _node_key(ctl, bundle_kid(bundle))
     verify_bundle(bundle, key, node_did)
 
 
@@ -105,12 +122,12 @@ OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path
 def checkpoint_cmd(ctl: Ctl, size: int | None) -> None:
     """The node's latest signed checkpoint (signed on demand if the log grew).
 
-    It is checked against the key in the node's own DID document; to check it
-    against a key you pinned, save it with --json and use `log verify-proof`
-    on a bundle, or compare the key shown by `did resolve` of the node DID.
+    It is checked against the checkpoint key of the node's trust policy
+    (--trust FILE or its trust store entry), else against the key in the
+    node's own DID document.
     """
     signed = ctl.client().checkpoint(size)
-    node_did, key = _node_key(ctl)
+    node_did, key = _node_key(ctl, signed.kid)
     verify_checkpoint(signed, key, node_did)
     ctl.emit({"checkpoint": signed.to_json(), "time": iso_ms(signed.checkpoint.time_ms)}, kv_lines(checkpoint_text(signed)))
 
@@ -214,8 +231,9 @@ def verify_proof(ctl: Ctl, file: str, signer_key: str | None, doc_file: str | No
     """Verify a proof bundle FILE ('-' for stdin) offline.
 
     Trust comes from the signer key: --signer-key or --node-did-document. With
-    neither, the node's DID document is fetched from the node (--node), which
-    only shows that the node agrees with itself.
+    neither, the checkpoint key of the trust policy of --node (--trust FILE or
+    the trust store entry); without one, the node's DID document is fetched
+    from the node, which only shows that the node agrees with itself.
     """
     if signer_key and doc_file:
         raise InvalidArgument("give at most one of --signer-key and --node-did-document")
@@ -225,8 +243,10 @@ def verify_proof(ctl: Ctl, file: str, signer_key: str | None, doc_file: str | No
         verified = verify_offline(bundle, public_key=signer_key_from_multibase(signer_key), max_age_ms=max_age_ms)
     elif doc_file:
         verified = verify_offline(bundle, did_document=_document(doc_file), max_age_ms=max_age_ms)
+    elif (trusted := _policy_key(ctl, bundle_kid(bundle))) is not None:
+        verified = verify_offline(bundle, public_key=trusted[1], max_age_ms=max_age_ms)
     else:
-        note(f"no --signer-key or --node-did-document: trusting the DID document the node at {ctl.node} serves for itself")
+        note(f"no --signer-key, --node-did-document or trust policy: trusting the DID document the node at {ctl.node} serves for itself")
         node_did = ctl.client().node_info().node_did
         verified = verify_offline(bundle, did_document=ctl.client().resolve(node_did), max_age_ms=max_age_ms)
     out = _verified_json(verified)

@@ -21,13 +21,17 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from click.core import ParameterSource
 
 from cli.didctl_common import Ctl, checked_did, command, json_option, note
 from cli.signing import auth_signer_of, issuer_for
+from didnode.client import Client
+from didnode.client.verified import VerifiedClient
+from didnode.core.keystate import DidState
+from didnode.core.results import HistoryEntry
 from didnode.core.credentials.model import MAX_CLAIM_STRING
 from didnode.errors import InvalidArgument
 from didnode.keystore import kdf_from_env
@@ -164,7 +168,8 @@ def provision_group(click_ctx: click.Context, **opts: Any) -> None:
     Every device DID is controlled by the manufacturer (whose signature on each
     create vouches for it), gets a DeviceAttestationCredential with a status
     list entry, and a bundle in DIR/bundles/ (its DID, its keys sealed for the
-    device, the credential, the node address, the latest signed checkpoint).
+    device, the credential, the node address, the latest signed checkpoint,
+    and the trust policy this run verified the ledger with).
     Each device's next (recovery) key stays in this keystore. DIR/manifest.csv
     and DIR/manifest.jsonl list serial, DID and ledger position.
 
@@ -231,6 +236,7 @@ def _run(
     ks = ctl.keystore()
     auth_kid, auth_key = auth_signer_of(ctl, mfr, "manufacturer")
     issuer, assertion_key = issuer_for(ctl, mfr)
+    trust = _trust_for_devices(ctl)
 
     device_keys = None
     input_sha = None
@@ -287,6 +293,7 @@ def _run(
             helper=helper,
             progress=bar,
             notify=note,
+            trust=trust,
         ).run()
     finally:
         bar.close()
@@ -305,6 +312,16 @@ def _run(
             ]
         ),
     )
+
+
+def _trust_for_devices(ctl: Ctl) -> dict[str, Any] | None:
+    """The trust policy this run verified the ledger with (with its latest verified checkpoint), for
+    every bundle; None with --insecure-no-verify (said on stderr: the devices must get one otherwise)."""
+    reads = ctl.verified()
+    if isinstance(reads, VerifiedClient):
+        return reads.log.policy.to_json()
+    note("--insecure-no-verify: the bundles carry no trust policy; give the devices one (didctl trust export) before they use the ledger")
+    return None
 
 
 def _protection_text(protection: str) -> str:
@@ -333,6 +350,28 @@ def _sha256(path: Path) -> str:
 # --------------------------------------------------------------------------
 # provision transfer
 # --------------------------------------------------------------------------
+
+
+class VerifiedStates:
+    """The client, with the reads a transfer is signed on (each device's state and history) verified
+    against the node's trust policy (:meth:`Ctl.verified`); submits and the rest go to the client."""
+
+    def __init__(self, ctl: Ctl) -> None:
+        self._client = ctl.client()
+        self._reads = ctl.verified()
+
+    def state(self, did: str) -> DidState:
+        return self._reads.state(did)
+
+    def history(self, did: str) -> list[HistoryEntry]:
+        return self._reads.history(did)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _transfer_client(ctl: Ctl) -> Client:
+    return cast(Client, VerifiedStates(ctl))
 
 
 @command(provision_group, "transfer")
@@ -365,7 +404,7 @@ def transfer(ctl: Ctl, manifest: Path, owner: str, controller: str | None, journ
     controller = checked_did(controller)
     if controller == owner:
         raise click.BadParameter("the new owner is the current controller", param_hint="--to")
-    client = ctl.client()
+    client = _transfer_client(ctl)
     network = client.node_info().network
     if offer_path is not None:
         if journal_path is not None:
@@ -412,7 +451,7 @@ def accept(ctl: Ctl, offer_path: Path, journal_path: Path | None, chunk_size: in
     this keystore; the controller's key is not needed (it signed the offer).
     Resumable: re-run the same command after a crash.
     """
-    client = ctl.client()
+    client = _transfer_client(ctl)
     network = client.node_info().network
     offer = read_offer(offer_path, network)
     bar = ProgressBar("accepting", progress_enabled(ctl))

@@ -5,6 +5,11 @@ private key never leaves this process. Status lists (W3C Bitstring Status
 List v1.0) are read from the ledger, changed, signed here and published
 with the ledger's ``publish`` operation (see docs/credentials.md).
 
+Every ledger fact a verdict or a signature rests on (issuer key states and
+their times, status lists, the issuer's state before a publish) is read
+through :meth:`Ctl.verified`, so it is checked against the node's trust
+policy; only ``vc verify --remote`` believes the node's own verdict.
+
 Register on the main group with ``main.add_command(vc_group)``.
 """
 
@@ -20,15 +25,18 @@ import click
 
 from cli.didctl_common import Ctl, checked_did, command, iso_ms, note, receipt_json, safe_text
 from cli.signing import issuer_for, network_of
-from didnode.core.credentials import DEVICE_ATTESTATION, Issuer, VerificationReport
+from didnode.core.builder import SignedOperation
+from didnode.core.credentials import DEVICE_ATTESTATION, Issuer, VerificationReport, Verifier
 from didnode.core.credentials.jose import decode_json_object, parse_compact
 from didnode.core.credentials.model import Credential, build_claims, format_time, parse_claims
 from didnode.core.credentials.status_list import list_number, resource_id
 from didnode.core.credentials.status_url import DEFAULT_STATUS_BASE_URL, validate_base_url
 from didnode.core.credentials.verify import FAILED, PASSED, SKIPPED
 from didnode.core.document import parse_iso8601
-from didnode.client import StatusLists
+from didnode.client import OfflineVerifier, Receipt, StatusLists
 from didnode.clock import wall_ms
+from didnode.core.keystate import DidState
+from didnode.core.results import Resource
 from didnode.errors import InvalidArgument
 
 STATUS_BASE_URL_ENV = "DIDCTL_STATUS_BASE_URL"
@@ -52,6 +60,29 @@ def vc_group() -> None:
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
+
+
+class VerifiedLedger:
+    """:class:`~didnode.client.status_lists.LedgerAccess` over the verified reads and the client's submit."""
+
+    def __init__(self, ctl: Ctl) -> None:
+        self.reads = ctl.verified()
+        self.client = ctl.client()
+
+    def state(self, did: str) -> DidState:
+        return self.reads.state(did)
+
+    def resource(self, did: str, resource_id: str) -> Resource:
+        return self.reads.resource(did, resource_id)
+
+    def submit(self, op: SignedOperation) -> Receipt:
+        return self.client.submit(op)
+
+
+def offline_verifier(ctl: Ctl) -> OfflineVerifier:
+    """A local verifier fed by the verified reads (issuer key states and times, status lists), uncached."""
+    reads = ctl.verified()
+    return OfflineVerifier(reads.issuer_record, lambda did, rid: reads.resource(did, rid).content, cache_ttl_ms=0)
 
 
 def read_token(source: str) -> str:
@@ -159,19 +190,18 @@ def issue(
     until = parse_valid_until(valid_until, now) if valid_until is not None else None
     # Check the claims' shape before anything is allocated or signed (ClaimsInvalid).
     parse_claims(build_claims(issuer, subject, [cred_type], claims, now, until))
-    client = ctl.client()
-    client.state(subject)  # the subject must exist on the ledger (UnknownDid otherwise)
+    ctl.verified().state(subject)  # the subject must exist on the ledger (UnknownDid otherwise)
     local, key = issuer_for(ctl, issuer)
     local = Issuer(local.did, local.key_id, key, base)
     status: tuple[Any, ...] = ()
     allocation = None
     if with_status:
-        allocation = StatusLists(client, local, key, network_of(ctl)).allocate(1)
+        allocation = StatusLists(VerifiedLedger(ctl), local, key, network_of(ctl)).allocate(1)
         status = local.status_entries(allocation.number, allocation.indices[0])
         note(f"allocated status index {allocation.indices[0]} of list {allocation.number} (ledger position {allocation.receipt.position})")
     token = local.issue(subject, [cred_type], claims, now, until, status)
     # Check what we made against the ledger before handing it out.
-    report = client.offline_verifier(cache_ttl_ms=0).verify(token, expected_subject=subject, now_ms=now)
+    report = offline_verifier(ctl).verify(token, expected_subject=subject, now_ms=now)
     cred = report.raise_if_invalid()
     if out_path is not None:
         out_path.write_text(token + "\n", encoding="utf-8")
@@ -229,7 +259,7 @@ def report_text(report: VerificationReport) -> str:
 @click.option("--subject", "expected_subject", metavar="DID", help="Require credentialSubject.id to be this DID (holder binding).")
 @click.option("--issuer", "expected_issuer", metavar="DID", help="Require this issuer.")
 @click.option("--type", "expected_type", metavar="TYPE", help="Require this credential type.")
-@click.option("--remote", is_flag=True, help="Let the node verify (default: verify here, reading key states and status lists from the node).")
+@click.option("--remote", is_flag=True, help="Believe the node's own verdict (default: verify here, on key states and status lists verified against the trust policy).")
 @click.pass_context
 def verify(
     click_ctx: click.Context, ctl: Ctl, source: str, expected_subject: str | None, expected_issuer: str | None, expected_type: str | None, remote: bool
@@ -240,11 +270,11 @@ def verify(
         expected_subject = checked_did(expected_subject)
     if expected_issuer is not None:
         expected_issuer = checked_did(expected_issuer)
-    client = ctl.client()
     if remote:
-        report = client.verify_credential(token, expected_subject, expected_issuer, expected_type)
+        note(f"--remote: the verdict is the node's ({ctl.node}), not checked here")
+        report = ctl.client().verify_credential(token, expected_subject, expected_issuer, expected_type)
     else:
-        report = client.offline_verifier(cache_ttl_ms=0).verify(token, expected_subject, expected_issuer, expected_type)
+        report = offline_verifier(ctl).verify(token, expected_subject, expected_issuer, expected_type)
     ctl.emit(report.to_json(), lambda: report_text(report))
     if report.error is not None:
         message = " ".join(report.error.message.split())
@@ -278,7 +308,7 @@ def _target(ctl: Ctl, source: str | None, index: int | None, issuer: str | None,
 def _change(ctl: Ctl, source: str | None, index: int | None, issuer: str | None, number: int, purpose: str, value: bool, verb: str) -> None:
     did, n, i = _target(ctl, source, index, issuer, number, purpose)
     local, key = issuer_for(ctl, did)
-    receipt = StatusLists(ctl.client(), local, key, network_of(ctl)).set_status(purpose, n, i, value)
+    receipt = StatusLists(VerifiedLedger(ctl), local, key, network_of(ctl)).set_status(purpose, n, i, value)
     url = f"{did}?resource={resource_id(purpose, n)}"
     ctl.emit(
         receipt_json(receipt, statusListCredential=url, index=i, purpose=purpose, set=value),
@@ -317,22 +347,28 @@ def reinstate(ctl: Ctl, source: str | None, index: int | None, issuer: str | Non
 @command(vc_group, "status")
 @click.argument("source", metavar="TOKEN_FILE|-")
 def status(ctl: Ctl, source: str) -> None:
-    """Show the credential's status entries as the node's latest lists say."""
+    """Show the credential's status entries as the issuer's latest lists on the ledger say.
+
+    Each list is the one the issuer's verified state names, and its signature
+    is checked here against the issuer's verified keys.
+    """
     cred = parse_token(read_token(source))
     if not cred.status:
         raise InvalidArgument("the credential has no credentialStatus")
-    client = ctl.client()
+    reads = ctl.verified()
+    verifier = Verifier(reads.issuer_record)
     rows = []
     for entry in cred.status:
-        s = client.status(entry.list_url, entry.index)
+        res = reads.resource(entry.list_did, entry.resource_id)
+        lst = verifier.verify_status_list(res.content, entry.list_did, wall_ms())
         rows.append(
             {
-                "purpose": s.purpose,
-                "index": s.index,
-                "set": s.set,
-                "statusListCredential": s.list_url,
-                "listValidFrom": format_time(s.list_valid_from_ms),
-                "position": s.position,
+                "purpose": lst.purpose,
+                "index": entry.index,
+                "set": lst.bits.get(entry.index),
+                "statusListCredential": entry.list_url,
+                "listValidFrom": format_time(lst.credential.valid_from),
+                "position": res.position,
             }
         )
     text = "\n".join(f"{r['purpose']:<11} index {r['index']:<7} {'SET' if r['set'] else 'clear'}  (list of {r['listValidFrom']}, position {r['position']})" for r in rows)

@@ -37,8 +37,9 @@ Signer = tuple[str, SigningKey]
 
 
 def current_state(ctl: Ctl, did: str) -> DidState:
-    """The current state of ``did`` on the node, whatever its status (and the node's network, remembered)."""
-    ks = ctl.client().key_state(did)
+    """The current state of ``did`` on the node, whatever its status (and the node's network, remembered),
+    verified against the node's trust policy (:meth:`Ctl.verified`): every operation is signed on top of it."""
+    ks = ctl.verified().key_state(did)
     ctl.network = ks.network
     return ks.state
 

@@ -9,7 +9,7 @@ journal records in :mod:`.chunks`, its bundles, manifests and result in
 docs/provisioning.md specifies every format.
 """
 
-from didnode.provisioning.bundle import BundleOpener, Sealer, read_bundle
+from didnode.provisioning.bundle import BundleOpener, Sealer, bundle_trust, read_bundle
 from didnode.provisioning.devices import DevicePublicKeys, create_signing_bytes, device_create, read_public_keys
 from didnode.provisioning.run import Manufacturer, ProvisionRun, RunResult, RunSpec
 from didnode.provisioning.transfer import FleetTransfer, ManifestRow, TransferResult, read_manifest
@@ -25,6 +25,7 @@ __all__ = [
     "RunSpec",
     "Sealer",
     "TransferResult",
+    "bundle_trust",
     "create_signing_bytes",
     "device_create",
     "read_bundle",

@@ -8,7 +8,14 @@ A bundle is one UTF-8 JSON file per device, ``<out>/bundles/<serial>.json``
      "network", "node": "HOST:PORT", "position": int, "opHash": HEX,
      "credential": "<DeviceAttestationCredential, vc+jwt>",
      "checkpoint": {signed checkpoint JSON} | null,
+     "trust": {trust policy, docs/trust.md} | null,
      "keys": null | SEALED}
+
+``trust`` is the trust policy the provisioning host verified the ledger
+with (network, genesis, checkpoint keys, threshold, staleness, latest
+verified checkpoint): the device verifies every answer against it from its
+first boot (:func:`bundle_trust`). Bundles written before it existed lack the
+member and are read as null.
 
 ``keys`` is null when the device generated its own keys. Otherwise it holds
 the device's secrets as a "didnode-secrets" object (the keystore's format:
@@ -56,7 +63,9 @@ from nacl.bindings import crypto_generichash_blake2b_salt_personal, crypto_secre
 from didnode.core import canonical
 from didnode.core.did import validate_did
 from didnode.core.encoding import X25519_PUB, b64url, b64url_decode, multikey_decode, multikey_encode
-from didnode.errors import BundleInvalid, InvalidArgument, InvalidDid, InvalidKey, WrongPassphrase
+from didnode.core.trust import TrustPolicy
+from didnode.core.trust.policy import from_json as policy_from_json
+from didnode.errors import BundleInvalid, InvalidArgument, InvalidDid, InvalidKey, TrustPolicyInvalid, WrongPassphrase
 from didnode.keystore import DidSecrets, KdfParams, import_plain
 
 BUNDLE_FORMAT = "didnode-device-bundle"
@@ -258,7 +267,25 @@ def check_bundle(bundle: Mapping[str, Any]) -> str:
             raise BundleInvalid(f"bundle of {did}: {name} must be a string")
     if "keys" not in bundle:
         raise BundleInvalid(f"bundle of {did} has no keys member (null when the device holds its own keys)")
+    bundle_trust(bundle)
     return did
+
+
+def bundle_trust(bundle: Mapping[str, Any]) -> TrustPolicy | None:
+    """The trust policy a bundle carries for its device (None: an older bundle, or none given).
+
+    Raises :class:`BundleInvalid` when the member is not a valid policy, or is of another network than the bundle.
+    """
+    raw = bundle.get("trust")
+    if raw is None:
+        return None
+    try:
+        policy = policy_from_json(raw)
+    except TrustPolicyInvalid as exc:
+        raise BundleInvalid(f"bundle of {bundle.get('did')}: {exc}") from None
+    if policy.network != bundle.get("network"):
+        raise BundleInvalid(f"bundle of {bundle.get('did')}: its trust policy is for network {policy.network!r}, the bundle for {bundle.get('network')!r}")
+    return policy
 
 
 def read_bundle(data: bytes) -> dict[str, Any]:
@@ -287,6 +314,7 @@ __all__ = [
     "BUNDLE_VERSION",
     "BundleOpener",
     "MODES",
+    "bundle_trust",
     "Sealer",
     "check_bundle",
     "parse_recipient",

@@ -17,7 +17,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from didnode.core.credentials.status_url import DEFAULT_STATUS_BASE_URL, status_list_url
 from didnode.errors import JournalCorrupted, ProvisioningError
@@ -74,9 +74,11 @@ def write_bundles(
     positions: list[int],
     op_hashes: list[str],
     checkpoint: dict[str, Any] | None,
+    trust: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``out/bundles/<serial>.json`` for every device of ``chunk`` (not synced), a slice
-    per thread of ``pool``; raises :class:`ProvisioningError` naming the file on an I/O error."""
+    per thread of ``pool``; raises :class:`ProvisioningError` naming the file on an I/O error.
+    ``trust``: the trust policy JSON each bundle carries (member ``trust``; null without one)."""
     bundles = out / BUNDLES_DIR
     # The members every bundle of the chunk shares, encoded once; per device only
     # strings that JSON never escapes are joined in (serials, DIDs, hex, base64url,
@@ -90,6 +92,7 @@ def write_bundles(
             "network": spec.network,
             "node": node_address,
             "checkpoint": checkpoint,
+            "trust": trust,
         },
         separators=(",", ":"),
     )[1:-1]

@@ -55,7 +55,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import nacl.exceptions
 import nacl.pwhash.argon2id as argon2id
@@ -139,7 +139,9 @@ class ProvisionRun:
         helper: bool | None = None,
         progress: Progress | None = None,
         notify: Notify | None = None,
+        trust: Mapping[str, Any] | None = None,
     ) -> None:
+        """``trust``: the trust policy (JSON, docs/trust.md) every bundle carries for its device, or None."""
         if chunk < 1 or window < 1:
             raise InvalidArgument(f"chunk ({chunk}) and window ({window}) must be >= 1")
         if (device_keys is None) != (spec.keys != "device") or (device_keys is not None and len(device_keys) != spec.count):
@@ -150,6 +152,7 @@ class ProvisionRun:
         self.mfr = manufacturer
         self.out = out
         self.node_address = node_address
+        self.trust = trust
         self.device_keys = device_keys
         self.sealer = sealer
         self.bundle_passphrase = bundle_passphrase
@@ -516,7 +519,7 @@ class ProvisionRun:
             chunk.recovery.result()  # recovery keys durable in the keystore (raises its failure)
         checkpoint = self._checkpoint()
         op_hashes = [hashlib.sha256(p).hexdigest() for p in chunk.payloads]
-        write_bundles(self._files, self.out, self.spec, self.node_address, chunk, positions, op_hashes, checkpoint)
+        write_bundles(self._files, self.out, self.spec, self.node_address, chunk, positions, op_hashes, checkpoint, self.trust)
         try:
             sync_filesystem(self.out)  # the chunk's bundles are durable before the manifest names them
         except OSError as exc:

@@ -20,14 +20,16 @@ from nacl.signing import SigningKey
 
 from cli.didctl import main
 from cli.didctl_provision import ProgressBar, provision_group
+from cli.trust_store import TrustStore
 from didnode.client import Client
 from didnode.core.checkpoint import from_json as checkpoint_from_json
 from didnode.core.credentials import DEVICE_ATTESTATION
 from didnode.core.encoding import X25519_PUB, multikey_encode
 from didnode.core.operations import next_commitment
 from didnode.core.transparency_verify import verify_checkpoint
+from didnode.errors import BundleInvalid
 from didnode.keystore import Keystore
-from didnode.provisioning import BundleOpener, create_signing_bytes, device_create, read_bundle
+from didnode.provisioning import BundleOpener, bundle_trust, create_signing_bytes, device_create, read_bundle
 from tests.cli.conftest import PASSPHRASE, Didctl
 from tests.conftest import ROOT
 
@@ -71,6 +73,8 @@ def check_run(ctl: Didctl, mfr: str, out: Path, n: int, opener: BundleOpener | N
     client = Client(ctl.node.address)
     verifier = client.offline_verifier(cache_ttl_ms=600_000)
     node_kid, node_key = client.node_signer_key()
+    trusted = TrustStore(ctl.trust_dir).get(ctl.node.address)
+    assert trusted is not None
     ks = Keystore.open(ctl.keystore, PASSPHRASE)
     try:
         for i, row in enumerate(rows):
@@ -83,6 +87,8 @@ def check_run(ctl: Didctl, mfr: str, out: Path, n: int, opener: BundleOpener | N
             bundle = read_bundle((out / row["bundle"]).read_bytes())
             assert (bundle["did"], bundle["serial"], bundle["position"], bundle["opHash"]) == (did, row["serial"], row["position"], row["opHash"])
             assert bundle["node"] == ctl.node.address and bundle["manufacturer"] == mfr
+            policy = bundle_trust(bundle)  # the trust policy the run verified the ledger with
+            assert policy is not None and policy.same_anchors(trusted) and policy.latest is not None
             report = verifier.verify(bundle["credential"], expected_subject=did, expected_issuer=mfr, expected_type=DEVICE_ATTESTATION)
             assert report.valid, report.to_json()
             cred = report.credential
@@ -189,6 +195,11 @@ def test_plain_keys_are_loud(ctl: Didctl, mfr: str, tmp_path: Path) -> None:
     bundle = read_bundle((out / "bundles" / "SN-000001.json").read_bytes())
     assert bundle["keys"]["protection"] == "none"
     assert BundleOpener().open(bundle) is not None
+    # A bundle from before the trust member still reads (no policy); a broken one is refused.
+    old = {k: v for k, v in bundle.items() if k != "trust"}
+    assert bundle_trust(old) is None and BundleOpener().open(old) is not None
+    with pytest.raises(BundleInvalid, match="trust policy"):
+        read_bundle(json.dumps({**bundle, "trust": {**bundle["trust"], "threshold": 2}}).encode())
 
 
 # --------------------------------------------------------------------------
