@@ -36,6 +36,7 @@ from didnode.core.checkpoint import Checkpoint
 from didnode.core.credentials.resolver import IssuerRecord, record_from_versions
 from didnode.core.document import resolution_result
 from didnode.core.keystate import DidState
+from didnode.core.keystate.state import ED25519
 from didnode.core.proof_bundle import InclusionProof
 from didnode.core.results import HistoryEntry, HistoryPage, KeyState, ProvenResolution, ProvenState, Resource
 from didnode.core.transparency_verify import verify_inclusion_at, verify_state_at
@@ -81,8 +82,7 @@ class Checks:
         if not p.present:
             verify_state_at(checkpoint, did, None, p.proof)
             return Proven(did, None, b"", checkpoint)
-        verify_state_at(checkpoint, did, p.state_record, p.proof)
-        return Proven(did, DidState.from_record(p.state_record), p.state_record, checkpoint)
+        return Proven(did, verify_state_at(checkpoint, did, p.state_record, p.proof), p.state_record, checkpoint)
 
     def resolution(self, did: str, proven: ProvenResolution, proof_from: int) -> dict[str, Any]:
         """The resolution result recomputed from the proven record; the node's own must be the same."""
@@ -100,6 +100,21 @@ class Checks:
             if hashlib.sha256(e.payload).digest() != e.op_hash:
                 raise HistoryMismatch(f"the node's history of {proven.did} names a hash for operation {e.seq} that is not its payload's", did=proven.did)
         return verify_history(proven.record, self.policy.network, ops, proven.checkpoint)
+
+    def issuer_record(self, proven: Proven, proofs: list[InclusionProof]) -> IssuerRecord:
+        """A proven issuer's record, its key times read from the log entries at its key positions,
+        each proven included under the same checkpoint."""
+        state = present(proven)
+        times = {}
+        for proof in proofs:
+            if proof.tree_size != proven.checkpoint.tree_size:
+                raise ProofClaimMismatch(f"an inclusion proof at size {proof.tree_size}, not the checkpoint's {proven.checkpoint.tree_size}")
+            entry = verify_inclusion_at(proven.checkpoint, proof.entry, proof.index, proof.hashes)
+            times[entry.position] = entry.time
+        missing = [p for p in key_positions(state) if p not in times]
+        if missing:
+            raise ProofClaimMismatch(f"no proven log entry at positions {missing[:4]} where keys of {state.did} begin or end", did=state.did)
+        return record_from_versions(state, times)
 
     def resource(self, proven: Proven, resource_id: str, entry_proof: InclusionProof) -> Resource:
         """The resource ``resource_id`` of a proven DID, from the log entry its state names."""
@@ -120,6 +135,12 @@ class Checks:
         if not isinstance(res, dict) or res.get("id") != resource_id or not isinstance(res.get("content"), str):
             raise MalformedProof(f"the publish of {resource_id!r} carries no such resource")
         return Resource(state.did, resource_id, str(res.get("mediaType", "")), res["content"], e.position, int(named["seq"]), e.time, op_hash)
+
+
+def key_positions(state: DidState) -> list[int]:
+    """The ledger positions where the DID's Ed25519 keys were added or ended (what an issuer record needs the times of)."""
+    positions = {k.added_pos for k in state.keys if k.kind == ED25519} | {k.ended_pos for k in state.keys if k.kind == ED25519 and k.ended_pos >= 0}
+    return sorted(positions)
 
 
 def present(proven: Proven) -> DidState:
@@ -250,11 +271,13 @@ class VerifiedClient:
         return self.checks.resource(proven, resource_id, self.client.inclusion_proof(position=position, tree_size=proven.checkpoint.tree_size))
 
     def issuer_record(self, did: str) -> IssuerRecord:
-        """An issuer's verified state with its keys' ledger times (from its verified history)."""
+        """An issuer's verified state with its keys' ledger times: the times of the log entries at the
+        positions its proven key records name, each proven included (not its whole history, which
+        grows with every status list it publishes)."""
         proven = self.proven(did)
-        state = present(proven)
-        entries, _ = self.history_of(proven)
-        return record_from_versions(state, {e.position: e.time_ms for e in entries})
+        size = proven.checkpoint.tree_size
+        proofs = [self.client.inclusion_proof(position=p, tree_size=size) for p in key_positions(present(proven))]
+        return self.checks.issuer_record(proven, proofs)
 
 
 class AsyncVerifiedClient:
@@ -332,7 +355,8 @@ class AsyncVerifiedClient:
         return self.checks.resource(proven, resource_id, await self.client.inclusion_proof(position=position, tree_size=proven.checkpoint.tree_size))
 
     async def issuer_record(self, did: str) -> IssuerRecord:
+        """See :meth:`VerifiedClient.issuer_record`."""
         proven = await self.proven(did)
-        state = present(proven)
-        entries, _ = await self.history_of(proven)
-        return record_from_versions(state, {e.position: e.time_ms for e in entries})
+        size = proven.checkpoint.tree_size
+        proofs = [await self.client.inclusion_proof(position=p, tree_size=size) for p in key_positions(present(proven))]
+        return self.checks.issuer_record(proven, proofs)

@@ -27,6 +27,7 @@ def test_honest_node_verifies(tmp_path: Path) -> None:
             assert v.resolve(node_did, version_id=0) == c.resolve(node_did, version_id=0)
             h = v.history(node_did)
             assert [e.seq for e in h] == [e.seq for e in c.history(node_did)]
+            assert v.issuer_record(node_did) == c.issuer_record(node_did)
             assert log.signatures_checked >= 1
             checked = log.signatures_checked
             v.state(node_did)
