@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_PACKAGES = ("didnode.store", "didnode.ledger", "didnode.service", "didnode.transport")
+SERVER_PACKAGES = ("didnode.store", "didnode.ledger", "didnode.service", "didnode.transport", "didnode.http")
 # The node's own binaries are server code by definition; everything else in cli/ is a client.
 SERVER_SIDE_ENTRY_POINTS = {"cli.didnode"}
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
@@ -123,6 +124,21 @@ class LocalOrderer:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.batches = 0
+        # Told (operations, seconds) of each batch written (apply and durable commit), e.g. by the
+        # node's metrics; called on the writer thread, must not block.
+        self.on_batch: Callable[[int, float], None] | None = None
+        # Why the last batch could not be committed (disk full, read-only store); None once one commits.
+        self.last_error: DidnodeError | None = None
+
+    @property
+    def pending(self) -> int:
+        """Operations queued and not yet applied (the queue depth)."""
+        return self._pending
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`stop` was called (submissions are refused)."""
+        return self._closed
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="didnode-writer", daemon=True)
@@ -191,14 +207,20 @@ class LocalOrderer:
                 outcomes = apply_batch(self.tables, txn, ops, self.clock_ms(), self.hooks) if ops else []
                 return outcomes, [run_task(self.tables, txn, t.task) for t in tasks]
 
+            started = time.perf_counter()
             try:
                 outcomes, results = self.tables.store.write(batch)
+                self.last_error = None
             except DidnodeError as exc:
                 outcomes, results = [exc] * len(ops), [exc] * len(tasks)
+                self.last_error = exc
             except lmdb.Error as exc:
                 # Disk full, I/O error: nothing of the batch committed; say so to every waiter.
                 err = Internal(f"the store could not commit the batch: {exc}")
                 outcomes, results = [err] * len(ops), [err] * len(tasks)
+                self.last_error = err
+            if self.on_batch is not None and ops:
+                self.on_batch(len(ops), time.perf_counter() - started)
             self.batches += 1
             with self._lock:
                 self._pending -= count

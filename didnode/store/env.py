@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
@@ -121,6 +122,9 @@ class Store:
             if type(err) is Internal:
                 raise StoreCorrupted(f"cannot open the LMDB store at {self.path}: {exc}") from None
             raise err from None
+        # Told the seconds each durable commit took (LMDB's page writes and fsync), e.g. by the
+        # node's metrics (didnode.http.metrics); called on the writing thread, must not block.
+        self.on_commit: Callable[[float], None] | None = None
         self._gate = threading.Condition()
         self._readers = 0
         self._resizing = False
@@ -176,8 +180,17 @@ class Store:
         """
         while True:
             try:
-                with self.env.begin(write=True, buffers=False) as txn:
-                    return fn(txn)
+                txn = self.env.begin(write=True, buffers=False)
+                try:
+                    result = fn(txn)
+                except BaseException:
+                    txn.abort()
+                    raise
+                started = time.perf_counter()
+                txn.commit()
+                if self.on_commit is not None:
+                    self.on_commit(time.perf_counter() - started)
+                return result
             except lmdb.MapFullError:
                 self._grow()
             except lmdb.Error as exc:

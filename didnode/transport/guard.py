@@ -163,6 +163,9 @@ class NodeGuard:
         self.chunks = ChunkBudget(limits.max_batch_chunks, limits.max_batch_chunks_per_peer)
         self.buckets = {SUBMIT: PeerBuckets(limits.submit_rate, limits.max_peers), HANDSHAKE: PeerBuckets(limits.handshake_rate, limits.max_peers)}
         self.held = 0  # refused calls being held (see _hold)
+        # Told (method, seconds) when a call of a one-reply method ends, however it ended (e.g. the
+        # node's metrics: RPC latency by method); read at each call's end, so it may be set at any time.
+        self.on_call: Callable[[str, float], None] | None = None
 
     # -- admission -------------------------------------------------------------
 
@@ -287,6 +290,7 @@ class NodeGuard:
             penalized = method == SUBMIT_METHOD and self.limits.invalid_submit_cost > 0
 
             async def wrapped(arg: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
                 peer = await enter(context)
                 arg, _ = requests_of(arg, peer)
                 ctx: Any = _ChargingContext(self, context, peer) if penalized else context
@@ -298,6 +302,8 @@ class NodeGuard:
                     if penalized and not ctx.charged and context.code() in INVALID_WORK:
                         self._charge_invalid(peer)
                     self._leave(peer)
+                    if self.on_call is not None:
+                        self.on_call(method, time.perf_counter() - started)
 
             return wrapped
 

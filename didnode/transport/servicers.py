@@ -12,6 +12,7 @@ import grpc
 
 from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import node_pb2 as node_pb
+from didnode.core.did_url import DID_ERROR_NS, error_type
 from didnode.errors import DidnodeError, Internal, MalformedMessage
 from didnode.service.ledger import HISTORY_PAGE, MAX_BATCH_CHUNK, Item, LedgerService
 from didnode.wire import ledger as convert
@@ -19,6 +20,7 @@ from didnode.wire.handlers import Malformed
 from didnode.wire.status import to_status
 
 log = logging.getLogger("didnode.transport")
+DID_ERROR_DETAIL = "did_error_type"  # ErrorInfo metadata key of a failed Resolve: https://www.w3.org/ns/did#NOT_FOUND, ...
 T = TypeVar("T")
 MAX_INFLIGHT_CHUNKS = 4
 
@@ -111,11 +113,17 @@ class LedgerServicer:
     @unary
     async def Resolve(self, request: pb.ResolveRequest, context: grpc.aio.ServicerContext) -> pb.ResolveResponse:
         which = request.WhichOneof("version")
-        result = self.ledger.resolve(
-            request.did,
-            version_id=request.version_id if which == "version_id" else None,
-            version_time=request.version_time if which == "version_time" else None,
-        )
+        try:
+            result = self.ledger.resolve(
+                request.did,
+                version_id=request.version_id if which == "version_id" else None,
+                version_time=request.version_time if which == "version_time" else None,
+            )
+        except DidnodeError as err:
+            # The W3C DID Resolution error type beside didnode's reason (docs/http.md, "Errors"):
+            # the same semantics as the HTTP binding's didResolutionMetadata.error.type.
+            err.details.setdefault(DID_ERROR_DETAIL, DID_ERROR_NS + error_type(err, request.did))
+            raise
         return pb.ResolveResponse(result_json=json.dumps(result, separators=(",", ":")))
 
     @unary

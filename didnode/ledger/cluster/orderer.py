@@ -82,6 +82,11 @@ class JetStreamOrderer:
     def applied_msgs(self) -> int:
         return self.shared.applied_msgs
 
+    @property
+    def pending(self) -> int:
+        """Operations submitted through this node and not yet answered (the queue depth)."""
+        return self.shared.pending
+
     # ------------------------------------------------------------------
     # Public interface (any thread)
     # ------------------------------------------------------------------
