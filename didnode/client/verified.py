@@ -42,13 +42,13 @@ from didnode.core.results import HistoryEntry, HistoryPage, KeyState, ProvenReso
 from didnode.core.transparency_verify import verify_inclusion_at, verify_state_at
 from didnode.core.trust import ProofBaseMoved, TrustedLog, TrustPolicy
 from didnode.core.trust.history import ProvenOperation, Version, pick_version, verify_history
-from didnode.errors import HistoryMismatch, MalformedProof, ProofClaimMismatch, UnknownDid, UnknownResource
+from didnode.errors import HistoryMismatch, MalformedProof, NodeUnavailable, ProofClaimMismatch, UnknownDid, UnknownResource
 
 if TYPE_CHECKING:
     from didnode.client.aio import AsyncClient
     from didnode.client.sync import Client
 
-# How often a read is asked again when the latest verified checkpoint moved while it was in flight.
+# How often a read is asked before giving up when the latest verified checkpoint keeps moving while it is in flight.
 ATTEMPTS = 4
 
 
@@ -154,6 +154,14 @@ def _trusted(trust: TrustedLog | TrustPolicy) -> TrustedLog:
     return trust if isinstance(trust, TrustedLog) else TrustedLog(trust)
 
 
+def _kept_moving(did: str) -> NodeUnavailable:
+    """Every attempt's answer was overtaken: other reads kept moving the latest verified checkpoint
+    (a ledger growing faster than a round trip). Transient: ask again."""
+    return NodeUnavailable(
+        f"the latest verified checkpoint moved on {ATTEMPTS} times while {did} was asked for; ask again", did=did
+    )
+
+
 def _claimed_absent(proven: Proven) -> NoReturn:
     """A node answered that a DID does not exist: believed only with its proof of absence (then the
     verified :class:`UnknownDid`); a DID the proof shows present is :class:`ProofClaimMismatch`."""
@@ -202,14 +210,13 @@ class VerifiedClient:
 
     def proven(self, did: str) -> Proven:
         """``did``'s state, or its proven absence, under a verified checkpoint."""
-        for _ in range(ATTEMPTS - 1):
+        for _ in range(ATTEMPTS):
             known = self.log.known_size
             try:
                 return self.checks.state(did, self.client.proven_state(did, known), known)
             except ProofBaseMoved:
                 continue
-        known = self.log.known_size
-        return self.checks.state(did, self.client.proven_state(did, known), known)
+        raise _kept_moving(did)
 
     def state(self, did: str) -> DidState:
         """``did``'s current state, verified; :class:`UnknownDid` when proven absent."""
@@ -222,14 +229,13 @@ class VerifiedClient:
     def resolve(self, did: str, version_id: int | None = None, version_time: str | None = None) -> dict[str, Any]:
         """The DID Resolution result of the current version, or of a past one computed from the verified history."""
         if version_id is None and version_time is None:
-            for _ in range(ATTEMPTS - 1):
+            for _ in range(ATTEMPTS):
                 known = self.log.known_size
                 try:
                     return self.checks.resolution(did, self._resolve_with_proof(did, known), known)
                 except ProofBaseMoved:
                     continue
-            known = self.log.known_size
-            return self.checks.resolution(did, self._resolve_with_proof(did, known), known)
+            raise _kept_moving(did)
         return _version_result(did, self.versions(did), version_id, version_time)
 
     def _resolve_with_proof(self, did: str, known: int) -> ProvenResolution:
@@ -293,14 +299,13 @@ class AsyncVerifiedClient:
 
     async def proven(self, did: str) -> Proven:
         """See :meth:`VerifiedClient.proven`."""
-        for _ in range(ATTEMPTS - 1):
+        for _ in range(ATTEMPTS):
             known = self.log.known_size
             try:
                 return self.checks.state(did, await self.client.proven_state(did, known), known)
             except ProofBaseMoved:
                 continue
-        known = self.log.known_size
-        return self.checks.state(did, await self.client.proven_state(did, known), known)
+        raise _kept_moving(did)
 
     async def state(self, did: str) -> DidState:
         return present(await self.proven(did))
@@ -310,14 +315,13 @@ class AsyncVerifiedClient:
 
     async def resolve(self, did: str, version_id: int | None = None, version_time: str | None = None) -> dict[str, Any]:
         if version_id is None and version_time is None:
-            for _ in range(ATTEMPTS - 1):
+            for _ in range(ATTEMPTS):
                 known = self.log.known_size
                 try:
                     return self.checks.resolution(did, await self._resolve_with_proof(did, known), known)
                 except ProofBaseMoved:
                     continue
-            known = self.log.known_size
-            return self.checks.resolution(did, await self._resolve_with_proof(did, known), known)
+            raise _kept_moving(did)
         return _version_result(did, await self.versions(did), version_id, version_time)
 
     async def _resolve_with_proof(self, did: str, known: int) -> ProvenResolution:

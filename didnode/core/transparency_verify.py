@@ -138,9 +138,9 @@ def verify_consistency_between(old: Checkpoint, new: Checkpoint, hashes: Sequenc
     proof_verify.verify_consistency(old.tree_size, new.tree_size, old.log_root, new.log_root, list(hashes))
 
 
-def verify_state_at(checkpoint: Checkpoint, did: str, state_record: bytes | None, proof: SparseProof) -> None:
+def verify_state_at(checkpoint: Checkpoint, did: str, state_record: bytes | None, proof: SparseProof) -> DidState | None:
     """Check ``did``'s state under ``checkpoint``: its record is ``state_record``,
-    or (``None``) the DID has no state there.
+    or (``None``) the DID has no state there. Returns the decoded state (None for an absence).
 
     Preconditions: ``checkpoint`` is verified. The key is ``SHA-256(UTF-8 DID)``,
     the value ``SHA-256(state record)``; a present record must decode (else
@@ -149,14 +149,15 @@ def verify_state_at(checkpoint: Checkpoint, did: str, state_record: bytes | None
     key = hashlib.sha256(did.encode("utf-8")).digest()
     if state_record is None:
         sparse_verify.verify_absent(checkpoint.state_root, key, proof)
-        return
+        return None
     sparse_verify.verify_present(checkpoint.state_root, key, hashlib.sha256(state_record).digest(), proof)
     try:
-        named = DidState.from_record(state_record).did
+        state = DidState.from_record(state_record)
     except StoreCorrupted as exc:
         raise MalformedProof(f"state record does not decode: {exc}") from None
-    if named != did:
-        raise ProofClaimMismatch(f"state record is of {str(named)[:80]!r}, not of {did}", did=did)
+    if state.did != did:
+        raise ProofClaimMismatch(f"state record is of {str(state.did)[:80]!r}, not of {did}", did=did)
+    return state
 
 
 def _require(signed: SignedCheckpoint | None, what: str) -> SignedCheckpoint:
