@@ -15,6 +15,19 @@ both transparency trees). At each size of --sizes:
     it gets, as the echo reference does; it does not parse the JSON);
   * the node process's RSS is read after the load.
 
+At the largest size, after the raw resolves and on the same node process,
+the client library resolves the same DIDs for --verified-rounds alternating
+rounds of --seconds/2 each: ``AsyncClient.resolve`` (unverified: the result
+JSON parsed) and ``AsyncVerifiedClient.resolve`` (verified against a trust
+policy taken from the node: docs/trust.md), each with --concurrency callers
+on one channel: ``client_resolve_per_s``, ``verified_resolve_per_s`` (and
+their p50/p99), ``verified_ratio`` (verified / unverified, the issue #15
+target: at least 0.7), ``verified_vs_raw_ratio`` (verified / the raw
+resolves above), and the CPU time per resolve of the client process and of
+the node for each (``*_client_cpu_us``, ``*_node_cpu_us``) with
+``verified_cpu_ratio`` (unverified CPU / verified CPU, both processes: what
+the rate ratio would be on an otherwise idle machine where CPU is the bound).
+
 With --echo the plain gRPC echo server (bench/ref_grpc_echo.py) is measured
 right after the largest size, with the same client loop, concurrency and
 duration (``echo_unary_per_s``, ``echo_unary_p50_ms``, ``echo_unary_p99_ms``),
@@ -36,15 +49,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import emit, make_creates  # noqa: E402
-from serving import DidSample, LoadResult, grow_ledger, lmdb_usage, load_loop, rss_mb, start_didnode, stop_process  # noqa: E402
+from serving import DidSample, LoadResult, alternating_loads, grow_ledger, lmdb_usage, load_loop, rss_mb, start_didnode, stop_process  # noqa: E402
 
 import grpc  # noqa: E402
 
 from didnode.api.v1 import ledger_pb2, ledger_pb2_grpc  # noqa: E402
+from didnode.client import AsyncClient, Client  # noqa: E402
+from didnode.client.trust import policy_from_node  # noqa: E402
+from didnode.client.verified import AsyncVerifiedClient  # noqa: E402
+from didnode.core.trust import TrustedLog  # noqa: E402
 from didnode.service.node import Node, NodeConfig  # noqa: E402
 
 NET = "local"
@@ -68,15 +85,47 @@ async def resolve_load(address: str, dids: list[str], seconds: float, concurrenc
         return await load_loop(lambda i: stub.Resolve(requests[i % n]), seconds, concurrency, warmup=0.5, index="call")
 
 
-def measure_point(data: Path, sample: list[str], seconds: float, concurrency: int) -> dict[str, Any]:
-    """Serve ``data`` with a fresh node, load it with resolves, read its RSS, stop it."""
+async def client_loads(address: str, node_pid: int, dids: list[str], seconds: float, concurrency: int, rounds: int) -> dict[str, Any]:
+    """Resolves through the client library, unverified (``AsyncClient.resolve``: the result JSON parsed) and
+    verified (``AsyncVerifiedClient.resolve``: ``ResolveWithProof`` from the latest verified size, the
+    checkpoint checked once, the state proof verified, the resolution recomputed from the proven record
+    and compared), on one channel each, in ``rounds`` alternating rounds of ``seconds`` each (the same
+    background load for both); the figures are the rounds' totals, with the CPU time per resolve of this
+    process (the client) and of the node (``node_pid``), which background load moves less than rates."""
+    with Client(address) as c:
+        policy = policy_from_node(c)  # trust on first use: the benchmark trusts the node it started
+        honest = c.resolve(dids[0])
+    n = len(dids)
+    async with AsyncClient(address) as ac:
+        log = TrustedLog(policy)
+        verified = AsyncVerifiedClient(ac, log)
+        if await verified.resolve(dids[0]) != honest:
+            raise SystemExit(f"the verified resolution of {dids[0]} differs from the node's")
+        calls: dict[str, Callable[[int], Awaitable[object]]] = {
+            "client": lambda i: ac.resolve(dids[i % n]),
+            "verified": lambda i: verified.resolve(dids[i % n]),
+        }
+        out = await alternating_loads(calls, node_pid, seconds, concurrency, rounds)
+    out["verified_ratio"] = out["verified_resolve_per_s"] / out["client_resolve_per_s"]
+    out["verified_cpu_ratio"] = (out["client_client_cpu_us"] + out["client_node_cpu_us"]) / (out["verified_client_cpu_us"] + out["verified_node_cpu_us"])
+    out["verified_signatures_checked"] = log.signatures_checked
+    return out
+
+
+def measure_point(data: Path, sample: list[str], seconds: float, concurrency: int, verified_rounds: int = 0) -> dict[str, Any]:
+    """Serve ``data`` with a fresh node, load it with resolves (and, with ``verified_rounds``, with the
+    client library's unverified and verified resolves: :func:`client_loads`), read its RSS, stop it."""
     proc, address = start_didnode(data, NET)
     try:
         res = asyncio.run(resolve_load(address, sample, seconds, concurrency))
         mem = rss_mb(proc.pid)
+        extra = asyncio.run(client_loads(address, proc.pid, sample, seconds / 2, concurrency, verified_rounds)) if verified_rounds else {}
     finally:
         stop_process(proc)
-    return {"resolve_per_s": res.rate, "resolve_p50_ms": res.p50_ms, "resolve_p99_ms": res.p99_ms, "resolves": res.calls, **mem}
+    point = {"resolve_per_s": res.rate, "resolve_p50_ms": res.p50_ms, "resolve_p99_ms": res.p99_ms, "resolves": res.calls, **mem, **extra}
+    if "verified_resolve_per_s" in extra:
+        point["verified_vs_raw_ratio"] = extra["verified_resolve_per_s"] / res.rate
+    return point
 
 
 def main() -> None:
@@ -87,6 +136,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="resolve load per size")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--sample", type=int, default=50_000, help="DIDs kept (uniform sample of the ledger) to resolve")
+    ap.add_argument(
+        "--verified-rounds", type=int, default=4, help="at the largest size: alternating rounds of --seconds/2 of unverified and verified client resolves (0: none)"
+    )
     ap.add_argument("--echo", action="store_true", help="also measure the plain gRPC echo server (the reference) in this run")
     ap.add_argument("--dir", default=None, help="where to build the node data dir (default: a temp dir, removed after)")
     args = ap.parse_args()
@@ -120,8 +172,18 @@ def main() -> None:
                 "lmdb_used_bytes_per_did": usage["used_bytes"] / dids,
                 "lmdb_file_bytes_per_did": usage["file_bytes"] / dids,
             }
-            point.update(measure_point(data, list(sample.items), args.seconds, args.concurrency))
+            last = size == sizes[-1]
+            point.update(measure_point(data, list(sample.items), args.seconds, args.concurrency, args.verified_rounds if last else 0))
             points.append(point)
+            if "verified_ratio" in point:
+                log(
+                    f"{dids:>9,} DIDs, client library: resolve {point['client_resolve_per_s']:,.0f}/s unverified, "
+                    f"{point['verified_resolve_per_s']:,.0f}/s verified (p50 {point['verified_resolve_p50_ms']:.2f} ms, "
+                    f"p99 {point['verified_resolve_p99_ms']:.2f} ms): verified/unverified {point['verified_ratio']:.2f}, "
+                    f"verified/raw {point['verified_vs_raw_ratio']:.2f}; CPU per resolve, client + node: "
+                    f"{point['client_client_cpu_us']:.0f} + {point['client_node_cpu_us']:.0f} us unverified, "
+                    f"{point['verified_client_cpu_us']:.0f} + {point['verified_node_cpu_us']:.0f} us verified (ratio {point['verified_cpu_ratio']:.2f})"
+                )
             log(
                 f"{dids:>9,} DIDs: durable creates {apply_rate:,.0f}/s; resolve {point['resolve_per_s']:,.0f}/s "
                 f"p50 {point['resolve_p50_ms']:.2f} ms p99 {point['resolve_p99_ms']:.2f} ms; node RSS {point['rss_mb']:.0f} MB "

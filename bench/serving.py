@@ -116,6 +116,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def alternating_loads(
+    calls: Mapping[str, Callable[[int], Awaitable[object]]], node_pid: int, seconds: float, concurrency: int, rounds: int
+) -> dict[str, Any]:
+    """Several ways of doing one thing, compared under the same background load: each of ``calls`` warmed
+    up for 0.5 s, then ``rounds`` rounds in which each runs for ``seconds`` in turn (``load_loop`` with
+    ``concurrency`` callers, ``i`` the call's sequence number). Per name, the rounds' totals:
+    ``{name}_resolve_per_s``, ``_p50_ms``, ``_p99_ms``, and the CPU time per call of this process
+    (``{name}_client_cpu_us``) and of ``node_pid`` (``{name}_node_cpu_us``), which background load moves
+    less than rates."""
+    for one in calls.values():
+        await load_loop(one, 0.5, concurrency, index="call")
+    results: dict[str, list[LoadResult]] = {k: [] for k in calls}
+    cpu: dict[str, list[float]] = {k: [0.0, 0.0] for k in calls}  # this process, the node: CPU seconds
+    for _ in range(rounds):
+        for kind, one in calls.items():
+            client0, node0 = time.process_time(), cpu_seconds(node_pid)
+            results[kind].append(await load_loop(one, seconds, concurrency, index="call"))
+            cpu[kind][0] += time.process_time() - client0
+            cpu[kind][1] += cpu_seconds(node_pid) - node0
+    out: dict[str, Any] = {}
+    for kind, rs in results.items():
+        merged = LoadResult(sum(x.calls for x in rs), sum(x.seconds for x in rs), [t for x in rs for t in x.latencies])
+        out.update({f"{kind}_resolve_per_s": merged.rate, f"{kind}_resolve_p50_ms": merged.p50_ms, f"{kind}_resolve_p99_ms": merged.p99_ms})
+        out[f"{kind}_client_cpu_us"] = cpu[kind][0] / merged.calls * 1e6
+        out[f"{kind}_node_cpu_us"] = cpu[kind][1] / merged.calls * 1e6
+    return out
+
+
 class Tally:
     """Completed handshakes, latencies, elapsed time and CPU (peer process, this process) over several rounds.
 
