@@ -114,6 +114,9 @@ ROWS: tuple[Row, ...] = (
         "resolve", "echo_unary_per_s", "gRPC echo unary calls/s (right after)"),
     Row("resolution over gRPC", "resolve p50, {dids:,} DIDs", "resolve", "resolve_p50_ms", "ms", "resolve", "echo_unary_p50_ms", "gRPC echo unary p50"),
     Row("resolution over gRPC", "resolve p99, {dids:,} DIDs", "resolve", "resolve_p99_ms", "ms", "resolve", "echo_unary_p99_ms", "gRPC echo unary p99"),
+    Row("resolution over HTTP", "GET /1.0/identifiers resolves/s, {concurrency} callers, {dids:,} DIDs (rounds alternating with gRPC)", "resolve",
+        "http_resolve_per_s", "/s", "resolve", "grpc_resolve_per_s", "gRPC Resolve/s, the same rounds", (Target("ratio", ">=", 0.8),)),
+    Row("resolution over HTTP", "HTTP resolve p99", "resolve", "http_resolve_p99_ms", "ms", "resolve", "grpc_resolve_p99_ms", "gRPC resolve p99, the same rounds"),
     # Issue #8 sets the p99-growth and RSS targets on `make bench-scale` (10k -> 1M DIDs and a
     # memory-limited run, bench/scale.py); at these smaller sizes they are shown for information.
     Row("resolution over gRPC", "p99 at largest / smallest size ({sizes}); target judged at 1M by make bench-scale", "resolve", "p99_growth", "×"),

@@ -57,6 +57,15 @@ def respond(rep: Representation, status: int) -> web.Response:
     return web.Response(status=status, body=body, headers=headers)
 
 
+def _origin_form(target: str) -> str:
+    """The request target as ``/path?query`` (an absolute-form target, ``http://host/path?query``, loses its
+    scheme and authority: RFC 9112 section 3.2.2), still percent-encoded as received."""
+    if target.startswith("/"):
+        return target
+    scheme, sep, rest = target.partition("://")
+    return "/" + rest.partition("/")[2] if sep else target
+
+
 def accept_of(request: web.Request) -> str | None:
     """The request's ``Accept`` header (several are one list, RFC 9110 section 5.3); None when absent."""
     values = request.headers.getall("Accept", ())
@@ -72,7 +81,7 @@ class Resolver:
 
     async def identifiers(self, request: web.Request) -> web.Response:
         """``GET /1.0/identifiers/{did-url}`` (docs/http.md)."""
-        raw_path, _, raw_query = request.raw_path.partition("?")
+        raw_path, _, raw_query = _origin_form(request.raw_path).partition("?")
         tail = raw_path[len(IDENTIFIERS) :]
         url: DidUrl | None = None
         try:
@@ -128,7 +137,7 @@ class Resolver:
         The same content as ``/1.0/identifiers/{did}?resource={resource-id}``;
         failures are RFC 9457 problem documents (the middleware answers them).
         """
-        raw_path, _, raw_query = request.raw_path.partition("?")
+        raw_path, _, raw_query = _origin_form(request.raw_path).partition("?")
         if raw_query:
             raise InvalidOptions("GET /status/{did}/{resource-id} takes no query", parameter="query")
         did_part, slash, rid_part = raw_path[len(STATUS) :].partition("/")
