@@ -20,6 +20,17 @@ handshake message is encrypted). Its rate is reported beside the plaintext
 node's, measured in the same alternating rounds (``tls_handshakes_per_s``,
 ``plaintext_handshakes_per_s``, ``tls_ratio``).
 
+Verified key state (issue #15): the same initiators with the node's answers
+checked against a trust policy (taken from the node at the start, as
+provisioning would hand it to a device): each read of the node's key state is
+a state proof under a checkpoint whose signature is verified once (one
+TrustedLog shared by all initiators), and must extend the last one verified.
+Reported beside the unverified handshakes of today's configuration, in the
+same alternating rounds (``verified_handshakes_per_s``,
+``unverified_handshakes_per_s``, ``verified_ratio``), and with no cache
+(``--staleness`` 0: every handshake reads, and verifies, the node's key state
+once more: ``uncached_*``).
+
 mTLS: a TLS 1.3 server with Ed25519 certificates (``ssl`` on asyncio, in
 its own process, requiring and verifying a client certificate) and the
 same number of concurrent asyncio clients, each doing a full handshake on
@@ -74,7 +85,9 @@ from didnode.auth import Authenticator, LocalIdentity  # noqa: E402
 from didnode.client import AsyncClient, Client  # noqa: E402
 from didnode.core import builder  # noqa: E402
 from didnode.core.builder import SignedOperation  # noqa: E402
-from didnode.auth.peers import CachedKeyStates, ClientKeyStates
+from didnode.auth.peers import CachedKeyStates, ClientKeyStates  # noqa: E402
+from didnode.client.trust import policy_from_node  # noqa: E402
+from didnode.core.trust import TrustedLog  # noqa: E402
 from didnode.clock import wall_ms  # noqa: E402
 from didnode.auth.lmdb_nonces import LmdbNonceStore  # noqa: E402
 from didnode.tlsgen import write_dev_pki  # noqa: E402
@@ -122,12 +135,22 @@ def start_node(data: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Pope
 
 
 async def didnode_client(
-    address: str, identities: list[LocalIdentity], state: Path, args: argparse.Namespace, tls: TlsClientConfig | None = None
+    address: str,
+    identities: list[LocalIdentity],
+    state: Path,
+    args: argparse.Namespace,
+    tls: TlsClientConfig | None = None,
+    trust: TrustedLog | None = None,
+    staleness_s: float | None = None,
 ) -> tuple[Any, Any, Any]:
-    """(one(i), one_with_session_credential(i), close()) for the didnode initiators (over TLS with ``tls``)."""
+    """(one(i), one_with_session_credential(i), close()) for the didnode initiators (over TLS with ``tls``).
+
+    ``trust``: the node's answers are verified against it (None: believed unverified, as before issue #15);
+    ``staleness_s``: the cache bound of the node's key state (default --staleness; 0: no cache)."""
     client = AsyncClient(address, tls=tls)
     network = (await client.node_info()).network
-    keys = CachedKeyStates(ClientKeyStates(client), int(args.staleness * 1000))
+    source = ClientKeyStates(client, trust) if trust is not None else ClientKeyStates(client, None, insecure_no_verify=True)
+    keys = CachedKeyStates(source, int((args.staleness if staleness_s is None else staleness_s) * 1000))
     store = LmdbNonceStore(state, wall_ms())
     auths = [Authenticator(i, network, keys, nonces=store, tls=tls) for i in identities]
 
@@ -280,19 +303,26 @@ async def compare(
     bare_address: str,
     pids: tuple[int, int, int, int],
     args: argparse.Namespace,
+    trust: TrustedLog,
 ) -> dict[str, dict[str, Any]]:
-    """Alternate rounds of the six workloads (so that a change in background load hits all alike).
+    """Alternate rounds of the workloads (so that a change in background load hits all alike).
 
     ``pids``: the node's, the mTLS server's, the bare server's and the TLS node's processes (their CPU is tallied).
     Returns each workload's :meth:`Tally.result` by name.
     """
     ours_one, ours_sc, ours_close = await didnode_client(address, identities, tmp / "initiators", args)
+    ver_one, _, ver_close = await didnode_client(address, identities, tmp / "initiators-verified", args, trust=trust)
+    raw_one, _, raw_close = await didnode_client(address, identities, tmp / "initiators-uncached", args, staleness_s=0)
+    raw_ver_one, _, raw_ver_close = await didnode_client(address, identities, tmp / "initiators-uncached-verified", args, trust=trust, staleness_s=0)
     tls_one, _, tls_close = await didnode_client(tls_address, identities, tmp / "initiators-tls", args, tls)
     theirs_one = mtls_client(certs, port)
     bare_one, bare_close = bare_initiators(bare_address, args.concurrency, "stream")
     bare_h_one, bare_h_close = bare_initiators(bare_address, args.concurrency, "headers")
     loads = {
         "ours": (ours_one, Tally(pids[0])),
+        "ours_verified": (ver_one, Tally(pids[0])),
+        "ours_uncached": (raw_one, Tally(pids[0])),
+        "ours_uncached_verified": (raw_ver_one, Tally(pids[0])),
         "ours_with_sc": (ours_sc, Tally(pids[0])),
         "ours_tls": (tls_one, Tally(pids[3])),
         "mtls": (theirs_one, Tally(pids[1])),
@@ -308,6 +338,8 @@ async def compare(
                 await tally.round(per_round, fn, args.concurrency)
     finally:
         await ours_close()
+        for close in (ver_close, raw_close, raw_ver_close):
+            await close()
         await tls_close()
         await bare_close()
         await bare_h_close()
@@ -343,6 +375,7 @@ def main() -> None:
                 c.submit(op)
                 c_tls.submit(op)  # the same device on both ledgers
                 identities.append(LocalIdentity.from_signing_key(op.did, "key-1", key))
+            trust = TrustedLog(policy_from_node(c))  # what provisioning hands a device; shared by all verified initiators
         certs = tmp / "certs"
         certs.mkdir()
         tool = make_certs(certs)
@@ -353,11 +386,19 @@ def main() -> None:
         assert tls_proc.pid is not None
         bare_proc, bare_address = start_bare_server(args.concurrency)
         results = asyncio.run(
-            compare(address, tls_address, tls, identities, tmp, certs, port, bare_address, (node.pid, tls_proc.pid, bare_proc.pid, tls_node.pid), args)
+            compare(address, tls_address, tls, identities, tmp, certs, port, bare_address, (node.pid, tls_proc.pid, bare_proc.pid, tls_node.pid), args, trust)
         )
         ours, with_sc, over_tls, theirs = results["ours"], results["ours_with_sc"], results["ours_tls"], results["mtls"]
         bare, bare_h = results["bare"], results["bare_headers"]
-        for label, r in (("didnode handshake:", ours), ("  + session cred.:", with_sc), ("  over TLS:       ", over_tls)):
+        verified, uncached, uncached_verified = results["ours_verified"], results["ours_uncached"], results["ours_uncached_verified"]
+        for label, r in (
+            ("didnode handshake:", ours),
+            ("  verified:       ", verified),
+            ("  no cache:       ", uncached),
+            ("  no cache, verif:", uncached_verified),
+            ("  + session cred.:", with_sc),
+            ("  over TLS:       ", over_tls),
+        ):
             print(
                 f"{label} {r['rate']:.0f}/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  ({r['n']} handshakes; "
                 f"CPU per handshake: node {r['cpu'][0]:.2f} ms, initiators {r['cpu'][1]:.2f} ms)",
@@ -403,6 +444,19 @@ def main() -> None:
             "cpu_ms_per_handshake_node": ours["cpu"][0],
             "cpu_ms_per_handshake_initiators": ours["cpu"][1],
             "with_session_credential_cpu_ms_node": with_sc["cpu"][0],
+            "unverified_handshakes_per_s": ours["rate"],
+            "verified_handshakes_per_s": verified["rate"],
+            "verified_ratio": verified["rate"] / ours["rate"],
+            "verified_p50_ms": verified["p50"],
+            "verified_p99_ms": verified["p99"],
+            "verified_cpu_ms_per_handshake_node": verified["cpu"][0],
+            "verified_cpu_ms_per_handshake_initiators": verified["cpu"][1],
+            "uncached_unverified_handshakes_per_s": uncached["rate"],
+            "uncached_verified_handshakes_per_s": uncached_verified["rate"],
+            "uncached_verified_ratio": uncached_verified["rate"] / uncached["rate"],
+            "uncached_cpu_ms_per_handshake": [uncached["cpu"][0], uncached["cpu"][1]],
+            "uncached_verified_cpu_ms_per_handshake": [uncached_verified["cpu"][0], uncached_verified["cpu"][1]],
+            "verified_checkpoint_signatures_checked": trust.signatures_checked,
             "plaintext_handshakes_per_s": ours["rate"],
             **bare_figures("tls", over_tls),  # tls_handshakes_per_s, p50, p99, CPU of the node ("server") and initiators
             "tls_ratio": over_tls["rate"] / ours["rate"],

@@ -2,7 +2,9 @@
 
 ``didctl auth --as DID PEER_ADDRESS`` runs one handshake as DID against the
 responder at PEER_ADDRESS (a device, or a node), checking the peer's key
-through the node (``--node``), and prints the peer's DID, every check that
+through the node (``--node``), verified against the node's trust policy (the
+trust store's entry or ``--trust FILE``; ``--insecure-no-verify`` skips the
+checks), and prints the peer's DID, every check that
 passed and the session id; any failure is one line with its reason and a
 non-zero exit code.
 
@@ -34,12 +36,14 @@ from didnode.core.handshake import ACCEPT_ANYONE, Established, HandshakeLimits, 
 from didnode.core.handshake.messages import CredentialRequest
 from didnode.core.keystate import DidState
 from didnode.errors import DidnodeError, InvalidArgument
-from didnode.auth.peers import ClientCredentials, ClientKeyStates, StapledStateVerifier
+from didnode.auth.peers import device_view
+from didnode.client.verified import VerifiedClient
 from didnode.clock import wall_ms
 from didnode.wire.tls import TlsClientConfig, TlsServerConfig, serving_mode
 
 if TYPE_CHECKING:
     from didnode.auth.lmdb_nonces import LmdbNonceStore
+    from didnode.core.trust import TrustedLog
 
 STATE_ENV = "DIDCTL_AUTH_STATE"
 
@@ -67,6 +71,15 @@ def identity_of(ctl: Ctl, did: str) -> tuple[LocalIdentity, DidState, str]:
     kid, key = auth_signer(state, secrets)
     network = network_of(ctl)
     return LocalIdentity.from_signing_key(did, kid.partition("#")[2], key), state, network
+
+
+def device_trust(ctl: Ctl) -> TrustedLog | None:
+    """What the SDK verifies the node's answers against: this run's trusted log (the one didctl's own
+    verified reads use, so a checkpoint is verified once and the latest verified is kept in the trust
+    store), or None with ``--insecure-no-verify``. At first contact with a node the user is asked, as
+    for any didctl command (docs/trust.md, "The CLI")."""
+    reads = ctl.verified()
+    return reads.log if isinstance(reads, VerifiedClient) else None
 
 
 def read_credentials(paths: Sequence[Path]) -> list[str]:
@@ -112,13 +125,20 @@ async def _authenticate(
     timeout: float,
     peer_tls: TlsClientConfig | None,
 ) -> Established:
+    trust = device_trust(ctl)
+    if trust is None and max_staleness > 0:
+        raise click.UsageError("--max-staleness checks stapled proofs against the trust policy; it does not go with --insecure-no-verify")
     async with AsyncClient(ctl.node, timeout=ctl.timeout, tls=ctl.tls()) as client:
-        stapled = None
-        if max_staleness > 0:
-            kid, key = await client.node_signer_key()
-            stapled = StapledStateVerifier({kid.partition("#")[0]: key}, network, int(max_staleness * 1000))
+        view = await device_view(client, trust, network=network, insecure_no_verify=trust is None)
         auth = Authenticator(
-            identity, network, ClientKeyStates(client), nonces=store, credentials=ClientCredentials(client), present=present, stapled=stapled, tls=peer_tls
+            identity,
+            view.network,
+            view.keys,
+            nonces=store,
+            credentials=view.credentials,
+            present=present,
+            stapled=view.stapled(int(max_staleness * 1000)),
+            tls=peer_tls,
         )
         try:
             return await auth.authenticate(peer, expect_peer=expect, policy=policy, session_credential=True, timeout=timeout)
@@ -135,7 +155,7 @@ async def _authenticate(
 @click.option("--expect", "expect", metavar="DID", default="", help="The peer must be this DID (else the handshake fails with MISBINDING).")
 @click.option("--present", "present_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help="A vc+jwt credential file to present when the peer asks for its type.")
 @click.option("--save-credential", type=click.Path(dir_okay=False, path_type=Path), help="Write the session credential a node issues to this file (0600).")
-@click.option("--max-staleness", default=0.0, type=click.FloatRange(min=0), metavar="SECONDS", help="Accept a state proof the peer stapled if its checkpoint is at most this old (0: always ask the node).")
+@click.option("--max-staleness", default=0.0, type=click.FloatRange(min=0), metavar="SECONDS", help="Accept a state proof the peer stapled if its checkpoint (checked against the trust policy) is at most this old (0: always ask the node).")
 @click.option("--handshake-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS", help="Time limit of the handshake.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help=f"Handshake state directory (default: <keystore>/../auth/<DID id>, or ${STATE_ENV}).")
 @click.option("--peer-tls-ca", type=click.Path(dir_okay=False, path_type=Path), help="Connect to the peer with TLS: PEM CA certificates its certificate must chain to (presents --tls-cert, if given).")
@@ -233,7 +253,10 @@ async def _serve(
     tls: TlsServerConfig | None,
 ) -> None:
     async with AsyncClient(ctl.node, timeout=ctl.timeout, tls=ctl.tls()) as client:
-        responder = await device_responder(identity, client, nonces=store, network=network, policy=policy, present=present, staple=staple)
+        trust = device_trust(ctl)
+        responder = await device_responder(
+            identity, client, nonces=store, trust=trust, insecure_no_verify=trust is None, network=network, policy=policy, present=present, staple=staple
+        )
 
         def done(outcome: Established | DidnodeError, peer: str) -> None:
             if isinstance(outcome, DidnodeError):

@@ -2,9 +2,11 @@
 
 Initiator::
 
-    from didnode.auth import authenticate, authenticate_sync, LocalIdentity
+    from didnode.auth import authenticate, authenticate_sync, trusted_log, LocalIdentity
+    from didnode.provisioning import bundle_trust
     me = LocalIdentity.from_signing_key(did, "key-1", signing_key)
-    session = await authenticate("10.0.0.7:7000", me, node="127.0.0.1:50051")
+    trust = trusted_log(bundle_trust(bundle))  # the device's trust policy, from its provisioning bundle
+    session = await authenticate("10.0.0.7:7000", me, trust=trust, node="127.0.0.1:50051")
     session.peer_did, session.session_id.hex(), session.session_key, session.checks
 
 Responder, mounted into any grpc.aio server (device makers embed it), or
@@ -13,13 +15,19 @@ served on its own with :func:`serve`::
     from didnode.auth import add_auth_responder, device_responder
     from didnode.auth.lmdb_nonces import LmdbNonceStore
     async with AsyncClient(node_address) as client:
-        responder = await device_responder(me, client, nonces=LmdbNonceStore(path, now_ms))
+        responder = await device_responder(me, client, nonces=LmdbNonceStore(path, now_ms), trust=trust)
         add_auth_responder(server, responder)
 
-Both sides check the other's key on the ledger: through the node
-(``AsyncClient.key_state``) by default, or through a state proof the
-responder stapled (``staple=True``) when the initiator trusts the node's
-checkpoint key and sets a maximum staleness.
+Both sides check the other's key on the ledger, and believe the node only
+once its answer is proven under a checkpoint the device's trust policy
+accepts (docs/trust.md, "Devices"): a state proof read through the node
+(:class:`ClientKeyStates` over :class:`~didnode.client.verified.AsyncVerifiedClient`),
+or one the responder stapled (``staple=True``), checked against the same
+policy when the initiator sets a maximum staleness. The policy is a required
+argument; ``insecure_no_verify=True`` in its place believes the node
+unverified (tests and tools only). Give one :class:`~didnode.core.trust.TrustedLog`
+(:func:`trusted_log`) to all of a device's sources: each checkpoint's
+signatures are then verified once.
 
 Modules: :mod:`~didnode.auth.driver` (the drivers over any message stream),
 :mod:`~didnode.auth.peers` (peers' key states and credentials through a node),
@@ -31,7 +39,7 @@ server code; ``tests/test_imports.py`` holds that.
 
 from didnode.auth.driver import CredentialChecker, HandshakeInitiator, HandshakeResponder, KeyStateSource, Party, ResponderSetup, Wallet
 from didnode.auth.initiator import DEFAULT_TIMEOUT_S, Authenticator, authenticate, authenticate_sync
-from didnode.auth.peers import CachedKeyStates, ClientCredentials, ClientKeyStates, StapledStateVerifier, StateStapler
+from didnode.auth.peers import CachedKeyStates, ClientCredentials, ClientKeyStates, DeviceView, StapledStateVerifier, StateStapler, device_view, trusted_log
 from didnode.auth.responder import AuthServicer, ResponderServer, add_auth_responder, device_responder, identity_for, serve
 from didnode.core.handshake.machine import Established, LocalIdentity
 from didnode.core.handshake.messages import CredentialRequest
@@ -48,6 +56,7 @@ __all__ = [
     "ClientKeyStates",
     "CredentialChecker",
     "CredentialRequest",
+    "DeviceView",
     "Established",
     "HandshakeInitiator",
     "HandshakeLimits",
@@ -67,7 +76,9 @@ __all__ = [
     "authenticate",
     "authenticate_sync",
     "device_responder",
+    "device_view",
     "identity_for",
     "load_policy",
     "serve",
+    "trusted_log",
 ]

@@ -7,8 +7,9 @@ state machine's steps the driver does what needs the outside world, through
 small interfaces that a device and a node fill differently:
 
 * the peer's key state: a :class:`KeyStateSource` (a node reads its own
-  LMDB; a device asks its node, :mod:`didnode.auth.peers`), or a stapled
-  state proof checked by a :class:`StapleVerifier`; read when the peer
+  LMDB; a device asks its node and verifies the answer against its trust
+  policy, :mod:`didnode.auth.peers`), or a stapled state proof checked by a
+  :class:`StapleVerifier`; read when the peer
   names itself, and read *again* after the peer's last message, before the
   session is declared established (:meth:`Party.recheck`: as cheaply as the
   source allows, see :class:`RecheckingKeyStates`);

@@ -2,7 +2,8 @@
 
 :class:`Authenticator` keeps one channel per peer and one nonce store across
 handshakes; :func:`authenticate` / :func:`authenticate_sync` are one-shot
-conveniences that check the peer's key through a node.
+conveniences that check the peer's key through a node, verified against the
+device's trust policy (docs/trust.md, "Devices").
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from didnode.auth.driver import (
     Party,
     Wallet,
 )
-from didnode.auth.peers import ClientCredentials, ClientKeyStates, StapledStateVerifier
+from didnode.auth.peers import StapledStateVerifier, device_view
 from didnode.clock import wall_ms
 from didnode.core.handshake.machine import Established, LocalIdentity
 from didnode.core.handshake.messages import CredentialRequest, Hello, Message
@@ -31,6 +32,7 @@ from didnode.core.handshake.nonces import HandshakeLimits, MemoryNonceStore, Non
 from didnode.client import DEFAULT_ADDRESS, AsyncClient
 from didnode.client.channel import open_channel
 from didnode.core.handshake.policy import ACCEPT_ANYONE, Policy, require_credentials
+from didnode.core.trust import TrustedLog, TrustPolicy
 from didnode.errors import AuthenticationFailed, DidnodeError, Internal, NodeUnavailable
 from didnode.wire.handshake import (
     CHALLENGE_HEADER_KEY,
@@ -166,7 +168,8 @@ class Authenticator:
 
     Keeps one gRPC channel per peer address and one nonce store (a replayed
     challenge is recognized across sessions). ``keys`` answers "what is the
-    responder's current key state"; ``credentials`` verifies credentials the
+    responder's current key state" (a device's: :class:`~didnode.auth.peers.ClientKeyStates`,
+    verified against its trust policy); ``credentials`` verifies credentials the
     policy requires; ``present`` are this device's own credentials (vc+jwt),
     attached when a responder asks for their type and issuer; ``stapled``
     accepts responders' stapled state proofs instead of asking ``keys``;
@@ -287,8 +290,10 @@ async def authenticate(
     address: str,
     identity: LocalIdentity,
     *,
+    trust: TrustPolicy | TrustedLog | None,
     node: str = DEFAULT_ADDRESS,
     network: str | None = None,
+    insecure_no_verify: bool = False,
     nonces: NonceStore | None = None,
     expect_peer: str = "",
     require: Sequence[CredentialRequest] = (),
@@ -303,20 +308,21 @@ async def authenticate(
     """Authenticate the peer at ``address`` as ``identity``, checking its key through the node at ``node``.
 
     One-shot convenience over :class:`Authenticator` (which keeps channels
-    and a nonce store across calls). ``network`` defaults to the node's.
+    and a nonce store across calls). ``trust`` (required): the trust policy
+    (or the device's shared :class:`~didnode.core.trust.TrustedLog`) every
+    answer of the node is verified against (docs/trust.md, "Devices"); the
+    network is the policy's. ``trust=None, insecure_no_verify=True`` believes
+    the node unverified (``network`` then defaults to the node's).
     ``max_staleness_ms`` > 0 accepts a state proof the responder stapled,
-    if its checkpoint (signed by the node's key, trusted on first use from
-    the node's DID document) is at most that old. ``tls`` / ``node_tls``:
+    if its checkpoint is signed by the policy's keys, does not contradict the
+    latest verified checkpoint, and is at most that old (and at most the
+    policy's maximum staleness). ``tls`` / ``node_tls``:
     TLS to the peer / to the node (None: plaintext).
     """
     async with AsyncClient(node, tls=node_tls) as client:
-        net = network or (await client.node_info()).network
-        stapled = None
-        if max_staleness_ms > 0:
-            kid, key = await client.node_signer_key()
-            stapled = StapledStateVerifier({kid.partition("#")[0]: key}, net, max_staleness_ms)
+        view = await device_view(client, trust, network=network, insecure_no_verify=insecure_no_verify)
         auth = Authenticator(
-            identity, net, ClientKeyStates(client), nonces=nonces, credentials=ClientCredentials(client), present=present, stapled=stapled, tls=tls
+            identity, view.network, view.keys, nonces=nonces, credentials=view.credentials, present=present, stapled=view.stapled(max_staleness_ms), tls=tls
         )
         try:
             return await auth.authenticate(

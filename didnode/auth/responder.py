@@ -8,7 +8,7 @@ didnode call, so the initiator rebuilds the same error. A node mounts the same
 servicer over its own responder (:func:`didnode.service.auth.node_responder`).
 
 A device builds its responder with :func:`device_responder` (peers' keys and
-credentials checked through its node) and mounts it with
+credentials read through its node, verified against its trust policy) and mounts it with
 :func:`add_auth_responder`, or runs a server of its own with :func:`serve`.
 """
 
@@ -24,13 +24,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from didnode.auth.driver import HandshakeResponder, KeyStateSource, Party, ResponderSetup, Wallet
-from didnode.auth.peers import CachedKeyStates, ClientCredentials, ClientKeyStates, StateStapler
+from didnode.auth.peers import CachedKeyStates, StateStapler, device_view
 from didnode.clock import wall_ms
 from didnode.core.handshake.machine import Established, LocalIdentity
 from didnode.core.handshake.messages import Challenge, Message, Retry, Session
 from didnode.core.handshake.nonces import NonceStore
 from didnode.core.handshake.policy import ACCEPT_ANYONE, Policy
 from didnode.core.keystate import DidState
+from didnode.core.trust import TrustedLog, TrustPolicy
 from didnode.errors import AuthenticationFailed, DidnodeError, HandshakeMalformed, KeyNotInKeystore
 from didnode.wire.handlers import Malformed, generic_handler
 from didnode.wire.handshake import (
@@ -209,26 +210,33 @@ async def device_responder(
     client: Any,
     *,
     nonces: NonceStore,
+    trust: TrustPolicy | TrustedLog | None,
     network: str | None = None,
+    insecure_no_verify: bool = False,
     policy: Policy = ACCEPT_ANYONE,
     present: Sequence[str] = (),
     staple: bool = False,
     max_staleness_ms: int = 0,
     clock_ms: Callable[[], int] = wall_ms,
 ) -> HandshakeResponder:
-    """A responder for a device: peers' keys and credentials are checked through the node behind ``client``.
+    """A responder for a device: peers' keys and credentials are read through the node behind ``client``
+    and verified against ``trust`` before they are believed (docs/trust.md, "Devices").
 
-    ``client``: a :class:`didnode.client.AsyncClient`. ``nonces``: where used
+    ``client``: a :class:`didnode.client.AsyncClient`. ``trust`` (required):
+    the device's trust policy, or the :class:`~didnode.core.trust.TrustedLog`
+    its other sources share (each checkpoint's signatures are then verified
+    once); ``trust=None, insecure_no_verify=True`` believes the node
+    unverified. The network is the policy's. ``nonces``: where used
     nonces and pending challenges live (:class:`didnode.auth.lmdb_nonces.LmdbNonceStore`
-    survives restarts). ``max_staleness_ms`` > 0 caches peers' key states that
+    survives restarts). ``max_staleness_ms`` > 0 caches peers' verified key states that
     long (0: ask the node on every handshake, so a revocation applies to the
     very next one). ``staple``: attach this device's own state proof to its challenges.
     """
-    net = network or (await client.node_info()).network
-    keys: KeyStateSource = ClientKeyStates(client)
+    view = await device_view(client, trust, network=network, insecure_no_verify=insecure_no_verify, clock_ms=clock_ms)
+    keys: KeyStateSource = view.keys
     if max_staleness_ms > 0:
         keys = CachedKeyStates(keys, max_staleness_ms, clock_ms)
-    party = Party(identity, net, nonces, keys, policy, ClientCredentials(client), Wallet.of(present), None, clock_ms)
+    party = Party(identity, view.network, nonces, keys, policy, view.credentials, Wallet.of(present), None, clock_ms)
     stapler: Callable[[], Awaitable[bytes]] | None = StateStapler(client, identity.did, clock_ms=clock_ms) if staple else None
     return HandshakeResponder(ResponderSetup(party, staple=stapler))
 

@@ -25,7 +25,9 @@ from didnode.core.credentials import NODE_SESSION
 from didnode.core.handshake import Fresh, HandshakeLimits, Initiator, LocalIdentity, MemoryNonceStore, Policy, require_credentials
 from didnode.core.handshake.messages import CredentialRequest
 from didnode.auth.peers import ClientCredentials, ClientKeyStates
+from didnode.client.trust import policy_from_node
 from didnode.clock import wall_ms
+from didnode.core.trust import TrustPolicy
 from didnode.auth.lmdb_nonces import LmdbNonceStore
 from didnode.wire.handshake import METHOD
 from didnode.wire.handshake import decode, encode
@@ -43,6 +45,19 @@ def make(client: Client, controllers: tuple[Identity, ...] = ()) -> Identity:
     ident, op = new_create(controllers=controllers)
     client.submit(op)
     return ident
+
+
+_TRUST: dict[str, TrustPolicy] = {}
+
+
+def trust_of(node: RunningNode) -> TrustPolicy:
+    """The trust policy of ``node``, taken from it on first use (as a device's provisioning would)."""
+    key = f"{node.address} {node.data_dir}"  # a port may be reused by a later node
+    policy = _TRUST.get(key)
+    if policy is None:
+        with Client(node.address) as c:
+            policy = _TRUST[key] = policy_from_node(c)
+    return policy
 
 
 def me(ident: Identity) -> LocalIdentity:
@@ -69,6 +84,7 @@ async def with_device(
     """Serve a device responder for ``ident`` on 127.0.0.1 while ``body(address)`` runs; always stopped."""
     store = LmdbNonceStore(tmp / f"dev-{ident.did[-6:]}", wall_ms(), limits)
     async with AsyncClient(node.address) as nc:
+        kw.setdefault("trust", trust_of(node))
         responder = await device_responder(me(ident), nc, nonces=store, **kw)
         server = grpc.aio.server()
         add_auth_responder(server, responder)
@@ -109,7 +125,7 @@ async def raw_call(address: str, frames: list[bytes], read: int = 1, timeout: fl
 
 def test_device_authenticates_to_the_node_and_gets_a_session_credential(shared_node: RunningNode, client: Client) -> None:
     dev = make(client)
-    est = asyncio.run(authenticate(shared_node.address, me(dev), node=shared_node.address))
+    est = asyncio.run(authenticate(shared_node.address, me(dev), node=shared_node.address, trust=trust_of(shared_node)))
     info = client.node_info()
     assert est.peer_did == info.node_did
     report = client.verify_credential(est.credential, expected_subject=dev.did, expected_issuer=info.node_did, expected_type=NODE_SESSION)
@@ -121,10 +137,10 @@ def test_device_authenticates_to_the_node_and_gets_a_session_credential(shared_n
 def test_node_refuses_a_revoked_device_key(shared_node: RunningNode, client: Client) -> None:
     admin = make(client)
     dev = make(client, (admin,))
-    asyncio.run(authenticate(shared_node.address, me(dev), node=shared_node.address))
+    asyncio.run(authenticate(shared_node.address, me(dev), node=shared_node.address, trust=trust_of(shared_node)))
     revoke(client, dev, admin)
     with pytest.raises(errors.KeyRevoked) as exc:
-        asyncio.run(authenticate(shared_node.address, me(dev), node=shared_node.address))
+        asyncio.run(authenticate(shared_node.address, me(dev), node=shared_node.address, trust=trust_of(shared_node)))
     assert exc.value.reason == "PEER_KEY_REVOKED" and exc.value.details["by"] == "responder"
 
 
@@ -184,11 +200,11 @@ def test_device_to_device_then_revocation_applies_to_the_next_handshake(shared_n
     a, b = make(client, (admin,)), make(client)
 
     async def body(address: str) -> None:
-        first = await authenticate(address, me(b), node=shared_node.address)
+        first = await authenticate(address, me(b), node=shared_node.address, trust=trust_of(shared_node))
         assert first.peer_did == a.did and not first.credential
         revoke(client, a, admin)
         with pytest.raises(errors.PeerKeyRevoked) as exc:
-            await authenticate(address, me(b), node=shared_node.address)
+            await authenticate(address, me(b), node=shared_node.address, trust=trust_of(shared_node))
         assert exc.value.reason == "PEER_KEY_REVOKED"
 
     asyncio.run(with_device(shared_node, a, tmp_path, body))
@@ -216,7 +232,7 @@ def test_half_open_handshakes_time_out_and_are_bounded_per_peer(shared_node: Run
                     await call.read()
                 assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and status_reason(exc.value) == "HANDSHAKE_TIMEOUT"
             # ... which frees their slots.
-            est = await authenticate(address, me(peers[2]), node=shared_node.address)
+            est = await authenticate(address, me(peers[2]), node=shared_node.address, trust=trust_of(shared_node))
             assert est.peer_did == a.did
 
     asyncio.run(with_device(shared_node, a, tmp_path, body, limits))
@@ -229,10 +245,10 @@ def test_device_policy_requires_a_node_session_credential(shared_node: RunningNo
 
     async def body(address: str) -> None:
         with pytest.raises(errors.CredentialRequired) as exc:
-            await authenticate(address, me(b), node=shared_node.address)
+            await authenticate(address, me(b), node=shared_node.address, trust=trust_of(shared_node))
         assert exc.value.reason == "CREDENTIAL_REQUIRED"
-        session = await authenticate(shared_node.address, me(b), node=shared_node.address)
-        est = await authenticate(address, me(b), node=shared_node.address, present=[session.credential])
+        session = await authenticate(shared_node.address, me(b), node=shared_node.address, trust=trust_of(shared_node))
+        est = await authenticate(address, me(b), node=shared_node.address, trust=trust_of(shared_node), present=[session.credential])
         assert est.peer_did == a.did
 
     asyncio.run(with_device(shared_node, a, tmp_path, body, policy=policy))
@@ -242,7 +258,7 @@ def test_stapled_state_proof_lets_the_initiator_skip_the_node(shared_node: Runni
     a, b = make(client), make(client)
 
     async def body(address: str) -> None:
-        est = await authenticate(address, me(b), node=shared_node.address, max_staleness_ms=60_000)
+        est = await authenticate(address, me(b), node=shared_node.address, trust=trust_of(shared_node), max_staleness_ms=60_000)
         assert any("stapled state proof" in c for c in est.checks), est.checks
 
     asyncio.run(with_device(shared_node, a, tmp_path, body, staple=True))
@@ -289,39 +305,44 @@ def test_client_credentials_checker_verifies_through_the_node(shared_node: Runni
 
     async def run() -> None:
         async with AsyncClient(shared_node.address) as nc:
-            session = await authenticate(shared_node.address, me(dev), node=shared_node.address)
+            session = await authenticate(shared_node.address, me(dev), node=shared_node.address, trust=trust_of(shared_node))
             node_did = (await nc.node_info()).node_did
-            checker = ClientCredentials(nc)
+            checker = ClientCredentials(nc, trust_of(shared_node))
             desc = await checker.check(session.credential, wall_ms(), dev.did, CredentialRequest(NODE_SESSION, node_did))
             assert "valid until" in desc
             with pytest.raises(errors.SubjectMismatch):
                 await checker.check(session.credential, wall_ms(), node_did, CredentialRequest(NODE_SESSION, node_did))
-            assert ClientKeyStates(nc) is not None and Policy
+            assert ClientKeyStates(nc, trust_of(shared_node)) is not None and Policy
 
     asyncio.run(run())
 
 
 def test_stapled_state_proofs_are_checked_not_trusted(shared_node: RunningNode, client: Client) -> None:
+    import dataclasses
     import json as _json
 
     from didnode.auth.peers import StapledStateVerifier
+    from didnode.core.trust import TrustedKey
 
     a, b = make(client), make(client)
     proof = _json.dumps(client.state_proof(a.did).to_json()).encode()
-    kid, key = client.node_signer_key()
-    signer = kid.partition("#")[0]
+    policy = trust_of(shared_node)
     now = wall_ms()
-    assert StapledStateVerifier({signer: key}, "local", 60_000).verify(a.did, proof, now).did == a.did
+    assert StapledStateVerifier(policy, 60_000).verify(a.did, proof, now).did == a.did
+    other_key = dataclasses.replace(policy, keys=(TrustedKey(policy.keys[0].kid, bytes(32)),))
     with pytest.raises(errors.BadCheckpointSignature):
-        StapledStateVerifier({signer: bytes(32)}, "local", 60_000).verify(a.did, proof, now)
-    with pytest.raises(errors.BadCheckpointSignature):
-        StapledStateVerifier({}, "local", 60_000).verify(a.did, proof, now)
+        StapledStateVerifier(other_key, 60_000).verify(a.did, proof, now)
+    other_kid = dataclasses.replace(policy, keys=(TrustedKey("did:dnode:other#key-1", policy.keys[0].public_key),))
+    with pytest.raises(errors.UntrustedCheckpointSigner):
+        StapledStateVerifier(other_kid, 60_000).verify(a.did, proof, now)
+    with pytest.raises(errors.PeerWrongNetwork):
+        StapledStateVerifier(dataclasses.replace(policy, network="othernet", latest=None), 60_000).verify(a.did, proof, now)
     with pytest.raises(errors.StaleCheckpoint):
-        StapledStateVerifier({signer: key}, "local", 1_000).verify(a.did, proof, now + 5_000)
+        StapledStateVerifier(policy, 1_000).verify(a.did, proof, now + 5_000)
     with pytest.raises(errors.ProofClaimMismatch):
-        StapledStateVerifier({signer: key}, "local", 60_000).verify(b.did, proof, now)
+        StapledStateVerifier(policy, 60_000).verify(b.did, proof, now)
     with pytest.raises(errors.MalformedProof):
-        StapledStateVerifier({signer: key}, "local", 60_000).verify(a.did, b"{not json", now)
+        StapledStateVerifier(policy, 60_000).verify(a.did, b"{not json", now)
 
 
 def test_device_policy_refuses_a_revoked_attestation_published_on_the_ledger(shared_node: RunningNode, client: Client, tmp_path: Path) -> None:
@@ -345,12 +366,12 @@ def test_device_policy_refuses_a_revoked_attestation_published_on_the_ledger(sha
 
     async def body(address: str) -> None:
         with pytest.raises(errors.CredentialRevoked) as exc:
-            await authenticate(address, me(b), node=shared_node.address, present=[attest[b.did]])
+            await authenticate(address, me(b), node=shared_node.address, trust=trust_of(shared_node), present=[attest[b.did]])
         assert exc.value.reason == "REVOKED" and exc.value.details["by"] == "responder"
         with pytest.raises(errors.CredentialRequired):
-            await authenticate(address, me(c_id), node=shared_node.address)
+            await authenticate(address, me(c_id), node=shared_node.address, trust=trust_of(shared_node))
         # Both ways: d requires A's attestation (checked against the published list) and presents its own.
-        est = await authenticate(address, me(d), node=shared_node.address, present=[attest[d.did]], require=[wanted])
+        est = await authenticate(address, me(d), node=shared_node.address, trust=trust_of(shared_node), present=[attest[d.did]], require=[wanted])
         assert any(DEVICE_ATTESTATION in c and "verified" in c for c in est.checks), est.checks
 
     asyncio.run(with_device(shared_node, a, tmp_path, body, policy=require_credentials([wanted]), present=[attest[a.did]]))

@@ -49,7 +49,7 @@ from didnode.wire.handshake import (
 )
 from didnode.wire.handshake import decode, encode
 from didnode.client import AsyncClient, Client
-from tests.auth.test_auth_grpc import client, make, me, status_reason, with_device  # noqa: F401  (client is a fixture)
+from tests.auth.test_auth_grpc import client, make, me, status_reason, trust_of, with_device  # noqa: F401  (client is a fixture)
 from tests.conftest import RunningNode
 from tests.factory import Identity
 
@@ -87,7 +87,7 @@ def test_session_rides_in_the_trailer_only_when_asked(shared_node: RunningNode, 
     async def run() -> None:
         async with AsyncClient(shared_node.address) as nc:
             node_did = (await nc.node_info()).node_did
-            node_state = await ClientKeyStates(nc).key_state(node_did)
+            node_state = await ClientKeyStates(nc, trust_of(shared_node)).key_state(node_did)
         # An initiator that does not ask (an older one): the session is the last stream message.
         as_message, trailer = await _raw_handshake(shared_node.address, dev, node_state, None)
         assert as_message is not None and trailer is None
@@ -124,7 +124,7 @@ def test_sdk_uses_the_header_carriage(shared_node: RunningNode, client: Client, 
 
     async def body(address: str) -> None:
         async with AsyncClient(shared_node.address) as nc:
-            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc, trust_of(shared_node)))
             for _ in range(3):
                 assert (await auth.authenticate(address, expect_peer=a.did)).peer_did == a.did
             await auth.close()
@@ -146,7 +146,7 @@ def test_sdk_falls_back_to_the_classic_carriage_against_an_older_responder(
 
     async def body(address: str) -> None:
         async with AsyncClient(shared_node.address) as nc:
-            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc, trust_of(shared_node)))
             for _ in range(3):
                 est = await auth.authenticate(address, expect_peer=a.did)
                 assert est.peer_did == a.did
@@ -167,7 +167,7 @@ def test_messages_too_large_for_a_header_are_stream_messages(
 
     async def body(address: str) -> None:
         async with AsyncClient(shared_node.address) as nc:
-            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc, trust_of(shared_node)))
             est = await auth.authenticate(address, expect_peer=a.did)
             assert est.peer_did == a.did
             await auth.close()
@@ -194,7 +194,7 @@ def test_a_forged_header_or_trailer_fails_key_confirmation(
 
     async def body(address: str) -> None:
         async with AsyncClient(shared_node.address) as nc:
-            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc, trust_of(shared_node)))
             with pytest.raises(errors.DidnodeError) as exc:
                 await auth.authenticate(address, expect_peer=a.did)
             assert exc.value.reason == "KEY_CONFIRMATION_FAILED"
@@ -235,7 +235,7 @@ def test_header_carriage_by_hand_against_the_node(shared_node: RunningNode, clie
 
     async def run() -> None:
         async with AsyncClient(shared_node.address) as nc:
-            node_state = await ClientKeyStates(nc).key_state((await nc.node_info()).node_did)
+            node_state = await ClientKeyStates(nc, trust_of(shared_node)).key_state((await nc.node_info()).node_did)
         challenge, messages, trailer = await _header_handshake(shared_node.address, *_initiator(dev), node_state)
         assert messages == [] and challenge and trailer
 
@@ -264,7 +264,7 @@ def test_a_bad_hello_header_is_refused_with_its_reason(shared_node: RunningNode,
         assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, hello[: len(hello) // 2]),)) == "HANDSHAKE_MALFORMED"  # truncated
         assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, not_a_hello),)) == "OUT_OF_ORDER"
         async with AsyncClient(a) as nc:
-            node_state = await ClientKeyStates(nc).key_state((await nc.node_info()).node_did)
+            node_state = await ClientKeyStates(nc, trust_of(shared_node)).key_state((await nc.node_info()).node_did)
         # A replayed hello header: the first use completes, the second is a replay.
         await _header_handshake(a, i, hello, node_state)
         assert await _hello_header_refused(a, ((HELLO_HEADER_KEY, hello),)) == "REPLAY"
@@ -354,7 +354,7 @@ def test_responder_bounds_half_open_handshakes_without_any_call_deadline(shared_
             assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and status_reason(exc.value) == "HANDSHAKE_TIMEOUT"
         # The per-address bound is 1: the slot is free again.
         async with AsyncClient(shared_node.address) as nc:
-            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc, trust_of(shared_node)))
             assert (await auth.authenticate(address, expect_peer=a.did)).peer_did == a.did
             await auth.close()
 

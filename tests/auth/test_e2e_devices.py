@@ -25,6 +25,7 @@ from cli.didctl import main
 from cli.didctl_auth import auth_command, device_group
 from tests.cli.conftest import Didctl
 from tests.conftest import ROOT, RunningNode
+from tests.lying_proxy import KEY_STATE, STATE_PROOF, LyingProxy, forge_key_state, forge_state_proof
 
 # What cli/didctl.py will carry once the lead registers the commands (idempotent).
 main.add_command(auth_command)
@@ -49,9 +50,12 @@ class Device:
         return self.proc.returncode, self.proc.stderr.read()
 
 
-def serve_device(ctl: Didctl, did: str, *extra: str) -> Device:
-    """``didctl device serve --as DID --listen 127.0.0.1:0`` as a subprocess; bounded wait for its address."""
+def serve_device(ctl: Didctl, did: str, *extra: str, node: str | None = None) -> Device:
+    """``didctl device serve --as DID --listen 127.0.0.1:0`` as a subprocess (its node: ``node``, else the
+    fleet's); bounded wait for its address."""
     env = {**os.environ, **{k: v for k, v in ctl.env().items() if v is not None}}
+    if node is not None:
+        env["DIDNODE_ADDR"] = node
     cmd = [sys.executable, "-m", "cli.didctl", "device", "serve", "--as", did, "--listen", "127.0.0.1:0", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     assert proc.stdout is not None
@@ -129,6 +133,28 @@ def test_unexpected_peer_is_a_misbinding(fleet: Fleet) -> None:
 
 def test_unreachable_peer_exits_3(fleet: Fleet) -> None:
     fleet.ctl.fail("auth", "--as", fleet.b.did, "127.0.0.1:9", "--handshake-timeout", "2", code=3, reason="NODE_UNAVAILABLE")
+
+
+def test_forged_key_states_through_a_lying_proxy_are_refused_in_both_roles(fleet: Fleet, tmp_path: Path) -> None:
+    """Issue #15: a proxy between a device and the node swaps a peer's key. ``didctl auth`` (the initiator)
+    and ``didctl device serve`` (the responder) verify the node's answers against the trust store's policy
+    and refuse the forged state with its reason; with --insecure-no-verify the forgery goes unnoticed."""
+    with LyingProxy(fleet.ctl.node.address) as proxy:
+        fleet.ctl.trust("--node", proxy.address)
+        proxy.set(STATE_PROOF, forge_state_proof(fleet.a.did, bytes(32)))
+        fleet.ctl.fail("--node", proxy.address, "auth", "--as", fleet.b.did, fleet.a.address, code=1, reason="ROOT_MISMATCH")
+        # Unverified, the initiator takes the forged key (A's real signature then fails under it).
+        proxy.set(KEY_STATE, forge_key_state(fleet.a.did, bytes(32)))
+        insecure = fleet.ctl.invoke("--node", proxy.address, "--insecure-no-verify", "auth", "--as", fleet.b.did, fleet.a.address, code=1)
+        assert "[ROOT_MISMATCH]" not in insecure.stderr
+        # The responder: a device whose node is the proxy, which swaps the initiator's key.
+        proxy.set(STATE_PROOF, forge_state_proof(fleet.b.did, bytes(32)))
+        dev = serve_device(fleet.ctl, fleet.a.did, "--state-dir", str(tmp_path / "a-behind-proxy"), node=proxy.address)
+        try:
+            fleet.ctl.fail("auth", "--as", fleet.b.did, dev.address, code=1, reason="ROOT_MISMATCH")
+        finally:
+            code, log = dev.stop()
+        assert code == 0 and "[ROOT_MISMATCH]" in log, log
 
 
 def test_after_revoke_key_the_next_handshake_with_that_device_fails_revoked(fleet: Fleet) -> None:

@@ -37,7 +37,7 @@ from didnode.core.handshake import Established, Fresh, HandshakeLimits, Hello, I
 from didnode.core.handshake.messages import Message
 from didnode.wire import handshake as wire
 from didnode.wire.handshake import METHOD, decode, encode
-from tests.auth.test_auth_grpc import client, make, me  # noqa: F401  (client is a fixture)
+from tests.auth.test_auth_grpc import client, make, me, trust_of  # noqa: F401  (client is a fixture)
 from tests.auth.test_policy_and_driver import Pipe, Setup
 from tests.auth.world import NOW
 from tests.conftest import RunningNode
@@ -200,7 +200,7 @@ def test_a_loopback_flood_from_several_tasks_does_not_lock_out_a_legitimate_init
     async def run() -> None:
         store = LmdbNonceStore(tmp_path / "dev", wall_ms(), limits)
         async with AsyncClient(shared_node.address) as nc:
-            responder = await device_responder(me(a), nc, nonces=store)
+            responder = await device_responder(me(a), nc, nonces=store, trust=trust_of(shared_node))
             server = grpc.aio.server()
             add_auth_responder(server, responder)
             port = server.add_insecure_port("127.0.0.1:0")
@@ -216,7 +216,7 @@ def test_a_loopback_flood_from_several_tasks_does_not_lock_out_a_legitimate_init
                 while len(outcomes) < 60 and time.monotonic() - t < 20:
                     await asyncio.sleep(0.02)
                 assert store.pending_count() == limits.max_pending_total
-                auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+                auth = Authenticator(me(b), "local", ClientKeyStates(nc, trust_of(shared_node)))
                 started = time.monotonic()
                 for _ in range(3):
                     est = await auth.authenticate(f"unix:{sock_dir}/s", expect_peer=a.did, timeout=10)

@@ -29,7 +29,7 @@ from didnode.core.handshake import Established, Fresh, Initiator, MemoryNonceSto
 from didnode.core.handshake.messages import Message, Response, Session
 from didnode.core.keystate import DidState
 from didnode.wire.handshake import METHOD, SESSION_IN_TRAILER, SESSION_TRAILER_KEY, decode, encode
-from tests.auth.test_auth_grpc import client, make, me, revoke, status_reason, with_device  # noqa: F401  (client is a fixture)
+from tests.auth.test_auth_grpc import client, make, me, revoke, status_reason, trust_of, with_device  # noqa: F401  (client is a fixture)
 from tests.auth.test_policy_and_driver import Setup, exchange
 from tests.auth.world import NOW
 from tests.conftest import RunningNode
@@ -115,7 +115,7 @@ def test_initiator_refuses_a_responder_whose_key_is_revoked_during_the_handshake
 
     async def body(address: str) -> None:
         async with AsyncClient(shared_node.address) as nc:
-            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc, trust_of(shared_node)))
             stream = sdk_initiator._Stream(auth._route(address), address, 12.0, True)
 
             async def send(msg: Message) -> None:
@@ -140,7 +140,7 @@ def test_device_responder_refuses_an_initiator_whose_key_is_revoked_during_the_h
 
     async def body(address: str) -> None:
         async with AsyncClient(shared_node.address) as nc:
-            auth = Authenticator(me(b), "local", ClientKeyStates(nc))
+            auth = Authenticator(me(b), "local", ClientKeyStates(nc, trust_of(shared_node)))
             stream = sdk_initiator._Stream(auth._route(address), address, 12.0, True)
 
             async def send(msg: Message) -> None:
@@ -267,7 +267,7 @@ def test_client_key_states_re_read_only_past_their_bound() -> None:
 
             return Reply()
 
-    src = ClientKeyStates(Node())
+    src = ClientKeyStates(Node(), None, insecure_no_verify=True)
     bound = ClientKeyStates.RECHECK_AFTER_MS
     first = asyncio.run(src.key_state(s.a.did))
     assert asyncio.run(src.recheck(s.a.did, first, NOW, NOW + bound)) is first and len(calls) == 1
@@ -275,7 +275,7 @@ def test_client_key_states_re_read_only_past_their_bound() -> None:
     again = asyncio.run(src.recheck(s.a.did, first, NOW, NOW + bound + 1))
     assert len(calls) == 2 and again.seq == first.seq + 1
 
-    cached = CachedKeyStates(ClientKeyStates(Node()), 5000, clock_ms=lambda: clock[0])
+    cached = CachedKeyStates(ClientKeyStates(Node(), None, insecure_no_verify=True), 5000, clock_ms=lambda: clock[0])
     calls.clear()
     st = asyncio.run(cached.key_state(s.b.did))
     clock[0] += 4000

@@ -69,10 +69,12 @@ def _stapled_proofs() -> list[bytes]:
 
 @target("stapled_state_proof", seeds=_stapled_proofs, tokens=(*TOKENS, '"didnode/state-proof/v1"', '"checkpoint":', '"present":', '"stateRecord":', '"proof":'), max_len=16384)
 def fuzz_stapled_state_proof(data: bytes) -> None:
-    """A peer's stapled state proof (handshake attachments), checked against the trusted node key."""
-    from tests.fuzz.test_fuzz_transparency import KEY, NODE
+    """A peer's stapled state proof (handshake attachments), checked against a trust policy naming the node key."""
+    from didnode.core.trust import TrustedKey, TrustPolicy
+    from tests.fuzz.test_fuzz_transparency import KEY, KID
 
-    verifier = StapledStateVerifier({NODE: bytes(KEY.verify_key)}, "local", 3_600_000)
+    policy = TrustPolicy.create("local", bytes(32), [TrustedKey(KID, bytes(KEY.verify_key))], max_staleness_ms=3_600_000)
+    verifier = StapledStateVerifier(policy)
     for did in {json.loads(s)["did"] for s in _stapled_proofs()}:
         verifier.verify(did, data, T0 + 60_000)
 
