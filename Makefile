@@ -1,5 +1,6 @@
 # didnode: two commands on a fresh machine with only Python 3.11+:
-#   make run    creates .venv, installs, starts a node (LMDB in ./var/node, gRPC on 127.0.0.1:50051)
+#   make run    creates .venv, installs, starts a node (LMDB in ./var/node, gRPC on 127.0.0.1:50051,
+#               HTTP on 127.0.0.1:8080: DID resolution, status lists, /metrics, /healthz, /readyz)
 #   make test   creates .venv, installs, checks generated code, runs the whole suite
 PY      ?= python3
 VENV    ?= .venv
@@ -7,6 +8,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DATA    ?= var/node
 LISTEN  ?= 127.0.0.1:50051
+HTTP    ?= 127.0.0.1:8080
 NETWORK ?= local
 PYTEST_ARGS ?=
 
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/didnode serve --data $(DATA) --listen $(LISTEN) --network $(NETWORK)
+	$(BIN)/didnode serve --data $(DATA) --listen $(LISTEN) --http $(HTTP) --network $(NETWORK)
 
 test: $(STAMP) proto-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

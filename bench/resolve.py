@@ -28,6 +28,13 @@ the node for each (``*_client_cpu_us``, ``*_node_cpu_us``) with
 ``verified_cpu_ratio`` (unverified CPU / verified CPU, both processes: what
 the rate ratio would be on an otherwise idle machine where CPU is the bound).
 
+At the largest size the node's HTTP face (``--http``) is loaded beside gRPC on the
+same node process, in --http-rounds alternating rounds of --seconds/2 each:
+raw gRPC ``Resolve`` and ``GET /1.0/identifiers/{did}`` (bench/http_resolve.py):
+``http_resolve_per_s``, ``grpc_resolve_per_s`` (and their p50/p99, CPU per
+resolve of client and node) and ``http_vs_grpc_ratio`` (issue #16's target: at
+least 0.8).
+
 With --echo the plain gRPC echo server (bench/ref_grpc_echo.py) is measured
 right after the largest size, with the same client loop, concurrency and
 duration (``echo_unary_per_s``, ``echo_unary_p50_ms``, ``echo_unary_p99_ms``),
@@ -53,6 +60,7 @@ from typing import Any, Awaitable, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import emit, make_creates  # noqa: E402
+from http_resolve import http_vs_grpc  # noqa: E402
 from serving import DidSample, LoadResult, alternating_loads, grow_ledger, lmdb_usage, load_loop, rss_mb, start_didnode, stop_process  # noqa: E402
 
 import grpc  # noqa: E402
@@ -112,14 +120,19 @@ async def client_loads(address: str, node_pid: int, dids: list[str], seconds: fl
     return out
 
 
-def measure_point(data: Path, sample: list[str], seconds: float, concurrency: int, verified_rounds: int = 0) -> dict[str, Any]:
-    """Serve ``data`` with a fresh node, load it with resolves (and, with ``verified_rounds``, with the
-    client library's unverified and verified resolves: :func:`client_loads`), read its RSS, stop it."""
-    proc, address = start_didnode(data, NET)
+def measure_point(data: Path, sample: list[str], seconds: float, concurrency: int, verified_rounds: int = 0, http_rounds: int = 0) -> dict[str, Any]:
+    """Serve ``data`` with a fresh node (its HTTP face on), load it with resolves (and, with ``verified_rounds``,
+    with the client library's unverified and verified resolves: :func:`client_loads`; with ``http_rounds``,
+    with HTTP and gRPC resolves in alternating rounds: :func:`http_resolve.http_vs_grpc`), read its RSS, stop it."""
+    proc, address = start_didnode(data, NET, extra=["--http", "127.0.0.1:0"])
     try:
+        assert proc.stdout is not None
+        http_base = proc.stdout.readline().strip()  # the HTTP face's URL: the second line
         res = asyncio.run(resolve_load(address, sample, seconds, concurrency))
         mem = rss_mb(proc.pid)
         extra = asyncio.run(client_loads(address, proc.pid, sample, seconds / 2, concurrency, verified_rounds)) if verified_rounds else {}
+        if http_rounds:
+            extra.update(asyncio.run(http_vs_grpc(address, http_base, proc.pid, sample, seconds / 2, concurrency, http_rounds)))
     finally:
         stop_process(proc)
     point = {"resolve_per_s": res.rate, "resolve_p50_ms": res.p50_ms, "resolve_p99_ms": res.p99_ms, "resolves": res.calls, **mem, **extra}
@@ -138,6 +151,9 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=50_000, help="DIDs kept (uniform sample of the ledger) to resolve")
     ap.add_argument(
         "--verified-rounds", type=int, default=4, help="at the largest size: alternating rounds of --seconds/2 of unverified and verified client resolves (0: none)"
+    )
+    ap.add_argument(
+        "--http-rounds", type=int, default=4, help="at the largest size: alternating rounds of --seconds/2 of gRPC and HTTP resolves (0: none)"
     )
     ap.add_argument("--echo", action="store_true", help="also measure the plain gRPC echo server (the reference) in this run")
     ap.add_argument("--dir", default=None, help="where to build the node data dir (default: a temp dir, removed after)")
@@ -173,8 +189,17 @@ def main() -> None:
                 "lmdb_file_bytes_per_did": usage["file_bytes"] / dids,
             }
             last = size == sizes[-1]
-            point.update(measure_point(data, list(sample.items), args.seconds, args.concurrency, args.verified_rounds if last else 0))
+            point.update(
+                measure_point(data, list(sample.items), args.seconds, args.concurrency, args.verified_rounds if last else 0, args.http_rounds if last else 0)
+            )
             points.append(point)
+            if "http_vs_grpc_ratio" in point:
+                log(
+                    f"{dids:>9,} DIDs, HTTP beside gRPC (alternating rounds): HTTP {point['http_resolve_per_s']:,.0f}/s "
+                    f"(p50 {point['http_resolve_p50_ms']:.2f} ms, p99 {point['http_resolve_p99_ms']:.2f} ms), gRPC {point['grpc_resolve_per_s']:,.0f}/s "
+                    f"(p50 {point['grpc_resolve_p50_ms']:.2f} ms, p99 {point['grpc_resolve_p99_ms']:.2f} ms): HTTP/gRPC {point['http_vs_grpc_ratio']:.2f}; "
+                    f"node CPU per resolve {point['http_node_cpu_us']:.0f} us HTTP, {point['grpc_node_cpu_us']:.0f} us gRPC"
+                )
             if "verified_ratio" in point:
                 log(
                     f"{dids:>9,} DIDs, client library: resolve {point['client_resolve_per_s']:,.0f}/s unverified, "

@@ -19,11 +19,13 @@ from didnode import __version__
 from didnode.api.v1 import ledger_pb2
 from didnode.errors import DidnodeError, UnknownDid
 from didnode.service.ledger import LedgerService
+from didnode.service.health import DEFAULT_MAX_LAG
 from didnode.service.node import DEFAULT_PREPARE_PROCESSES, Node, NodeConfig
 from didnode.store.env import DEFAULT_MAP_SIZE
 from didnode.transport.limits import Limits
 from didnode.transport.server import NodeServer, start_server
 from cli.didnode_limits import limit_options, limits_from
+from cli.didnode_http import HttpFace, check_http_listen, http_options, setup_logging
 from cli.didnode_tls import server_tls, tls_group, tls_options, utc_now
 from didnode.transport.services import build_servicers
 from didnode.wire.tls import TlsServerConfig, serving_mode
@@ -54,14 +56,15 @@ def main() -> None:
 @click.option("--prepare-processes", default=DEFAULT_PREPARE_PROCESSES, show_default=True, envvar="DIDNODE_PREPARE_PROCESSES", type=click.IntRange(0, 64), metavar="N", help="Worker processes that parse and verify submitted batches (0: in the node process).")
 @click.option("--new-identity", is_flag=True, help="Start a new node identity: move DATA/node.key and DATA/node.checkpoint aside (*.retired-<UTC time>) and start a new ledger under a new node DID. Only over a missing or empty DATA/ledger; see docs/storage.md.")
 @tls_options
+@http_options
 @limit_options
-def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, tls_cert: str, tls_key: str, tls_client_ca: str, insecure_plaintext: bool, **limit_args: object) -> None:
+def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, tls_cert: str, tls_key: str, tls_client_ca: str, insecure_plaintext: bool, http: str, ready_max_lag: int, log_format: str, **limit_args: object) -> None:
     """Run a node until SIGTERM or SIGINT.
 
     Plaintext only on a loopback address; elsewhere give --tls-cert and
     --tls-key (or --insecure-plaintext). See docs/tls.md.
     """
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level, log_format)
     servers = tuple(u if "://" in u else f"nats://{u}" for u in (x.strip() for x in nats_urls.split(",")) if u)
     if stream and not servers:
         raise click.UsageError("--stream needs --nats")
@@ -82,7 +85,8 @@ def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: st
     )
     try:
         tls = server_tls(listen, tls_cert, tls_key, tls_client_ca, insecure_plaintext, utc_now())
-        asyncio.run(_serve(config, listen, limits_from(limit_args), tls))
+        check_http_listen(http, tls, insecure_plaintext)
+        asyncio.run(_serve(config, listen, limits_from(limit_args), tls, http, ready_max_lag))
     except DidnodeError as err:
         click.echo(f"didnode: {err} [{err.reason}]", err=True)
         sys.exit(1)
@@ -91,24 +95,30 @@ def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: st
         sys.exit(1)
 
 
-async def _serve(config: NodeConfig, listen: str, limits: Limits | None = None, tls: TlsServerConfig | None = None) -> None:
+async def _serve(
+    config: NodeConfig, listen: str, limits: Limits | None = None, tls: TlsServerConfig | None = None, http: str = "", ready_max_lag: int = DEFAULT_MAX_LAG
+) -> None:
     node = Node(config)
     try:
         ledger = LedgerService(node)
         if node.jetstream is not None and not await _identity_on_ledger(node, ledger):
             return
-        server = await start_server(build_servicers(node, ledger), listen, limits, tls)
+        servicers = build_servicers(node, ledger)
+        server = await start_server(servicers, listen, limits, tls)
         loop = asyncio.get_running_loop()
         if node.jetstream is not None:
             await _health_follows_cluster(node, server, loop)
+        face = await HttpFace.start(node, ledger, server, servicers, http, tls, ready_max_lag)  # readiness for gRPC health; --http
         host = listen.rsplit(":", 1)[0]
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):  # before the address: a SIGTERM right after it stops gracefully
             loop.add_signal_handler(sig, stop.set)
         print(f"{host}:{server.port}", flush=True)
+        face.announce()
         log.info("node %s on network %s serving on %s:%s, %s (data %s, %s mode)", node.node_did, node.network, host, server.port, serving_mode(tls), config.data_dir, node.mode)
         await stop.wait()
         log.info("stopping: draining calls")
+        await face.stop(server)
         await server.stop(grace=5.0)
     finally:
         node.close()
