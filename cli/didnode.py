@@ -27,6 +27,7 @@ from didnode.transport.server import NodeServer, start_server
 from cli.didnode_limits import limit_options, limits_from
 from cli.didnode_http import HttpFace, check_http_listen, http_options, setup_logging
 from cli.didnode_tls import server_tls, tls_group, tls_options, utc_now
+from cli.didnode_trust import startup_line, trust_policy_command
 from didnode.transport.services import build_servicers
 from didnode.wire.tls import TlsServerConfig, serving_mode
 
@@ -116,6 +117,7 @@ async def _serve(
         print(f"{host}:{server.port}", flush=True)
         face.announce()
         log.info("node %s on network %s serving on %s:%s, %s (data %s, %s mode)", node.node_did, node.network, host, server.port, serving_mode(tls), config.data_dir, node.mode)
+        log.info("%s", startup_line(node))
         await stop.wait()
         log.info("stopping: draining calls")
         await face.stop(server)
@@ -182,6 +184,7 @@ async def _health_follows_cluster(node: Node, server: NodeServer, loop: asyncio.
 
 
 main.add_command(tls_group)
+main.add_command(trust_policy_command)
 
 if __name__ == "__main__":
     main()
