@@ -35,11 +35,11 @@ from didnode.client import AsyncClient
 from didnode.core.handshake import ACCEPT_ANYONE, Established, HandshakeLimits, LocalIdentity, Policy, load_policy, require_credentials
 from didnode.core.handshake.messages import CredentialRequest
 from didnode.core.keystate import DidState
-from didnode.errors import DidnodeError, InvalidArgument
+from didnode.errors import DidnodeError, InsecureListen, InvalidArgument
 from didnode.auth.peers import device_view
 from didnode.client.verified import VerifiedClient
 from didnode.clock import wall_ms
-from didnode.wire.tls import TlsClientConfig, TlsServerConfig, serving_mode
+from didnode.wire.tls import TlsClientConfig, TlsServerConfig, listens_on_loopback, serving_mode
 
 if TYPE_CHECKING:
     from didnode.auth.lmdb_nonces import LmdbNonceStore
@@ -288,6 +288,7 @@ async def _serve(
 @click.option("--tls-cert", "serve_tls_cert", type=click.Path(dir_okay=False, path_type=Path), help="Serve TLS: this device's PEM certificate (with --tls-key; docs/tls.md).")
 @click.option("--tls-key", "serve_tls_key", type=click.Path(dir_okay=False, path_type=Path), help="The PEM private key of --tls-cert (keep it mode 0600).")
 @click.option("--tls-client-ca", "serve_tls_client_ca", type=click.Path(dir_okay=False, path_type=Path), help="With TLS: require initiators' client certificates chaining to these PEM CA certificates.")
+@click.option("--insecure-plaintext", is_flag=True, help="Serve plaintext on a non-loopback address (else refused: INSECURE_LISTEN; docs/tls.md).")
 @pass_ctl
 def device_serve(
     ctl: Ctl,
@@ -302,6 +303,7 @@ def device_serve(
     serve_tls_cert: Path | None,
     serve_tls_key: Path | None,
     serve_tls_client_ca: Path | None,
+    insecure_plaintext: bool,
 ) -> None:
     """Answer authentication handshakes as --as DID until SIGTERM or SIGINT.
 
@@ -314,6 +316,13 @@ def device_serve(
     if (serve_tls_cert is None) != (serve_tls_key is None) or (serve_tls_client_ca is not None and serve_tls_cert is None):
         raise click.UsageError("device serve: --tls-cert and --tls-key go together; --tls-client-ca needs them")
     tls = TlsServerConfig.from_files(serve_tls_cert, serve_tls_key, serve_tls_client_ca) if serve_tls_cert and serve_tls_key else None
+    if tls is None and not insecure_plaintext and not listens_on_loopback(listen):
+        # The node's rule (docs/tls.md): plaintext only where nobody else can listen in.
+        raise InsecureListen(
+            f"refusing to serve plaintext on {listen}, which is not a loopback address: give --tls-cert and --tls-key, "
+            "or --insecure-plaintext if something else secures the network",
+            listen=listen,
+        )
     did = checked_did(as_did)
     policy = load_policy(policy_file) if policy_file is not None else ACCEPT_ANYONE
     present = read_credentials(present_files)

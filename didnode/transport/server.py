@@ -14,7 +14,6 @@ plaintext without being told ``--insecure-plaintext``.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 import grpc
@@ -26,6 +25,7 @@ from didnode.transport.guard import NodeGuard
 from didnode.transport.limits import MAX_REPLY_BYTES, Limits, connection_limit, raise_nofile_limit, server_options
 from didnode.wire.handlers import generic_handler
 from didnode.wire.limits import MAX_REQUEST_BYTES
+from didnode.wire.tls import listens_on_loopback  # noqa: F401  (re-exported: the node's rule)
 from didnode.wire.tls import TlsServerConfig
 
 log = logging.getLogger("didnode.transport")
@@ -35,30 +35,6 @@ MAX_MESSAGE_BYTES = MAX_REPLY_BYTES  # replies; requests are at most MAX_REQUEST
 SERVER_OPTIONS = server_options(Limits(), 1024)
 
 __all__ = ["MAX_MESSAGE_BYTES", "MAX_REQUEST_BYTES", "SERVER_OPTIONS", "NodeServer", "listens_on_loopback", "start_server"]
-
-
-def listens_on_loopback(listen: str) -> bool:
-    """Whether a server bound to ``listen`` can be reached from this host only.
-
-    ``listen`` as grpc takes it: ``HOST:PORT``, ``[IPv6]:PORT``, or a
-    ``unix:``/``unix-abstract:`` socket. True for ``localhost``, 127.0.0.0/8,
-    ``::1`` (and its IPv4-mapped forms) and Unix sockets; False for every other
-    host, the wildcards (``0.0.0.0``, ``[::]``, an empty host) and names.
-    """
-    if listen.startswith(("unix:", "unix-abstract:")):
-        return True
-    host = listen.rsplit(":", 1)[0] if ":" in listen else listen
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host.lower() == "localhost":
-        return True
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
 
 
 class NodeServer:

@@ -23,6 +23,7 @@ imported only when files are read.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,3 +237,27 @@ def tls_failure(err: e.DidnodeError, tls: TlsClientConfig | None, target: str) -
     if "Tls handshake failed" in text or "Handshake failed" in text or "TSI_" in text:
         return e.TlsFailed(f"TLS with {target} failed: {text}", **details)
     return err
+
+
+def listens_on_loopback(listen: str) -> bool:
+    """Whether a server bound to ``listen`` can be reached from this host only.
+
+    ``listen`` as grpc takes it: ``HOST:PORT``, ``[IPv6]:PORT``, or a
+    ``unix:``/``unix-abstract:`` socket. True for ``localhost``, 127.0.0.0/8,
+    ``::1`` (and its IPv4-mapped forms) and Unix sockets; False for every other
+    host, the wildcards (``0.0.0.0``, ``[::]``, an empty host) and names.
+    """
+    if listen.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = listen.rsplit(":", 1)[0] if ":" in listen else listen
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host.lower() == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback

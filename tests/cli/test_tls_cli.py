@@ -129,6 +129,13 @@ def test_device_serve_and_auth_over_mutual_tls(tctl: TlsDidctl, pki: Pki) -> Non
     assert code == 0 and "TLS, client certificates required" in stderr, stderr
 
 
+def test_device_serve_refuses_plaintext_off_loopback(tctl: TlsDidctl) -> None:
+    """The node's rule holds for a device's responder too: plaintext only on loopback, else INSECURE_LISTEN."""
+    a = tctl.json("did", "create")["did"]
+    result = tctl.fail("device", "serve", "--as", a, "--listen", "0.0.0.0:0", code=1, reason="INSECURE_LISTEN")
+    assert "--insecure-plaintext" in result.stderr
+
+
 # --------------------------------------------------------------------------
 # didnode tls init
 # --------------------------------------------------------------------------
