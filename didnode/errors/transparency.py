@@ -27,6 +27,15 @@ class MalformedProof(InvalidProof):
     reason = "MALFORMED_PROOF"
 
 
+class MalformedNote(MalformedProof):
+    """A signed note (c2sp.org/signed-note) or its checkpoint body breaks its
+    format: not UTF-8, a control character, no blank line before the
+    signatures, a malformed signature line, too many signatures, trailing
+    bytes, or a checkpoint text that is not origin / size / root / extensions."""
+
+    reason = "MALFORMED_NOTE"
+
+
 class RootMismatch(InvalidProof):
     """A well-formed proof recomputes a root other than the trusted one."""
 

@@ -27,6 +27,21 @@ class CheckpointBelowThreshold(InvalidProof):
     reason = "CHECKPOINT_BELOW_THRESHOLD"
 
 
+class BadCosignature(InvalidProof):
+    """A cosignature (c2sp.org/tlog-cosignature) whose key name and key ID
+    match a witness key of the trust policy does not verify: the whole note is
+    rejected, as c2sp.org/signed-note advises."""
+
+    reason = "BAD_COSIGNATURE"
+
+
+class CosignatureTimeSkew(InvalidProof):
+    """A trusted witness's cosignature is dated further in the future than the
+    trust policy's clock-skew bound allows."""
+
+    reason = "COSIGNATURE_TIME_SKEW"
+
+
 class GenesisMismatch(InvalidProof):
     """The node's log does not begin with the genesis entry the trust policy names (another ledger)."""
 
