@@ -46,6 +46,7 @@ from didnode.errors import InvalidArgument, MalformedProof
 CHECKPOINT_CONTEXT: Final = b"didnode/checkpoint/v1\x00"
 SIGNATURE_SIZE: Final = 64
 MAX_KID_BYTES: Final = 512
+MAX_NOTE_CHARS: Final = 1 << 16
 
 _SIZE_ROOTS_TIME = struct.Struct(">Q32s32sQ")
 _U16 = struct.Struct(">H")
@@ -91,6 +92,10 @@ class SignedCheckpoint:
     checkpoint: Checkpoint
     kid: str
     signature: bytes
+    note: bytes = b""
+    """The same checkpoint as a C2SP signed note (:mod:`didnode.core.tlog_checkpoint`) with every
+    signature it gathered (the node's, witnesses' cosignatures), or empty in the old format only.
+    Not checked against the fields here: :class:`~didnode.core.trust.verifier.TrustedLog` does."""
 
     @property
     def tree_size(self) -> int:
@@ -111,9 +116,10 @@ class SignedCheckpoint:
         return self.checkpoint.body() + _U16.pack(len(kid)) + kid + self.signature
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form (docs/transparency.md): hashes and signature in lowercase hex."""
+        """JSON form (docs/transparency.md): hashes and signature in lowercase hex; ``note`` (the signed
+        note's UTF-8 text) only when there is one, so old-format checkpoints keep their old JSON."""
         c = self.checkpoint
-        return {
+        out: dict[str, Any] = {
             "network": c.network,
             "treeSize": c.tree_size,
             "logRoot": c.log_root.hex(),
@@ -122,6 +128,9 @@ class SignedCheckpoint:
             "kid": self.kid,
             "signature": self.signature.hex(),
         }
+        if self.note:
+            out["note"] = self.note.decode("utf-8")
+        return out
 
 
 def _check_fields(c: Checkpoint) -> None:
@@ -216,7 +225,7 @@ def from_json(d: Any) -> SignedCheckpoint:
     if not isinstance(d, dict):
         raise MalformedProof("a checkpoint must be a JSON object")
     expected = {"network", "treeSize", "logRoot", "stateRoot", "timeMs", "kid", "signature"}
-    if set(d) != expected:
+    if set(d) != expected and set(d) != expected | {"note"}:
         raise MalformedProof(f"checkpoint JSON members must be exactly {sorted(expected)}, got {sorted(d)}")
     network = d["network"]
     if not isinstance(network, str) or not NETWORK_RE.fullmatch(network):
@@ -225,4 +234,11 @@ def from_json(d: Any) -> SignedCheckpoint:
     if not isinstance(kid, str) or not kid:
         raise MalformedProof("checkpoint kid must be a non-empty string")
     cp = Checkpoint(network, _uint(d, "treeSize"), _hex(d, "logRoot", HASH_SIZE), _hex(d, "stateRoot", HASH_SIZE), _uint(d, "timeMs"))
-    return SignedCheckpoint(cp, kid, _hex(d, "signature", SIGNATURE_SIZE))
+    note = d.get("note", "")
+    if not isinstance(note, str) or (("note" in d) and not note) or len(note) > MAX_NOTE_CHARS:
+        raise MalformedProof(f"checkpoint JSON member note must be a non-empty signed note of at most {MAX_NOTE_CHARS} characters")
+    try:
+        note_bytes = note.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedProof("checkpoint JSON member note is not UTF-8 text") from None
+    return SignedCheckpoint(cp, kid, _hex(d, "signature", SIGNATURE_SIZE), note_bytes)

@@ -224,7 +224,7 @@ def parse_verifier_key(vkey: str) -> tuple[str, int, bytes]:
     """
     if not isinstance(vkey, str):
         raise MalformedNote("a verifier key is a string")
-    parts = vkey.split("+")
+    parts = vkey.split("+", 2)  # the name has no "+", the base64 may
     if len(parts) != 3:
         raise MalformedNote(f"verifier key {vkey[:80]!r} is not name+hash+key")
     name, kh_hex, b64 = parts

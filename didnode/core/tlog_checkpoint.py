@@ -22,7 +22,10 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from didnode.core.checkpoint import Checkpoint
+from nacl.signing import SigningKey
+
+from didnode.core import note as note_codec
+from didnode.core.checkpoint import Checkpoint, SignedCheckpoint, sign
 from didnode.core.merkle.hasher import HASH_SIZE
 from didnode.core.operations import NETWORK_RE
 from didnode.errors import InvalidArgument, MalformedNote
@@ -142,3 +145,22 @@ def to_checkpoint(tc: TlogCheckpoint) -> Checkpoint:
     if not NETWORK_RE.fullmatch(network):
         raise MalformedNote(f"checkpoint network {network[:40]!r} is not a network id")
     return Checkpoint(network, tc.tree_size, tc.root_hash, _b64_32(state_b64, "state root"), _decimal(time_s, "time"))
+
+
+def sign_with_note(checkpoint: Checkpoint, key: SigningKey, kid: str, origin: str) -> SignedCheckpoint:
+    """Sign ``checkpoint`` both ways: the old signature (over ``didnode/checkpoint/v1``) and a C2SP
+    checkpoint note under ``origin`` whose one signature is the node's Ed25519 note signature, key name ``origin``."""
+    text = from_checkpoint(checkpoint, origin).body()
+    note = note_codec.Note(text, (note_codec.sign_ed25519(text, origin, key),))
+    old = sign(checkpoint, key, kid)
+    return SignedCheckpoint(checkpoint, kid, old.signature, note.encode())
+
+
+def add_signatures(signed: SignedCheckpoint, *signatures: note_codec.NoteSignature) -> SignedCheckpoint:
+    """``signed`` with ``signatures`` (e.g. witness cosignatures) appended to its note, duplicates skipped.
+
+    Raises :class:`MalformedNote` when ``signed`` has no note or a malformed one."""
+    if not signed.note:
+        raise MalformedNote("the checkpoint has no note to add signatures to")
+    note = note_codec.parse(signed.note).with_signatures(*signatures)
+    return SignedCheckpoint(signed.checkpoint, signed.kid, signed.signature, note.encode())

@@ -71,6 +71,12 @@ def test_go_vector_sign_reproduces_byte_for_byte() -> None:
     assert note.verifier_key("PeterNeumann", bytes(_peter_key().verify_key)) == PETER_VKEY
 
 
+def test_vkey_whose_base64_contains_a_plus() -> None:
+    vkey = "TEST+7997405c+AQcC+FTVKf0jlTdHDY3rbevmnKxxPjigCXlVtGe6RIr6"  # transparency-dev/formats note tests
+    name, sig_type, pk = note.parse_verifier_key(vkey)
+    assert (name, sig_type) == ("TEST", note.ED25519) and note.verifier_key(name, pk) == vkey
+
+
 @pytest.mark.parametrize("vkey,msg", [(PETER_VKEY, PETER_NOTE), (SPEC_VKEY, SPEC_NOTE)])
 def test_vectors_parse_and_verify(vkey: str, msg: bytes) -> None:
     name, sig_type, pk = note.parse_verifier_key(vkey)

@@ -18,6 +18,14 @@ genesis, before any) and checks, in this order:
    does not prove it; :class:`GenesisMismatch` when proven from the genesis);
 4. freshness: at most ``max_staleness_ms`` old (:class:`StaleCheckpoint`).
 
+A checkpoint that carries its C2SP note (``SignedCheckpoint.note``) is
+checked by its note instead of step 2: the node's note signature and at least
+``witnessThreshold`` witness cosignatures (:mod:`didnode.core.trust.witnessed`);
+the note must state exactly the checkpoint's fields (:class:`ProofClaimMismatch`).
+A policy with witnesses refuses a checkpoint without a note
+(:class:`CheckpointBelowThreshold`: no cosignature can count); a policy
+without witnesses still accepts old-format checkpoints (bundles in the field).
+
 A checkpoint is verified once: the same signed bytes again skip steps 1-2
 and the consistency proof (the cache holds only checkpoints that passed them);
 the rollback check of step 3 and step 4 run every time, so a checkpoint this
@@ -44,6 +52,7 @@ from didnode.core.checkpoint import SIGNATURE_SIZE, Checkpoint, SignedCheckpoint
 from didnode.core.merkle import proof_verify
 from didnode.core.transparency_verify import check_fresh
 from didnode.core.trust.policy import TrustPolicy
+from didnode.core.trust.witnessed import verify_note
 from didnode.errors import (
     BadCheckpointSignature,
     CheckpointBelowThreshold,
@@ -102,7 +111,16 @@ class TrustedLog:
         """Verify ``signed`` (with ``consistency``, the RFC 9162 proof from size ``proof_from`` to its
         size) against the policy; return its checkpoint. Raises the errors of the module docstring
         or :class:`ProofBaseMoved`."""
+        if signed.note:
+            return self.accept_note(signed.note, consistency, proof_from, now_ms, signed)
         return self.accept_signatures(signed.checkpoint, [Signature(signed.kid, signed.signature)], consistency, proof_from, now_ms, signed)
+
+    def accept_note(
+        self, note: bytes, consistency: Sequence[bytes], proof_from: int, now_ms: int, signed: SignedCheckpoint | None = None
+    ) -> Checkpoint:
+        """:meth:`accept` for a checkpoint note (the node's signature and the witnesses' cosignatures);
+        ``signed``, when given, must state the same checkpoint and is what is remembered as the latest."""
+        return self._accept(b"note\0" + note, None, note, consistency, proof_from, now_ms, signed)
 
     def accept_signatures(
         self,
@@ -113,21 +131,55 @@ class TrustedLog:
         now_ms: int,
         signed: SignedCheckpoint | None = None,
     ) -> Checkpoint:
-        """:meth:`accept` for a checkpoint with any number of signatures (``signed``: the form to remember
-        as the latest, when there is one)."""
-        p = self.policy
+        """:meth:`accept` for a checkpoint with any number of signatures in the old format (``signed``: the
+        form to remember as the latest, when there is one)."""
         try:
             cache_key = checkpoint.body() + b"".join(s.kid.encode() + b"\0" + s.signature for s in signatures)
         except InvalidArgument as exc:
             raise MalformedProof(f"checkpoint fields are malformed: {exc}") from None
-        if cache_key in self._verified:
+        return self._accept(cache_key, (checkpoint, signatures), None, consistency, proof_from, now_ms, signed)
+
+    def _accept(
+        self,
+        cache_key: bytes,
+        old: tuple[Checkpoint, Sequence[Signature]] | None,
+        note: bytes | None,
+        consistency: Sequence[bytes],
+        proof_from: int,
+        now_ms: int,
+        signed: SignedCheckpoint | None,
+    ) -> Checkpoint:
+        p = self.policy
+        cached = self._verified.get(cache_key)
+        if cached is not None:
+            checkpoint = cached
+            if signed is not None and signed.checkpoint != checkpoint:
+                raise ProofClaimMismatch(f"the checkpoint's fields ({_describe(signed.checkpoint)}) are not what its note states")
             self._check_not_older(checkpoint, proof_from)
             self._verified.move_to_end(cache_key)
             check_fresh(checkpoint, now_ms, p.max_staleness_ms)
             return checkpoint
-        if checkpoint.network != p.network:
-            raise ProofClaimMismatch(f"the checkpoint is of network {checkpoint.network!r}; the trust policy is for {p.network!r}")
-        self._check_signatures(checkpoint, signatures)
+        if note is not None:
+            checkpoint, checks = verify_note(p, note, now_ms)
+            self.signatures_checked += checks
+            if signed is not None and signed.checkpoint != checkpoint:
+                raise ProofClaimMismatch(
+                    f"the checkpoint's fields ({_describe(signed.checkpoint)}) are not what its note states ({_describe(checkpoint)})"
+                )
+        else:
+            assert old is not None
+            checkpoint, signatures = old
+            if checkpoint.network != p.network:
+                raise ProofClaimMismatch(f"the checkpoint is of network {checkpoint.network!r}; the trust policy is for {p.network!r}")
+            if p.witness_threshold:
+                raise CheckpointBelowThreshold(
+                    f"the checkpoint at size {checkpoint.tree_size} carries no checkpoint note, so no witness cosignature; "
+                    f"the trust policy needs {p.witness_threshold}",
+                    valid=0,
+                    threshold=p.witness_threshold,
+                    kind="witness",
+                )
+            self._check_signatures(checkpoint, signatures)
         self._check_growth(checkpoint, consistency, proof_from)
         check_fresh(checkpoint, now_ms, p.max_staleness_ms)
         self._verified[cache_key] = checkpoint
