@@ -28,6 +28,7 @@ from cli.didnode_limits import limit_options, limits_from
 from cli.didnode_http import HttpFace, check_http_listen, http_options, setup_logging
 from cli.didnode_tls import server_tls, tls_group, tls_options, utc_now
 from cli.didnode_trust import startup_line, trust_policy_command
+from cli.didnode_witness import witness_command
 from didnode.transport.services import build_servicers
 from didnode.wire.tls import TlsServerConfig, serving_mode
 
@@ -185,6 +186,7 @@ async def _health_follows_cluster(node: Node, server: NodeServer, loop: asyncio.
 
 main.add_command(tls_group)
 main.add_command(trust_policy_command)
+main.add_command(witness_command)
 
 if __name__ == "__main__":
     main()

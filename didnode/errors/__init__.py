@@ -13,7 +13,7 @@ signal failure; messages are one line, precise, and name the offending value.
 
 The classes live in one module per area (:mod:`~didnode.errors.base`: the base,
 the registry and the categories; ``ledger``, ``transparency``, ``credentials``,
-``auth``, ``cluster``, ``trust``, ``tls``, ``local``); import them from here.
+``auth``, ``cluster``, ``trust``, ``tls``, ``local``, ``witness``); import them from here.
 """
 
 from __future__ import annotations
@@ -190,6 +190,14 @@ from didnode.errors.tls import (  # noqa: F401
     TlsNotServed,
     TlsUntrustedCertificate,
 )
+from didnode.errors.witness import (  # noqa: F401
+    InconsistentCheckpoint,
+    UnknownLogOrigin,
+    WitnessDataLocked,
+    WitnessRequestMalformed,
+    WitnessSizeConflict,
+    WitnessStateCorrupted,
+)
 
 __all__ = [
     "AlgNotAllowed",
@@ -344,6 +352,12 @@ __all__ = [
     "WrongPassphrase",
     "WrongSigner",
     "WrongSubject",
+    "InconsistentCheckpoint",
+    "UnknownLogOrigin",
+    "WitnessDataLocked",
+    "WitnessRequestMalformed",
+    "WitnessSizeConflict",
+    "WitnessStateCorrupted",
     "all_reasons",
     "error_for_reason",
 ]
