@@ -7,6 +7,7 @@ writes stay on gRPC):
   (:mod:`didnode.http.resolver`);
 * ``/1.0/methods``: the DID methods resolved here (``["dnode"]``);
 * ``/status/{did}/{resource-id}``: a published resource (a status list) by path;
+* ``/checkpoint``, ``/tile/...``: the log as tiles, c2sp.org/tlog-tiles (:mod:`didnode.http.tiles`);
 * ``/metrics``: Prometheus text (:mod:`didnode.http.metrics`);
 * ``/healthz``: alive; ``/readyz``: the node's readiness (:mod:`didnode.service.health`).
 
@@ -34,6 +35,7 @@ from didnode.http.metrics import CONTENT_TYPE as METRICS_TYPE
 from didnode.http.metrics import NodeMetrics
 from didnode.http.resolver import COMMON_HEADERS, IDENTIFIERS, STATUS, Resolver
 from didnode.http.status import PROBLEM_JSON, problem
+from didnode.http.tiles import add_tile_routes
 from didnode.service.health import Readiness
 
 log = logging.getLogger("didnode.http")
@@ -145,6 +147,8 @@ def build_app(resolver: Resolver, readiness: Readiness, metrics: NodeMetrics | N
     app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if resolver.transparency is not None:
+        add_tile_routes(app, resolver.transparency)
     return app
 
 
