@@ -151,10 +151,11 @@ def parse(data: bytes) -> Note:
     lines = sig_block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise MalformedNote(f"note carries {len(lines)} signatures; at most {MAX_SIGNATURES}")
-    return Note(text.encode("utf-8"), tuple(_parse_signature_line(line) for line in lines))
+    return Note(text.encode("utf-8"), tuple(parse_signature_line(line) for line in lines))
 
 
-def _parse_signature_line(line: str) -> NoteSignature:
+def parse_signature_line(line: str) -> NoteSignature:
+    """One signature line without its newline (``\u2014 name base64``); raises :class:`MalformedNote`."""
     if not line.startswith(_EM_DASH):
         raise MalformedNote(f"note signature line {line[:60]!r} does not start with an em dash and a space")
     rest = line[len(_EM_DASH) :]

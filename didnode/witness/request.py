@@ -19,7 +19,8 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from didnode.errors import WitnessRequestMalformed
+from didnode.core.note import NoteSignature, parse_signature_line
+from didnode.errors import MalformedNote, WitnessRequestMalformed
 
 MAX_PROOF_LINES = 63  # the specification's bound on consistency proof lines
 MAX_BODY_BYTES = 64 * 1024  # a checkpoint note with a few signatures is well under 2 KiB
@@ -95,4 +96,36 @@ def encode_add_checkpoint(old_size: int, proof: tuple[bytes, ...] | list[bytes],
     return b"".join(lines)
 
 
-__all__ = ["AddCheckpoint", "HASH_SIZE", "MAX_BODY_BYTES", "MAX_PROOF_LINES", "encode_add_checkpoint", "parse_add_checkpoint", "parse_size"]
+SIZE_CONTENT_TYPE = "text/x.tlog.size"
+MAX_RESPONSE_BYTES = 16 * 1024  # a few cosignature lines
+
+
+def parse_size_conflict(content_type: str, body: bytes) -> int:
+    """The tree size a witness holds, from its 409 answer (``text/x.tlog.size``, ``<size>\\n``).
+
+    Raises :class:`~didnode.errors.WitnessRequestMalformed` when the answer is not that."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != SIZE_CONTENT_TYPE:
+        raise WitnessRequestMalformed(f"a 409 answer of type {media[:40]!r}, not {SIZE_CONTENT_TYPE}", field="content-type")
+    if not body.endswith(b"\n"):
+        raise WitnessRequestMalformed("a 409 answer's size does not end in a newline", field="size")
+    return parse_size(body[:-1], "held size")
+
+
+def parse_cosignatures(body: bytes) -> tuple[NoteSignature, ...]:
+    """The signature lines of a witness's 200 answer (one or more ``\u2014 name base64\\n``).
+
+    Raises :class:`~didnode.errors.WitnessRequestMalformed` for an empty, oversized or malformed answer."""
+    if not body or len(body) > MAX_RESPONSE_BYTES or not body.endswith(b"\n"):
+        raise WitnessRequestMalformed(f"a witness answer of {len(body)} bytes is not signature lines", field="cosignature")
+    try:
+        lines = body.decode("utf-8")[:-1].split("\n")
+        return tuple(parse_signature_line(line) for line in lines)
+    except (UnicodeDecodeError, MalformedNote) as exc:
+        raise WitnessRequestMalformed(f"a witness answer is not signature lines: {exc}", field="cosignature") from None
+
+
+__all__ = [
+    "AddCheckpoint", "HASH_SIZE", "MAX_BODY_BYTES", "MAX_PROOF_LINES", "SIZE_CONTENT_TYPE",
+    "encode_add_checkpoint", "parse_add_checkpoint", "parse_cosignatures", "parse_size", "parse_size_conflict",
+]
