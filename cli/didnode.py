@@ -29,8 +29,10 @@ from cli.didnode_http import HttpFace, check_http_listen, http_options, setup_lo
 from cli.didnode_tls import server_tls, tls_group, tls_options, utc_now
 from cli.didnode_trust import startup_line, trust_policy_command
 from cli.didnode_witness import witness_command
+from cli.didnode_witnesses import parse_witnesses, start_collector, witness_options
 from didnode.transport.services import build_servicers
 from didnode.wire.tls import TlsServerConfig, serving_mode
+from didnode.witness.client import WitnessEndpoint
 
 log = logging.getLogger("didnode")
 
@@ -60,13 +62,15 @@ def main() -> None:
 @tls_options
 @http_options
 @limit_options
-def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, tls_cert: str, tls_key: str, tls_client_ca: str, insecure_plaintext: bool, http: str, ready_max_lag: int, log_format: str, **limit_args: object) -> None:
+@witness_options
+def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, tls_cert: str, tls_key: str, tls_client_ca: str, insecure_plaintext: bool, http: str, ready_max_lag: int, log_format: str, witnesses: tuple[str, ...], witness_timeout: float, **limit_args: object) -> None:
     """Run a node until SIGTERM or SIGINT.
 
     Plaintext only on a loopback address; elsewhere give --tls-cert and
     --tls-key (or --insecure-plaintext). See docs/tls.md.
     """
     setup_logging(log_level, log_format)
+    endpoints = parse_witnesses(witnesses)
     servers = tuple(u if "://" in u else f"nats://{u}" for u in (x.strip() for x in nats_urls.split(",")) if u)
     if stream and not servers:
         raise click.UsageError("--stream needs --nats")
@@ -88,7 +92,7 @@ def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: st
     try:
         tls = server_tls(listen, tls_cert, tls_key, tls_client_ca, insecure_plaintext, utc_now())
         check_http_listen(http, tls, insecure_plaintext)
-        asyncio.run(_serve(config, listen, limits_from(limit_args), tls, http, ready_max_lag))
+        asyncio.run(_serve(config, listen, limits_from(limit_args), tls, http, ready_max_lag, endpoints, witness_timeout))
     except DidnodeError as err:
         click.echo(f"didnode: {err} [{err.reason}]", err=True)
         sys.exit(1)
@@ -98,7 +102,8 @@ def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: st
 
 
 async def _serve(
-    config: NodeConfig, listen: str, limits: Limits | None = None, tls: TlsServerConfig | None = None, http: str = "", ready_max_lag: int = DEFAULT_MAX_LAG
+    config: NodeConfig, listen: str, limits: Limits | None = None, tls: TlsServerConfig | None = None, http: str = "", ready_max_lag: int = DEFAULT_MAX_LAG,
+    witnesses: tuple[WitnessEndpoint, ...] = (), witness_timeout: float = 5.0,
 ) -> None:
     node = Node(config)
     try:
@@ -117,10 +122,13 @@ async def _serve(
             loop.add_signal_handler(sig, stop.set)
         print(f"{host}:{server.port}", flush=True)
         face.announce()
+        collector = start_collector(node, witnesses, witness_timeout)  # --witness: cosignatures in the background
         log.info("node %s on network %s serving on %s:%s, %s (data %s, %s mode)", node.node_did, node.network, host, server.port, serving_mode(tls), config.data_dir, node.mode)
         log.info("%s", startup_line(node))
         await stop.wait()
         log.info("stopping: draining calls")
+        if collector is not None:
+            await collector.stop()
         await face.stop(server)
         await server.stop(grace=5.0)
     finally:
