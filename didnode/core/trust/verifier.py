@@ -41,6 +41,8 @@ Pure: the clock is passed in. Not thread-safe: one event loop or thread.
 
 from __future__ import annotations
 
+import json
+
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -180,7 +182,7 @@ class TrustedLog:
                     kind="witness",
                 )
             self._check_signatures(checkpoint, signatures)
-        self._check_growth(checkpoint, consistency, proof_from)
+        self._check_growth(checkpoint, consistency, proof_from, _evidence(signed, note))
         check_fresh(checkpoint, now_ms, p.max_staleness_ms)
         self._verified[cache_key] = checkpoint
         if len(self._verified) > CACHE_SIZE:
@@ -248,7 +250,9 @@ class TrustedLog:
             verified_size=latest.tree_size,
         )
 
-    def _check_growth(self, checkpoint: Checkpoint, consistency: Sequence[bytes], proof_from: int) -> None:
+    def _check_growth(self, checkpoint: Checkpoint, consistency: Sequence[bytes], proof_from: int, offered: str = "") -> None:
+        """``offered``: the offered checkpoint as evidence (:func:`_evidence`); a :class:`LogFork` carries it and
+        the latest verified one in its details ``offered`` and ``held`` (docs/trust.md "Evidence of a fork")."""
         p = self.policy
         latest = p.latest.checkpoint if p.latest is not None else None
         self._check_not_older(checkpoint, proof_from)
@@ -258,6 +262,8 @@ class TrustedLog:
                     f"the node's checkpoint ({_describe(checkpoint)}) and the one this client verified ({_describe(latest)}) "
                     "have the same size and different roots: a fork",
                     size=checkpoint.tree_size,
+                    held=_evidence(p.latest, None),
+                    offered=offered,
                 )
             return
         base_size, base_root = (latest.tree_size, latest.log_root) if latest is not None else (1, p.genesis)
@@ -277,4 +283,15 @@ class TrustedLog:
                 f"({_describe(latest)}): {exc}",
                 size=checkpoint.tree_size,
                 verified_size=latest.tree_size,
+                held=_evidence(p.latest, None),
+                offered=offered,
             ) from None
+
+
+def _evidence(signed: SignedCheckpoint | None, note: bytes | None) -> str:
+    """A signed checkpoint as evidence: its JSON form (docs/transparency.md §3, the note included), or the bare note."""
+    if signed is not None:
+        return json.dumps(signed.to_json(), separators=(",", ":"), sort_keys=True)
+    if note is not None:
+        return json.dumps({"note": note.decode("utf-8", "replace")}, separators=(",", ":"))
+    return ""

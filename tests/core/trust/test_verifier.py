@@ -6,12 +6,14 @@ and state trees (:mod:`tests.core.trust.memlog`); the clock is passed in.
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import replace
 from typing import Callable
 
 import pytest
 
-from didnode.core.checkpoint import Checkpoint, SignedCheckpoint, sign
+from didnode.core.checkpoint import from_json, Checkpoint, SignedCheckpoint, sign
 from didnode.core.trust import ProofBaseMoved, Signature, TrustedLog, TrustPolicy
 from didnode.core.trust import verifier as verifier_mod
 from didnode.errors import (
@@ -219,9 +221,14 @@ def test_rollback_and_fork_errors_name_both_checkpoints(log: MemLog) -> None:
     with pytest.raises(LogFork) as f:
         trusted.accept(_resign(log.checkpoint(12).checkpoint, log_root=b"\x07" * 32), (), 12, now(12))
     assert str(f.value).count("size 12") == 2 and log.root(12).hex()[:16] in str(f.value)
+    # both signed checkpoints travel with the error as evidence (JSON form, notes included)
+    held, offered = (from_json(json.loads(f.value.details[k])) for k in ("held", "offered"))
+    assert held == log.checkpoint(12) and offered.checkpoint.log_root == b"\x07" * 32
     with pytest.raises(LogFork) as g:
         trusted.accept(log.checkpoint(15), (), 12, now(15))
-    assert g.value.details == {"size": "15", "verified_size": "12"}
+    assert {k: g.value.details[k] for k in ("size", "verified_size")} == {"size": "15", "verified_size": "12"}
+    assert from_json(json.loads(g.value.details["held"])) == log.checkpoint(12)
+    assert from_json(json.loads(g.value.details["offered"])) == log.checkpoint(15)
 
 
 def test_untrusted_signer_and_threshold_errors_say_who_and_how_many(log: MemLog) -> None:
