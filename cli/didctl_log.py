@@ -30,6 +30,7 @@ from cli.didctl_common import Ctl, checked_did, command, iso_ms, kv_lines, note
 from didnode.core.checkpoint import SignedCheckpoint
 from didnode.core.keystate import DidState
 from didnode.core.proof_bundle import Bundle, ConsistencyProof, InclusionProof, StateProof
+from didnode.core.tlog_checkpoint import note_origin
 from didnode.core.transparency_verify import Verified, verify_bundle, verify_checkpoint
 from didnode.errors import InvalidArgument, LocalError
 from didnode.client.proofs import bundle_kid, load_bundle, signer_key_from_multibase, verify_offline
@@ -64,6 +65,7 @@ def checkpoint_text(signed: SignedCheckpoint) -> dict[str, object]:
         "time": iso_ms(c.time_ms),
         "signer": signed.kid,
         "signature": signed.signature.hex(),
+        "origin": note_origin(signed) or "- (no note)",
     }
 
 

@@ -104,7 +104,9 @@ def add(ctl: Ctl, yes: bool, max_staleness_ms: int | None) -> None:
         if max_staleness_ms is None or max_staleness_ms == known.max_staleness_ms:
             _emit_added(ctl, address, known, store.path_for(address), "already trusted: nothing changed", False)
             return
-        presented = TrustPolicy.create(known.network, known.genesis, known.keys, known.threshold, max_staleness_ms, known.latest)
+        presented = TrustPolicy.create(
+            known.network, known.genesis, known.keys, known.threshold, max_staleness_ms, known.latest, known.origin, known.witnesses, known.witness_threshold
+        )
         _emit_added(ctl, address, presented, store.put(address, presented), f"max staleness now {max_staleness_ms} ms", True)
         return
     asked = False
@@ -183,5 +185,7 @@ def export(ctl: Ctl, address: str | None, no_latest: bool) -> None:
     """Print the trust policy file of ADDRESS (default: --node), for --trust FILE or a device."""
     _, policy, _ = _entry(ctl, address)
     if no_latest:
-        policy = TrustPolicy.create(policy.network, policy.genesis, policy.keys, policy.threshold, policy.max_staleness_ms)
+        policy = TrustPolicy.create(
+            policy.network, policy.genesis, policy.keys, policy.threshold, policy.max_staleness_ms, None, policy.origin, policy.witnesses, policy.witness_threshold
+        )
     click.echo(policy.dumps(), nl=False)

@@ -17,6 +17,7 @@ import click
 
 from didnode import __version__
 from didnode.api.v1 import ledger_pb2
+from didnode.core.tlog_checkpoint import check_origin
 from didnode.errors import DidnodeError, UnknownDid
 from didnode.service.ledger import LedgerService
 from didnode.service.health import DEFAULT_MAX_LAG
@@ -47,6 +48,7 @@ def main() -> None:
 @click.option("--data", "data_dir", default="var/node", show_default=True, envvar="DIDNODE_DATA", help="Data directory (LMDB store and node key).")
 @click.option("--listen", default="127.0.0.1:50051", show_default=True, envvar="DIDNODE_LISTEN", help="HOST:PORT to serve gRPC on; port 0 picks a free port.")
 @click.option("--network", default="local", show_default=True, envvar="DIDNODE_NETWORK", help="Network id this ledger belongs to.")
+@click.option("--origin", default="", envvar="DIDNODE_ORIGIN", metavar="ORIGIN", help="The C2SP origin of the node's checkpoint notes (and their key name), e.g. ledger.example.org/prod; see docs/transparency.md.  [default: didnode.local/<NETWORK>]")
 @click.option("--map-size", default=DEFAULT_MAP_SIZE, show_default=True, type=click.IntRange(1 << 20), help="Initial LMDB map size in bytes (grows when full).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--session-lifetime", default=900, show_default=True, envvar="DIDNODE_SESSION_LIFETIME", type=click.IntRange(1, 86400), metavar="SECONDS", help="Lifetime (and maximum) of node-issued session credentials.")
@@ -63,13 +65,18 @@ def main() -> None:
 @http_options
 @limit_options
 @witness_options
-def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, tls_cert: str, tls_key: str, tls_client_ca: str, insecure_plaintext: bool, http: str, ready_max_lag: int, log_format: str, witnesses: tuple[str, ...], witness_timeout: float, **limit_args: object) -> None:
+def serve(data_dir: str, listen: str, network: str, origin: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, tls_cert: str, tls_key: str, tls_client_ca: str, insecure_plaintext: bool, http: str, ready_max_lag: int, log_format: str, witnesses: tuple[str, ...], witness_timeout: float, **limit_args: object) -> None:
     """Run a node until SIGTERM or SIGINT.
 
     Plaintext only on a loopback address; elsewhere give --tls-cert and
     --tls-key (or --insecure-plaintext). See docs/tls.md.
     """
     setup_logging(log_level, log_format)
+    if origin:
+        try:
+            check_origin(origin)
+        except DidnodeError as err:
+            raise click.UsageError(f"--origin: {err}") from None
     endpoints = parse_witnesses(witnesses)
     servers = tuple(u if "://" in u else f"nats://{u}" for u in (x.strip() for x in nats_urls.split(",")) if u)
     if stream and not servers:
@@ -87,7 +94,7 @@ def serve(data_dir: str, listen: str, network: str, map_size: int, log_level: st
             raise click.UsageError(str(err)) from None
     config = NodeConfig(
         data_dir=data_dir, network=network, map_size=map_size, session_lifetime_s=session_lifetime, nats_servers=servers, stream=stream, nats_auth=nats_auth,
-        prepare_processes=prepare_processes, new_identity=new_identity,
+        prepare_processes=prepare_processes, new_identity=new_identity, origin=origin,
     )
     try:
         tls = server_tls(listen, tls_cert, tls_key, tls_client_ca, insecure_plaintext, utc_now())

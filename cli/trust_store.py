@@ -184,6 +184,7 @@ def facts(policy: TrustPolicy, address: str | None = None) -> dict[str, str]:
     for i, k in enumerate(policy.keys):
         out["checkpoint key" if len(policy.keys) == 1 else f"checkpoint key {i + 1}"] = f"{k.fingerprint}  ({printable(k.kid)})"
     out["genesis"] = policy.genesis.hex()
+    out["origin"] = printable(policy.log_origin)
     out["threshold"] = f"{policy.threshold} of {len(policy.keys)}"
     out["max staleness"] = f"{policy.max_staleness_ms / 1000:g} s"
     latest = policy.latest

@@ -2,7 +2,8 @@
 
 Trust on first use, as ssh's first connection: what :func:`policy_from_node`
 returns is only what the node says of itself (its network, the genesis entry
-of its log, its checkpoint key read from its own DID document). A client shows
+of its log, its checkpoint key read from its own DID document, the origin its checkpoint
+notes use). A client shows
 it to a person who compares it with what the node's operator published
 (``didnode trust-policy``) before keeping it; from then on every answer is
 checked against it (:mod:`didnode.client.verified`) and a node presenting
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from didnode.clock import wall_ms
 from didnode.core.merkle.hasher import leaf_hash
+from didnode.core.tlog_checkpoint import note_origin
 from didnode.core.trust import DEFAULT_MAX_STALENESS_MS, TrustedKey, TrustedLog, TrustPolicy
 from didnode.errors import TrustChanged
 
@@ -31,7 +33,9 @@ def policy_from_node(client: "Client", max_staleness_ms: int = DEFAULT_MAX_STALE
     info = client.node_info()
     kid, key = client.node_signer_key()
     genesis = leaf_hash(client.inclusion_proof(position=0, tree_size=1).entry)
-    policy = TrustPolicy.create(info.network, genesis, [TrustedKey(kid, key)], 1, max_staleness_ms)
+    # The origin the node's checkpoint notes use (recorded so that they verify; none from nodes before notes).
+    origin = note_origin(client.checkpoint())
+    policy = TrustPolicy.create(info.network, genesis, [TrustedKey(kid, key)], 1, max_staleness_ms, origin=origin)
     log = TrustedLog(policy)
     VerifiedClient(client, log, wall_ms).state(info.node_did)
     return log.policy
@@ -48,6 +52,8 @@ def check_same_anchors(known: TrustPolicy, presented: TrustPolicy, address: str)
         old = ", ".join(k.fingerprint for k in known.keys)
         new = ", ".join(k.fingerprint for k in presented.keys)
         changes.append(f"checkpoint key {old} -> {new}")
+    if known.log_origin != presented.log_origin:
+        changes.append(f"checkpoint origin {known.log_origin!r} -> {presented.log_origin!r}")
     if changes:
         raise TrustChanged(
             f"the node at {address} is not the one this client trusts: {'; '.join(changes)}. If the operator really "

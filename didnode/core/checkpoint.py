@@ -50,6 +50,8 @@ MAX_NOTE_CHARS: Final = 1 << 16
 
 _SIZE_ROOTS_TIME = struct.Struct(">Q32s32sQ")
 _U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_MAX_NOTE_BYTES: Final = 4 * MAX_NOTE_CHARS  # UTF-8 of a note of MAX_NOTE_CHARS characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +109,20 @@ class SignedCheckpoint:
         return self.kid.partition("#")[0]
 
     def encode(self) -> bytes:
-        """Binary form: ``body || u16 len(kid) || kid || signature`` (what the node stores)."""
+        """Binary form: ``body || u16 len(kid) || kid || signature [|| u32 len(note) || note]`` (what the
+        node stores). The note part is there only when there is a note, so checkpoints stored before
+        notes existed (ending at the signature) keep decoding, and old-format ones keep their bytes."""
         kid = self.kid.encode("utf-8")
         if not 0 < len(kid) <= MAX_KID_BYTES:
             raise InvalidArgument(f"checkpoint kid is {len(kid)} bytes; 1..{MAX_KID_BYTES} encode")
         if len(self.signature) != SIGNATURE_SIZE:
             raise InvalidArgument(f"checkpoint signature is {len(self.signature)} bytes, want {SIGNATURE_SIZE}")
-        return self.checkpoint.body() + _U16.pack(len(kid)) + kid + self.signature
+        out = self.checkpoint.body() + _U16.pack(len(kid)) + kid + self.signature
+        if self.note:
+            if len(self.note) > _MAX_NOTE_BYTES:
+                raise InvalidArgument(f"checkpoint note is {len(self.note)} bytes; at most {_MAX_NOTE_BYTES} encode")
+            out += _U32.pack(len(self.note)) + self.note
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (docs/transparency.md): hashes and signature in lowercase hex; ``note`` (the signed
@@ -190,10 +199,19 @@ def decode(data: bytes) -> SignedCheckpoint:
     except UnicodeDecodeError:
         raise MalformedProof("signed checkpoint kid is not UTF-8") from None
     off += klen
-    signature = bytes(data[off:])
+    signature = bytes(data[off : off + SIGNATURE_SIZE])
+    off += SIGNATURE_SIZE
     if len(signature) != SIGNATURE_SIZE:
         raise MalformedProof(f"signed checkpoint signature is {len(signature)} bytes, want {SIGNATURE_SIZE}")
-    return SignedCheckpoint(cp, kid, signature)
+    if off == len(data):
+        return SignedCheckpoint(cp, kid, signature)  # the old format: no note
+    if len(data) < off + _U32.size:
+        raise MalformedProof("signed checkpoint is truncated in its note length")
+    (nlen,) = _U32.unpack_from(data, off)
+    off += _U32.size
+    if not 0 < nlen <= _MAX_NOTE_BYTES or len(data) != off + nlen:
+        raise MalformedProof(f"signed checkpoint note length {nlen} does not match the {len(data) - off} bytes left")
+    return SignedCheckpoint(cp, kid, signature, bytes(data[off:]))
 
 
 def _hex(d: dict[str, Any], name: str, size: int) -> bytes:

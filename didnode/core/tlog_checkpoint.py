@@ -164,3 +164,12 @@ def add_signatures(signed: SignedCheckpoint, *signatures: note_codec.NoteSignatu
         raise MalformedNote("the checkpoint has no note to add signatures to")
     note = note_codec.parse(signed.note).with_signatures(*signatures)
     return SignedCheckpoint(signed.checkpoint, signed.kid, signed.signature, note.encode())
+
+
+def note_origin(signed: SignedCheckpoint) -> str | None:
+    """The origin of ``signed``'s note (what a trust policy's ``origin`` must say), ``None`` without a note.
+
+    Nothing is verified; raises :class:`MalformedNote` when the note does not parse."""
+    if not signed.note:
+        return None
+    return parse_body(note_codec.parse(signed.note).text).origin

@@ -34,8 +34,9 @@ from typing import Callable
 import lmdb
 from nacl.signing import SigningKey
 
-from didnode.core.checkpoint import Checkpoint, SignedCheckpoint, from_json, sign
+from didnode.core.checkpoint import Checkpoint, SignedCheckpoint, from_json
 from didnode.core.merkle import log_tree
+from didnode.core.tlog_checkpoint import check_origin, default_origin, sign_with_note
 from didnode.core.transparency_verify import verify_checkpoint
 from didnode.errors import CheckpointRollback, DidnodeError, NodeKeyMismatch, StoreCorrupted
 from didnode.fileio import write_atomic
@@ -158,10 +159,14 @@ class Checkpointer:
         clock_ms: Callable[[], int],
         max_age_ms: int = DEFAULT_MAX_AGE_MS,
         record: CheckpointRecord | None = None,
+        origin: str | None = None,
     ) -> None:
         """``record``: the node's :class:`CheckpointRecord` (every node has one; without it, as in
-        tests of the signing alone, nothing outside the store is checked or written)."""
+        tests of the signing alone, nothing outside the store is checked or written). ``origin``: the
+        C2SP origin (and note key name) of the checkpoint notes, default ``didnode.local/<network>``."""
         self.record = record
+        self.origin = check_origin(origin) if origin is not None else default_origin(network)
+        self._origin_line = self.origin.encode("utf-8") + b"\n"
         self.tables = tables
         self.checkpoints = CheckpointTables(tables.store)
         self.network = network
@@ -178,6 +183,8 @@ class Checkpointer:
             return None
         if self.clock_ms() - latest.checkpoint.time_ms > self.max_age_ms:
             return None
+        if not latest.note.startswith(self._origin_line):
+            return None  # signed before notes, or under another origin (serve --origin changed): sign again
         if self.record is not None and not self.record.covers(latest):
             return None  # stored, but not recorded yet (or its recording failed): sign again
         return latest
@@ -204,7 +211,8 @@ class Checkpointer:
             latest.checkpoint.time_ms if latest else 0,
             recorded.checkpoint.time_ms if recorded else 0,
         )
-        signed = sign(Checkpoint(self.network, r.size, r.log_root, r.state_root, time_ms), self.key, self.kid)
+        # Signed both ways: the old signature and the C2SP checkpoint note (docs/transparency.md).
+        signed = sign_with_note(Checkpoint(self.network, r.size, r.log_root, r.state_root, time_ms), self.key, self.kid, self.origin)
         self.checkpoints.put(txn, signed)
         return signed
 

@@ -36,6 +36,7 @@ from didnode.clock import wall_ms
 from didnode.core import builder
 from didnode.core.merkle import log_tree
 from didnode.core.operations import Proof
+from didnode.core.tlog_checkpoint import check_origin, default_origin
 from didnode.core.transparency_verify import verify_checkpoint
 from didnode.errors import DidnodeError, InvalidArgument, NodeKeyMismatch, StoreCorrupted, StreamMismatch
 from didnode.fileio import fsync_dir, write_atomic
@@ -92,6 +93,9 @@ class NodeConfig:
     # didnode serve --new-identity: over a missing or empty ledger only, move node.key and
     # node.checkpoint aside (*.retired-<UTC time>) and start a new node DID (module docstring).
     new_identity: bool = False
+    # didnode serve --origin: the C2SP origin of the node's checkpoint notes, also their key name
+    # (docs/transparency.md "Checkpoints as signed notes"); empty: didnode.local/<network>.
+    origin: str = ""
 
 
 class Node:
@@ -100,6 +104,7 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.network = config.network
+        self.origin = check_origin(config.origin) if config.origin else default_origin(config.network)
         self.clock_ms: Callable[[], int] = wall_ms
         ledger_dir = os.path.join(config.data_dir, LEDGER_DIR)
         self.key_path = os.path.join(config.data_dir, NODE_KEY_FILE)

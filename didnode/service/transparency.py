@@ -48,7 +48,7 @@ class TransparencyService:
         self.node = node
         self.checkpointer = Checkpointer(
             node.tables, node.network, node.signing_key, f"{node.node_did}#{NODE_KEY_FRAGMENT}", node.clock_ms, max_age_ms,
-            record=node.checkpoint_record,
+            record=node.checkpoint_record, origin=node.origin,
         )
 
     # -- plumbing ----------------------------------------------------------

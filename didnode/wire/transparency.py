@@ -27,11 +27,12 @@ def checkpoint_to_pb(s: SignedCheckpoint) -> tpb.Checkpoint:
         time_ms=c.time_ms,
         kid=s.kid,
         signature=s.signature,
+        note=s.note,
     )
 
 
 def checkpoint_from_pb(m: tpb.Checkpoint) -> SignedCheckpoint:
-    return SignedCheckpoint(Checkpoint(m.network, m.tree_size, m.log_root, m.state_root, m.time_ms), m.kid, m.signature)
+    return SignedCheckpoint(Checkpoint(m.network, m.tree_size, m.log_root, m.state_root, m.time_ms), m.kid, m.signature, m.note)
 
 
 def _optional_checkpoint_from_pb(parent: object, field: str) -> SignedCheckpoint | None:

@@ -56,7 +56,8 @@ def test_checkpoint_text_and_json(dc: Didctl) -> None:
     assert "tree size" in text and "state root" in text and "signer" in text
     data = dc.json("log", "checkpoint")
     cp = data["checkpoint"]
-    assert set(cp) == {"network", "treeSize", "logRoot", "stateRoot", "timeMs", "kid", "signature"}
+    assert set(cp) == {"network", "treeSize", "logRoot", "stateRoot", "timeMs", "kid", "signature", "note"}
+    assert cp["note"].startswith("didnode.local/local\n") and "origin" in text
     assert cp["kid"].endswith("#key-1") and len(cp["signature"]) == 128
 
 

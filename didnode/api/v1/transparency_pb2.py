@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64idnode/v1/transparency.proto\x12\ndidnode.v1\"\x87\x01\n\nCheckpoint\x12\x0f\n\x07network\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x10\n\x08log_root\x18\x03 \x01(\x0c\x12\x12\n\nstate_root\x18\x04 \x01(\x0c\x12\x0f\n\x07time_ms\x18\x05 \x01(\x04\x12\x0b\n\x03kid\x18\x06 \x01(\t\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"<\n\x14GetCheckpointRequest\x12\x16\n\ttree_size\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x0c\n\n_tree_size\"p\n\x18GetInclusionProofRequest\x12\x12\n\x08position\x18\x01 \x01(\x04H\x00\x12\x11\n\x07op_hash\x18\x02 \x01(\x0cH\x00\x12\x16\n\ttree_size\x18\x03 \x01(\x04H\x01\x88\x01\x01\x42\x07\n\x05\x65ntryB\x0c\n\n_tree_size\"\x82\x01\n\x0eInclusionProof\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\x12*\n\ncheckpoint\x18\x05 \x01(\x0b\x32\x16.didnode.v1.Checkpoint\"I\n\x1aGetConsistencyProofRequest\x12\r\n\x05size1\x18\x01 \x01(\x04\x12\x12\n\x05size2\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_size2\"\x9a\x01\n\x10\x43onsistencyProof\x12\r\n\x05size1\x18\x01 \x01(\x04\x12\r\n\x05size2\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\x12+\n\x0b\x63heckpoint1\x18\x04 \x01(\x0b\x32\x16.didnode.v1.Checkpoint\x12+\n\x0b\x63heckpoint2\x18\x05 \x01(\x0b\x32\x16.didnode.v1.Checkpoint\"K\n\x14GetStateProofRequest\x12\x0b\n\x03\x64id\x18\x01 \x01(\t\x12\x17\n\nknown_size\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_known_size\"\x90\x01\n\nStateProof\x12\x0b\n\x03\x64id\x18\x01 \x01(\t\x12\x0f\n\x07present\x18\x02 \x01(\x08\x12\x14\n\x0cstate_record\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x01(\x0c\x12*\n\ncheckpoint\x18\x05 \x01(\x0b\x32\x16.didnode.v1.Checkpoint\x12\x13\n\x0b\x63onsistency\x18\x06 \x03(\x0c\"N\n\x17ResolveWithProofRequest\x12\x0b\n\x03\x64id\x18\x01 \x01(\t\x12\x17\n\nknown_size\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_known_size\"\\\n\x18ResolveWithProofResponse\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\x12+\n\x0bstate_proof\x18\x02 \x01(\x0b\x32\x16.didnode.v1.StateProof2\xbe\x03\n\x13TransparencyService\x12I\n\rGetCheckpoint\x12 .didnode.v1.GetCheckpointRequest\x1a\x16.didnode.v1.Checkpoint\x12U\n\x11GetInclusionProof\x12$.didnode.v1.GetInclusionProofRequest\x1a\x1a.didnode.v1.InclusionProof\x12[\n\x13GetConsistencyProof\x12&.didnode.v1.GetConsistencyProofRequest\x1a\x1c.didnode.v1.ConsistencyProof\x12I\n\rGetStateProof\x12 .didnode.v1.GetStateProofRequest\x1a\x16.didnode.v1.StateProof\x12]\n\x10ResolveWithProof\x12#.didnode.v1.ResolveWithProofRequest\x1a$.didnode.v1.ResolveWithProofResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64idnode/v1/transparency.proto\x12\ndidnode.v1\"\x95\x01\n\nCheckpoint\x12\x0f\n\x07network\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x10\n\x08log_root\x18\x03 \x01(\x0c\x12\x12\n\nstate_root\x18\x04 \x01(\x0c\x12\x0f\n\x07time_ms\x18\x05 \x01(\x04\x12\x0b\n\x03kid\x18\x06 \x01(\t\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x0c\n\x04note\x18\x08 \x01(\x0c\"<\n\x14GetCheckpointRequest\x12\x16\n\ttree_size\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x0c\n\n_tree_size\"p\n\x18GetInclusionProofRequest\x12\x12\n\x08position\x18\x01 \x01(\x04H\x00\x12\x11\n\x07op_hash\x18\x02 \x01(\x0cH\x00\x12\x16\n\ttree_size\x18\x03 \x01(\x04H\x01\x88\x01\x01\x42\x07\n\x05\x65ntryB\x0c\n\n_tree_size\"\x82\x01\n\x0eInclusionProof\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\x12*\n\ncheckpoint\x18\x05 \x01(\x0b\x32\x16.didnode.v1.Checkpoint\"I\n\x1aGetConsistencyProofRequest\x12\r\n\x05size1\x18\x01 \x01(\x04\x12\x12\n\x05size2\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_size2\"\x9a\x01\n\x10\x43onsistencyProof\x12\r\n\x05size1\x18\x01 \x01(\x04\x12\r\n\x05size2\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\x12+\n\x0b\x63heckpoint1\x18\x04 \x01(\x0b\x32\x16.didnode.v1.Checkpoint\x12+\n\x0b\x63heckpoint2\x18\x05 \x01(\x0b\x32\x16.didnode.v1.Checkpoint\"K\n\x14GetStateProofRequest\x12\x0b\n\x03\x64id\x18\x01 \x01(\t\x12\x17\n\nknown_size\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_known_size\"\x90\x01\n\nStateProof\x12\x0b\n\x03\x64id\x18\x01 \x01(\t\x12\x0f\n\x07present\x18\x02 \x01(\x08\x12\x14\n\x0cstate_record\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x01(\x0c\x12*\n\ncheckpoint\x18\x05 \x01(\x0b\x32\x16.didnode.v1.Checkpoint\x12\x13\n\x0b\x63onsistency\x18\x06 \x03(\x0c\"N\n\x17ResolveWithProofRequest\x12\x0b\n\x03\x64id\x18\x01 \x01(\t\x12\x17\n\nknown_size\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_known_size\"\\\n\x18ResolveWithProofResponse\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\x12+\n\x0bstate_proof\x18\x02 \x01(\x0b\x32\x16.didnode.v1.StateProof2\xbe\x03\n\x13TransparencyService\x12I\n\rGetCheckpoint\x12 .didnode.v1.GetCheckpointRequest\x1a\x16.didnode.v1.Checkpoint\x12U\n\x11GetInclusionProof\x12$.didnode.v1.GetInclusionProofRequest\x1a\x1a.didnode.v1.InclusionProof\x12[\n\x13GetConsistencyProof\x12&.didnode.v1.GetConsistencyProofRequest\x1a\x1c.didnode.v1.ConsistencyProof\x12I\n\rGetStateProof\x12 .didnode.v1.GetStateProofRequest\x1a\x16.didnode.v1.StateProof\x12]\n\x10ResolveWithProof\x12#.didnode.v1.ResolveWithProofRequest\x1a$.didnode.v1.ResolveWithProofResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,25 +33,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'didnode.v1.transparency_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHECKPOINT']._serialized_start=46
-  _globals['_CHECKPOINT']._serialized_end=181
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=183
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=243
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=245
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=357
-  _globals['_INCLUSIONPROOF']._serialized_start=360
-  _globals['_INCLUSIONPROOF']._serialized_end=490
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=492
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=565
-  _globals['_CONSISTENCYPROOF']._serialized_start=568
-  _globals['_CONSISTENCYPROOF']._serialized_end=722
-  _globals['_GETSTATEPROOFREQUEST']._serialized_start=724
-  _globals['_GETSTATEPROOFREQUEST']._serialized_end=799
-  _globals['_STATEPROOF']._serialized_start=802
-  _globals['_STATEPROOF']._serialized_end=946
-  _globals['_RESOLVEWITHPROOFREQUEST']._serialized_start=948
-  _globals['_RESOLVEWITHPROOFREQUEST']._serialized_end=1026
-  _globals['_RESOLVEWITHPROOFRESPONSE']._serialized_start=1028
-  _globals['_RESOLVEWITHPROOFRESPONSE']._serialized_end=1120
-  _globals['_TRANSPARENCYSERVICE']._serialized_start=1123
-  _globals['_TRANSPARENCYSERVICE']._serialized_end=1569
+  _globals['_CHECKPOINT']._serialized_end=195
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=197
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=257
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=259
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=371
+  _globals['_INCLUSIONPROOF']._serialized_start=374
+  _globals['_INCLUSIONPROOF']._serialized_end=504
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=506
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=579
+  _globals['_CONSISTENCYPROOF']._serialized_start=582
+  _globals['_CONSISTENCYPROOF']._serialized_end=736
+  _globals['_GETSTATEPROOFREQUEST']._serialized_start=738
+  _globals['_GETSTATEPROOFREQUEST']._serialized_end=813
+  _globals['_STATEPROOF']._serialized_start=816
+  _globals['_STATEPROOF']._serialized_end=960
+  _globals['_RESOLVEWITHPROOFREQUEST']._serialized_start=962
+  _globals['_RESOLVEWITHPROOFREQUEST']._serialized_end=1040
+  _globals['_RESOLVEWITHPROOFRESPONSE']._serialized_start=1042
+  _globals['_RESOLVEWITHPROOFRESPONSE']._serialized_end=1134
+  _globals['_TRANSPARENCYSERVICE']._serialized_start=1137
+  _globals['_TRANSPARENCYSERVICE']._serialized_end=1583
 # @@protoc_insertion_point(module_scope)

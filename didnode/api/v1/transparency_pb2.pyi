@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Checkpoint(_message.Message):
-    __slots__ = ("network", "tree_size", "log_root", "state_root", "time_ms", "kid", "signature")
+    __slots__ = ("network", "tree_size", "log_root", "state_root", "time_ms", "kid", "signature", "note")
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     LOG_ROOT_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class Checkpoint(_message.Message):
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     KID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
     network: str
     tree_size: int
     log_root: bytes
@@ -23,7 +24,8 @@ class Checkpoint(_message.Message):
     time_ms: int
     kid: str
     signature: bytes
-    def __init__(self, network: _Optional[str] = ..., tree_size: _Optional[int] = ..., log_root: _Optional[bytes] = ..., state_root: _Optional[bytes] = ..., time_ms: _Optional[int] = ..., kid: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    note: bytes
+    def __init__(self, network: _Optional[str] = ..., tree_size: _Optional[int] = ..., log_root: _Optional[bytes] = ..., state_root: _Optional[bytes] = ..., time_ms: _Optional[int] = ..., kid: _Optional[str] = ..., signature: _Optional[bytes] = ..., note: _Optional[bytes] = ...) -> None: ...
 
 class GetCheckpointRequest(_message.Message):
     __slots__ = ("tree_size",)
