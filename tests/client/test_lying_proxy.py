@@ -401,10 +401,10 @@ def test_fork_between_two_nodes_of_one_network(world: World, other_node: Running
         assert b.checkpoint().tree_size == size
         vb = VerifiedClient(b, log)
         err = refused("LOG_FORK", lambda: vb.state(world.node_did))
-        assert err.details == {"size": str(size)}
+        assert err.details["size"] == str(size) and _fork_evidence(err, size, size)
         _submit_create(b)  # larger than A's: no consistency proof from A's checkpoint can exist
         err = refused("LOG_FORK", lambda: vb.state(world.node_did))
-        assert err.details == {"size": str(size + 1), "verified_size": str(size)}
+        assert (err.details["size"], err.details["verified_size"]) == (str(size + 1), str(size)) and _fork_evidence(err, size, size + 1)
         assert log.known_size == size  # nothing of B was taken
 
 
@@ -445,3 +445,11 @@ def test_answers_overtaken_every_time_end_in_a_typed_error(world: World) -> None
         racing = _Overtaken(c, log, world.node_did, races=99)
         err = refused("NODE_UNAVAILABLE", lambda: VerifiedClient(racing, log).state(world.dev.did))  # type: ignore[arg-type]
         assert "ask again" in str(err) and racing.calls == 4
+
+
+def _fork_evidence(err: errors.DidnodeError, held_size: int, offered_size: int) -> bool:
+    """The LogFork names both signed checkpoints (the one verified, the one offered), as evidence."""
+    import json
+
+    held, offered = json.loads(err.details["held"]), json.loads(err.details["offered"])
+    return (held["treeSize"], offered["treeSize"]) == (held_size, offered_size) and bool(held["signature"]) and bool(offered["signature"])
