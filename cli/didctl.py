@@ -8,8 +8,10 @@ and :class:`didnode.keystore.Keystore` (where its secrets live). Every
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 # grpc's C core writes its own lines to stderr (e.g. each failed TLS handshake); didctl reports
@@ -44,6 +46,7 @@ from cli.didctl_audit import audit
 from cli.didctl_auth import auth_command, device_group
 from cli.didctl_did import did_group
 from cli.didctl_log import log
+import cli.didctl_compare  # noqa: F401  (registers `didctl log compare`)
 from cli.didctl_provision import provision_group
 from cli.didctl_trust import trust_group
 from cli.didctl_vc import vc_group
@@ -51,6 +54,7 @@ from didnode import __version__
 from didnode.errors import DidnodeError, KeystoreError, TlsFailed, TlsFileInvalid, TrustChanged, TrustPolicyInvalid, Unavailable, UnknownNode
 from didnode.keystore import Keystore, kdf_from_env
 
+EVIDENCE_DIR_ENV = "DIDCTL_EVIDENCE_DIR"
 EXIT_FAILED = 1
 EXIT_UNREACHABLE = 3
 EXIT_KEYSTORE = 4
@@ -82,6 +86,7 @@ Environment:
   {TLS_SERVER_NAME_ENV:<18}  name the node's certificate must carry, if not the address's host
   {TRUST_ENV:<18}  trust policy file to verify answers against (--trust)
   {TRUST_DIR_ENV:<18}  trust store directory (--trust-dir)
+  {"DIDCTL_EVIDENCE_DIR":<18}  where LOG_FORK evidence is saved (default: evidence/ next to the trust store)
 
 \b
 Errors print one line on stderr: "didctl: <message> [<REASON>]"; with --json
@@ -113,11 +118,56 @@ def report(ctx: click.Context, err: DidnodeError) -> None:
     on one line through :func:`safe_text`; the JSON object carries it exactly
     (``json.dumps`` escapes every control and non-ASCII character).
     """
-    line = " ".join(str(err).split())
-    click.echo(f"didctl: {safe_text(line)} [{safe_text(err.reason)}]", err=True)
     ctl = ctx.find_object(Ctl)
+    line = " ".join(str(err).split())
+    saved = save_evidence(ctl, err)
+    if saved is not None:
+        line += f" (evidence saved to {saved})"
+    click.echo(f"didctl: {safe_text(line)} [{safe_text(err.reason)}]", err=True)
     if ctl is not None and ctl.json_output:
         click.echo(json.dumps({"error": {"reason": err.reason, "message": str(err), "details": dict(err.details)}}))
+
+
+def evidence_dir(ctl: Ctl | None) -> Path:
+    """Where LOG_FORK evidence goes: $DIDCTL_EVIDENCE_DIR, else ``evidence/`` next to the trust store directory."""
+    if os.environ.get(EVIDENCE_DIR_ENV):
+        return Path(os.environ[EVIDENCE_DIR_ENV]).expanduser()
+    trust_dir = ctl.trust_dir if ctl is not None else Path(DEFAULT_TRUST_DIR).expanduser()
+    return trust_dir.parent / "evidence"
+
+
+def save_evidence(ctl: Ctl | None, err: DidnodeError) -> Path | None:
+    """A LOG_FORK carrying both signed checkpoints (details ``held`` and ``offered``) is kept as one JSON
+    file per incident (docs/trust.md, "Evidence"); its path, or None (nothing to keep, or not writable: said)."""
+    if err.reason != "LOG_FORK" or not err.details.get("held") or not err.details.get("offered"):
+        return None
+
+    def parsed(text: str) -> object:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    record = {
+        "reason": err.reason,
+        "message": str(err),
+        "time": iso_ms(int(time.time() * 1000)),
+        "node": ctl.node if ctl is not None else None,
+        "held": parsed(str(err.details["held"])),
+        "offered": parsed(str(err.details["offered"])),
+        "details": {k: v for k, v in err.details.items() if k not in ("held", "offered")},
+    }
+    directory = evidence_dir(ctl)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    digest = hashlib.sha256(f"{err.details['held']}\n{err.details['offered']}".encode()).hexdigest()[:12]
+    path = directory / f"log-fork-{stamp}-{digest}.json"
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        note(f"cannot save the fork evidence in {directory}: {exc.strerror}")
+        return None
+    return path
 
 
 class DidctlGroup(click.Group):
