@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 import click
 
@@ -30,7 +31,7 @@ from cli.didnode_http import HttpFace, check_http_listen, http_options, setup_lo
 from cli.didnode_tls import server_tls, tls_group, tls_options, utc_now
 from cli.didnode_trust import startup_line, trust_policy_command
 from cli.didnode_witness import witness_command
-from cli.didnode_witnesses import parse_witnesses, start_collector, witness_options
+from cli.didnode_witnesses import build_node_witness, parse_witness_for, parse_witnesses, start_collector, witness_options
 from didnode.transport.services import build_servicers
 from didnode.wire.tls import TlsServerConfig, serving_mode
 from didnode.witness.client import WitnessEndpoint
@@ -65,7 +66,7 @@ def main() -> None:
 @http_options
 @limit_options
 @witness_options
-def serve(data_dir: str, listen: str, network: str, origin: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, tls_cert: str, tls_key: str, tls_client_ca: str, insecure_plaintext: bool, http: str, ready_max_lag: int, log_format: str, witnesses: tuple[str, ...], witness_timeout: float, **limit_args: object) -> None:
+def serve(data_dir: str, listen: str, network: str, origin: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, tls_cert: str, tls_key: str, tls_client_ca: str, insecure_plaintext: bool, http: str, ready_max_lag: int, log_format: str, witnesses: tuple[str, ...], witness_for: tuple[str, ...], witness_timeout: float, **limit_args: object) -> None:
     """Run a node until SIGTERM or SIGINT.
 
     Plaintext only on a loopback address; elsewhere give --tls-cert and
@@ -78,6 +79,9 @@ def serve(data_dir: str, listen: str, network: str, origin: str, map_size: int, 
         except DidnodeError as err:
             raise click.UsageError(f"--origin: {err}") from None
     endpoints = parse_witnesses(witnesses)
+    witnessed = parse_witness_for(witness_for)
+    if witnessed and not http:
+        raise click.UsageError("--witness-for needs --http (the witness protocol is served on the HTTP face)")
     servers = tuple(u if "://" in u else f"nats://{u}" for u in (x.strip() for x in nats_urls.split(",")) if u)
     if stream and not servers:
         raise click.UsageError("--stream needs --nats")
@@ -99,7 +103,7 @@ def serve(data_dir: str, listen: str, network: str, origin: str, map_size: int, 
     try:
         tls = server_tls(listen, tls_cert, tls_key, tls_client_ca, insecure_plaintext, utc_now())
         check_http_listen(http, tls, insecure_plaintext)
-        asyncio.run(_serve(config, listen, limits_from(limit_args), tls, http, ready_max_lag, endpoints, witness_timeout))
+        asyncio.run(_serve(config, listen, limits_from(limit_args), tls, http, ready_max_lag, endpoints, witness_timeout, witnessed))
     except DidnodeError as err:
         click.echo(f"didnode: {err} [{err.reason}]", err=True)
         sys.exit(1)
@@ -110,9 +114,10 @@ def serve(data_dir: str, listen: str, network: str, origin: str, map_size: int, 
 
 async def _serve(
     config: NodeConfig, listen: str, limits: Limits | None = None, tls: TlsServerConfig | None = None, http: str = "", ready_max_lag: int = DEFAULT_MAX_LAG,
-    witnesses: tuple[WitnessEndpoint, ...] = (), witness_timeout: float = 5.0,
+    witnesses: tuple[WitnessEndpoint, ...] = (), witness_timeout: float = 5.0, witnessed: dict[str, list[Any]] | None = None,
 ) -> None:
     node = Node(config)
+    witness = None
     try:
         ledger = LedgerService(node)
         if node.jetstream is not None and not await _identity_on_ledger(node, ledger):
@@ -122,13 +127,17 @@ async def _serve(
         loop = asyncio.get_running_loop()
         if node.jetstream is not None:
             await _health_follows_cluster(node, server, loop)
-        face = await HttpFace.start(node, ledger, server, servicers, http, tls, ready_max_lag)  # readiness for gRPC health; --http
+        witness = build_node_witness(node, witnessed or {})  # --witness-for: POST /add-checkpoint on the HTTP face
+        face = await HttpFace.start(node, ledger, server, servicers, http, tls, ready_max_lag, witness)  # readiness for gRPC health; --http
         host = listen.rsplit(":", 1)[0]
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):  # before the address: a SIGTERM right after it stops gracefully
             loop.add_signal_handler(sig, stop.set)
         print(f"{host}:{server.port}", flush=True)
         face.announce()
+        if witness is not None:
+            print(witness.vkey, flush=True)  # third line with --witness-for: the node's witness verifier key
+            log.info("witness %s for %d log(s) at %s/add-checkpoint", witness.name, len(witness.logs), face.http.url)
         collector = start_collector(node, witnesses, witness_timeout)  # --witness: cosignatures in the background
         log.info("node %s on network %s serving on %s:%s, %s (data %s, %s mode)", node.node_did, node.network, host, server.port, serving_mode(tls), config.data_dir, node.mode)
         log.info("%s", startup_line(node))
@@ -139,6 +148,8 @@ async def _serve(
         await face.stop(server)
         await server.stop(grace=5.0)
     finally:
+        if witness is not None:
+            witness.store.close()
         node.close()
         log.info("stopped")
 

@@ -88,7 +88,8 @@ class HttpFace:
 
     @classmethod
     async def start(
-        cls, node: Node, ledger: LedgerService, server: NodeServer, servicers: Sequence[tuple[object, object]], http: str, tls: TlsServerConfig | None, max_lag: int
+        cls, node: Node, ledger: LedgerService, server: NodeServer, servicers: Sequence[tuple[object, object]], http: str, tls: TlsServerConfig | None, max_lag: int,
+        witness: Any = None,
     ) -> "HttpFace":
         readiness = Readiness(node, max_lag)
         task = start_following(readiness, server)
@@ -97,7 +98,7 @@ class HttpFace:
             from didnode.http.server import start_node_http  # aiohttp and prometheus_client: only with --http
 
             try:
-                face = await start_node_http(node, ledger, http, readiness=readiness, servicers=servicers, guard=server.guard, tls=tls)
+                face = await start_node_http(node, ledger, http, readiness=readiness, servicers=servicers, guard=server.guard, tls=tls, witness=witness)
             except BaseException:
                 task.cancel()
                 raise

@@ -192,8 +192,10 @@ from didnode.errors.tls import (  # noqa: F401
 )
 from didnode.errors.witness import (  # noqa: F401
     InconsistentCheckpoint,
+    ReplayMismatch,
     UnknownLogOrigin,
     WitnessDataLocked,
+    WitnessNotCaughtUp,
     WitnessRequestMalformed,
     WitnessSizeConflict,
     WitnessStateCorrupted,
@@ -300,6 +302,7 @@ __all__ = [
     "ProofClaimMismatch",
     "ProvisioningError",
     "RateLimited",
+    "ReplayMismatch",
     "ReplayedRequest",
     "RepresentationNotSupported",
     "ResourceExhausted",
@@ -355,6 +358,7 @@ __all__ = [
     "InconsistentCheckpoint",
     "UnknownLogOrigin",
     "WitnessDataLocked",
+    "WitnessNotCaughtUp",
     "WitnessRequestMalformed",
     "WitnessSizeConflict",
     "WitnessStateCorrupted",

@@ -9,7 +9,7 @@ that does not verify is an :class:`~didnode.errors.InvalidProof` (422).
 
 from __future__ import annotations
 
-from didnode.errors.base import Conflict, InvalidInput, LocalError, NotFound
+from didnode.errors.base import Conflict, InvalidInput, LocalError, NotFound, Unavailable
 from didnode.errors.transparency import InvalidProof
 
 
@@ -40,6 +40,22 @@ class InconsistentCheckpoint(InvalidProof):
     consistency proof from size 0."""
 
     reason = "INCONSISTENT_CHECKPOINT"
+
+
+class ReplayMismatch(InvalidProof):
+    """A node acting as a witness was offered a checkpoint of its own ledger whose log
+    root, or ``didnode-state-root``, is not the one the node computed at that size
+    (a fork of the log it replays). Answered 422; both notes are kept as evidence."""
+
+    reason = "REPLAY_MISMATCH"
+
+
+class WitnessNotCaughtUp(Unavailable):
+    """A node acting as a witness was offered a checkpoint of its own ledger larger than
+    the log it has applied, and its log did not reach that size in time; retry
+    (answered 503 with ``Retry-After``)."""
+
+    reason = "WITNESS_NOT_CAUGHT_UP"
 
 
 class WitnessDataLocked(LocalError):

@@ -147,16 +147,23 @@ async def start_node_http(
     guard: Any = None,
     tls: TlsServerConfig | None = None,
     limits: HttpLimits = HttpLimits(),
+    witness: Any = None,
 ) -> HttpServer:
     """The HTTP face of a running node (module docstring).
 
     ``servicers``: the node's gRPC (descriptor, servicer) pairs, where the
     handshake responder's outcomes are found for the metrics; ``guard``: its
-    gRPC server's :class:`~didnode.transport.guard.NodeGuard` (RPC latency).
+    gRPC server's :class:`~didnode.transport.guard.NodeGuard` (RPC latency);
+    ``witness``: a :class:`~didnode.witness.service.Witness` to serve
+    ``POST /add-checkpoint`` with (``didnode serve --witness-for``, docs/witness.md).
     """
     readiness = readiness if readiness is not None else Readiness(node)
     metrics = NodeMetrics(node, ledger, readiness, handshake_tally(servicers))
     app = build_app(Resolver(ledger, TransparencyService(node)), readiness, metrics, limits)
+    if witness is not None:
+        from didnode.witness.http import add_witness_routes
+
+        add_witness_routes(app, witness)
     server = await HttpServer.start(app, listen, limits, tls)
     metrics.install(guard)
     server.metrics, server._guard = metrics, guard

@@ -11,7 +11,8 @@ none                                        200     cosignature line(s), ``text/
 :class:`BadCheckpointSignature`             403     one line
 :class:`UnknownLogOrigin`                   404     one line
 :class:`WitnessSizeConflict`                409     ``<size>\\n``, ``text/x.tlog.size``
-:class:`~didnode.errors.InvalidProof`       422     one line
+:class:`~didnode.errors.InvalidProof`       422     one line (also ``ReplayMismatch``)
+:class:`WitnessNotCaughtUp`                 503     one line, ``Retry-After: 1`` (a node's log behind)
 ==========================================  ======  ====================================
 
 Error bodies (other than 409's) are the error's message and reason
@@ -27,7 +28,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from didnode.errors import BadCheckpointSignature, DidnodeError, InvalidProof, UnknownLogOrigin, WitnessRequestMalformed, WitnessSizeConflict
+from didnode.errors import BadCheckpointSignature, DidnodeError, InvalidProof, UnknownLogOrigin, WitnessNotCaughtUp, WitnessRequestMalformed, WitnessSizeConflict
 from didnode.http.app import SEEN, HttpLimits
 from didnode.witness.request import MAX_BODY_BYTES
 from didnode.witness.service import Witness
@@ -46,6 +47,7 @@ STATUS: tuple[tuple[type[DidnodeError], int], ...] = (
     (BadCheckpointSignature, 403),
     (UnknownLogOrigin, 404),
     (InvalidProof, 422),
+    (WitnessNotCaughtUp, 503),
 )
 
 
@@ -67,7 +69,10 @@ def error_response(err: DidnodeError) -> web.Response:
     if status == 500:
         log.error("add-checkpoint failed: %s [%s]", err, err.reason)
         return web.Response(status=500, body=b"internal error\n", headers={"Content-Type": TEXT_TYPE})
-    return web.Response(status=status, body=f"{err.reason}: {err.message}\n".encode(), headers={"Content-Type": TEXT_TYPE})
+    headers = {"Content-Type": TEXT_TYPE}
+    if status == 503:
+        headers["Retry-After"] = "1"
+    return web.Response(status=status, body=f"{err.reason}: {err.message}\n".encode(), headers=headers)
 
 
 async def add_checkpoint(request: web.Request) -> web.Response:
@@ -92,6 +97,13 @@ async def checkpoint(request: web.Request) -> web.Response:
     return web.Response(status=200, body=note, headers={"Content-Type": TEXT_TYPE, "Cache-Control": "no-store"})
 
 
+def add_witness_routes(app: web.Application, witness: Witness) -> None:
+    """Serve ``witness`` on ``app`` too (a node's HTTP face, ``didnode serve --witness-for``)."""
+    app[WITNESS] = witness
+    app.router.add_post("/add-checkpoint", add_checkpoint)
+    app.router.add_get("/{origin_hash:[0-9a-f]{64}}/checkpoint", checkpoint)
+
+
 def build_witness_app(witness: Witness) -> web.Application:
     """The witness's aiohttp application (serve it with :meth:`didnode.http.server.HttpServer.start` and :data:`LIMITS`)."""
     seen: set[Any] = set()
@@ -102,11 +114,9 @@ def build_witness_app(witness: Witness) -> web.Application:
         return await handler(request)
 
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[mark_seen])
-    app[WITNESS] = witness
     app[SEEN] = seen
-    app.router.add_post("/add-checkpoint", add_checkpoint)
-    app.router.add_get("/{origin_hash:[0-9a-f]{64}}/checkpoint", checkpoint)
+    add_witness_routes(app, witness)
     return app
 
 
-__all__ = ["LIMITS", "SIZE_TYPE", "STATUS", "WITNESS", "add_checkpoint", "build_witness_app", "error_response", "status_for"]
+__all__ = ["LIMITS", "SIZE_TYPE", "STATUS", "WITNESS", "add_checkpoint", "add_witness_routes", "build_witness_app", "error_response", "status_for"]

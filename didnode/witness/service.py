@@ -12,10 +12,14 @@ specified status (docs/witness.md). Order of checks:
    origin, and every signature that claims such a key (name and key ID)
    verifies; signatures of other keys are ignored: else 403
    (:class:`~didnode.errors.BadCheckpointSignature`);
-4. consistency with the latest cosigned checkpoint (:func:`didnode.witness.core.judge`):
+4. for a node that replays the log (``replay``, :mod:`didnode.witness.replay`):
+   a checkpoint of its own ledger must have its log root (and state root,
+   where known) at that size: 422 (:class:`~didnode.errors.ReplayMismatch`),
+   or 503 (:class:`~didnode.errors.WitnessNotCaughtUp`) while its log is shorter;
+5. consistency with the latest cosigned checkpoint (:func:`didnode.witness.core.judge`):
    400, 409, 422.
 
-Steps 4 to the durable write of the new state happen under one lock per
+Steps 4 and 5 to the durable write of the new state happen under one lock per
 origin, so two requests can never both pass the check against the same
 held checkpoint. A refused, validly signed checkpoint that contradicts the
 held one is recorded as evidence (both notes) before the answer.
@@ -38,12 +42,15 @@ from didnode.core import note as note_codec
 from didnode.core.cosignature import cosign
 from didnode.core.note import COSIGNATURE_V1, ED25519, Note, NoteSignature
 from didnode.core.tlog_checkpoint import TlogCheckpoint, parse_body
-from didnode.errors import BadCheckpointSignature, InvalidArgument, MalformedNote, UnknownLogOrigin, WitnessRequestMalformed
+from didnode.errors import BadCheckpointSignature, InvalidArgument, MalformedNote, ReplayMismatch, UnknownLogOrigin, WitnessRequestMalformed
 from didnode.witness.core import NOTHING_HELD, judge
+from didnode.witness.replay import ReplayCheck
 from didnode.witness.request import AddCheckpoint, parse_add_checkpoint
-from didnode.witness.state import WitnessStore
+from didnode.witness.state import Latest, WitnessStore
 
 log = logging.getLogger("didnode.witness")
+
+REPLAY = "replay"  # evidence kind: a checkpoint of the node's own ledger with other roots than its log
 
 
 @dataclass(frozen=True)
@@ -81,9 +88,17 @@ class Witness:
     """A witness: its cosigning key and name, the logs it witnesses, its durable state."""
 
     def __init__(
-        self, store: WitnessStore, name: str, key: SigningKey, logs: Mapping[str, Iterable[LogKey]], clock_s: Callable[[], int] = _utc_now_s
+        self,
+        store: WitnessStore,
+        name: str,
+        key: SigningKey,
+        logs: Mapping[str, Iterable[LogKey]],
+        clock_s: Callable[[], int] = _utc_now_s,
+        replay: ReplayCheck | None = None,
     ) -> None:
+        """``replay``: set on a didnode node, which also checks checkpoints of its own ledger against its log (step 4)."""
         self.store = store
+        self.replay = replay
         self.name = name
         self.key = key
         self.logs: dict[str, tuple[LogKey, ...]] = {origin: tuple(keys) for origin, keys in logs.items()}
@@ -134,19 +149,30 @@ class Witness:
         async with self._locks[origin]:
             latest = await asyncio.to_thread(self.store.load, origin)
             held = latest.held if latest is not None else NOTHING_HELD
+            if self.replay is not None:
+                try:
+                    await self.replay.check(checkpoint)
+                except ReplayMismatch:
+                    await self._evidence(origin, REPLAY, latest, request, checkpoint.tree_size)
+                    raise
             verdict = judge(held, request.old_size, request.proof, checkpoint.tree_size, checkpoint.root_hash)
             if verdict.evidence is not None and latest is not None:
-                path = await asyncio.to_thread(
-                    self.store.record_evidence,
-                    origin, verdict.evidence, latest, request.note, request.old_size, request.proof, checkpoint.tree_size, _dt.datetime.now(tz=_dt.timezone.utc).isoformat(),
-                )
-                log.warning("%s: refused a %s checkpoint of size %d (holding %d); evidence in %s", origin, verdict.evidence, checkpoint.tree_size, held.size, path)
+                await self._evidence(origin, verdict.evidence, latest, request, checkpoint.tree_size)
             if verdict.error is not None:
                 raise verdict.error
             cosignature = cosign(note.text, self.name, self.key, self.clock_s())
             kept = Note(note.text, (*log_sigs, cosignature)).encode()
             await asyncio.to_thread(self.store.save, origin, kept)
         return cosignature.line()
+
+    async def _evidence(self, origin: str, kind: str, latest: Latest | None, request: AddCheckpoint, size: int) -> None:
+        """Record a refused checkpoint with the held one (an empty held note when none)."""
+        held = latest if latest is not None else Latest(NOTHING_HELD, b"")
+        path = await asyncio.to_thread(
+            self.store.record_evidence,
+            origin, kind, held, request.note, request.old_size, request.proof, size, _dt.datetime.now(tz=_dt.timezone.utc).isoformat(),
+        )
+        log.warning("%s: refused a %s checkpoint of size %d (holding %d); evidence in %s", origin, kind, size, held.held.size, path)
 
     def checkpoint_for(self, origin_hex: str) -> bytes | None:
         """The latest cosigned note for the origin whose SHA-256 hex is ``origin_hex`` (monitor retrieval)."""
