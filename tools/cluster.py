@@ -326,6 +326,7 @@ CLIENT_PORTS = [4222, 4223, 4224]
 CLUSTER_PORTS = [6222, 6223, 6224]
 HTTP_PORTS = [8222, 8223, 8224]
 NODE_PORTS = [50061, 50062, 50063]
+NODE_HTTP_PORTS = [50071, 50072, 50073]
 
 
 def _write_pid(pids: Path, name: str, pid: int, marker: str) -> None:
@@ -355,6 +356,7 @@ def start_didnode(
     detach: bool = False,
     log_level: str = "info",
     nats_args: list[str] | None = None,
+    extra: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``didnode serve --nats`` with stdout to ``log`` (its first line is the address, see
     :func:`wait_address`) and stderr to ``log`` with suffix ``.err``; ``nats_args``: its
@@ -363,7 +365,7 @@ def start_didnode(
     cmd = [str(BIN / "didnode"), "serve", "--data", str(data), "--listen", listen, "--network", network, "--nats", ",".join(urls), "--log-level", log_level]
     with open(log, "wb") as out, open(log.with_suffix(".err"), "ab") as err:
         proc = subprocess.Popen(
-            cmd + list(nats_args or []),
+            cmd + list(nats_args or []) + list(extra or []),
             stdout=out,
             stderr=err,
             cwd=ROOT,
@@ -373,6 +375,10 @@ def start_didnode(
 
 
 def start(base: Path, network: str) -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))  # run as a script: tools/ is on the path, not the repository
+    from tools.cluster_witness import WitnessedNode, first_start_args, serve_args, write_policies
+
     pids = base / "pids"
     running = [p for p in pids.glob("*.pid")] if pids.exists() else []
     if any(_alive(json.loads(p.read_text())["pid"]) for p in running):
@@ -386,15 +392,28 @@ def start(base: Path, network: str) -> None:
     nats.wait_ready()
     urls = ",".join(nats.urls)
     lines = [f"nats-server {s.name}: {s.url}  (cluster 127.0.0.1:{s.cluster_port}, monitor http://127.0.0.1:{s.http_port})" for s in nats.servers]
-    for i, port in enumerate(NODE_PORTS, 1):
-        data = base / f"node-{i}"
+    nodes = [WitnessedNode(f"node-{i}", base / f"node-{i}", f"127.0.0.1:{port}", f"127.0.0.1:{http}", network) for i, (port, http) in enumerate(zip(NODE_PORTS, NODE_HTTP_PORTS), 1)]
+
+    def launch(i: int, node: WitnessedNode, args: list[str]) -> subprocess.Popen[bytes]:
         # Each node lists its "own" server first; nats-py discovers the rest anyway.
-        own = nats.urls[i - 1 :] + nats.urls[: i - 1]
-        log = base / f"node-{i}.log"
-        proc = start_didnode(data, f"127.0.0.1:{port}", network, own, log, detach=True, nats_args=nats.node_args())
-        _write_pid(pids, f"node-{i}", proc.pid, str(data))
+        own = nats.urls[i:] + nats.urls[:i]
+        return start_didnode(node.data, node.listen, network, own, base / f"{node.name}.log", detach=True, nats_args=nats.node_args(), extra=args)
+
+    # First start of a new node: it creates node.key (its log key) and its DID on the ledger; stopped again.
+    first = [(node, launch(i, node, first_start_args(node))) for i, node in enumerate(nodes) if not node.has_identity]
+    for node, proc in first:
+        wait_address(base / f"{node.name}.log", proc)
+    for node, proc in first:
+        proc.terminate()
+        proc.wait(30)
+    for i, node in enumerate(nodes):
+        log = base / f"{node.name}.log"
+        proc = launch(i, node, serve_args(nodes, node))
+        _write_pid(pids, node.name, proc.pid, str(node.data))
         address = wait_address(log, proc)
-        lines.append(f"didnode node-{i}: {address}  (data {data}, log {log.with_suffix('.err')})")
+        lines.append(f"didnode {node.name}: {address}  http {node.url}  origin {node.origin}  (data {node.data}, log {log.with_suffix('.err')})")
+    policies = write_policies(nodes, base / "trust")
+    lines.append(f"trust policies (2-of-3 node witnesses): {', '.join(str(p) for p in policies.values())}")
     print("\n".join(lines))
     print(f"NATS URLs: {urls}")
     print(f"NATS users (account {auth.account}): {auth.node_user} (the nodes), {auth.admin_user} (operators); passwords in {auth.dir}/<user>.password")

@@ -18,6 +18,11 @@ never in the way of a write or a read:
 
 A witness that is down or refuses is logged (warning) and counted
 (:attr:`CosignCollector.failures`, by witness URL); the node keeps serving.
+The witnesses that did not cosign the latest checkpoint are asked again
+about it (only they, the cosignatures collected are kept) after
+``retry_s``, doubling up to :data:`MAX_RETRY_S`, until the log grows: a
+witness that starts after the node (the nodes of a cluster start one by
+one) cosigns an idle log's checkpoint too.
 One round at a time; a checkpoint that was overtaken by a newer one before
 its round started is skipped.
 """
@@ -41,12 +46,14 @@ from didnode.witness.client import CosignResult, WitnessClient, WitnessEndpoint
 log = logging.getLogger("didnode.cosigning")
 
 DEFAULT_INTERVAL_S = 0.2
+DEFAULT_RETRY_S = 2.0
+MAX_RETRY_S = 60.0
 
 
 class CosignCollector:
     """Collects witness cosignatures of ``node``'s checkpoints (module docstring)."""
 
-    def __init__(self, node: object, transparency: object, witnesses: Sequence[WitnessEndpoint], *, interval_s: float = DEFAULT_INTERVAL_S, timeout_s: float = 5.0, attempts: int = 3) -> None:
+    def __init__(self, node: object, transparency: object, witnesses: Sequence[WitnessEndpoint], *, interval_s: float = DEFAULT_INTERVAL_S, timeout_s: float = 5.0, attempts: int = 3, retry_s: float = DEFAULT_RETRY_S) -> None:
         self.node = node
         self.transparency = transparency
         self.tables = CheckpointTables(node.tables.store)  # type: ignore[attr-defined]
@@ -57,6 +64,10 @@ class CosignCollector:
         self.failures: dict[str, int] = {w.url: 0 for w in witnesses}
         self.last_result: CosignResult | None = None
         self._done: set[bytes] = set()  # note texts already asked about
+        self.retry_s = retry_s
+        self._missing: set[str] = set()  # URLs of the witnesses that did not cosign the latest text
+        self._retry_delay = retry_s
+        self._retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
     # -- reading the node's own log ----------------------------------------
@@ -109,16 +120,24 @@ class CosignCollector:
         if latest is None or not latest.note:
             return False
         text = note_codec.parse(latest.note).text
+        now = asyncio.get_running_loop().time()
         if text in self._done:
-            return False
-        self._done = {text}
-        await self.cosign(latest)
+            if not self._missing or now < self._retry_at:
+                return False
+            result = await self.cosign(latest, only=set(self._missing))  # the stored note, with the cosignatures it has
+            self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_S)
+        else:
+            self._done = {text}
+            self._retry_delay = self.retry_s
+            result = await self.cosign(latest)
+        self._missing = set(result.failures)
+        self._retry_at = asyncio.get_running_loop().time() + self._retry_delay
         return True
 
-    async def cosign(self, signed: SignedCheckpoint) -> CosignResult:
-        """Ask the witnesses about ``signed`` and store the cosigned note if any cosignature came back."""
+    async def cosign(self, signed: SignedCheckpoint, only: set[str] | None = None) -> CosignResult:
+        """Ask the witnesses (those of ``only``, by URL) about ``signed`` and store the cosigned note if any cosignature came back."""
         self.rounds += 1
-        result = await self.client.cosign(signed.note, signed.tree_size)
+        result = await self.client.cosign(signed.note, signed.tree_size, only)
         self.last_result = result
         for url in result.failures:
             self.failures[url] = self.failures.get(url, 0) + 1

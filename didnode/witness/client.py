@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, Collection, Sequence
 
 import aiohttp
 
@@ -127,14 +127,16 @@ class WitnessClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def cosign(self, note: bytes, tree_size: int) -> CosignResult:
-        """Ask every witness to cosign ``note`` (of ``tree_size`` leaves), in parallel; never raises for a witness's failure.
+    async def cosign(self, note: bytes, tree_size: int, only: Collection[str] | None = None) -> CosignResult:
+        """Ask every witness (or those whose URL is in ``only``) to cosign ``note`` (of ``tree_size`` leaves), in
+        parallel; never raises for a witness's failure.
 
         Raises :class:`MalformedNote` if ``note`` itself is malformed."""
         parsed = note_codec.parse(note)
         result = CosignResult(note)
-        outcomes = await asyncio.gather(*(self._one(w, note, parsed.text, tree_size) for w in self.witnesses), return_exceptions=True)
-        for w, outcome in zip(self.witnesses, outcomes):
+        asked = [w for w in self.witnesses if only is None or w.url in only]
+        outcomes = await asyncio.gather(*(self._one(w, note, parsed.text, tree_size) for w in asked), return_exceptions=True)
+        for w, outcome in zip(asked, outcomes):
             if isinstance(outcome, BaseException):
                 if isinstance(outcome, asyncio.CancelledError):
                     raise outcome
