@@ -89,6 +89,16 @@ def decode_operation(data: bytes, off: int, error: type[DidnodeError], what: str
         raise error(f"{what} does not decode: {exc}") from None
 
 
+# The largest log entry a new submission may make: a c2sp.org/tlog-tiles entry bundle prefixes each
+# entry with a u16 length, so a longer entry could not be served as a tile (docs/http.md, tiles).
+MAX_NEW_ENTRY_BYTES = 0xFFFF
+
+
+def encoded_size(payload: bytes, proofs: Sequence[Proof]) -> int:
+    """The length of the log entry of this operation, at any position and time (fixed-width fields)."""
+    return _HEAD.size + _LEN.size + len(payload) + 1 + sum(_KID.size + len(p.kid.encode("utf-8")) + SIG_BYTES for p in proofs)
+
+
 def encode(position: int, time: int, payload: bytes, proofs: Sequence[Proof]) -> bytes:
     """Entry bytes (see module docstring). Precondition: every signature is 64 bytes, < 256 proofs."""
     return _HEAD.pack(VERSION, position, time) + encode_operation(payload, proofs)

@@ -18,9 +18,10 @@ from typing import Sequence, Union
 
 import lmdb
 
+from didnode.core import entry as entry_codec
 from didnode.core.did import PREFIX
 from didnode.core.operations import NEXT_FRAGMENT, Operation, Proof, parse, signing_bytes
-from didnode.errors import DidnodeError, Internal, InvalidDid, InvalidSignature, UnknownDid, UnknownKey
+from didnode.errors import DidnodeError, Internal, InvalidDid, InvalidSignature, TooLarge, UnknownDid, UnknownKey
 from didnode.ledger.verifier import InlineVerifier, Triple, Verifier
 from didnode.store.ledger_tables import LedgerTables
 
@@ -53,8 +54,25 @@ def _known_keys(op: Operation, tables: LedgerTables, txn: lmdb.Transaction) -> l
     return out
 
 
-def prepare_many(items: Sequence[Item], network: str, tables: LedgerTables, verifier: Verifier = _INLINE) -> list[Operation | DidnodeError]:
+def _check_entry_size(payload: bytes, proofs: Sequence[Proof]) -> None:
+    """A new submission must make a log entry a tlog-tiles bundle can carry (operations already on a
+    ledger or in a cluster's stream are not held to it: ``new=False``)."""
+    size = entry_codec.encoded_size(payload, proofs)
+    if size > entry_codec.MAX_NEW_ENTRY_BYTES:
+        raise TooLarge(
+            f"this operation would make a log entry of {size} bytes; at most {entry_codec.MAX_NEW_ENTRY_BYTES} "
+            "(what a tile's entry bundle carries): shorten the payload",
+            field="entry", length=size,
+        )
+
+
+def prepare_many(
+    items: Sequence[Item], network: str, tables: LedgerTables, verifier: Verifier = _INLINE, *, new: bool = True
+) -> list[Operation | DidnodeError]:
     """Parse a group under one read snapshot and verify its signatures in one bulk call.
+
+    ``new``: the items are new submissions, so their log entries must fit a tile bundle
+    (operations already ordered, a cluster follower's, are not held to that).
 
     Returns one entry per item, always: the parsed operation (its ``verified``
     set filled in) or the error that rejects it (the item itself when it is
@@ -72,6 +90,8 @@ def prepare_many(items: Sequence[Item], network: str, tables: LedgerTables, veri
                 continue
             payload, proofs = item
             try:
+                if new:
+                    _check_entry_size(payload, proofs)
                 op = parse(payload, proofs, network)
                 msg = signing_bytes(op.network, op.type, op.payload)
                 known = _known_keys(op, tables, txn)

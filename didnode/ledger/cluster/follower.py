@@ -442,7 +442,7 @@ class Follower:
             items.append((payload, proofs))
             where.append(k)
         if items:
-            for k, op in zip(where, prepare_many(items, self.network, self.tables, self.verifier)):
+            for k, op in zip(where, prepare_many(items, self.network, self.tables, self.verifier, new=False)):
                 ops[k] = op
         out: list[Operation | DidnodeError] = []
         for m, op in zip(msgs, ops):
