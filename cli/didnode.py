@@ -139,6 +139,8 @@ async def _serve(
             print(witness.vkey, flush=True)  # third line with --witness-for: the node's witness verifier key
             log.info("witness %s for %d log(s) at %s/add-checkpoint", witness.name, len(witness.logs), face.http.url)
         collector = start_collector(node, witnesses, witness_timeout)  # --witness: cosignatures in the background
+        if collector is not None and face.http is not None and face.http.metrics is not None:
+            face.http.metrics.watch_cosigning(collector)  # /metrics: cosigned checkpoints, witness failures
         log.info("node %s on network %s serving on %s:%s, %s (data %s, %s mode)", node.node_did, node.network, host, server.port, serving_mode(tls), config.data_dir, node.mode)
         log.info("%s", startup_line(node))
         await stop.wait()

@@ -59,7 +59,13 @@ class NodeMetrics:
         self._rpc: dict[str, Any] = {}
         self._http: dict[tuple[str, int], Any] = {}
         self._http_time: dict[str, Any] = {}
-        r.register(_LevelCollector(node, readiness, handshakes))
+        self.levels = _LevelCollector(node, readiness, handshakes)
+        r.register(self.levels)
+
+    def watch_cosigning(self, collector: Any) -> None:
+        """Report a cosignature collector's tallies (:class:`~didnode.ledger.cosigning.CosignCollector`:
+        ``cosigned`` and ``failures`` by witness URL), read when scraped."""
+        self.levels.cosigning = collector
 
     # -- hooks -------------------------------------------------------------
 
@@ -125,6 +131,7 @@ class _LevelCollector:
         self.node = node
         self.readiness = readiness
         self.handshakes = handshakes
+        self.cosigning: Any = None  # a CosignCollector, with --witness
 
     def describe(self) -> list[Metric]:
         return []  # unchecked collector: names are not registered ahead
@@ -147,6 +154,12 @@ class _LevelCollector:
             for reason, n in sorted(dict(self.handshakes).items()):
                 family.add_metric(["ok" if reason == "OK" else "refused", reason], n)
             yield family
+        if self.cosigning is not None:
+            yield CounterMetricFamily("didnode_checkpoints_cosigned", "Checkpoints stored with the cosignatures witnesses returned", value=self.cosigning.cosigned)
+            failures = CounterMetricFamily("didnode_witness_failures", "Requests for a cosignature a witness did not answer with one, by witness URL", labels=["witness"])
+            for url, n in sorted(dict(self.cosigning.failures).items()):
+                failures.add_metric([url], n)
+            yield failures
 
     def _store(self) -> Iterator[Metric]:
         env = self.node.store.env

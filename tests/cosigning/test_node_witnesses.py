@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
+from prometheus_client.parser import text_string_to_metric_families
 
 from didnode import errors
 from didnode.client import Client
@@ -46,7 +48,9 @@ def test_node_collects_cosignatures_and_survives_a_dead_witness(tmp_path: Path) 
     extra = []
     for w in ws:
         extra += ["--witness", f"{w.url}={w.vkey}"]
-    n = start_node(tmp_path / "n", extra=extra + ["--log-level", "info"])
+    n = start_node(tmp_path / "n", extra=extra + ["--log-level", "info", "--http", "127.0.0.1:0"])
+    assert n.proc.stdout is not None
+    http_url = n.proc.stdout.readline().strip()
     try:
         keys = [(note_codec.parse_verifier_key(w.vkey)[0], note_codec.parse_verifier_key(w.vkey)[2]) for w in ws[:2]]
         with Client(n.address) as c:
@@ -79,6 +83,12 @@ def test_node_collects_cosignatures_and_survives_a_dead_witness(tmp_path: Path) 
                     break
                 time.sleep(0.1)
             assert cp.tree_size > size and _cosigners(cp.note, keys) == 2
+            # /metrics: the cosigned checkpoints and the dead witness's failures (prometheus_client's parser)
+            with urllib.request.urlopen(f"{http_url}/metrics", timeout=10) as reply:
+                families = {f.name: f for f in text_string_to_metric_families(reply.read().decode())}
+            failures = {s.labels["witness"]: s.value for s in families["didnode_witness_failures"].samples}
+            assert failures[ws[2].url] >= 1 and failures[ws[0].url] == 0
+            assert families["didnode_checkpoints_cosigned"].samples[0].value >= 2
     finally:
         n.stop()
         err = n.proc.stderr.read() if n.proc.stderr else ""
