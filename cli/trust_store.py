@@ -257,13 +257,11 @@ class TrustSource:
     def changed(self, known: TrustPolicy, client: Client) -> TrustChanged | None:
         """:class:`TrustChanged` when the node now presents other anchors than ``known``, else None
         (also when that cannot be told: the node's own claims do not even hold together)."""
+        remedy = None if self.file is None else f" (trust policy file {self.file})"
         try:
-            check_same_anchors(known, policy_from_node(client), self.address)
+            check_same_anchors(known, policy_from_node(client), self.address, remedy)
         except TrustChanged as err:
-            if self.file is None:
-                return err
-            what = err.message.split(". If the operator")[0]
-            return TrustChanged(f"{what} (trust policy file {self.file})", **err.details)
+            return err
         except DidnodeError:
             return None
         return None

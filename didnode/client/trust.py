@@ -41,8 +41,10 @@ def policy_from_node(client: "Client", max_staleness_ms: int = DEFAULT_MAX_STALE
     return log.policy
 
 
-def check_same_anchors(known: TrustPolicy, presented: TrustPolicy, address: str) -> None:
-    """Raise :class:`TrustChanged` (naming what changed) unless ``presented`` trusts the same ledger as ``known``."""
+def check_same_anchors(known: TrustPolicy, presented: TrustPolicy, address: str, remedy: str | None = None) -> None:
+    """Raise :class:`TrustChanged` (naming what changed) unless ``presented`` trusts the same ledger as ``known``.
+
+    ``remedy`` ends the message (default: how to replace a trust store entry)."""
     changes = []
     if known.network != presented.network:
         changes.append(f"network {known.network!r} -> {presented.network!r}")
@@ -55,8 +57,6 @@ def check_same_anchors(known: TrustPolicy, presented: TrustPolicy, address: str)
     if known.log_origin != presented.log_origin:
         changes.append(f"checkpoint origin {known.log_origin!r} -> {presented.log_origin!r}")
     if changes:
-        raise TrustChanged(
-            f"the node at {address} is not the one this client trusts: {'; '.join(changes)}. If the operator really "
-            f"replaced it, remove the old entry (didctl trust remove {address}) and accept the new one",
-            address=address,
-        )
+        if remedy is None:
+            remedy = f". If the operator really replaced it, remove the old entry (didctl trust remove {address}) and accept the new one"
+        raise TrustChanged(f"the node at {address} is not the one this client trusts: {'; '.join(changes)}{remedy}", address=address)

@@ -107,7 +107,7 @@ def _edit(path: Path, **members: object) -> None:
     path.write_text(json.dumps(data))
 
 
-def test_a_changed_node_is_an_error_never_a_question(fresh: Didctl, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_node_is_an_error_never_a_question(fresh: Didctl, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(cli.trust_store, "interactive", lambda: True)  # even in a terminal: no question
     did = node_did(fresh)
     fresh.invoke("trust", "add", "--yes")
@@ -127,6 +127,12 @@ def test_a_changed_node_is_an_error_never_a_question(fresh: Didctl, monkeypatch:
     fresh.invoke("trust", "remove", fresh.node.address)
     fresh.invoke("trust", "add", "--yes")
     fresh.invoke("did", "history", did)
+    # The same through a --trust file: the message names the file, not the store's way out.
+    changed = tmp_path / "changed.json"
+    changed.write_text(entry(fresh).read_text())
+    _edit(changed, genesis="ab" * 32, latestCheckpoint=None)
+    result = fresh.fail("--trust", str(changed), "did", "resolve", did, code=EXIT_TRUST, reason="TRUST_CHANGED")
+    assert f"(trust policy file {changed})" in result.stderr and "didctl trust remove" not in result.stderr
 
 
 def test_trust_file_is_used_and_never_written(fresh: Didctl, tmp_path: Path) -> None:
