@@ -28,6 +28,7 @@ from nacl.exceptions import BadSignatureError
 from didnode.core import canonical
 from didnode.core.did import KEY_ID_RE, did_for_create_hash, split_did_url, validate_did, validate_key_id
 from didnode.core.encoding import ED25519_PUB, X25519_PUB, multikey_decode
+from didnode.core.governance.policy import Change, Inception, parse_changes, parse_inception
 from didnode.core.service_rules import MAX_SERVICE_ENDPOINT, MAX_SERVICE_TYPE, check_service  # noqa: F401  (limits re-exported)
 from didnode.errors import (
     InvalidKey,
@@ -60,7 +61,7 @@ PURPOSES = ("assertionMethod", "authentication")
 RESERVED_KEY_IDS = frozenset({"next"})
 NEXT_FRAGMENT = "next"
 
-OP_TYPES = ("create", "rotate", "update", "revoke", "recover", "transfer", "deactivate", "publish")
+OP_TYPES = ("create", "rotate", "update", "revoke", "recover", "transfer", "deactivate", "publish", "govern")
 
 _COMMON = {"type", "network", "did", "seq", "prev"}
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -73,7 +74,12 @@ _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "transfer": (frozenset(_COMMON | {"controllers"}), frozenset()),
     "deactivate": (frozenset(_COMMON | {"reason"}), frozenset({"nextKey"})),
     "publish": (frozenset(_COMMON | {"resource"}), frozenset()),
+    # A governance inception (seq 0) names no did and no prev (its hash is the governance
+    # identifier, as a create's is its DID); a change has both: _parse_govern checks which.
+    "govern": (frozenset({"type", "network", "seq"}), frozenset({"did", "prev", "changes", "genesis", "governors", "threshold", "policy"})),
 }
+_GOVERN_INCEPTION = frozenset({"type", "network", "seq", "genesis", "governors", "threshold", "policy"})
+_GOVERN_CHANGE = frozenset(_COMMON | {"changes"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +152,7 @@ class Operation:
     key_id: str = ""  # revoke: the key revoked
     reason: str = ""  # revoke, deactivate
     resource: dict[str, str] | None = None  # publish: {"id", "mediaType", "content"}
+    governance: Inception | tuple[Change, ...] | None = None  # govern: the inception (seq 0) or the changes
     verified: set[tuple[bytes, bytes]] = field(default_factory=set)
 
     def check_signature(self, proof: Proof, public_key: bytes) -> None:
@@ -227,11 +234,13 @@ def parse(payload: bytes, proofs: Sequence[Proof], network: str) -> Operation:
     seq = _int(body, "seq")
     op_hash = hashlib.sha256(payload).digest()
     op = Operation(op_type, op_network, "", seq, "", payload, op_hash, tuple(proofs))
-    if op_type == "create":
+    if op_type == "create" or (op_type == "govern" and seq == 0):
         if seq != 0:
             raise MalformedOperation(f"a create has seq 0, not {seq}")
         op.did = did_for_create_hash(op_hash)  # = did_from_create_payload(payload), hashing once
     else:
+        if "did" not in body or "prev" not in body:
+            raise MalformedOperation(f"{op_type} lacks member(s) did, prev")
         op.did = validate_did(body["did"])
         if seq < 1:
             raise MalformedOperation(f"{op_type} must have seq >= 1, not {seq}")
@@ -315,6 +324,16 @@ def _parse_publish(op: Operation, body: dict[str, Any]) -> None:
     op.resource = res
 
 
+def _parse_govern(op: Operation, body: dict[str, Any]) -> None:
+    members = body.keys()
+    expected = _GOVERN_INCEPTION if op.seq == 0 else _GOVERN_CHANGE
+    if members != expected:
+        what = "a governance inception (seq 0)" if op.seq == 0 else "a governance change"
+        wrong = sorted((members - expected) | (expected - members))
+        raise MalformedOperation(f"{what} has exactly the members {', '.join(sorted(expected))}; not so: {', '.join(wrong)}")
+    op.governance = parse_inception(body) if op.seq == 0 else parse_changes(body["changes"])
+
+
 _PARSERS = {
     "create": _parse_create,
     "rotate": _parse_rotate,
@@ -324,6 +343,7 @@ _PARSERS = {
     "transfer": _parse_transfer,
     "deactivate": _parse_deactivate,
     "publish": _parse_publish,
+    "govern": _parse_govern,
 }
 
 

@@ -13,7 +13,7 @@ signal failure; messages are one line, precise, and name the offending value.
 
 The classes live in one module per area (:mod:`~didnode.errors.base`: the base,
 the registry and the categories; ``ledger``, ``transparency``, ``credentials``,
-``auth``, ``cluster``, ``trust``, ``tls``, ``local``, ``witness``); import them from here.
+``auth``, ``cluster``, ``governance``, ``trust``, ``tls``, ``local``, ``witness``); import them from here.
 """
 
 from __future__ import annotations
@@ -66,6 +66,13 @@ from didnode.errors.ledger import (  # noqa: F401
     UnknownVersion,
     WrongNetwork,
     WrongSigner,
+)
+from didnode.errors.governance import (  # noqa: F401
+    GovernanceInvalid,
+    GovernanceThreshold,
+    NotAGovernor,
+    NotARegistrar,
+    QuotaExceeded,
 )
 from didnode.errors.local import (  # noqa: F401
     BundleInvalid,

@@ -30,6 +30,10 @@ checkpoint         every stored checkpoint verifies under the node DID's key,
                    is of the store's network, and its roots equal the replayed
                    roots at its size
 meta               log size, network and node DID (position 0 creates it)
+governance         every create and publish is admitted by the network's
+                   policy as replayed (registrars, quotas, in ordering time);
+                   every ``govern`` operation by its threshold of governors;
+                   the stored usage counts equal the replayed ones
 =================  ==========================================================
 
 Findings that belong to a log position are ranked by position and the first
@@ -58,6 +62,8 @@ import lmdb
 
 from didnode.core import checkpoint as cp_codec
 from didnode.core import entry as entry_codec
+from didnode.core.governance.policy import Policy, Usage, is_governance_record
+from didnode.core.governance.rules import admit, admit_create, govern
 from didnode.core.keystate import ApplyContext, DidState, apply
 from didnode.core.merkle import log_tree, sparse
 from didnode.core.merkle.hasher import leaf_hash, node_hash
@@ -68,6 +74,7 @@ from didnode.ledger.audit_scan import SAME_AS_STORED, Scanned, check_log_tree, c
 from didnode.ledger.audit_worker import Workers
 from didnode.store import layout
 from didnode.store.env import Store
+from didnode.store.ledger_tables import did_state
 from didnode.store.readonly import ReadOnlyStore, ledger_path
 from didnode.store.tree_tables import LogNodes, StateNodes
 
@@ -130,6 +137,11 @@ class Problem:
         return AuditFailed(f"position {self.position}: {self.message}", position=self.position, check=self.check)
 
 
+def _updated_pos(record: bytes) -> int:
+    """The position of the last operation behind a state record (a DID's or the governance record)."""
+    return (Policy.from_record(record) if is_governance_record(record) else DidState.from_record(record)).updated_pos
+
+
 class _Found(Exception):
     """Internal: stops the replay at the first bad position (never escapes this module)."""
 
@@ -171,7 +183,7 @@ class _ReplayState:
 
     def state(self, did: str) -> DidState | None:
         rec = self.record(did)
-        return None if rec is None else DidState.from_record(rec)
+        return None if rec is None else did_state(did, rec)
 
     def resolve(self, did: str) -> DidState:
         state = self.state(did)
@@ -257,6 +269,9 @@ class _Audit:
         self.prev_time = 0
         self.first_did = ""
         self.creates = 0
+        # Governance, replayed as the node applies it (core.governance): the record and the usage counted.
+        self.policy: Policy | None = None
+        self.usage: dict[tuple[bytes, str], Usage] = {}
 
     def _meta_text(self, name: bytes) -> str:
         raw = self.txn.get(name, db=self.dbs[layout.DB_META])
@@ -303,6 +318,11 @@ class _Audit:
             # A controller-less create the scan already applied to "no state".
             if self.replay.exists(it.did):
                 raise _Found(Problem.at(p, "operation", f"{it.did} already exists [DID_EXISTS]"))
+            if self.policy is not None:  # signed by the device alone: no registrar sponsors it
+                try:
+                    admit_create(self.policy, it.did, (it.did,), it.time, self._counted)
+                except DidnodeError as exc:
+                    raise _Found(Problem.at(p, "operation", f"{exc} [{exc.reason}]")) from None
             record = it.record
             self.creates += 1
         else:
@@ -324,11 +344,21 @@ class _Audit:
         try:
             op = parse(e.payload, e.proofs, self.network)
             op.verified.update(it.verified)
-            new = apply(self.replay.state(op.did), op, ApplyContext(p, e.time, self.replay.resolve))
+            ctx = ApplyContext(p, e.time, self.replay.resolve)
+            if op.type == "govern":
+                policy = govern(self.policy, op, ctx)
+                self.policy = policy
+                return policy.to_record()
+            new = apply(self.replay.state(op.did), op, ctx)
+            for charge in admit(self.policy, op, e.time, self._counted):
+                self.usage[charge.kind, charge.did] = charge.usage
         except DidnodeError as exc:
             raise _Found(Problem.at(p, "operation", f"{exc} [{exc.reason}]")) from None
         self.creates += op.type == "create"
         return new.to_record()
+
+    def _counted(self, kind: bytes, did: str) -> Usage:
+        return self.usage.get((kind, did), Usage())
 
     # -- after the replay ---------------------------------------------------------
 
@@ -346,7 +376,7 @@ class _Audit:
                 did = a[0].decode("utf-8", "replace")
                 return [Problem.at(None, "state", f"the state table holds a record for {did}, which no log entry created")]
             did = b[0].decode()
-            pos = DidState.from_record(b[1] if b[1] != SAME_AS_STORED else a[1] if a else b"").updated_pos
+            pos = _updated_pos(b[1] if b[1] != SAME_AS_STORED else a[1] if a else b"")
             if a is None or a[0] > b[0]:
                 return [Problem.at(pos, "state", f"the state record of {did} is missing (last operation at position {pos})")]
             return [Problem.at(pos, "state", f"the stored state record of {did} differs from the replayed one (its last operation is at position {pos})")]
@@ -355,7 +385,23 @@ class _Audit:
     def position_of_did(self, did: str) -> int | None:
         """The position of ``did``'s last replayed operation (None if it never existed)."""
         rec = self.replay.record(did) if did else None
-        return None if rec is None else DidState.from_record(rec).updated_pos
+        return None if rec is None else _updated_pos(rec)
+
+    def compare_governance(self) -> list[Problem]:
+        """The stored governance binding and usage counts against the replayed ones."""
+        meta = self.txn.get(layout.META_GOVERNANCE, db=self.dbs[layout.DB_META])
+        mine = None if self.policy is None else self.policy.did.encode()
+        if meta != mine:
+            return [Problem.at(None, "meta", f"the store names governance record {meta!r}; the replay {mine!r}")]
+        stored: dict[bytes, bytes] = {}
+        if self.ro.has(layout.DB_USAGE):
+            stored = dict(self.txn.cursor(db=self.dbs[layout.DB_USAGE]))
+        replayed = {layout.usage_key(kind, did): u.encode() for (kind, did), u in self.usage.items()}
+        for key in sorted(stored.keys() | replayed.keys()):
+            if stored.get(key) != replayed.get(key):
+                who = key[1:].decode("utf-8", "replace")
+                return [Problem.at(None, "usage", f"the stored usage count of {who} ({key[:1].decode()}) differs from the one the replay counts from the log")]
+        return []
 
     def check_counts(self) -> list[Problem]:
         out = []
@@ -512,7 +558,7 @@ def audit(
             source.close()
         problems += [Problem.at(pos, "merkle", msg, level=lv, order=1) for lv, pos, msg in log_problems]
         if replayed:
-            problems += job.check_counts() + job.compare_state()
+            problems += job.check_counts() + job.compare_state() + job.compare_governance()
             problems += [
                 Problem.at(job.position_of_did(did), "state-tree", msg if not did or did in msg else f"{msg} (on the path of {did})", order=1)
                 for did, msg in tree_problems

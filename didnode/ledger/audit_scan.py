@@ -12,7 +12,7 @@ about *state*:
   looked up in the stored state only as *hints*: a signature that verifies
   under a hinted key is a fact about those bytes whatever the store says, and
   the serial replay still checks that the key is the right one;
-* a create without controllers needs no state at all, so it is applied here
+* a create without controllers (or endorsers) needs no state at all, so it is applied here
   (``apply(None, op)``, signatures re-verified) and its state record returned;
 * the op-hash index agrees: ``ophash[sha256(payload)] = position`` for every
   operation but a create, which has no row (its hash is its DID).
@@ -136,7 +136,7 @@ def scan_range(store: ReadOnlyStore, network: str, start: int, end: int) -> list
             error = None
             verified: tuple[tuple[bytes, bytes], ...] = ()
             try:
-                if op.type == "create" and not op.controllers:
+                if op.type == "create" and not op.controllers and all(pr.kid.startswith(op.did + "#") for pr in op.proofs):
                     record = apply(None, op, ApplyContext(p, e.time, _no_resolve)).to_record()
                     if get(layout.did_key(op.did), db=state_db) == record:
                         record = SAME_AS_STORED

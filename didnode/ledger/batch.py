@@ -16,10 +16,13 @@ from typing import Protocol, Sequence
 import lmdb
 
 from didnode.core import entry as entry_codec
+from didnode.core.governance.policy import Usage
+from didnode.core.governance.rules import Charge, admit, govern
 from didnode.core.keystate import ApplyContext, DidState, apply
 from didnode.core.operations import Operation
 from didnode.core.results import Receipt
 from didnode.errors import DidnodeError, DuplicateOperation, Internal, UnknownDid
+from didnode.store import layout
 from didnode.store.ledger_tables import BatchWrites, LedgerTables
 
 
@@ -63,6 +66,8 @@ def apply_batch(
     position = tables.log_size(txn)
     time = max(now_ms, tables.last_time(txn))
     cache: dict[str, DidState | None] = {}
+    policy = tables.governance(txn)
+    usage: dict[tuple[bytes, str], Usage] = {}
     seen: dict[bytes, int] = {}
     applied: list[AppliedEntry] = []
     out: list[Outcome] = []
@@ -74,6 +79,12 @@ def apply_batch(
         state = tables.state_if_exists(txn, did)
         cache[did] = state
         return state
+
+    def counted(kind: bytes, did: str) -> Usage:
+        key = (kind, did)
+        if key not in usage:
+            usage[key] = tables.usage(txn, kind, did)
+        return usage[key]
 
     def resolve(did: str) -> DidState:
         state = lookup(did)
@@ -89,14 +100,24 @@ def apply_batch(
             continue
         try:
             create = op.type == "create"
-            state = lookup(op.did)
-            # A create's hash is its DID: the DID existing means this very create is on the ledger.
-            if create and state is not None:
-                _duplicate(op.hash, state.created_pos)
             if not create and (op.hash in seen or tables.has_indexed_operation(txn, op.hash)):
                 at = seen.get(op.hash)
                 _duplicate(op.hash, at if at is not None else tables.position_of(txn, op.hash))
-            new = apply(state, op, ApplyContext(position, time, resolve))
+            ctx = ApplyContext(position, time, resolve)
+            if op.type == "govern":
+                # The network's governance record (core.governance): it lives in the state
+                # table under its identifier, so the state tree and state proofs cover it.
+                policy = govern(policy, op, ctx)
+                record = policy.to_record()
+                charges: tuple[Charge, ...] = ()
+            else:
+                state = lookup(op.did)
+                # A create's hash is its DID: the DID existing means this very create is on the ledger.
+                if create and state is not None:
+                    _duplicate(op.hash, state.created_pos)
+                new = apply(state, op, ctx)
+                charges = admit(policy, op, time, counted)
+                record = new.to_record()
         except DidnodeError as exc:
             out.append(exc)
             continue
@@ -106,10 +127,15 @@ def apply_batch(
             log.exception("applying operation %s of %s failed", op.hash.hex(), op.did)
             out.append(Internal(f"internal error while applying operation {op.hash.hex()}; see the node log"))
             continue
-        record = new.to_record()
         data = entry_codec.encode(position, time, op.payload, op.proofs)
         writes.accepted(position, data, op.hash, op.did, record, create)
-        cache[op.did] = new
+        if op.type == "govern":
+            writes.governance = op.did
+        else:
+            cache[op.did] = new
+        for charge in charges:
+            usage[charge.kind, charge.did] = charge.usage
+            writes.usage[layout.usage_key(charge.kind, charge.did)] = charge.usage.encode()
         seen[op.hash] = position
         applied.append(AppliedEntry(position, data, op.did, record))
         out.append(Receipt(position, time, op.hash, op.did, op.type, op.seq))

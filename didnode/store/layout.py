@@ -14,6 +14,7 @@ merkle         u64 last leaf covered + u8 level            32-byte RFC 6962 node
 smt            node id (core.merkle.sparse, 2..34 bytes)   65-byte node record (0x00|key|value or 0x01|l|r)
 checkpoints    u64 tree size                               signed checkpoint (core.checkpoint encoding)
 stream_subj    DID (UTF-8; cluster mode)                   u64 stream seq of the last message on its subject
+usage          u8 kind (c: creates, p: publishes) + DID    governance usage (core.governance.policy.Usage)
 =============  ==========================================  ==============================================
 """
 
@@ -37,7 +38,10 @@ DB_CHECKPOINTS = b"checkpoints"
 # rejected) on the DID's subject: the Nats-Expected-Last-Subject-Sequence of
 # the next write to that DID. Written in the same transaction as the state.
 DB_STREAM_SUBJECTS = b"stream_subj"
-ALL_DBS = (DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_MERKLE, DB_SMT, DB_CHECKPOINTS, DB_STREAM_SUBJECTS)
+# Governed networks: what the log counted against each registrar's and publisher's
+# quota (docs/governance.md), written in the same transaction as the operations.
+DB_USAGE = b"usage"
+ALL_DBS = (DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_MERKLE, DB_SMT, DB_CHECKPOINTS, DB_STREAM_SUBJECTS, DB_USAGE)
 
 # The handshake's state lives in its own small environment (DATA/auth), with its
 # own layout in didnode.auth.lmdb_nonces: devices keep the same state, and the
@@ -49,6 +53,8 @@ META_LOG_SIZE = b"log_size"
 META_NODE_DID = b"node_did"
 META_LAST_TIME = b"last_time"
 META_STREAM_SEQ = b"stream_seq"
+# A governed network: its governance identifier (the record is in the state table under it).
+META_GOVERNANCE = b"governance"
 # Cluster mode: the stream this store follows (name and creation time, so a
 # recreated stream is never mixed with the old history) and the largest
 # message timestamp seen (ms; clamps ordering times so they never go back).
@@ -70,6 +76,10 @@ def read_u64(b: bytes) -> int:
 
 def did_key(did: str) -> bytes:
     return did.encode()
+
+
+def usage_key(kind: bytes, did: str) -> bytes:
+    return kind + did.encode()
 
 
 def merkle_key(level: int, index: int) -> bytes:

@@ -15,6 +15,7 @@ import lmdb
 
 from didnode.core import entry as entry_codec
 from didnode.core.did import did_for_create_hash
+from didnode.core.governance.policy import Policy, Usage, is_governance_record
 from didnode.core.keystate import DidState
 from didnode.errors import StoreCorrupted, UnknownDid, UnknownOperation
 from didnode.store import layout
@@ -40,6 +41,8 @@ class LedgerTables:
         self.log = d[layout.DB_LOG]
         self.ophash = d[layout.DB_OPHASH]
         self.state = d[layout.DB_STATE]
+        self.usage_db = d[layout.DB_USAGE]
+        self._policy: tuple[bytes, Policy] | None = None
 
     # -- metadata -------------------------------------------------------
 
@@ -125,12 +128,33 @@ class LedgerTables:
 
     def get_state(self, txn: lmdb.Transaction, did: str) -> DidState:
         """The current state of ``did``; raises :class:`UnknownDid`."""
-        return DidState.from_record(self.state_record(txn, did))
+        return did_state(did, self.state_record(txn, did))
 
     def state_if_exists(self, txn: lmdb.Transaction, did: str) -> DidState | None:
         """The current state, or None when the DID was never created (the input ``apply`` expects)."""
         raw = txn.get(layout.did_key(did), db=self.state)
-        return None if raw is None else DidState.from_record(raw)
+        return None if raw is None else did_state(did, raw)
+
+    # -- governance -----------------------------------------------------------
+
+    def governance(self, txn: lmdb.Transaction) -> Policy | None:
+        """The network's governance record, or None on a network without governance (open to all)."""
+        did = txn.get(layout.META_GOVERNANCE, db=self.meta)
+        if did is None:
+            return None
+        raw = self.state_record(txn, bytes(did).decode())
+        # Every batch asks; the record changes rarely and may list a thousand registrars.
+        cached = self._policy
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        policy = Policy.from_record(raw)
+        self._policy = (raw, policy)
+        return policy
+
+    def usage(self, txn: lmdb.Transaction, kind: bytes, did: str) -> Usage:
+        """What the log counted of ``did``'s creates (as registrar) or publishes."""
+        raw = txn.get(layout.usage_key(kind, did), db=self.usage_db)
+        return Usage() if raw is None else Usage.decode(raw)
 
     def versions(self, txn: lmdb.Transaction, did: str) -> list[VersionRef]:
         """Every operation of ``did`` in seq order; raises :class:`UnknownDid` when there is none.
@@ -142,10 +166,11 @@ class LedgerTables:
         instead of one more randomly keyed row, and one more dirty page, per
         accepted operation on the write path.
         """
-        state = self.get_state(txn, did)
+        raw = self.state_record(txn, did)
+        head = Policy.from_record(raw) if is_governance_record(raw) else DidState.from_record(raw)
         out: list[VersionRef] = []
-        pos = state.updated_pos
-        expected = state.seq
+        pos = head.updated_pos
+        expected = head.seq
         while True:
             e = entry_codec.decode(self.entry(txn, pos))
             try:
@@ -182,9 +207,11 @@ class LedgerTables:
         for pos, data in writes.log:
             if not log_cur.put(layout.u64(pos), data, overwrite=False, append=True):
                 raise StoreCorrupted(f"log position {pos} is already taken")
-        for table, items in ((self.ophash, writes.ophash), (self.state, writes.state)):
+        for table, items in ((self.ophash, writes.ophash), (self.state, writes.state), (self.usage_db, writes.usage)):
             if items:
                 txn.cursor(db=table).putmulti(sorted(items.items()))
+        if writes.governance:
+            txn.put(layout.META_GOVERNANCE, writes.governance.encode(), db=self.meta)
 
 
 class BatchWrites:
@@ -194,12 +221,14 @@ class BatchWrites:
     operation hashes), so nothing needs to be written before the end.
     """
 
-    __slots__ = ("log", "ophash", "state")
+    __slots__ = ("log", "ophash", "state", "usage", "governance")
 
     def __init__(self) -> None:
         self.log: list[tuple[int, bytes]] = []
         self.ophash: dict[bytes, bytes] = {}
         self.state: dict[bytes, bytes] = {}
+        self.usage: dict[bytes, bytes] = {}
+        self.governance = ""  # the governance identifier, when the batch holds the inception
 
     def accepted(self, position: int, entry: bytes, op_hash: bytes, did: str, state_record: bytes, create: bool) -> None:
         """Record the rows of one accepted operation (a later state of the same DID replaces an earlier one).
@@ -210,3 +239,10 @@ class BatchWrites:
         if not create:
             self.ophash[op_hash] = layout.u64(position)
         self.state[layout.did_key(did)] = state_record
+
+
+def did_state(did: str, raw: bytes) -> DidState:
+    """Decode a state-table value as the state of the DID ``did``: the governance record is no DID's."""
+    if is_governance_record(raw):
+        raise UnknownDid(f"{did} is this network's governance record, not a DID (didctl gov show reads it)", did=did)
+    return DidState.from_record(raw)

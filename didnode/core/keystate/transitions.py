@@ -9,7 +9,9 @@ byte-identical states.
 Signing rules (docs/did-method.md has the table):
 
 =========== ==========================================================
-create      every listed key (proof of possession) and every controller
+create      every listed key (proof of possession) and every controller;
+            any other signer endorses it (a current authentication key of
+            an active DID: a registrar vouching for the create)
 rotate      the pre-committed next key (``did#next``), revealed in ``nextKey``
 update      a current authentication key of the DID
 revoke      a controller, or the next key (``did#next``)
@@ -150,20 +152,25 @@ def _next_key(state: DidState, op: Operation, proof: Proof, ctx: ApplyContext) -
         op.check_signature(proof, op.next_key)
 
 
-def _controller_key(op: Operation, proof: Proof, controller: str, ctx: ApplyContext) -> None:
-    """A proof by a controller DID's current authentication key."""
+def _controller_key(op: Operation, proof: Proof, controller: str, ctx: ApplyContext, role: str = "controller") -> None:
+    """A proof by the current authentication key of another DID acting as ``role`` (controller, endorser, governor)."""
     if ctx.trusted:
         return
     key_id = proof.kid[len(controller) + 1 :]
     try:
         cstate = ctx.resolve(controller)
     except UnknownDid:
-        raise UnknownDid(f"controller {controller} does not exist on this ledger", did=controller) from None
+        raise UnknownDid(f"{role} {controller} does not exist on this ledger", did=controller) from None
     if cstate.status != ACTIVE:
-        raise DidDeactivated(f"controller {controller} is deactivated and cannot sign", did=controller)
+        raise DidDeactivated(f"{role} {controller} is deactivated and cannot sign", did=controller)
     key = _own_key(cstate, op, proof, key_id, ctx)
     if "authentication" not in key.purposes:
-        raise WrongSigner(f"{proof.kid} is not an authentication key of controller {controller}", kid=proof.kid)
+        raise WrongSigner(f"{proof.kid} is not an authentication key of {role} {controller}", kid=proof.kid)
+
+
+def check_signer(op: Operation, proof: Proof, signer: str, ctx: ApplyContext, role: str) -> None:
+    """Check a proof by ``signer``'s current authentication key (governance uses it for governors)."""
+    _controller_key(op, proof, signer, ctx, role)
 
 
 def _signers(state: DidState, op: Operation, ctx: ApplyContext, controllers: Iterable[str]) -> tuple[set[str], bool, set[str]]:
@@ -225,9 +232,16 @@ def _create(op: Operation, ctx: ApplyContext) -> DidState:
         for p in cproofs:
             _controller_key(op, p, c, ctx)
             del by_kid[p.kid]
-    if by_kid:
-        kid = next(iter(by_kid))
-        raise WrongSigner(f"{kid} is neither a listed key nor a controller of the create", kid=kid)
+    # Any other signature is an endorsement (a registrar vouching for the create, docs/governance.md):
+    # by a current authentication key of an active DID on the ledger, like a controller's.
+    for kid, p in by_kid.items():
+        endorser = kid.partition("#")[0]
+        if endorser == op.did:
+            raise WrongSigner(f"{kid} is not a key listed in the create", kid=kid)
+        try:
+            _controller_key(op, p, endorser, ctx, "endorser")
+        except UnknownDid:
+            raise WrongSigner(f"{kid} is neither a listed key, a controller, nor a DID on this ledger endorsing the create", kid=kid) from None
     return DidState(
         did=op.did,
         seq=0,
