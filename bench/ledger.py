@@ -10,6 +10,14 @@ durable (fsync per batch), in batches:
   * --n rotations (signed by the pre-committed next key) of prefilled DIDs;
   the node's full write path (adds issue #3's Merkle log and sparse state tree)
   * --n single-signature creates and --n rotations;
+  governance (issue #18), the ledger alone
+  * --n creates on a ``registrars`` network (a second store: genesis of one
+    governor and one registrar whose quota is large enough never to bind, but
+    present, so the quota path runs; the same prefill), each signed by the
+    registrar as controller: ``creates_per_s_registrars``. They carry two
+    signatures, like the controller creates of the open network, which are the
+    fair reference: ``registrars_vs_open`` = registrars / open controller creates
+    (target >= 0.9; ``registrars_reference`` says which run it is);
 
 next to the raw single-thread Ed25519 verify rate measured in the same run.
 The pipeline is the node's: chunks of 256 submissions parsed and verified in
@@ -29,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import chunks, emit, make_creates, raw_verify_rate  # noqa: E402
@@ -44,6 +53,9 @@ from didnode.service.node import DEFAULT_PREPARE_PROCESSES  # noqa: E402
 from didnode.store.env import Store  # noqa: E402
 from didnode.store.ledger_tables import LedgerTables  # noqa: E402
 from didnode.ledger.trees import transparency_hooks  # noqa: E402
+from didnode.core.governance import build as gov_build  # noqa: E402
+from didnode.core.governance.policy import CREATES, OPEN, REGISTRARS, CreateQuota  # noqa: E402
+from governed import new_member, write_governed_ledger  # noqa: E402
 
 NET = "local"
 
@@ -54,6 +66,7 @@ class Pipeline:
     def __init__(self, path: str, sync: bool, batch: int, trees: bool = True, workers: int = DEFAULT_PREPARE_PROCESSES) -> None:
         self.store = Store(path, map_size=1 << 32, sync=sync)
         self.tables = LedgerTables(self.store)
+        self.path = path
         hooks = transparency_hooks(self.tables) if trees else []
         self.orderer = LocalOrderer(self.tables, wall_ms, hooks, max_batch=batch)
         self.orderer.start()
@@ -91,6 +104,19 @@ class Pipeline:
         self.store.close()
 
 
+def prefill_governed(path: str, args: argparse.Namespace, governor: Any, registrar: Any, ops: list) -> None:
+    """The registrars network's store (not timed, no fsync): its genesis, created ``open`` with the registrar
+    listed (quota large enough never to bind), the same prefill as the open store, then ``setCreatePolicy
+    registrars`` signed by the governor (so the prefill needs no registrar signatures)."""
+    store = Store(path, map_size=1 << 32, sync=False)
+    quota = CreateQuota(window_s=3600, per_window=2**40, total=2**50)
+    genesis = write_governed_ledger(store, LedgerTables(store), NET, governor, [registrar], [governor], OPEN, {registrar.did: quota})
+    store.close()
+    p = Pipeline(path, sync=False, batch=args.batch, trees=True, workers=args.workers)
+    p.run(ops + [genesis.change([gov_build.set_create_policy(REGISTRARS)])])
+    p.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prefill", type=int, default=200_000)
@@ -103,7 +129,7 @@ def main() -> None:
     path = os.path.join(base, "ledger")
     try:
         t = time.perf_counter()
-        print(f"generating {args.prefill + 4 * args.n} identities ...", file=sys.stderr, flush=True)
+        print(f"generating {args.prefill + 5 * args.n} identities ...", file=sys.stderr, flush=True)
         pre = make_creates(args.prefill)
         fresh = make_creates(args.n)
         fresh_trees = make_creates(args.n)
@@ -115,10 +141,19 @@ def main() -> None:
             auth, nxt = SigningKey.generate(), SigningKey.generate()
             u = builder.create(NET, [builder.NewKey("key-1", bytes(auth.verify_key))], bytes(nxt.verify_key), controllers=[admin_op.did])
             ctl_creates.append(builder.sign(u, [(f"{u.did}#key-1", auth), (f"{admin_op.did}#key-1", admin_key)]))
+        # The registrars network: its genesis (a governor, a registrar) and creates the registrar signs as controller.
+        governor, registrar = new_member(NET), new_member(NET)
+        reg_creates = []
+        for _ in range(args.n):
+            auth, nxt = SigningKey.generate(), SigningKey.generate()
+            u = builder.create(NET, [builder.NewKey("key-1", bytes(auth.verify_key))], bytes(nxt.verify_key), controllers=[registrar.did])
+            reg_creates.append(builder.sign(u, [(f"{u.did}#key-1", auth), (registrar.kid, registrar.auth)]))
         print(f"  {time.perf_counter() - t:.1f}s; prefilling {args.prefill} DIDs (not timed, no fsync) ...", file=sys.stderr, flush=True)
         p = Pipeline(path, sync=False, batch=args.batch, trees=True, workers=args.workers)
         p.run([x[0] for x in pre] + [admin_op])
         p.close()
+        gov_path = os.path.join(base, "ledger-registrars")
+        prefill_governed(gov_path, args, governor, registrar, [x[0] for x in pre + fresh_trees + fresh])
         # Rotations for DIDs of the prefill: the realistic case (old DIDs rotate).
         rotations = []
         for op, _seed, nxt_seed, _ in pre[: 2 * args.n]:
@@ -134,7 +169,21 @@ def main() -> None:
         p.close()
         p = Pipeline(path, sync=True, batch=args.batch, trees=False, workers=args.workers)
         creates = p.run([x[0] for x in fresh])
-        ctl = p.run(ctl_creates)
+        g = Pipeline(gov_path, sync=True, batch=args.batch, trees=False, workers=args.workers)
+        # Controller creates on the open network and registrar creates on the governed one, in
+        # alternating halves: the machine's load drifts alike over both.
+        half = args.n // 2
+        t_ctl = t_reg = 0.0
+        for part in (slice(0, half), slice(half, args.n)):
+            t_ctl += len(ctl_creates[part]) / p.run(ctl_creates[part])
+            t_reg += len(reg_creates[part]) / g.run(reg_creates[part])
+        ctl, registrars = args.n / t_ctl, args.n / t_reg
+        with g.store.read() as txn:
+            policy = g.tables.governance(txn)
+            used = g.tables.usage(txn, CREATES, registrar.did)
+        g.close()
+        if policy is None or policy.create != REGISTRARS or used.total_count != args.n:
+            raise SystemExit(f"the registrars run did not count its creates: policy {policy}, usage {used}")
         rot = p.run(rotations[: args.n])
         with p.store.read() as txn:
             dids = p.tables.count_dids(txn)
@@ -145,6 +194,8 @@ def main() -> None:
         print(f"  durable creates: {creates:,.0f}/s  ({creates / verify:.2f} of raw verify)", file=sys.stderr)
         print(f"  durable creates with controller signature: {ctl:,.0f}/s", file=sys.stderr)
         print(f"  durable rotations: {rot:,.0f}/s", file=sys.stderr)
+        print(f"  durable creates on a registrars network, signed by the registrar: {registrars:,.0f}/s "
+              f"({registrars / ctl:.2f} of the open network's controller creates)", file=sys.stderr)
         print("the node's write path (ledger + Merkle log + sparse state tree):", file=sys.stderr)
         print(f"  durable creates: {creates_trees:,.0f}/s  ({creates_trees / verify:.2f} of raw verify)", file=sys.stderr)
         print(f"  durable rotations: {rot_trees:,.0f}/s", file=sys.stderr)
@@ -157,6 +208,11 @@ def main() -> None:
                 "creates_per_s": creates,
                 "controller_creates_per_s": ctl,
                 "rotations_per_s": rot,
+                "creates_per_s_open": creates,
+                "creates_per_s_open_controller": ctl,
+                "creates_per_s_registrars": registrars,
+                "registrars_vs_open": registrars / ctl,
+                "registrars_reference": "creates_per_s_open_controller (two signatures per create, as the registrar's)",
                 "creates_with_trees_per_s": creates_trees,
                 "rotations_with_trees_per_s": rot_trees,
                 "verify_per_s": verify,
