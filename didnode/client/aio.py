@@ -24,7 +24,18 @@ from didnode.core.credentials import IssuerRecord, VerificationReport
 from didnode.core.did import key_id_of
 from didnode.core.keystate import DidState
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
-from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, ProvenState, Receipt, Resource, SessionCredential, StatusInfo
+from didnode.core.results import (
+    GovernanceInfo,
+    HistoryEntry,
+    HistoryPage,
+    KeyState,
+    NodeInfo,
+    ProvenState,
+    Receipt,
+    Resource,
+    SessionCredential,
+    StatusInfo,
+)
 from didnode.errors import DidnodeError
 from didnode.wire import credentials as cw
 from didnode.wire import ledger as lw
@@ -125,6 +136,15 @@ class AsyncClient:
 
     async def node_info(self) -> NodeInfo:
         return lw.node_info_from_pb(await self._call(self._node.GetInfo, node_pb2.GetInfoRequest()))
+
+    async def info(self) -> NodeInfo:
+        """Same as :meth:`node_info`."""
+        return await self.node_info()
+
+    async def governance(self, at_position: int | None = None, usage_of: Sequence[str] = ()) -> GovernanceInfo:
+        """See :meth:`didnode.client.Client.governance`."""
+        resp = await self._call(self._ledger.GetGovernance, lw.governance_request_to_pb(at_position, usage_of))
+        return lw.governance_from_pb(resp)
 
     # -- transparency -----------------------------------------------------------
 

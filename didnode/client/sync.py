@@ -9,7 +9,7 @@ Every reply is converted by :mod:`didnode.wire` into the result types of
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import grpc
 from nacl.signing import SigningKey
@@ -27,7 +27,18 @@ from didnode.core.credentials import IssuerRecord, VerificationReport, VerifyPol
 from didnode.core.did import key_id_of
 from didnode.core.keystate import DidState
 from didnode.core.proof_bundle import ConsistencyProof, InclusionProof, StateProof
-from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, ProvenState, Receipt, Resource, SessionCredential, StatusInfo
+from didnode.core.results import (
+    GovernanceInfo,
+    HistoryEntry,
+    HistoryPage,
+    KeyState,
+    NodeInfo,
+    ProvenState,
+    Receipt,
+    Resource,
+    SessionCredential,
+    StatusInfo,
+)
 from didnode.errors import DidnodeError
 from didnode.wire import credentials as cw
 from didnode.wire import ledger as lw
@@ -160,7 +171,20 @@ class Client:
         return lw.resource_from_pb(self._call(self._ledger.GetResource, pb.ResourceRequest(did=did, id=resource_id)))
 
     def node_info(self) -> NodeInfo:
+        """What the node says about itself, its network's governance identifier and create policy among it."""
         return lw.node_info_from_pb(self._call(self._node.GetInfo, node_pb2.GetInfoRequest()))
+
+    def info(self) -> NodeInfo:
+        """Same as :meth:`node_info`."""
+        return self.node_info()
+
+    def governance(self, at_position: int | None = None, usage_of: Sequence[str] = ()) -> GovernanceInfo:
+        """The network's governance record, current or in effect once the log holds ``at_position``, with the
+        usage counts of ``usage_of`` (at most 64 DIDs). Not verified: the record is proven by
+        :meth:`didnode.client.verified.VerifiedClient.governance`; the counts are the node's advice.
+        Raises :class:`~didnode.errors.NoGovernance` on a network without governance."""
+        resp = self._call(self._ledger.GetGovernance, lw.governance_request_to_pb(at_position, usage_of))
+        return lw.governance_from_pb(resp)
 
     # -- transparency -----------------------------------------------------------
 

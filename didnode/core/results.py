@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from didnode.core.governance.policy import CREATES, PUBLISHES, Policy, Usage
 from didnode.core.keystate import DidState
 from didnode.core.operations import Proof
 from didnode.core.proof_bundle import StateProof
@@ -99,6 +100,32 @@ class NodeInfo:
     lag: int = 0
     writable: bool = True
     not_writable_reason: str = ""
+    # Governance (docs/governance.md): the governance identifier ("" when the network has none)
+    # and the create policy ("open" when ungoverned).
+    governance: str = ""
+    create_policy: str = "open"
+
+
+# The usage counts of governance, by table kind: a registrar's creates, a publisher's publishes.
+USAGE_KINDS: dict[bytes, str] = {CREATES: "creates", PUBLISHES: "publishes"}
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceInfo:
+    """The network's governance record as a node reads it (``GetGovernance``), at a position or now.
+
+    ``record_position`` is the position of the govern operation that made
+    ``policy``; ``log_size`` and ``last_time_ms`` describe the log the answer
+    was read at. ``usage`` maps (kind, did) to the counts the node derived from
+    its log (kind ``"creates"`` as registrar, ``"publishes"``): the node's advice,
+    not covered by any proof.
+    """
+
+    policy: Policy
+    record_position: int
+    log_size: int
+    last_time_ms: int
+    usage: dict[tuple[str, str], Usage]
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,7 @@ from didnode.errors.ledger import (  # noqa: F401
 from didnode.errors.governance import (  # noqa: F401
     GovernanceInvalid,
     GovernanceThreshold,
+    NoGovernance,
     NotAGovernor,
     NotARegistrar,
     QuotaExceeded,

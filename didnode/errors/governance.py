@@ -6,7 +6,7 @@ reaches the same verdict, since the rules and the counts come from the log.
 
 from __future__ import annotations
 
-from didnode.errors.base import InvalidInput, ResourceExhausted, Unauthorized
+from didnode.errors.base import InvalidInput, NotFound, ResourceExhausted, Unauthorized
 
 
 class NotARegistrar(Unauthorized):
@@ -47,3 +47,9 @@ class GovernanceInvalid(InvalidInput):
     """A governance operation is well formed JSON but not a valid change of this network's policy (names a registrar twice, removes one that is not listed, an inception after the genesis, ...)."""
 
     reason = "GOVERNANCE_INVALID"
+
+
+class NoGovernance(NotFound):
+    """The network has no governance record: its genesis created none, so anyone may create and publish (``open``)."""
+
+    reason = "NO_GOVERNANCE"

@@ -16,6 +16,7 @@ from didnode.core import canonical
 from didnode.core import entry as entry_codec
 from didnode.core.did import validate_did
 from didnode.core.document import resolution_result
+from didnode.core.governance.policy import OPEN
 from didnode.core.keystate import DidState
 from didnode.core.operations import Proof
 from didnode.core.trust.history import ProvenOperation, pick_version, replay
@@ -218,6 +219,7 @@ class LedgerService:
         # Read the cluster position before the snapshot: the snapshot then holds at least that much.
         cluster = self.node.cluster_status()
         with self.node.store.read() as txn:
+            policy = tables.governance(txn)
             info = NodeInfo(
                 self.node.network,
                 self.node.node_did,
@@ -227,6 +229,8 @@ class LedgerService:
                 tables.last_time(txn),
                 layout.SCHEMA_VERSION,
                 self.node.mode,
+                governance=policy.did if policy is not None else "",
+                create_policy=policy.create if policy is not None else OPEN,
             )
         if cluster is None:
             return info

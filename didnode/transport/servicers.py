@@ -14,6 +14,7 @@ from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import node_pb2 as node_pb
 from didnode.core.did_url import DID_ERROR_NS, error_type
 from didnode.errors import DidnodeError, Internal, MalformedMessage
+from didnode.service.governance import GovernanceService
 from didnode.service.ledger import HISTORY_PAGE, MAX_BATCH_CHUNK, Item, LedgerService
 from didnode.wire import ledger as convert
 from didnode.wire.handlers import Malformed
@@ -55,6 +56,7 @@ class LedgerServicer:
 
     def __init__(self, ledger: LedgerService) -> None:
         self.ledger = ledger
+        self.governance = GovernanceService(ledger.node)
 
     @unary
     async def Submit(self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext) -> pb.SubmitResponse:
@@ -142,6 +144,11 @@ class LedgerServicer:
     @unary
     async def GetResource(self, request: pb.ResourceRequest, context: grpc.aio.ServicerContext) -> pb.ResourceResponse:
         return convert.resource_to_pb(self.ledger.resource(request.did, request.id))
+
+    @unary
+    async def GetGovernance(self, request: pb.GetGovernanceRequest, context: grpc.aio.ServicerContext) -> pb.GetGovernanceResponse:
+        at = request.at_position if request.HasField("at_position") else None
+        return convert.governance_to_pb(self.governance.governance(at, list(request.usage_of)))
 
 
 def _batch_item(op: pb.Operation) -> Item:

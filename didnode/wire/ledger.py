@@ -15,7 +15,8 @@ from didnode.core import canonical
 from didnode.core.builder import SignedOperation
 from didnode.core.keystate import DidState
 from didnode.core.operations import Proof
-from didnode.core.results import HistoryEntry, HistoryPage, KeyState, NodeInfo, Receipt, Resource
+from didnode.core.governance.policy import OPEN, Policy, Usage
+from didnode.core.results import USAGE_KINDS, GovernanceInfo, HistoryEntry, HistoryPage, KeyState, NodeInfo, Receipt, Resource
 from didnode.errors import DidnodeError, MalformedMessage, StoreCorrupted, error_for_reason
 from didnode.wire.limits import MAX_BATCH_CHUNK_BYTES
 from didnode.wire.status import rejection_code
@@ -204,6 +205,8 @@ def node_info_to_pb(i: NodeInfo) -> node_pb2.NodeInfo:
         lag=i.lag,
         writable=i.writable,
         not_writable_reason=i.not_writable_reason,
+        governance=i.governance,
+        create_policy=i.create_policy,
     )
 
 
@@ -224,4 +227,58 @@ def node_info_from_pb(i: node_pb2.NodeInfo) -> NodeInfo:
         # An embedded node leaves the field unset (false): it always accepts writes.
         i.writable or i.mode != "cluster",
         i.not_writable_reason,
+        i.governance,
+        # A node from before governance leaves it unset: its network is open.
+        i.create_policy or (OPEN if not i.governance else ""),
     )
+
+
+# --------------------------------------------------------------------------
+# Governance (GetGovernance)
+# --------------------------------------------------------------------------
+
+_KIND_NAMES = set(USAGE_KINDS.values())
+
+
+def governance_request_to_pb(at_position: int | None, usage_of: Sequence[str]) -> pb.GetGovernanceRequest:
+    """The record in effect once the log holds ``at_position`` (None: the current one), with the usage of ``usage_of``."""
+    req = pb.GetGovernanceRequest(usage_of=list(usage_of))
+    if at_position is not None:
+        req.at_position = at_position
+    return req
+
+
+def governance_to_pb(g: GovernanceInfo) -> pb.GetGovernanceResponse:
+    return pb.GetGovernanceResponse(
+        record=g.policy.to_record(),
+        record_position=g.record_position,
+        log_size=g.log_size,
+        last_time_ms=g.last_time_ms,
+        usage=[
+            pb.GovernanceUsage(
+                did=did,
+                kind=kind,
+                window_index=u.window,
+                window_count=u.count,
+                window_bytes=u.bytes,
+                total_count=u.total_count,
+                total_bytes=u.total_bytes,
+            )
+            for (kind, did), u in g.usage.items()
+        ],
+    )
+
+
+def governance_from_pb(m: pb.GetGovernanceResponse) -> GovernanceInfo:
+    """The governance a node sent (not verified: :mod:`didnode.client.verified` proves the record);
+    a record that does not decode is the node's fault: :class:`MalformedMessage`."""
+    try:
+        policy = Policy.from_record(m.record)
+    except StoreCorrupted as exc:
+        raise MalformedMessage(f"the governance reply carries a record that does not decode: {exc.message}") from None
+    usage: dict[tuple[str, str], Usage] = {}
+    for u in m.usage:
+        if u.kind not in _KIND_NAMES:
+            raise MalformedMessage(f"the governance reply counts usage of an unknown kind {u.kind[:20]!r}")
+        usage[u.kind, u.did] = Usage(u.window_index, u.window_count, u.window_bytes, u.total_count, u.total_bytes)
+    return GovernanceInfo(policy, m.record_position, m.log_size, m.last_time_ms, usage)

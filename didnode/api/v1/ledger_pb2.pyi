@@ -195,3 +195,43 @@ class ResourceResponse(_message.Message):
     time_ms: int
     op_hash: bytes
     def __init__(self, did: _Optional[str] = ..., id: _Optional[str] = ..., media_type: _Optional[str] = ..., content: _Optional[str] = ..., position: _Optional[int] = ..., seq: _Optional[int] = ..., time_ms: _Optional[int] = ..., op_hash: _Optional[bytes] = ...) -> None: ...
+
+class GetGovernanceRequest(_message.Message):
+    __slots__ = ("at_position", "usage_of")
+    AT_POSITION_FIELD_NUMBER: _ClassVar[int]
+    USAGE_OF_FIELD_NUMBER: _ClassVar[int]
+    at_position: int
+    usage_of: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, at_position: _Optional[int] = ..., usage_of: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GovernanceUsage(_message.Message):
+    __slots__ = ("did", "kind", "window_index", "window_count", "window_bytes", "total_count", "total_bytes")
+    DID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_INDEX_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    did: str
+    kind: str
+    window_index: int
+    window_count: int
+    window_bytes: int
+    total_count: int
+    total_bytes: int
+    def __init__(self, did: _Optional[str] = ..., kind: _Optional[str] = ..., window_index: _Optional[int] = ..., window_count: _Optional[int] = ..., window_bytes: _Optional[int] = ..., total_count: _Optional[int] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+
+class GetGovernanceResponse(_message.Message):
+    __slots__ = ("record", "record_position", "log_size", "last_time_ms", "usage")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    RECORD_POSITION_FIELD_NUMBER: _ClassVar[int]
+    LOG_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LAST_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    record: bytes
+    record_position: int
+    log_size: int
+    last_time_ms: int
+    usage: _containers.RepeatedCompositeFieldContainer[GovernanceUsage]
+    def __init__(self, record: _Optional[bytes] = ..., record_position: _Optional[int] = ..., log_size: _Optional[int] = ..., last_time_ms: _Optional[int] = ..., usage: _Optional[_Iterable[_Union[GovernanceUsage, _Mapping]]] = ...) -> None: ...

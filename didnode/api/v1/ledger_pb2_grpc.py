@@ -65,6 +65,11 @@ class LedgerServiceStub:
                 request_serializer=didnode_dot_v1_dot_ledger__pb2.ResourceRequest.SerializeToString,
                 response_deserializer=didnode_dot_v1_dot_ledger__pb2.ResourceResponse.FromString,
                 _registered_method=True)
+        self.GetGovernance = channel.unary_unary(
+                '/didnode.v1.LedgerService/GetGovernance',
+                request_serializer=didnode_dot_v1_dot_ledger__pb2.GetGovernanceRequest.SerializeToString,
+                response_deserializer=didnode_dot_v1_dot_ledger__pb2.GetGovernanceResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -106,6 +111,12 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetGovernance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +149,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.GetResource,
                     request_deserializer=didnode_dot_v1_dot_ledger__pb2.ResourceRequest.FromString,
                     response_serializer=didnode_dot_v1_dot_ledger__pb2.ResourceResponse.SerializeToString,
+            ),
+            'GetGovernance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGovernance,
+                    request_deserializer=didnode_dot_v1_dot_ledger__pb2.GetGovernanceRequest.FromString,
+                    response_serializer=didnode_dot_v1_dot_ledger__pb2.GetGovernanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -302,6 +318,33 @@ class LedgerService:
             '/didnode.v1.LedgerService/GetResource',
             didnode_dot_v1_dot_ledger__pb2.ResourceRequest.SerializeToString,
             didnode_dot_v1_dot_ledger__pb2.ResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGovernance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/didnode.v1.LedgerService/GetGovernance',
+            didnode_dot_v1_dot_ledger__pb2.GetGovernanceRequest.SerializeToString,
+            didnode_dot_v1_dot_ledger__pb2.GetGovernanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

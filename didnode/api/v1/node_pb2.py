@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64idnode/v1/node.proto\x12\ndidnode.v1\"\x10\n\x0eGetInfoRequest\"\x98\x02\n\x08NodeInfo\x12\x0f\n\x07network\x18\x01 \x01(\t\x12\x10\n\x08node_did\x18\x02 \x01(\t\x12\x10\n\x08log_size\x18\x03 \x01(\x04\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x11\n\tdid_count\x18\x05 \x01(\x04\x12\x14\n\x0clast_time_ms\x18\x06 \x01(\x04\x12\x16\n\x0eschema_version\x18\x07 \x01(\r\x12\x0c\n\x04mode\x18\x08 \x01(\t\x12\x0e\n\x06stream\x18\t \x01(\t\x12\x12\n\nstream_seq\x18\n \x01(\x04\x12\x17\n\x0fstream_last_seq\x18\x0b \x01(\x04\x12\x0b\n\x03lag\x18\x0c \x01(\x04\x12\x10\n\x08writable\x18\r \x01(\x08\x12\x1b\n\x13not_writable_reason\x18\x0e \x01(\t2J\n\x0bNodeService\x12;\n\x07GetInfo\x12\x1a.didnode.v1.GetInfoRequest\x1a\x14.didnode.v1.NodeInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64idnode/v1/node.proto\x12\ndidnode.v1\"\x10\n\x0eGetInfoRequest\"\xc3\x02\n\x08NodeInfo\x12\x0f\n\x07network\x18\x01 \x01(\t\x12\x10\n\x08node_did\x18\x02 \x01(\t\x12\x10\n\x08log_size\x18\x03 \x01(\x04\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x11\n\tdid_count\x18\x05 \x01(\x04\x12\x14\n\x0clast_time_ms\x18\x06 \x01(\x04\x12\x16\n\x0eschema_version\x18\x07 \x01(\r\x12\x0c\n\x04mode\x18\x08 \x01(\t\x12\x0e\n\x06stream\x18\t \x01(\t\x12\x12\n\nstream_seq\x18\n \x01(\x04\x12\x17\n\x0fstream_last_seq\x18\x0b \x01(\x04\x12\x0b\n\x03lag\x18\x0c \x01(\x04\x12\x10\n\x08writable\x18\r \x01(\x08\x12\x1b\n\x13not_writable_reason\x18\x0e \x01(\t\x12\x12\n\ngovernance\x18\x0f \x01(\t\x12\x15\n\rcreate_policy\x18\x10 \x01(\t2J\n\x0bNodeService\x12;\n\x07GetInfo\x12\x1a.didnode.v1.GetInfoRequest\x1a\x14.didnode.v1.NodeInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETINFOREQUEST']._serialized_start=37
   _globals['_GETINFOREQUEST']._serialized_end=53
   _globals['_NODEINFO']._serialized_start=56
-  _globals['_NODEINFO']._serialized_end=336
-  _globals['_NODESERVICE']._serialized_start=338
-  _globals['_NODESERVICE']._serialized_end=412
+  _globals['_NODEINFO']._serialized_end=379
+  _globals['_NODESERVICE']._serialized_start=381
+  _globals['_NODESERVICE']._serialized_end=455
 # @@protoc_insertion_point(module_scope)

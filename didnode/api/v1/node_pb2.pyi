@@ -10,7 +10,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("network", "node_did", "log_size", "version", "did_count", "last_time_ms", "schema_version", "mode", "stream", "stream_seq", "stream_last_seq", "lag", "writable", "not_writable_reason")
+    __slots__ = ("network", "node_did", "log_size", "version", "did_count", "last_time_ms", "schema_version", "mode", "stream", "stream_seq", "stream_last_seq", "lag", "writable", "not_writable_reason", "governance", "create_policy")
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     NODE_DID_FIELD_NUMBER: _ClassVar[int]
     LOG_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,8 @@ class NodeInfo(_message.Message):
     LAG_FIELD_NUMBER: _ClassVar[int]
     WRITABLE_FIELD_NUMBER: _ClassVar[int]
     NOT_WRITABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    GOVERNANCE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_POLICY_FIELD_NUMBER: _ClassVar[int]
     network: str
     node_did: str
     log_size: int
@@ -39,4 +41,6 @@ class NodeInfo(_message.Message):
     lag: int
     writable: bool
     not_writable_reason: str
-    def __init__(self, network: _Optional[str] = ..., node_did: _Optional[str] = ..., log_size: _Optional[int] = ..., version: _Optional[str] = ..., did_count: _Optional[int] = ..., last_time_ms: _Optional[int] = ..., schema_version: _Optional[int] = ..., mode: _Optional[str] = ..., stream: _Optional[str] = ..., stream_seq: _Optional[int] = ..., stream_last_seq: _Optional[int] = ..., lag: _Optional[int] = ..., writable: _Optional[bool] = ..., not_writable_reason: _Optional[str] = ...) -> None: ...
+    governance: str
+    create_policy: str
+    def __init__(self, network: _Optional[str] = ..., node_did: _Optional[str] = ..., log_size: _Optional[int] = ..., version: _Optional[str] = ..., did_count: _Optional[int] = ..., last_time_ms: _Optional[int] = ..., schema_version: _Optional[int] = ..., mode: _Optional[str] = ..., stream: _Optional[str] = ..., stream_seq: _Optional[int] = ..., stream_last_seq: _Optional[int] = ..., lag: _Optional[int] = ..., writable: _Optional[bool] = ..., not_writable_reason: _Optional[str] = ..., governance: _Optional[str] = ..., create_policy: _Optional[str] = ...) -> None: ...
