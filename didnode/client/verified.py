@@ -17,7 +17,15 @@ the client verified before; docs/trust.md):
   (:mod:`didnode.core.trust.history`); past versions, keys valid at a position
   and an issuer's key times are computed from them here, never taken from a node;
 * a resource (status lists): the publish operation the proven state names,
-  by its hash.
+  by its hash;
+* the network's governance record (:meth:`VerifiedClient.governance`): the
+  current one by its state proof (it lives in the state table under the
+  governance identifier), a past one from the identifier's ``govern``
+  operations, each proven in the log and replayed into exactly the proven
+  record (:mod:`didnode.core.trust.governance_history`). The identifier itself
+  is the node's claim (``GetInfo``) unless the caller names it; the usage
+  counts of :meth:`didnode.client.Client.governance` are derived from the log,
+  not committed to by the state tree: they stay the node's advice.
 
 :class:`VerifiedClient` wraps the blocking :class:`~didnode.client.Client`,
 :class:`AsyncVerifiedClient` the :class:`~didnode.client.AsyncClient`; both
@@ -35,6 +43,7 @@ from didnode.clock import wall_ms
 from didnode.core import canonical
 from didnode.core.checkpoint import Checkpoint
 from didnode.core.credentials.resolver import IssuerRecord, record_from_versions
+from didnode.core.governance.policy import Policy
 from didnode.core.document import resolution_result
 from didnode.core.keystate import DidState
 from didnode.core.keystate.state import ED25519
@@ -42,8 +51,18 @@ from didnode.core.proof_bundle import InclusionProof
 from didnode.core.results import HistoryEntry, HistoryPage, KeyState, ProvenResolution, ProvenState, Resource
 from didnode.core.transparency_verify import verify_inclusion_at, verify_state_at
 from didnode.core.trust import ProofBaseMoved, TrustedLog, TrustPolicy
+from didnode.core.trust.governance_history import policy_at, verify_governance_at, verify_governance_history
 from didnode.core.trust.history import ProvenOperation, Version, pick_version, verify_history
-from didnode.errors import HistoryMismatch, MalformedProof, NodeUnavailable, ProofClaimMismatch, UnknownDid, UnknownResource
+from didnode.errors import (
+    HistoryMismatch,
+    InvalidArgument,
+    MalformedProof,
+    NodeUnavailable,
+    NoGovernance,
+    ProofClaimMismatch,
+    UnknownDid,
+    UnknownResource,
+)
 
 if TYPE_CHECKING:
     from didnode.client.aio import AsyncClient
@@ -59,6 +78,15 @@ class Proven:
 
     did: str
     state: DidState | None
+    record: bytes
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenGovernance:
+    """The network's governance record and the verified checkpoint it is proven under."""
+
+    policy: Policy
     record: bytes
     checkpoint: Checkpoint
 
@@ -101,6 +129,30 @@ class Checks:
             if hashlib.sha256(e.payload).digest() != e.op_hash:
                 raise HistoryMismatch(f"the node's history of {proven.did} names a hash for operation {e.seq} that is not its payload's", did=proven.did)
         return verify_history(proven.record, self.policy.network, ops, proven.checkpoint)
+
+    def governance(self, governance: str, proven: ProvenState, proof_from: int) -> ProvenGovernance:
+        """The governance record ``proven`` proves for identifier ``governance``; a proof of its absence is a
+        verified :class:`NoGovernance`. Raises the trust and proof errors, or :class:`ProofBaseMoved`."""
+        p = proven.proof
+        if p.did != governance:
+            raise ProofClaimMismatch(f"the node answered with the state proof of {p.did[:80]}, not of {governance}", did=governance)
+        checkpoint = self.log.accept(p.checkpoint, proven.consistency, proof_from, self.clock_ms())
+        if not p.present:
+            verify_state_at(checkpoint, governance, None, p.proof)
+            raise NoGovernance(f"{governance} is no governance record on this ledger (verified: a proof of absence)", did=governance)
+        return ProvenGovernance(verify_governance_at(checkpoint, governance, p.state_record, p.proof), p.state_record, checkpoint)
+
+    def governance_at(self, proven: ProvenGovernance, entries: list[HistoryEntry], position: int) -> Policy:
+        """The record in effect once the log holds ``position``, from the governance record's operations
+        (proved at the checkpoint's size) replayed into the proven record."""
+        did = proven.policy.did
+        if not 0 <= position < proven.checkpoint.tree_size:
+            raise InvalidArgument(f"position {position} is beyond the verified log: positions are 0..{proven.checkpoint.tree_size - 1}", position=position)
+        for e in entries:
+            if hashlib.sha256(e.payload).digest() != e.op_hash:
+                raise HistoryMismatch(f"the node's history of {did} names a hash for operation {e.seq} that is not its payload's", did=did)
+        ops = [ProvenOperation(e.position, e.time_ms, e.seq, e.payload, e.proofs, e.inclusion) for e in entries]
+        return policy_at(verify_governance_history(proven.record, self.policy.network, ops, proven.checkpoint), position)
 
     def issuer_record(self, proven: Proven, proofs: list[InclusionProof]) -> IssuerRecord:
         """A proven issuer's record, its key times read from the log entries at its key positions,
@@ -286,6 +338,43 @@ class VerifiedClient:
         proofs = [self.client.inclusion_proof(position=p, tree_size=size) for p in key_positions(present(proven))]
         return self.checks.issuer_record(proven, proofs)
 
+    def proven_governance(self, governance: str | None = None) -> ProvenGovernance:
+        """The network's current governance record under a verified checkpoint; ``governance`` names the
+        identifier (None: the one the node names in ``GetInfo``). :class:`NoGovernance` when there is none."""
+        gid = governance if governance is not None else self.client.node_info().governance
+        if not gid:
+            raise NoGovernance("the node says its network has no governance record: anyone may create and publish")
+        for _ in range(ATTEMPTS):
+            known = self.log.known_size
+            try:
+                return self.checks.governance(gid, self.client.proven_state(gid, known), known)
+            except ProofBaseMoved:
+                continue
+        raise _kept_moving(gid)
+
+    def governance(self, at_position: int | None = None, governance: str | None = None) -> Policy:
+        """The governance record, verified: the current one, or the one in effect once the log holds
+        ``at_position`` (replayed here from its proven operations, never taken from a node)."""
+        proven = self.proven_governance(governance)
+        if at_position is None or at_position >= proven.policy.updated_pos and at_position < proven.checkpoint.tree_size:
+            return proven.policy
+        entries: list[HistoryEntry] = []
+        after = None
+        while True:
+            page = self.client.history_page(proven.policy.did, after, prove_at_size=proven.checkpoint.tree_size)
+            after = _governance_done(proven, entries, page)
+            if after is None:
+                break
+        return self.checks.governance_at(proven, entries, at_position)
+
+
+def _governance_done(proven: ProvenGovernance, entries: list[HistoryEntry], page: HistoryPage) -> int | None:
+    """As :func:`_next_page` for the governance record's history: done once its seq 0..seq are there."""
+    entries.extend(page.entries)
+    if page.next_after_seq is None or len(entries) > proven.policy.seq:
+        return None
+    return page.next_after_seq
+
 
 class AsyncVerifiedClient:
     """:class:`VerifiedClient` over the :class:`~didnode.client.AsyncClient` (the device SDK's)."""
@@ -366,3 +455,30 @@ class AsyncVerifiedClient:
         # The key positions' entries are independent reads: asked at once, not one after the other.
         proofs = list(await asyncio.gather(*(self.client.inclusion_proof(position=p, tree_size=size) for p in key_positions(present(proven)))))
         return self.checks.issuer_record(proven, proofs)
+
+    async def proven_governance(self, governance: str | None = None) -> ProvenGovernance:
+        """See :meth:`VerifiedClient.proven_governance`."""
+        gid = governance if governance is not None else (await self.client.node_info()).governance
+        if not gid:
+            raise NoGovernance("the node says its network has no governance record: anyone may create and publish")
+        for _ in range(ATTEMPTS):
+            known = self.log.known_size
+            try:
+                return self.checks.governance(gid, await self.client.proven_state(gid, known), known)
+            except ProofBaseMoved:
+                continue
+        raise _kept_moving(gid)
+
+    async def governance(self, at_position: int | None = None, governance: str | None = None) -> Policy:
+        """See :meth:`VerifiedClient.governance`."""
+        proven = await self.proven_governance(governance)
+        if at_position is None or at_position >= proven.policy.updated_pos and at_position < proven.checkpoint.tree_size:
+            return proven.policy
+        entries: list[HistoryEntry] = []
+        after = None
+        while True:
+            page = await self.client.history_page(proven.policy.did, after, prove_at_size=proven.checkpoint.tree_size)
+            after = _governance_done(proven, entries, page)
+            if after is None:
+                break
+        return self.checks.governance_at(proven, entries, at_position)
