@@ -36,6 +36,9 @@ from typing import cast
 import nats.errors
 from nats.aio.msg import Msg
 
+from didnode.clock import wall_ms
+from didnode.core.governance.policy import Usage
+from didnode.core.governance.rules import admit, govern
 from didnode.core.keystate import ApplyContext, DidState, apply
 from didnode.core.operations import Operation, Proof
 from didnode.core.results import Receipt
@@ -299,12 +302,25 @@ class Publisher:
                     raise UnknownDid(f"{did} does not exist on this ledger", did=did)
                 return state
 
+            # Governance as the writer will judge it; quotas at about the time the stream will stamp
+            # (the wall clock, not the last entry's time, which may lie in a window that has ended).
+            policy = tables.governance(txn)
+            stamp = max(now, wall_ms())
+
+            def counted(kind: bytes, did: str) -> Usage:
+                return tables.usage(txn, kind, did)
+
             for op in ops:
                 try:
                     if tables.has_operation(txn, op.hash):
                         at = tables.position_of(txn, op.hash)
                         raise DuplicateOperation(f"operation {op.hash.hex()} is already on the ledger at position {at}", position=at)
-                    apply(tables.state_if_exists(txn, op.did), op, ApplyContext(position, now, resolve))
+                    ctx = ApplyContext(position, now, resolve)
+                    if op.type == "govern":
+                        govern(policy, op, ctx)
+                    else:
+                        apply(tables.state_if_exists(txn, op.did), op, ctx)
+                        admit(policy, op, stamp, counted)
                     out.append(self.cluster.subject_seq(txn, op.did))
                 except DidnodeError as exc:
                     out.append(exc)
