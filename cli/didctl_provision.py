@@ -33,11 +33,15 @@ from didnode.client.verified import VerifiedClient
 from didnode.core.keystate import DidState
 from didnode.core.results import HistoryEntry
 from didnode.core.credentials.model import MAX_CLAIM_STRING
-from didnode.errors import InvalidArgument
+from didnode.clock import wall_ms
+from didnode.core.governance.policy import CREATES, Policy, Usage
+from didnode.core.results import USAGE_KINDS
+from didnode.errors import InvalidArgument, NoGovernance, NotARegistrar, QuotaExceeded
 from didnode.keystore import kdf_from_env
 from didnode.provisioning.bundle import Sealer, parse_recipient
 from didnode.provisioning.devices import SERIAL_RE, read_public_keys
-from didnode.provisioning.run import DEFAULT_CHUNK, DEFAULT_WINDOW, Manufacturer, ProvisionRun, RunSpec, serial_for
+from didnode.provisioning.admission import RunAdmission, check_run, devices_done
+from didnode.provisioning.run import DEFAULT_CHUNK, DEFAULT_WINDOW, JOURNAL_NAME, Manufacturer, ProvisionRun, RunResult, RunSpec, serial_for
 from didnode.provisioning.transfer import FleetTransfer, TransferResult, read_manifest, read_offer, write_offer
 
 # Options of a run; none of them may be given together with a subcommand.
@@ -57,6 +61,7 @@ RUN_OPTIONS = (
     "chunk_size",
     "window",
     "helper",
+    "allow_spread",
 )
 
 
@@ -152,6 +157,12 @@ def _text(value: str, option: str) -> str:
 @click.option("--chunk-size", type=click.IntRange(1, 65536), default=DEFAULT_CHUNK, show_default=True, metavar="N", help="Devices per journaled chunk.")
 @click.option("--window", type=click.IntRange(1, 64), default=DEFAULT_WINDOW, show_default=True, metavar="N", help="Batches in flight to the node.")
 @click.option("--helper/--no-helper", default=None, hidden=True, help="Force the key/signature helper process on or off (default: on for big runs).")
+@click.option(
+    "--allow-spread",
+    is_flag=True,
+    help="On a governed network, when the run does not fit in what is left of the manufacturer's quota window: "
+    "create what fits, wait for each window to end, go on (without it the run is refused at once).",
+)
 @json_option
 @click.pass_context
 def provision_group(click_ctx: click.Context, **opts: Any) -> None:
@@ -175,6 +186,19 @@ def provision_group(click_ctx: click.Context, **opts: Any) -> None:
 
     Killed at any point, the same command resumes from DIR/provision.journal and
     ends with exactly N devices: none twice, none lost.
+
+    On a governed network (docs/governance.md) the run is checked against the
+    network's verified policy before anything is written: the manufacturer
+    must be a registrar on a `registrars` network (a governor on a `governors`
+    one), else NOT_A_REGISTRAR; the devices still to create must fit in its
+    total quota, else QUOTA_EXCEEDED. When they do not fit in what is left of
+    its current quota window (a run bigger than the quota per window never
+    does), the run is refused with QUOTA_EXCEEDED saying when the window ends
+    and how many windows and how long the run would take, unless
+    --allow-spread: then it creates what fits, waits for the window to end
+    and goes on, as many times as needed. A run stopped by the network (the
+    manufacturer removed as registrar, a quota lowered) keeps every finished
+    device; the same command resumes it once the governors allow it again.
     """
     ctl = click_ctx.find_object(Ctl)
     assert ctl is not None, "provision runs under the didctl main group"
@@ -203,6 +227,7 @@ def _run(
     chunk_size: int,
     window: int,
     helper: bool | None,
+    allow_spread: bool,
 ) -> None:
     missing = [o for o, v in (("--manufacturer", manufacturer), ("--model", model), ("--out", out)) if v is None]
     if count is None and from_public_keys is None:
@@ -252,6 +277,11 @@ def _run(
         if not SERIAL_RE.fullmatch(last):
             raise click.BadParameter(f"gives serials like {last!r}; a serial is [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}", param_hint="--serial-prefix")
 
+    # Before anything is written (no journal, no bundle): would the network admit the run's creates?
+    admission = _check_admission(ctl, client, mfr, count - devices_done(out / JOURNAL_NAME), allow_spread)
+    if admission.note:
+        note(admission.note)
+
     keys = "device" if device_keys is not None else "generated"
     protection = "device" if device_keys is not None else "passphrase" if passphrase else "recipient" if recipient else "none"
     spec = RunSpec(
@@ -277,8 +307,9 @@ def _run(
         sealer = Sealer.plain()
         _warn_plain(out)
     bar = ProgressBar(f"provisioning {model}", progress_enabled(ctl))
-    try:
-        result = ProvisionRun(
+
+    def attempt() -> RunResult:
+        return ProvisionRun(
             client=client,
             keystore=ks,
             spec=spec,
@@ -295,6 +326,9 @@ def _run(
             notify=note,
             trust=trust,
         ).run()
+
+    try:
+        result = _run_governed(attempt, out, count, allow_spread)
     finally:
         bar.close()
     if protection == "none":
@@ -312,6 +346,54 @@ def _run(
             ]
         ),
     )
+
+
+def _check_admission(ctl: Ctl, client: Client, mfr: str, needed: int, allow_spread: bool) -> RunAdmission:
+    """The network's verified policy (the node's usage counts as advice) against a run of ``needed`` creates
+    by ``mfr`` (:func:`didnode.provisioning.admission.check_run`); raises its refusal."""
+    reads = ctl.verified()
+    try:
+        policy: Policy | None = reads.governance() if isinstance(reads, VerifiedClient) else client.governance().policy
+    except NoGovernance:
+        return RunAdmission()  # an open network without governance: anyone may create
+    assert policy is not None
+    usage, now = Usage(), wall_ms()
+    if mfr in policy.registrars:
+        info = client.governance(usage_of=[mfr])
+        usage = info.usage.get((USAGE_KINDS[CREATES], mfr), Usage())
+        now = max(now, info.last_time_ms)  # ordering time never goes back
+    return check_run(policy, mfr, needed, usage, now, allow_spread=allow_spread)
+
+
+# How long past a quota window's end the run waits before it goes on (clocks of tool and node differ).
+SPREAD_MARGIN_MS = 2000
+
+
+def _run_governed(attempt: Any, out: Path, count: int, spread: bool) -> RunResult:
+    """Run ``attempt`` (one :class:`ProvisionRun`); when the network stops the run, say how far it got and how to
+    go on. With ``spread``, a quota window used up is waited out and the run resumed (from its journal)."""
+    while True:
+        try:
+            return cast(RunResult, attempt())
+        except QuotaExceeded as exc:
+            reset = exc.reset_time_ms
+            done = devices_done(out / JOURNAL_NAME)
+            if not spread or reset is None:
+                raise type(exc)(
+                    f"{exc.message}; the run stopped with {done:,} of {count:,} devices done; re-run the same command "
+                    "to resume once the quota allows (or with --allow-spread to wait for the windows)", **exc.details
+                ) from None
+            wait_ms = reset + SPREAD_MARGIN_MS - wall_ms()
+            note(f"{done:,} of {count:,} devices done; the registrar's quota window is used up: waiting {max(0, wait_ms) / 1000:.0f} s for the next one")
+            if wait_ms > 0:
+                time.sleep(wait_ms / 1000)
+        except NotARegistrar as exc:
+            done = devices_done(out / JOURNAL_NAME)
+            raise NotARegistrar(
+                f"{exc.message}; the network no longer admits this manufacturer's creates: the run stopped with {done:,} of "
+                f"{count:,} devices done (the rest not created or kept for the resume); re-run the same command once the "
+                "governors make it a registrar again", **exc.details
+            ) from None
 
 
 def _trust_for_devices(ctl: Ctl) -> dict[str, Any] | None:
