@@ -45,6 +45,7 @@ from cli.didctl_common import (
 from cli.didctl_audit import audit
 from cli.didctl_auth import auth_command, device_group
 from cli.didctl_did import did_group
+from cli.didctl_gov import error_hint, gov_group
 from cli.didctl_log import log
 import cli.didctl_compare  # noqa: F401  (registers `didctl log compare`)
 from cli.didctl_provision import provision_group
@@ -120,6 +121,9 @@ def report(ctx: click.Context, err: DidnodeError) -> None:
     """
     ctl = ctx.find_object(Ctl)
     line = " ".join(str(err).split())
+    hint = error_hint(err)
+    if hint:
+        line += f"; {hint}"
     saved = save_evidence(ctl, err)
     if saved is not None:
         line += f" (evidence saved to {saved})"
@@ -257,6 +261,7 @@ main.add_command(auth_command)
 main.add_command(device_group)
 main.add_command(provision_group)
 main.add_command(trust_group)
+main.add_command(gov_group)
 
 
 # --------------------------------------------------------------------------
@@ -318,6 +323,8 @@ def node_info(ctl: Ctl) -> None:
         "schemaVersion": info.schema_version,
         "lastTime": last,
         "address": ctl.node,
+        "governance": info.governance or None,
+        "createPolicy": info.create_policy,
     }
     text = {
         "node": ctl.node,
@@ -328,6 +335,7 @@ def node_info(ctl: Ctl) -> None:
         "last op": last or "-",
         "version": info.version,
         "mode": info.mode,
+        "governance": f"{info.governance} (creates: {info.create_policy})" if info.governance else "none (open network)",
     }
     if info.mode == "cluster":
         data["cluster"] = {
