@@ -10,6 +10,7 @@ submits it. Commands that install new keys go through
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Iterable
 
 import click
@@ -40,10 +41,11 @@ from cli.signing import (
     next_signer,
     secrets_of,
 )
-from didnode.core import builder
+from didnode.core import builder, opfile
 from didnode.core.document import parse_iso8601
 from didnode.core.keystate import ED25519, DidState, KeyRecord
 from didnode.core.operations import MAX_REASON, PURPOSES
+from didnode.fileio import write_atomic
 from didnode.wire.limits import HISTORY_PAGE
 
 
@@ -86,14 +88,26 @@ def check_reason(reason: str, option: str) -> str:
 @click.option("--service", "services", type=SERVICE, multiple=True, help="A service entry ID=TYPE=URL (repeatable).")
 @click.option("--no-key-agreement", is_flag=True, help="Do not create an X25519 key-agreement key.")
 @click.option("--purpose", "purposes", type=click.Choice(PURPOSES), multiple=True, help="Purposes of key-1 (repeatable; default: both).")
-def create(ctl: Ctl, controllers: tuple[str, ...], services: tuple[ServiceSpec, ...], no_key_agreement: bool, purposes: tuple[str, ...]) -> None:
+@click.option("--offline", is_flag=True, help="Do not submit: write the signed create to --out (for a network's genesis: didnode init --governor-op FILE); the keys go to the keystore.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="With --offline: the operation file to write (didnode/operation/v1).")
+@click.option("--network", "offline_network", default="", metavar="NET", help="With --offline: the network the DID is created on (no node is asked).")
+def create(
+    ctl: Ctl, controllers: tuple[str, ...], services: tuple[ServiceSpec, ...], no_key_agreement: bool, purposes: tuple[str, ...],
+    offline: bool, out_path: Path | None, offline_network: str,
+) -> None:
     """Create a new DID with fresh keys kept in the keystore.
 
     Generates key-1 (Ed25519, authentication and assertion), ka-1 (X25519
     key agreement) and a pre-rotation next key; prints the new DID.
     The keystore is created if it does not exist yet (unless controllers
-    must sign: their keys must already be in it).
+    must sign: their keys must already be in it). With --offline --network
+    NET --out FILE no node is asked: the signed create is written to FILE
+    (for the genesis of a governed network, see didnode init) and the keys
+    are kept in the keystore.
     """
+    if offline or out_path is not None or offline_network:
+        _create_offline(ctl, controllers, services, no_key_agreement, purposes, offline, out_path, offline_network)
+        return
     ctrl_dids = sorted({checked_did(c) for c in controllers})
     _unique_services(services, "--service")
     client = ctl.client()
@@ -106,6 +120,34 @@ def create(ctl: Ctl, controllers: tuple[str, ...], services: tuple[ServiceSpec, 
     op = builder.sign(unsigned, [(f"{unsigned.did}#{fresh.auth_id}", fresh.auth), *signers])
     receipt = submit_staged(ks, client, op, None, fresh.secrets(unsigned.did, {}), note)
     ctl.emit(receipt_json(receipt, controllers=ctrl_dids), unsigned.did)
+
+
+def _create_offline(
+    ctl: Ctl, controllers: tuple[str, ...], services: tuple[ServiceSpec, ...], no_key_agreement: bool, purposes: tuple[str, ...],
+    offline: bool, out_path: Path | None, network: str,
+) -> None:
+    """``create --offline``: sign the create with fresh keys, keep them, write the operation file.
+
+    Precondition: none of the node's answers is needed, so controllers (whose
+    current keys only a node can tell) are refused. The keys are stored
+    before the file is written: a file whose keys were lost would be useless.
+    """
+    if not (offline and out_path is not None and network):
+        raise click.UsageError("--offline, --out and --network go together")
+    if controllers:
+        raise click.UsageError("--controller needs a node (its current keys are read from the ledger); create offline without controllers")
+    if out_path.exists():
+        raise click.UsageError(f"--out: {out_path} exists; choose another file (a signed create is never overwritten)")
+    _unique_services(services, "--service")
+    ks = ctl.keystore(create=True)
+    fresh = FreshKeys.generate(1, key_agreement=not no_key_agreement, purposes=purposes or PURPOSES)
+    unsigned = builder.create(network, fresh.new_keys(), fresh.next_public, [], [s.to_json() for s in services], fresh.agreement())
+    op = builder.sign(unsigned, [(f"{unsigned.did}#{fresh.auth_id}", fresh.auth)])
+    opfile.loads(opfile.dumps(op).encode(), "--network")  # the network id and the operation parse as a node will parse them
+    ks.put(fresh.secrets(unsigned.did, {}))
+    write_atomic(out_path, opfile.dumps(op).encode(), mode=0o644)
+    note(f"wrote the signed create of {unsigned.did} to {out_path} (not submitted; its keys are in {ctl.keystore_path})")
+    ctl.emit({"did": unsigned.did, "out": str(out_path), "network": network}, unsigned.did)
 
 
 def _unique_services(services: Iterable[ServiceSpec], option: str) -> None:

@@ -27,6 +27,8 @@ from didnode.store.env import DEFAULT_MAP_SIZE
 from didnode.transport.limits import Limits
 from didnode.transport.server import NodeServer, start_server
 from cli.didnode_limits import limit_options, limits_from
+from cli.didnode_init import init_command, without_auth
+from didnode.service.genesis import load as load_genesis
 from cli.didnode_http import HttpFace, check_http_listen, http_options, setup_logging
 from cli.didnode_tls import server_tls, tls_group, tls_options, utc_now
 from cli.didnode_trust import startup_line, trust_policy_command
@@ -61,12 +63,13 @@ def main() -> None:
 @click.option("--nats-tls-cert", default="", envvar="DIDNODE_NATS_TLS_CERT", metavar="FILE", help="Cluster mode: PEM client certificate presented to the NATS servers (with --nats-tls-key).")
 @click.option("--nats-tls-key", default="", envvar="DIDNODE_NATS_TLS_KEY", metavar="FILE", help="Cluster mode: PEM private key of --nats-tls-cert (keep it mode 0600).")
 @click.option("--prepare-processes", default=DEFAULT_PREPARE_PROCESSES, show_default=True, envvar="DIDNODE_PREPARE_PROCESSES", type=click.IntRange(0, 64), metavar="N", help="Worker processes that parse and verify submitted batches (0: in the node process).")
+@click.option("--genesis", "genesis_path", default="", envvar="DIDNODE_GENESIS", metavar="FILE", help="A governed network's signed genesis (didnode init): written on an empty ledger (cluster mode: published as the stream's first messages), checked otherwise.")
 @click.option("--new-identity", is_flag=True, help="Start a new node identity: move DATA/node.key and DATA/node.checkpoint aside (*.retired-<UTC time>) and start a new ledger under a new node DID. Only over a missing or empty DATA/ledger; see docs/storage.md.")
 @tls_options
 @http_options
 @limit_options
 @witness_options
-def serve(data_dir: str, listen: str, network: str, origin: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, new_identity: bool, tls_cert: str, tls_key: str, tls_client_ca: str, insecure_plaintext: bool, http: str, ready_max_lag: int, log_format: str, witnesses: tuple[str, ...], witness_for: tuple[str, ...], witness_timeout: float, **limit_args: object) -> None:
+def serve(data_dir: str, listen: str, network: str, origin: str, map_size: int, log_level: str, session_lifetime: int, nats_urls: str, stream: str, nats_user: str, nats_password_file: str, nats_tls_ca: str, nats_tls_cert: str, nats_tls_key: str, prepare_processes: int, genesis_path: str, new_identity: bool, tls_cert: str, tls_key: str, tls_client_ca: str, insecure_plaintext: bool, http: str, ready_max_lag: int, log_format: str, witnesses: tuple[str, ...], witness_for: tuple[str, ...], witness_timeout: float, **limit_args: object) -> None:
     """Run a node until SIGTERM or SIGINT.
 
     Plaintext only on a loopback address; elsewhere give --tls-cert and
@@ -96,9 +99,14 @@ def serve(data_dir: str, listen: str, network: str, origin: str, map_size: int, 
             nats_auth = NatsAuth.from_files(*nats_files)
         except DidnodeError as err:
             raise click.UsageError(str(err)) from None
+    try:
+        genesis = load_genesis(genesis_path) if genesis_path else None
+    except DidnodeError as err:
+        click.echo(f"didnode: {err} [{err.reason}]", err=True)
+        sys.exit(1)
     config = NodeConfig(
         data_dir=data_dir, network=network, map_size=map_size, session_lifetime_s=session_lifetime, nats_servers=servers, stream=stream, nats_auth=nats_auth,
-        prepare_processes=prepare_processes, new_identity=new_identity, origin=origin,
+        prepare_processes=prepare_processes, new_identity=new_identity, origin=origin, genesis=genesis,
     )
     try:
         tls = server_tls(listen, tls_cert, tls_key, tls_client_ca, insecure_plaintext, utc_now())
@@ -120,9 +128,15 @@ async def _serve(
     witness = None
     try:
         ledger = LedgerService(node)
-        if node.jetstream is not None and not await _identity_on_ledger(node, ledger):
-            return
-        servicers = build_servicers(node, ledger)
+        on_ledger = True
+        if node.jetstream is not None:
+            found = await _identity_on_ledger(node, ledger)
+            if found is None:
+                return
+            on_ledger = found
+        # A node whose own DID the governance refused (NOT_A_REGISTRAR, logged) serves without
+        # AuthService: the handshake signs as the node DID, which must be on the ledger.
+        servicers = build_servicers(node, ledger) if on_ledger else without_auth(node, ledger)
         server = await start_server(servicers, listen, limits, tls)
         loop = asyncio.get_running_loop()
         if node.jetstream is not None:
@@ -143,6 +157,7 @@ async def _serve(
             face.http.metrics.watch_cosigning(collector)  # /metrics: cosigned checkpoints, witness failures
         log.info("node %s on network %s serving on %s:%s, %s (data %s, %s mode)", node.node_did, node.network, host, server.port, serving_mode(tls), config.data_dir, node.mode)
         log.info("%s", startup_line(node))
+        log.info("%s", node.governance_line())
         await stop.wait()
         log.info("stopping: draining calls")
         if collector is not None:
@@ -156,13 +171,14 @@ async def _serve(
         log.info("stopped")
 
 
-async def _identity_on_ledger(node: Node, ledger: LedgerService) -> bool:
+async def _identity_on_ledger(node: Node, ledger: LedgerService) -> bool | None:
     """Cluster mode: wait until the node's own DID create came back through the stream.
 
     Services built at startup (authentication) need the node DID's key state.
     On a restart it is already in the store; on a first start the node
     publishes its create and, joining late, first replays the stream before
-    it. False when SIGTERM/SIGINT came first.
+    it. False when the network's governance rejected the create (the node
+    serves without authentication); None when SIGTERM/SIGINT came first.
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -175,6 +191,9 @@ async def _identity_on_ledger(node: Node, ledger: LedgerService) -> bool:
             return True
         except UnknownDid:
             pass
+        assert node.jetstream is not None
+        if node.jetstream.own_create_refused is not None:
+            return False
         if loop.time() - told > 10:
             told = loop.time()
             st = node.cluster_status()
@@ -189,7 +208,7 @@ async def _identity_on_ledger(node: Node, ledger: LedgerService) -> bool:
             await asyncio.wait_for(stop.wait(), 0.1)
         except asyncio.TimeoutError:
             pass
-    return False
+    return None
 
 
 async def _health_follows_cluster(node: Node, server: NodeServer, loop: asyncio.AbstractEventLoop) -> None:
@@ -212,6 +231,7 @@ async def _health_follows_cluster(node: Node, server: NodeServer, loop: asyncio.
     node.jetstream.add_listener(on_change)
 
 
+main.add_command(init_command)
 main.add_command(tls_group)
 main.add_command(trust_policy_command)
 main.add_command(witness_command)

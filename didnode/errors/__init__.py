@@ -13,7 +13,7 @@ signal failure; messages are one line, precise, and name the offending value.
 
 The classes live in one module per area (:mod:`~didnode.errors.base`: the base,
 the registry and the categories; ``ledger``, ``transparency``, ``credentials``,
-``auth``, ``cluster``, ``governance``, ``trust``, ``tls``, ``local``, ``witness``); import them from here.
+``auth``, ``cluster``, ``governance``, ``genesis``, ``trust``, ``tls``, ``local``, ``witness``); import them from here.
 """
 
 from __future__ import annotations
@@ -187,6 +187,7 @@ from didnode.errors.cluster import (  # noqa: F401
     WriteConflict,
     WrongSubject,
 )
+from didnode.errors.genesis import GenesisConflict  # noqa: F401
 from didnode.errors.tls import (  # noqa: F401
     InsecureListen,
     TlsCertificateExpired,
@@ -238,6 +239,7 @@ __all__ = [
     "DidnodeError",
     "DuplicateJsonKey",
     "DuplicateOperation",
+    "GenesisConflict",
     "GenesisMismatch",
     "HandshakeBadSignature",
     "HandshakeMalformed",

@@ -38,7 +38,7 @@ from didnode.core.merkle import log_tree
 from didnode.core.operations import Proof
 from didnode.core.tlog_checkpoint import check_origin, default_origin
 from didnode.core.transparency_verify import verify_checkpoint
-from didnode.errors import DidnodeError, InvalidArgument, NodeKeyMismatch, StoreCorrupted, StreamMismatch
+from didnode.errors import DidnodeError, GenesisConflict, InvalidArgument, NodeKeyMismatch, StoreCorrupted, StreamMismatch
 from didnode.fileio import fsync_dir, write_atomic
 from didnode.ledger.batch import apply_batch
 from didnode.ledger.checkpoints import CHECKPOINT_FILE, CheckpointRecord
@@ -46,6 +46,8 @@ from didnode.ledger.orderer import LocalOrderer, Orderer
 from concurrent.futures import Future
 
 from didnode.ledger.prepare import prepare_many
+from didnode.service import genesis as genesis_mod
+from didnode.service.genesis import Genesis
 from didnode.ledger.preparer import INLINE_BELOW, InlinePreparer, Prepared, Preparer, ProcessPreparer
 from didnode.ledger.trees import roots, transparency_hooks
 from didnode.ledger.verifier import ProcessVerifier
@@ -96,6 +98,12 @@ class NodeConfig:
     # didnode serve --origin: the C2SP origin of the node's checkpoint notes, also their key name
     # (docs/transparency.md "Checkpoints as signed notes"); empty: didnode.local/<network>.
     origin: str = ""
+    # didnode serve --genesis FILE (didnode.service.genesis): a governed network's genesis, written on
+    # an empty ledger (published as the stream's first messages in cluster mode), checked otherwise.
+    genesis: "Genesis | None" = None
+
+
+GENESIS_TIMEOUT_S = 60.0  # cluster mode: publishing the genesis and applying it, at start
 
 
 class Node:
@@ -106,9 +114,11 @@ class Node:
         self.network = config.network
         self.origin = check_origin(config.origin) if config.origin else default_origin(config.network)
         self.clock_ms: Callable[[], int] = wall_ms
+        self.genesis_written = False  # this start wrote config.genesis (embedded)
         ledger_dir = os.path.join(config.data_dir, LEDGER_DIR)
         self.key_path = os.path.join(config.data_dir, NODE_KEY_FILE)
         self._refuse_key_without_ledger_file(ledger_dir)  # before anything is created
+        self._check_genesis_config()
         self.store = Store(ledger_dir, map_size=config.map_size)
         self.tables = LedgerTables(self.store)
         try:
@@ -140,9 +150,18 @@ class Node:
             genesis = self._genesis_op()
             self.node_did = self._cluster_genesis(genesis, cluster.stream_name)
             self._check_checkpoint_record()
+            if config.genesis is not None:
+                self._validate_cluster_genesis(config.genesis)
             jet.start()
-            # In a cluster the node's own create is an ordinary write through the stream.
-            jet.publish_genesis(genesis.payload, genesis.proofs, genesis.did)
+            try:
+                if config.genesis is not None:
+                    self._publish_cluster_genesis(jet, config.genesis)
+            except BaseException:
+                self.close()
+                raise
+            if config.genesis is None or self.node_did not in config.genesis.dids:
+                # In a cluster the node's own create is an ordinary write through the stream.
+                jet.publish_genesis(genesis.payload, genesis.proofs, genesis.did)
         else:
             local = LocalOrderer(self.tables, wall_ms, hooks, config.max_batch, config.max_pending)
             self.orderer = local
@@ -201,7 +220,7 @@ class Node:
                 f"{record_path} records the checkpoints of an earlier identity of this node, whose key and ledger are gone; "
                 f"start a new identity with didnode serve --data {data} --new-identity (it moves the record aside)"
             )
-        return _load_key(self.key_path) if key_exists else _create_key(self.key_path)
+        return _load_key(self.key_path) if key_exists else create_key(self.key_path)
 
     def _did_of(self, key: SigningKey) -> str:
         return self._genesis_op(key).did
@@ -239,18 +258,54 @@ class Node:
         if adopt is not None:
             record.save(adopt)
 
+    def _check_genesis_config(self) -> None:
+        """A genesis file must be for this network; embedded, the node key didnode init created must exist."""
+        g = self.config.genesis
+        if g is None:
+            return
+        if g.network != self.network:
+            raise InvalidArgument(f"the genesis file is for network {g.network!r}, the node runs {self.network!r}: give --network {g.network}")
+        if not self.config.nats_servers and not os.path.exists(self.key_path):
+            raise NodeKeyMismatch(
+                f"there is no node key {self.key_path}: the genesis begins with the create of {g.dids[0]}, whose key is in the "
+                "--data directory didnode init created; write the genesis there"
+            )
+
     def _genesis(self, orderer: LocalOrderer) -> str:
         self._check_mode()
+        data = self.config.data_dir
+        g = self.config.genesis
         with self.store.read() as txn:
             if self.tables.has_meta(txn, layout.META_NETWORK):
                 network = self.tables.meta_text(txn, layout.META_NETWORK)
                 if network != self.network:
                     raise InvalidArgument(
-                        f"the store at {self.config.data_dir} belongs to network {network!r}, not {self.network!r}"
+                        f"the store at {data} belongs to network {network!r}, not {self.network!r}"
                     )
                 node_did = self.tables.meta_text(txn, layout.META_NODE_DID)
                 self._check_key(node_did)
-                return node_did
+                if self.tables.log_size(txn) > 0:
+                    if g is not None:
+                        genesis_mod.check_ledger(self.tables, txn, g, data)  # this genesis already: nothing to do
+                    return node_did
+                if g is None:
+                    # Only didnode init leaves a bound ledger without entries (embedded).
+                    raise InvalidArgument(
+                        f"the ledger in {data} was prepared by didnode init for a governed network and holds no entry yet: "
+                        f"write its genesis with didnode init --data {data} --genesis FILE (or didnode serve --genesis FILE)"
+                    )
+        if g is not None:
+            node_did = self._did_of(self.signing_key)
+            genesis_mod.check_node(g, node_did, data)
+
+            def bind(txn: object) -> None:
+                self.tables.set_meta_text(txn, layout.META_NETWORK, self.network)  # type: ignore[arg-type]
+                self.tables.set_meta_text(txn, layout.META_NODE_DID, node_did)  # type: ignore[arg-type]
+
+            genesis_mod.write(self.tables, g, orderer.clock_ms(), orderer.hooks, bind)
+            self.genesis_written = True
+            log.info("wrote the genesis of network %s: %d operations, governance %s", self.network, len(g.operations), g.governance)
+            return node_did
         signed = self._genesis_op()
         ops = prepare_many([(signed.payload, signed.proofs)], self.network, self.tables)
 
@@ -267,13 +322,7 @@ class Node:
 
     def _genesis_op(self, key: SigningKey | None = None) -> builder.SignedOperation:
         """The node DID's create: deterministic for a node key (Ed25519 signatures are)."""
-        key = key if key is not None else self.signing_key
-        # The node's next key is derived from its key so that the node can
-        # always rotate; an operator who wants an offline next key rotates
-        # the node DID with didctl.
-        nxt = SigningKey(_derive(bytes(key), b"next"))
-        unsigned = builder.create(self.network, [builder.NewKey("key-1", bytes(key.verify_key))], bytes(nxt.verify_key))
-        return builder.sign(unsigned, [(f"{unsigned.did}#key-1", key)])
+        return node_create(self.network, key if key is not None else self.signing_key)
 
     def _check_mode(self) -> None:
         """Refuse to run embedded on a store that follows a cluster stream (the histories would fork)."""
@@ -314,6 +363,38 @@ class Node:
         self.store.write(mark)
         return genesis.did
 
+    def _validate_cluster_genesis(self, g: "Genesis") -> None:
+        """Cluster mode, before following: a genesis this node would publish must be accepted whole.
+
+        A rejected genesis operation on the stream would start the network
+        ungoverned for good: so on an empty ledger the genesis is applied here
+        in a transaction that is then aborted, and its first rejection raised.
+        """
+        with self.store.read() as txn:
+            if self.tables.log_size(txn) > 0:
+                genesis_mod.check_ledger(self.tables, txn, g, self.config.data_dir)
+                return
+        genesis_mod.write(self.tables, g, self.clock_ms(), (), lambda txn: None, dry_run=True)
+
+    def _publish_cluster_genesis(self, jet: "JetStreamOrderer", g: "Genesis") -> None:
+        """Cluster mode: make the stream begin with the genesis (or find it there), and this ledger hold it."""
+        with self.store.read() as txn:
+            if self.tables.log_size(txn) > len(g.dids):
+                genesis_mod.check_ledger(self.tables, txn, g, self.config.data_dir)  # applied before: no NATS needed
+                return
+        items = [(op.did, op.payload, op.proofs) for op in g.operations]
+        published = jet.ensure_genesis(items, GENESIS_TIMEOUT_S)
+        with self.store.read() as txn:
+            if not genesis_mod.check_ledger(self.tables, txn, g, f"{self.config.data_dir} (stream {jet.stream})"):
+                raise GenesisConflict(f"stream {jet.stream} holds the genesis but this node's ledger does not: its operations were rejected")
+        log.info("the stream begins with the genesis of governance %s (%d of its %d operations published by this node)", g.governance, published, len(items))
+
+    def governance_line(self) -> str:
+        """The network's governance in one log line (what ``didnode serve`` says at start)."""
+        with self.store.read() as txn:
+            policy = self.tables.governance(txn)
+        return genesis_mod.describe(self.network, policy)
+
     def cluster_status(self) -> "ClusterStatus | None":
         """Stream position, lag and writability in cluster mode; None when embedded."""
         return self.jetstream.status() if self.jetstream is not None else None
@@ -341,6 +422,16 @@ class Node:
         self.store.close()
 
 
+def node_create(network: str, key: SigningKey) -> builder.SignedOperation:
+    """The create of the DID of the node whose key is ``key`` on ``network`` (deterministic: Ed25519 signatures are)."""
+    # The node's next key is derived from its key so that the node can
+    # always rotate; an operator who wants an offline next key rotates
+    # the node DID with didctl.
+    nxt = SigningKey(_derive(bytes(key), b"next"))
+    unsigned = builder.create(network, [builder.NewKey("key-1", bytes(key.verify_key))], bytes(nxt.verify_key))
+    return builder.sign(unsigned, [(f"{unsigned.did}#key-1", key)])
+
+
 def _derive(seed: bytes, label: bytes) -> bytes:
     return hashlib.blake2b(label, key=seed, digest_size=32).digest()
 
@@ -358,9 +449,9 @@ def _load_key(path: str) -> SigningKey:
         raise StoreCorrupted(f"node key file {path} is not a hex Ed25519 seed: {exc}") from None
 
 
-def _create_key(path: str) -> SigningKey:
-    """A new node key, written atomically (0600)."""
-    seed = os.urandom(32)
+def create_key(path: str, seed: bytes | None = None) -> SigningKey:
+    """A new node key (``seed``, else a random one), written atomically (0600)."""
+    seed = seed if seed is not None else os.urandom(32)
     try:
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
         write_atomic(Path(path), seed.hex().encode() + b"\n", mode=0o600)
@@ -390,4 +481,4 @@ def _retire(data_dir: str, paths: Sequence[str]) -> None:
         fsync_dir(data_dir)
 
 
-__all__ = ["Node", "NodeConfig"]
+__all__ = ["Node", "NodeConfig", "create_key", "node_create"]

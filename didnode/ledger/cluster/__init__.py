@@ -54,7 +54,8 @@ makes each entry's time independent of how messages were grouped.
 Modules: :mod:`.config` (:class:`ClusterConfig`, :class:`ClusterStatus`),
 :mod:`.shared` (the state the stages share, the messages they hand each
 other), :mod:`.connection` (NATS, the stream), :mod:`.follower`,
-:mod:`.writer`, :mod:`.publisher`, and :mod:`.orderer`, which builds them.
+:mod:`.writer`, :mod:`.publisher`, :mod:`.genesis` (a governed network's
+genesis as the stream's first messages), and :mod:`.orderer`, which builds them.
 Each stage knows only those before it in that list: no import circles.
 """
 

@@ -25,6 +25,7 @@ from didnode.ledger.batch import BatchHook
 from didnode.ledger.cluster.config import ClusterConfig, ClusterStatus
 from didnode.ledger.cluster.connection import NATS_ERRORS, Connection
 from didnode.ledger.cluster.follower import Follower
+from didnode.ledger.cluster.genesis import GenesisItem, ensure_genesis
 from didnode.ledger.cluster.publisher import Publisher
 from didnode.ledger.cluster.shared import Prepared, Shared
 from didnode.ledger.cluster.writer import Writer
@@ -136,6 +137,36 @@ class JetStreamOrderer:
         """Make sure the node's own DID create is on the ledger: publish it (in the
         background, retrying while NATS is away) unless the ledger already has ``did``."""
         self._loop.call_soon_threadsafe(self.shared.spawn, self.publisher.genesis(payload, tuple(proofs), did))
+
+    def ensure_genesis(self, items: Sequence[GenesisItem], timeout_s: float) -> int:
+        """Make the stream begin with a governed network's genesis ``items`` and wait until this node applied them.
+
+        Blocks the calling thread (node start, after :meth:`start`); returns
+        how many messages this node published (0 when another node, or an
+        earlier start, did). Raises :class:`~didnode.errors.GenesisConflict`
+        when the stream begins otherwise (see :mod:`.genesis`),
+        :class:`ClusterUnavailable` after ``timeout_s``.
+        """
+        fut = asyncio.run_coroutine_threadsafe(self._ensure_genesis(items, timeout_s), self._loop)
+        try:
+            return fut.result(timeout_s + 5)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise ClusterUnavailable(f"the genesis was not on stream {self.stream} within {timeout_s:.0f}s") from None
+
+    async def _ensure_genesis(self, items: Sequence[GenesisItem], timeout_s: float) -> int:
+        deadline = self._loop.time() + timeout_s
+        published = await ensure_genesis(self.shared, self.conn, items, deadline)
+        while self.shared.applied_seq < len(items):  # the governance line at start reports what applies
+            if self._loop.time() > deadline:
+                raise ClusterUnavailable(f"the genesis is on stream {self.stream} but this node did not apply it within {timeout_s:.0f}s")
+            await asyncio.sleep(0.05)
+        return published
+
+    @property
+    def own_create_refused(self) -> DidnodeError | None:
+        """The governance's rejection of this node's own DID create (NOT_A_REGISTRAR, ...), or None."""
+        return self.shared.own_create_refused
 
     def add_listener(self, fn: Callable[[bool], None]) -> None:
         """Call ``fn(writable)`` now and on every change (from the NATS thread)."""

@@ -51,7 +51,9 @@ from didnode.errors import (
     Internal,
     InvalidSignature,
     NodeUnavailable,
+    NotARegistrar,
     NotFound,
+    QuotaExceeded,
     TooLarge,
     Unauthorized,
     UnknownDid,
@@ -501,6 +503,18 @@ class Publisher:
             outcome = (await fut)[0]
             if isinstance(outcome, (Receipt, DidAlreadyExists, DuplicateOperation)):
                 log.info("node DID %s is on the ledger", did)
+                return
+            if isinstance(outcome, (NotARegistrar, QuotaExceeded)):
+                # A governed network admits the creates its policy allows, the node's own too: retrying
+                # cannot help. Said once; the node serves on without its DID on the ledger.
+                self.shared.own_create_refused = outcome
+                log.warning(
+                    "this network's governance rejects the node's own DID %s (%s: %s). The node serves reads and relays writes, "
+                    "but cannot authenticate clients (AuthService is off) until its DID is on the ledger. Remedy: a registrar "
+                    "or governor of the network endorses the node's create (an extra signature by its current authentication key) "
+                    "and submits it, or the node's DID is in the network's genesis (didnode init)",
+                    did, outcome.reason, outcome,
+                )
                 return
             log.warning("publishing the node's DID %s: %s; retrying", did, outcome)
             await asyncio.sleep(1.0)

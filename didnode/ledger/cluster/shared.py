@@ -57,6 +57,8 @@ class Shared:
         self.lock = threading.Lock()
         self.pending = 0
         self.closed = False
+        # The network's governance refused this node's own DID create (publisher.genesis): it serves without it.
+        self.own_create_refused: DidnodeError | None = None
         # Operations this node published, parsed and verified: the follower
         # reuses them instead of verifying the same signatures again.
         self.local_ops: dict[bytes, Operation] = {}
