@@ -38,7 +38,7 @@ import click
 
 from didnode.client import Client
 from didnode.client.trust import check_same_anchors, policy_from_node
-from didnode.client.verified import Proven, VerifiedClient
+from didnode.client.verified import Proven, ProvenGovernance, VerifiedClient
 from didnode.core.credentials.resolver import IssuerRecord
 from didnode.core.keystate import DidState
 from didnode.core.results import HistoryEntry, KeyState, Resource
@@ -292,6 +292,12 @@ class CliVerifiedClient(VerifiedClient):
     def resolve(self, did: str, version_id: int | None = None, version_time: str | None = None) -> dict[str, Any]:
         try:
             return super().resolve(did, version_id, version_time)
+        except _ANCHOR_ERRORS as err:
+            raise self._explained(err) from None
+
+    def proven_governance(self, governance: str | None = None) -> ProvenGovernance:
+        try:
+            return super().proven_governance(governance)
         except _ANCHOR_ERRORS as err:
             raise self._explained(err) from None
 
