@@ -165,3 +165,40 @@ def test_sign_a_genesis_with_its_creates(net: Net, tmp_path: Path) -> None:
     signed = proposals.loads(path.read_bytes())
     assert sorted(p.kid for p in signed.govern.proofs) == sorted([a.kid, b.kid])
     assert len(signed.operations) == 3 and json.loads(path.read_text())["network"] == "other"
+
+
+def test_genesis_from_didnode_init(shared_node: RunningNode, tmp_path: Path) -> None:
+    """The whole path of a new governed network: offline creates, didnode init, didctl gov sign by each
+    governor (their keys from their creates in the file: no ledger holds them yet), didnode serve --genesis."""
+    import subprocess
+
+    from tests.conftest import BIN, ROOT
+
+    offline = Didctl(shared_node, tmp_path / "keystore")  # the node is not asked until the network runs
+    offline.invoke("keystore", "init")
+    files, dids = [], []
+    for i in range(3):
+        path = tmp_path / f"g{i}.json"
+        dids.append(offline.json("did", "create", "--offline", "--network", "local", "--out", str(path))["did"])
+        files += ["--governor-op", str(path)]
+    genesis = tmp_path / "genesis.json"
+    data = tmp_path / "node"
+    init = [str(BIN / "didnode"), "init", "--data", str(data), "--network", "local", *files, "--threshold", "2", "--create", "registrars", "--out", str(genesis)]
+    subprocess.run(init, cwd=ROOT, check=True, capture_output=True, timeout=60)
+    for did in dids:
+        offline.invoke("gov", "sign", str(genesis), "--as", did)
+    assert len(proposals.loads(genesis.read_bytes()).govern.proofs) == 4  # the node's and the three governors'
+    node = start_node(data, extra=["--genesis", str(genesis)])
+    try:
+        ctl = Didctl(node, tmp_path / "keystore")
+        shown = ctl.json("gov", "show")
+        assert shown["governors"] == sorted(dids) and shown["threshold"] == 2 and shown["effectivePosition"] == 4
+        path = tmp_path / "change.json"
+        ctl.invoke("gov", "propose", "--create-policy", "open", "--out", str(path))
+        ctl.invoke("gov", "sign", str(path), "--as", dids[0])
+        ctl.invoke("gov", "sign", str(path), "--as", dids[1])
+        ctl.invoke("gov", "submit", str(path))
+        assert ctl.json("gov", "show")["create"] == "open"
+        assert ctl.json("gov", "show", "--at", "4")["create"] == "registrars"
+    finally:
+        node.stop()
