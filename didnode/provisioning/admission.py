@@ -100,7 +100,7 @@ def check_run(
     windows = more + (1 if left else 0)
     seconds = (reset - now_ms) / 1000 + (more - 1) * quota.window_s
     span = (
-        f"the run needs {needed:,} creates; registrar {manufacturer} may make {quota.per_window:,} per {_duration(quota.window_s)} "
+        f"the run needs {needed:,} creates; registrar {manufacturer} may make {quota.per_window:,} per {_duration(quota.window_s, exact=True)} "
         f"and has {left:,} left in this window, which ends at {_utc(reset)}: the run would span {windows} windows "
         f"and take at least {_duration(seconds)}"
     )
@@ -139,8 +139,13 @@ def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float, exact: bool = False) -> str:
+    """A duration for people; ``exact``: in the largest unit that divides it (a quota's window)."""
     s = max(0, int(seconds + 0.5))
+    for unit, name in ((86400, "day"), (3600, "h"), (60, "min")) if exact else ():
+        if s and s % unit == 0:
+            n = s // unit
+            return f"{n} {name}{'s' if name == 'day' and n > 1 else ''}"
     if s < 120:
         return f"{s} s"
     if s < 7200:

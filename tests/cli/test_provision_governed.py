@@ -26,6 +26,7 @@ from didnode.client import Client
 from didnode.core.governance import build as gb
 from didnode.core.governance.policy import CreateQuota
 from didnode.errors import UnknownDid
+from didnode.provisioning.admission import devices_done
 from tests.cli.conftest import Didctl
 from tests.governance_fixtures import GovernedNode, start_governed_node
 
@@ -172,6 +173,7 @@ def test_registrar_removed_mid_run(net: Net, tmp_path: Path, monkeypatch: pytest
     done = manifest_dids(out)
     assert 4 <= len(done) < 40 and len(set(done)) == len(done)
     assert existing(net.gov.address, done) == done
+    assert devices_done(out / "provision.journal") == len(done)
     journal = (out / "provision.journal").read_bytes()
 
     # Resumed while still removed: refused at once, nothing changes.
