@@ -2,11 +2,12 @@
 
 Layout: node 0 ran ``didnode init`` (its DID is genesis DID #0, with two
 governors: threshold 2 of 2, create policy ``registrars``); nodes 1 and 2 are
-started with the same genesis file but their DIDs are not in it, so the
+started with the same genesis file, at the same time, but their DIDs are not in it, so the
 network's governance rejects their own creates (NOT_A_REGISTRAR): they warn
 and serve on without AuthService. Node 0 publishes the genesis as the
-stream's first messages (``Nats-Expected-Last-Sequence``); nodes 1 and 2 find
-it there and accept it (same payload hashes).
+stream's first messages (``Nats-Expected-Last-Sequence``; nodes 1 and 2 would
+publish it just as well, whoever is first): the others find it there and
+accept it (same payload hashes).
 
 Then: the governors add a registrar (a change signed in Python with
 :mod:`didnode.core.governance.build`); the registrar's creates are accepted
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -59,11 +61,13 @@ def governed(nats_cluster: NatsCluster, tmp_path_factory: pytest.TempPathFactory
         p = proposals.loads(out.read_bytes())
         out.write_text(p.signed(ident.kid, ident.key.sign(p.message()).signature).dumps())
     urls = nats_cluster.urls
-    running: list[RunningNode] = []
+    extra = ["--genesis", str(out), "--log-level", "warning"]
+    # All three at once: whichever publishes the genesis first, the others find it on the stream.
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(start_cluster_node, base / f"n{i}", urls[i:] + urls[:i], NET, extra) for i in range(3)]
+    running = [f.result() for f in futures if f.exception() is None]
     try:
-        for i in range(3):
-            extra = ["--genesis", str(out), "--log-level", "warning"]
-            running.append(start_cluster_node(base / f"n{i}", urls[i:] + urls[:i], NET, extra))
+        assert len(running) == 3, [f.exception() for f in futures]
         yield running, govs, out
     finally:
         for n in running:

@@ -25,6 +25,8 @@ import json
 import logging
 from typing import Sequence
 
+from nats.aio.client import Client as NatsClient
+
 from didnode.core.operations import Proof
 from didnode.errors import ClusterUnavailable, DidnodeError, GenesisConflict
 from didnode.ledger import stream as st
@@ -69,16 +71,18 @@ async def ensure_genesis(shared: Shared, conn: Connection, items: Sequence[Genes
                 break
             if loop.time() > deadline:
                 raise ClusterUnavailable(f"the genesis could not be published on stream {shared.stream} in time (message {i + 1})")
+            # Whatever the answer (stored, a duplicate, the compare-and-set lost to another node),
+            # the next round reads message i+1 again: what the stream holds there decides.
             if await _publish(shared, nc, st.subject_for(shared.network, did), body, headers):
                 published += 1
-            # Read message i+1 again whatever the answer: it tells what the stream holds there.
-            await asyncio.sleep(0 if published else 0.1)
+            else:
+                await asyncio.sleep(0.05)  # a replica that lags answers 404 a while: do not spin
     if published:
         log.info("published %d of the %d genesis operations on stream %s", published, len(items), shared.stream)
     return published
 
 
-async def _writable(conn: Connection, loop: asyncio.AbstractEventLoop, deadline: float):  # type: ignore[no-untyped-def]
+async def _writable(conn: Connection, loop: asyncio.AbstractEventLoop, deadline: float) -> NatsClient:
     """The NATS connection once the stream was found (or created) and checked."""
     while True:
         refusal = conn.refused()
@@ -92,7 +96,7 @@ async def _writable(conn: Connection, loop: asyncio.AbstractEventLoop, deadline:
         await asyncio.sleep(0.1)
 
 
-async def _message_hash(shared: Shared, nc, seq: int) -> tuple[bytes, str] | None:  # type: ignore[no-untyped-def]
+async def _message_hash(shared: Shared, nc: NatsClient, seq: int) -> tuple[bytes, str] | None:
     """(operation hash, subject) of stream message ``seq``, or None when the stream does not hold it (yet)."""
     timeout = shared.config.api_timeout_s
     try:
@@ -112,7 +116,7 @@ async def _message_hash(shared: Shared, nc, seq: int) -> tuple[bytes, str] | Non
     return (hashlib.sha256(payload).digest(), (msg.headers or {}).get("Nats-Subject", "?"))
 
 
-async def _publish(shared: Shared, nc, subject: str, body: bytes, headers: dict[str, str]) -> bool:  # type: ignore[no-untyped-def]
+async def _publish(shared: Shared, nc: NatsClient, subject: str, body: bytes, headers: dict[str, str]) -> bool:
     """Publish one genesis message with its compare-and-set; True when the stream stored it."""
     timeout = shared.config.publish_timeout_s
     try:
