@@ -104,7 +104,7 @@ def init_command(
         if threshold > len(governor_ops):
             raise click.BadParameter(f"{threshold} is more than the {len(governor_ops)} governors", param_hint="--threshold")
         if registrar_ops and create_mode != REGISTRARS:
-            raise click.UsageError(f"--registrar-op lists registrars, which only --create registrars uses; put other DIDs in the genesis with --include-op")
+            raise click.UsageError("--registrar-op lists registrars, which only --create registrars uses; put other DIDs in the genesis with --include-op")
         quota = parse_publish_quota(publish) if publish else None
         g = genesis_mod.initialise(
             data_dir, network, _read_ops(governor_ops, network), threshold, create_mode, _read_ops(registrar_ops, network),

@@ -3,7 +3,10 @@
 On first start the node creates its signing key (``node.key`` beside the
 LMDB files, mode 0600, kept out of the database so that copies made for
 audits or backups carry no secret) and writes its own DID's create operation
-as the genesis entry of the log.
+as the genesis entry of the log. A governed network's node starts from the network's genesis instead
+(``NodeConfig.genesis``, ``didnode init``/``didnode serve --genesis``: the
+creates of the genesis DIDs, the node's first, then the governance
+inception, written in one transaction; :mod:`didnode.service.genesis`).
 
 The key, the ledger and the checkpoints the key signed belong together. At
 start the node refuses (:class:`NodeKeyMismatch`) a key whose ledger is
@@ -371,9 +374,11 @@ class Node:
         in a transaction that is then aborted, and its first rejection raised.
         """
         with self.store.read() as txn:
-            if self.tables.log_size(txn) > 0:
+            size = self.tables.log_size(txn)
+            if size > len(g.dids):
                 genesis_mod.check_ledger(self.tables, txn, g, self.config.data_dir)
-                return
+            if size > 0:
+                return  # applied (checked), or part of it: the stream decides (_publish_cluster_genesis)
         genesis_mod.write(self.tables, g, self.clock_ms(), (), lambda txn: None, dry_run=True)
 
     def _publish_cluster_genesis(self, jet: "JetStreamOrderer", g: "Genesis") -> None:
