@@ -48,6 +48,7 @@ from cli.didctl_did import did_group
 from cli.didctl_gov import error_hint, gov_group
 from cli.didctl_log import log
 import cli.didctl_compare  # noqa: F401  (registers `didctl log compare`)
+import cli.didctl_opfile  # noqa: F401  (registers `didctl did endorse` and `didctl did submit`)
 from cli.didctl_provision import provision_group
 from cli.didctl_trust import trust_group
 from cli.didctl_vc import vc_group

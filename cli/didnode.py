@@ -27,7 +27,7 @@ from didnode.store.env import DEFAULT_MAP_SIZE
 from didnode.transport.limits import Limits
 from didnode.transport.server import NodeServer, start_server
 from cli.didnode_limits import limit_options, limits_from
-from cli.didnode_init import init_command, without_auth
+from cli.didnode_init import identity_command, init_command
 from didnode.service.genesis import load as load_genesis
 from cli.didnode_http import HttpFace, check_http_listen, http_options, setup_logging
 from cli.didnode_tls import server_tls, tls_group, tls_options, utc_now
@@ -136,7 +136,7 @@ async def _serve(
             on_ledger = found
         # A node whose own DID the governance refused (NOT_A_REGISTRAR, logged) serves without
         # AuthService: the handshake signs as the node DID, which must be on the ledger.
-        servicers = build_servicers(node, ledger) if on_ledger else without_auth(node, ledger)
+        servicers = build_servicers(node, ledger, auth=on_ledger)
         server = await start_server(servicers, listen, limits, tls)
         loop = asyncio.get_running_loop()
         if node.jetstream is not None:
@@ -232,6 +232,7 @@ async def _health_follows_cluster(node: Node, server: NodeServer, loop: asyncio.
 
 
 main.add_command(init_command)
+main.add_command(identity_command)
 main.add_command(tls_group)
 main.add_command(trust_policy_command)
 main.add_command(witness_command)

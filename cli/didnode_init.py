@@ -20,24 +20,19 @@ Operation files (``--governor-op`` ...) are ``didnode/operation/v1`` files
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
-from google.protobuf.descriptor import ServiceDescriptor
-
-from didnode.api.v1 import ledger_pb2, node_pb2
 
 from didnode.core import opfile
 from didnode.core.builder import SignedOperation
 from didnode.core.governance.policy import CREATE_MODES, REGISTRARS, PublishQuota
 from didnode.errors import DidnodeError, InvalidArgument
 from didnode.service import genesis as genesis_mod
-from didnode.service.ledger import LedgerService
-from didnode.service.node import Node, NodeConfig, create_key, node_create
-from didnode.transport.credentials import credential_service_entry
-from didnode.transport.servicers import LedgerServicer, NodeServicer
-from didnode.transport.transparency import transparency_entry
+from didnode.fileio import write_atomic
+from didnode.service.node import NODE_KEY_FILE, Node, NodeConfig, create_key, load_key, node_create
 
 
 def parse_publish_quota(value: str) -> PublishQuota:
@@ -141,17 +136,30 @@ def _write_genesis(data_dir: str, path: Path, network: str) -> None:
     click.echo(genesis_mod.describe(g.network, policy))
 
 
-def without_auth(node: Node, ledger: LedgerService) -> list[tuple[ServiceDescriptor, object]]:
-    """The node's services but AuthService, for a cluster node whose own DID the network's governance refused.
+@click.command("identity")
+@click.option("--data", "data_dir", default="var/node", show_default=True, envvar="DIDNODE_DATA", help="Data directory of the node (its node.key).")
+@click.option("--network", default="local", show_default=True, envvar="DIDNODE_NETWORK", help="Network id the node serves.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="Write the operation file here instead of standard output.")
+def identity_command(data_dir: str, network: str, out_path: Path | None) -> None:
+    """Print the node DID's signed create as an operation file (didnode/operation/v1).
 
-    The handshake signs as the node DID, whose key state must be on the
-    ledger; reads, writes (relayed to the stream) and transparency need not.
-    Mirrors :func:`didnode.transport.services.build_servicers` (whose last
-    entry is AuthService), which builds the responder eagerly.
+    On a governed network a node whose DID is not in the genesis cannot create
+    it alone: a registrar (or governor) endorses this file (``didctl did
+    endorse FILE --as DID``) and submits it (``didctl did submit FILE``);
+    restart the node afterwards so that it serves the handshake.
     """
-    return [
-        (ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"], LedgerServicer(ledger)),
-        (node_pb2.DESCRIPTOR.services_by_name["NodeService"], NodeServicer(ledger)),
-        credential_service_entry(node, ledger),
-        transparency_entry(node),
-    ]
+    path = os.path.join(data_dir, NODE_KEY_FILE)
+    try:
+        if not os.path.exists(path):
+            raise InvalidArgument(f"{data_dir} holds no node key ({NODE_KEY_FILE}): start the node once, or didnode init, to make one")
+        text = opfile.dumps(node_create(network, load_key(path)))
+        if out_path is None:
+            click.echo(text, nl=False)
+        else:
+            if out_path.exists():
+                raise InvalidArgument(f"{out_path} exists; name a new file")
+            write_atomic(out_path, text.encode(), mode=0o644)
+            click.echo(f"wrote the create of the node DID to {out_path}")
+    except DidnodeError as exc:
+        click.echo(f"didnode: {exc} [{exc.reason}]", err=True)
+        sys.exit(1)

@@ -309,6 +309,12 @@ class _Audit:
             extra = "" if it.leaf_ok else f"; {self.leaf_diagnosis(p)}"
             raise _Found(Problem.at(p, "operation", f"{message} [{reason}]{extra}"))
         if not it.leaf_ok:
+            if it.record is None:
+                # An operation the altered bytes broke is reported as such (as the scan reports the ones it applies).
+                try:
+                    self._apply(p, it)
+                except _Found as found:
+                    raise _Found(Problem.at(p, "operation", f"{found.problem.message}; {self.leaf_diagnosis(p)}")) from None
             raise _Found(Problem.at(p, "merkle-leaf", self.leaf_diagnosis(p)))
         if it.time < self.prev_time:
             raise _Found(Problem.at(p, "time", f"entry time {it.time} is before the previous entry's time {self.prev_time}"))

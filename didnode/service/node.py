@@ -186,7 +186,7 @@ class Node:
 
     def _refuse_lost_ledger(self, ledger_dir: str, why: str) -> None:
         try:
-            who = f" of {self._did_of(_load_key(self.key_path))}"
+            who = f" of {self._did_of(load_key(self.key_path))}"
         except DidnodeError:
             who = ""
         raise NodeKeyMismatch(
@@ -223,7 +223,7 @@ class Node:
                 f"{record_path} records the checkpoints of an earlier identity of this node, whose key and ledger are gone; "
                 f"start a new identity with didnode serve --data {data} --new-identity (it moves the record aside)"
             )
-        return _load_key(self.key_path) if key_exists else create_key(self.key_path)
+        return load_key(self.key_path) if key_exists else create_key(self.key_path)
 
     def _did_of(self, key: SigningKey) -> str:
         return self._genesis_op(key).did
@@ -441,7 +441,7 @@ def _derive(seed: bytes, label: bytes) -> bytes:
     return hashlib.blake2b(label, key=seed, digest_size=32).digest()
 
 
-def _load_key(path: str) -> SigningKey:
+def load_key(path: str) -> SigningKey:
     """The node's Ed25519 key: 32-byte seed, hex, in a 0600 file."""
     try:
         with open(path, "rb") as f:

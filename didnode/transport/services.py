@@ -15,12 +15,19 @@ from didnode.transport.transparency import transparency_entry
 from didnode.wire.handshake import SERVICE as AUTH_SERVICE
 
 
-def build_servicers(node: Node, ledger: LedgerService) -> list[tuple[ServiceDescriptor, object]]:
-    """(service descriptor, servicer) for every didnode service of ``node``."""
-    return [
+def build_servicers(node: Node, ledger: LedgerService, *, auth: bool = True) -> list[tuple[ServiceDescriptor, object]]:
+    """(service descriptor, servicer) for every didnode service of ``node``.
+
+    ``auth=False`` leaves out AuthService: the handshake signs as the node DID,
+    whose key state must be on the ledger (a cluster node whose create the
+    network's governance refused serves reads, writes and transparency only).
+    """
+    out = [
         (ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"], LedgerServicer(ledger)),
         (node_pb2.DESCRIPTOR.services_by_name["NodeService"], NodeServicer(ledger)),
         credential_service_entry(node, ledger),
         transparency_entry(node),
-        (AUTH_SERVICE, AuthServicer(node_responder(node, ledger))),
     ]
+    if auth:
+        out.append((AUTH_SERVICE, AuthServicer(node_responder(node, ledger))))
+    return out

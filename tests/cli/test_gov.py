@@ -202,3 +202,31 @@ def test_genesis_from_didnode_init(shared_node: RunningNode, tmp_path: Path) -> 
         assert ctl.json("gov", "show", "--at", "4")["create"] == "registrars"
     finally:
         node.stop()
+
+
+def test_a_create_no_registrar_controls_is_endorsed_then_submitted(net: Net, tmp_path: Path) -> None:
+    """A device's own create, and a node's (didnode identity), endorsed by a governor from an operation file."""
+    from click.testing import CliRunner
+
+    from cli.didnode import main as didnode_main
+    from didnode.core import opfile
+    from didnode.service.node import create_key
+
+    ctl = net.ctl
+    device = tmp_path / "device.json"
+    ctl.invoke("did", "create", "--offline", "--network", net.node.network, "--out", str(device))
+    ctl.fail("did", "submit", str(device), code=1, reason="NOT_A_REGISTRAR")
+    ctl.fail("did", "endorse", str(device), "--as", "did:web:example.com", code=1, reason="INVALID_DID")
+    ctl.invoke("did", "endorse", str(device), "--as", net.governors[0])
+    op = opfile.loads(device.read_bytes())
+    assert [p.kid.partition("#")[0] for p in op.proofs] == [op.did, net.governors[0]]
+    assert ctl.json("did", "submit", str(device))["did"] == op.did
+    # A cluster node outside the genesis: its create exported by didnode identity.
+    create_key(str(tmp_path / "node2" / "node.key"))
+    out = CliRunner().invoke(didnode_main, ["identity", "--data", str(tmp_path / "node2"), "--network", net.node.network, "--out", str(tmp_path / "node2.json")])
+    assert out.exit_code == 0, out.output
+    ctl.invoke("did", "endorse", str(tmp_path / "node2.json"), "--as", net.governors[1])
+    node2 = opfile.loads((tmp_path / "node2.json").read_bytes())
+    assert ctl.json("did", "submit", str(tmp_path / "node2.json"))["did"] == node2.did
+    missing = CliRunner().invoke(didnode_main, ["identity", "--data", str(tmp_path / "none")])
+    assert missing.exit_code == 1 and "holds no node key" in missing.output
