@@ -1,4 +1,4 @@
-"""Fuzz targets: governance operations (payload parse), governance records, proposal files, usage records.
+"""Fuzz targets: governance operations (payload parse), governance records, proposal and operation files, usage records.
 
 Governance operations arrive from anyone (a submission, a cluster stream message);
 records come back from the store and inside state proofs; proposal files pass from
@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 
-from didnode.core import builder
+from didnode.core import builder, opfile
 from didnode.core.governance import build as gb
 from didnode.core.governance import proposal
 from didnode.core.governance.policy import CreateQuota, Policy, PublishQuota, Usage
@@ -82,6 +82,18 @@ def fuzz_proposal_file(data: bytes) -> None:
     p = proposal.loads(data)
     assert p.govern.type == "govern"
     assert proposal.loads(p.dumps().encode()).operations == p.operations
+
+
+@target("operation_file", seeds=lambda: [opfile.dumps(op).encode() for op in _creates()], tokens=(*GOV_TOKENS, '"format":', '"didnode/operation/v1"', '"payload":', '"proofs":', '"kid":', '"signature":'), max_len=16384)
+def fuzz_operation_file(data: bytes) -> None:
+    op = opfile.loads(data)
+    assert opfile.loads(opfile.dumps(op).encode()) == op
+
+
+def _creates() -> list:  # type: ignore[type-arg]
+    key = signing_key("governor 0")
+    u = builder.create(NET, [builder.NewKey("key-1", bytes(key.verify_key))], bytes(signing_key("next 0").verify_key))
+    return [builder.sign(u, [(f"{u.did}#key-1", key)])]
 
 
 @target("usage_record", seeds=lambda: [Usage(5, 1, 2, 3, 4).encode(), Usage().encode()], max_len=64)
