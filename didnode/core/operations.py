@@ -22,17 +22,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from nacl.bindings import crypto_sign_open
-from nacl.exceptions import BadSignatureError
 
 from didnode.core import canonical
 from didnode.core.did import KEY_ID_RE, did_for_create_hash, split_did_url, validate_did, validate_key_id
-from didnode.core.encoding import ED25519_PUB, X25519_PUB, multikey_decode
+from didnode.core.data.heads import SignedHead, decode_signed_head
+from didnode.core.ed25519 import verify_raw  # noqa: F401  (re-exported: what operations are verified with)
+from didnode.core.encoding import ED25519_PUB, X25519_PUB, b64url_decode, multikey_decode
 from didnode.core.governance.policy import Change, Inception, parse_changes, parse_inception
 from didnode.core.service_rules import MAX_SERVICE_ENDPOINT, MAX_SERVICE_TYPE, check_service  # noqa: F401  (limits re-exported)
 from didnode.errors import (
     InvalidKey,
-    InvalidSignature,
+    MalformedHead,
     MalformedOperation,
     MissingSignature,
     TooLarge,
@@ -51,6 +51,7 @@ MAX_KEYS = 8
 MAX_CONTROLLERS = 8
 MAX_SERVICES = 16
 MAX_PROOFS = 16
+MAX_HEADS = 256  # segment heads per anchor operation
 MAX_REASON = 128
 MAX_NETWORK = 32
 MAX_SEQ = 2**53 - 1
@@ -61,7 +62,7 @@ PURPOSES = ("assertionMethod", "authentication")
 RESERVED_KEY_IDS = frozenset({"next"})
 NEXT_FRAGMENT = "next"
 
-OP_TYPES = ("create", "rotate", "update", "revoke", "recover", "transfer", "deactivate", "publish", "govern")
+OP_TYPES = ("create", "rotate", "update", "revoke", "recover", "transfer", "deactivate", "publish", "govern", "anchor")
 
 _COMMON = {"type", "network", "did", "seq", "prev"}
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -74,6 +75,7 @@ _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "transfer": (frozenset(_COMMON | {"controllers"}), frozenset()),
     "deactivate": (frozenset(_COMMON | {"reason"}), frozenset({"nextKey"})),
     "publish": (frozenset(_COMMON | {"resource"}), frozenset()),
+    "anchor": (frozenset(_COMMON | {"heads"}), frozenset()),
     # A governance inception (seq 0) names no did and no prev (its hash is the governance
     # identifier, as a create's is its DID); a change has both: _parse_govern checks which.
     "govern": (frozenset({"type", "network", "seq"}), frozenset({"did", "prev", "changes", "genesis", "governors", "threshold", "policy"})),
@@ -153,6 +155,7 @@ class Operation:
     reason: str = ""  # revoke, deactivate
     resource: dict[str, str] | None = None  # publish: {"id", "mediaType", "content"}
     governance: Inception | tuple[Change, ...] | None = None  # govern: the inception (seq 0) or the changes
+    heads: tuple[SignedHead, ...] = ()  # anchor: the devices' signed segment heads
     verified: set[tuple[bytes, bytes]] = field(default_factory=set)
 
     def check_signature(self, proof: Proof, public_key: bytes) -> None:
@@ -166,16 +169,6 @@ class Operation:
             return
         verify_raw(public_key, proof.signature, signing_bytes(self.network, self.type, self.payload), proof.kid)
         self.verified.add((public_key, proof.signature))
-
-
-def verify_raw(public_key: bytes, signature: bytes, message: bytes, kid: str) -> None:
-    """Ed25519 verify (libsodium, strict: rejects non-canonical and small-order encodings)."""
-    if len(signature) != 64:
-        raise InvalidSignature(f"signature by {kid} has {len(signature)} bytes; Ed25519 signatures have 64", kid=kid)
-    try:
-        crypto_sign_open(signature + message, public_key)
-    except BadSignatureError:
-        raise InvalidSignature(f"signature by {kid} does not verify", kid=kid) from None
 
 
 def signing_bytes(network: str, op_type: str, payload: bytes) -> bytes:
@@ -203,7 +196,7 @@ def parse(payload: bytes, proofs: Sequence[Proof], network: str) -> Operation:
     # Only a publish (which carries a resource such as a status list) may use
     # the larger limit; the cheap byte test runs before any parsing, and
     # parsing then confirms the type.
-    if len(payload) > MAX_PAYLOAD_BYTES and (len(payload) > MAX_PUBLISH_PAYLOAD_BYTES or b'"type":"publish"' not in payload):
+    if len(payload) > MAX_PAYLOAD_BYTES and (len(payload) > MAX_PUBLISH_PAYLOAD_BYTES or not _large_type(payload)):
         limit = MAX_PUBLISH_PAYLOAD_BYTES if len(payload) > MAX_PUBLISH_PAYLOAD_BYTES else MAX_PAYLOAD_BYTES
         raise TooLarge(f"operation payload is {len(payload)} bytes; the limit is {limit}", field="payload")
     if not proofs:
@@ -214,7 +207,7 @@ def parse(payload: bytes, proofs: Sequence[Proof], network: str) -> Operation:
     if not isinstance(body, dict):
         raise MalformedOperation("operation payload must be a JSON object")
     op_type = body.get("type")
-    if len(payload) > MAX_PAYLOAD_BYTES and op_type != "publish":
+    if len(payload) > MAX_PAYLOAD_BYTES and op_type not in LARGE_TYPES:
         raise TooLarge(f"operation payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}", field="payload")
     if op_type not in _FIELDS:
         raise MalformedOperation(f"unknown operation type {str(op_type)[:40]!r}; expected one of {', '.join(OP_TYPES)}")
@@ -248,6 +241,15 @@ def parse(payload: bytes, proofs: Sequence[Proof], network: str) -> Operation:
     _PARSERS[op_type](op, body)
     _check_kids(op)
     return op
+
+
+# Types that may use the larger payload limit: a publish carries a resource (a status list), an
+# anchor up to MAX_HEADS segment heads.
+LARGE_TYPES = ("publish", "anchor")
+
+
+def _large_type(payload: bytes) -> bool:
+    return b'"type":"publish"' in payload or b'"type":"anchor"' in payload
 
 
 def _check_kids(op: Operation) -> None:
@@ -334,6 +336,22 @@ def _parse_govern(op: Operation, body: dict[str, Any]) -> None:
     op.governance = parse_inception(body) if op.seq == 0 else parse_changes(body["changes"])
 
 
+def _parse_anchor(op: Operation, body: dict[str, Any]) -> None:
+    heads = body["heads"]
+    if not isinstance(heads, list) or not heads:
+        raise MalformedOperation("heads must be a non-empty list of base64url signed segment heads")
+    if len(heads) > MAX_HEADS:
+        raise TooLarge(f"an anchor carries {len(heads)} heads; the limit is {MAX_HEADS}", field="heads")
+    out = []
+    for i, item in enumerate(heads):
+        raw = b64url_decode(item, f"head {i}", MalformedOperation)
+        try:
+            out.append(decode_signed_head(raw))
+        except MalformedHead as exc:
+            raise MalformedHead(f"head {i} of the anchor: {exc}", head=i) from None
+    op.heads = tuple(out)
+
+
 _PARSERS = {
     "create": _parse_create,
     "rotate": _parse_rotate,
@@ -344,6 +362,7 @@ _PARSERS = {
     "deactivate": _parse_deactivate,
     "publish": _parse_publish,
     "govern": _parse_govern,
+    "anchor": _parse_anchor,
 }
 
 

@@ -13,7 +13,7 @@ signal failure; messages are one line, precise, and name the offending value.
 
 The classes live in one module per area (:mod:`~didnode.errors.base`: the base,
 the registry and the categories; ``ledger``, ``transparency``, ``credentials``,
-``auth``, ``cluster``, ``governance``, ``genesis``, ``trust``, ``tls``, ``local``, ``witness``); import them from here.
+``auth``, ``cluster``, ``data``, ``governance``, ``genesis``, ``trust``, ``tls``, ``local``, ``witness``); import them from here.
 """
 
 from __future__ import annotations
@@ -66,6 +66,15 @@ from didnode.errors.ledger import (  # noqa: F401
     UnknownVersion,
     WrongNetwork,
     WrongSigner,
+)
+from didnode.errors.data import (  # noqa: F401
+    Equivocation,
+    HeadRepeated,
+    MalformedHead,
+    PrevHeadMismatch,
+    ReceiptInvalid,
+    SequenceGap,
+    UnknownAnchor,
 )
 from didnode.errors.governance import (  # noqa: F401
     GovernanceInvalid,

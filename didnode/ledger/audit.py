@@ -34,6 +34,9 @@ governance         every create and publish is admitted by the network's
                    policy as replayed (registrars, quotas, in ordering time);
                    every ``govern`` operation by its threshold of governors;
                    the stored usage counts equal the replayed ones
+data               every segment head of every anchor is accepted by the
+                   anchoring rules as replayed; the stored stream states and
+                   anchored-head index equal the replayed ones
 =================  ==========================================================
 
 Findings that belong to a log position are ranked by position and the first
@@ -62,14 +65,14 @@ import lmdb
 
 from didnode.core import checkpoint as cp_codec
 from didnode.core import entry as entry_codec
-from didnode.core.governance.policy import Policy, Usage, is_governance_record
-from didnode.core.governance.rules import admit, admit_create, govern
-from didnode.core.keystate import ApplyContext, DidState, apply
+from didnode.core.governance.policy import Policy, is_governance_record
+from didnode.core.keystate import ApplyContext, DidState
 from didnode.core.merkle import log_tree, sparse
 from didnode.core.merkle.hasher import leaf_hash, node_hash
 from didnode.core.operations import parse
 from didnode.core.transparency_verify import verify_checkpoint
 from didnode.errors import AuditFailed, DidnodeError, UnknownDid
+from didnode.ledger.audit_rules import ReplayedRules
 from didnode.ledger.audit_scan import SAME_AS_STORED, Scanned, check_log_tree, check_state_tree, scan_range
 from didnode.ledger.audit_worker import Workers
 from didnode.store import layout
@@ -269,9 +272,8 @@ class _Audit:
         self.prev_time = 0
         self.first_did = ""
         self.creates = 0
-        # Governance, replayed as the node applies it (core.governance): the record and the usage counted.
-        self.policy: Policy | None = None
-        self.usage: dict[tuple[bytes, str], Usage] = {}
+        # Governance and device data, replayed with the writer's rules (audit_rules).
+        self.rules = ReplayedRules()
 
     def _meta_text(self, name: bytes) -> str:
         raw = self.txn.get(name, db=self.dbs[layout.DB_META])
@@ -324,11 +326,10 @@ class _Audit:
             # A controller-less create the scan already applied to "no state".
             if self.replay.exists(it.did):
                 raise _Found(Problem.at(p, "operation", f"{it.did} already exists [DID_EXISTS]"))
-            if self.policy is not None:  # signed by the device alone: no registrar sponsors it
-                try:
-                    admit_create(self.policy, it.did, (it.did,), it.time, self._counted)
-                except DidnodeError as exc:
-                    raise _Found(Problem.at(p, "operation", f"{exc} [{exc.reason}]")) from None
+            try:  # signed by the device alone: no registrar sponsors it
+                self.rules.admit_self_signed_create(it.did, it.time)
+            except DidnodeError as exc:
+                raise _Found(Problem.at(p, "operation", f"{exc} [{exc.reason}]")) from None
             record = it.record
             self.creates += 1
         else:
@@ -351,20 +352,11 @@ class _Audit:
             op = parse(e.payload, e.proofs, self.network)
             op.verified.update(it.verified)
             ctx = ApplyContext(p, e.time, self.replay.resolve)
-            if op.type == "govern":
-                policy = govern(self.policy, op, ctx)
-                self.policy = policy
-                return policy.to_record()
-            new = apply(self.replay.state(op.did), op, ctx)
-            for charge in admit(self.policy, op, e.time, self._counted):
-                self.usage[charge.kind, charge.did] = charge.usage
+            record = self.rules.apply(op, None if op.type == "govern" else self.replay.state(op.did), ctx)
         except DidnodeError as exc:
             raise _Found(Problem.at(p, "operation", f"{exc} [{exc.reason}]")) from None
         self.creates += op.type == "create"
-        return new.to_record()
-
-    def _counted(self, kind: bytes, did: str) -> Usage:
-        return self.usage.get((kind, did), Usage())
+        return record
 
     # -- after the replay ---------------------------------------------------------
 
@@ -394,20 +386,8 @@ class _Audit:
         return None if rec is None else _updated_pos(rec)
 
     def compare_governance(self) -> list[Problem]:
-        """The stored governance binding and usage counts against the replayed ones."""
-        meta = self.txn.get(layout.META_GOVERNANCE, db=self.dbs[layout.DB_META])
-        mine = None if self.policy is None else self.policy.did.encode()
-        if meta != mine:
-            return [Problem.at(None, "meta", f"the store names governance record {meta!r}; the replay {mine!r}")]
-        stored: dict[bytes, bytes] = {}
-        if self.ro.has(layout.DB_USAGE):
-            stored = dict(self.txn.cursor(db=self.dbs[layout.DB_USAGE]))
-        replayed = {layout.usage_key(kind, did): u.encode() for (kind, did), u in self.usage.items()}
-        for key in sorted(stored.keys() | replayed.keys()):
-            if stored.get(key) != replayed.get(key):
-                who = key[1:].decode("utf-8", "replace")
-                return [Problem.at(None, "usage", f"the stored usage count of {who} ({key[:1].decode()}) differs from the one the replay counts from the log")]
-        return []
+        """The stored governance binding, usage counts and data tables against the replayed ones."""
+        return [Problem.at(None, check, msg) for check, msg in self.rules.differences(self.txn, self.dbs, self.ro.has)]
 
     def check_counts(self) -> list[Problem]:
         out = []

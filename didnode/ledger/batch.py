@@ -9,6 +9,7 @@ before any write of that operation).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Protocol, Sequence
@@ -16,6 +17,7 @@ from typing import Protocol, Sequence
 import lmdb
 
 from didnode.core import entry as entry_codec
+from didnode.core.data.anchoring import AnchorRow, StreamState, judge_anchor
 from didnode.core.governance.policy import Usage
 from didnode.core.governance.rules import Charge, admit, govern
 from didnode.core.keystate import ApplyContext, DidState, apply
@@ -86,6 +88,22 @@ def apply_batch(
             usage[key] = tables.usage(txn, kind, did)
         return usage[key]
 
+    streams: dict[tuple[str, str], StreamState | None] = {}
+    covers: dict[tuple[str, str], list[tuple[int, AnchorRow]]] = {}
+
+    def stream_of(did: str, stream: str) -> StreamState | None:
+        key = (did, stream)
+        if key not in streams:
+            streams[key] = tables.stream_state(txn, did, stream)
+        return streams[key]
+
+    def covering(did: str, stream: str, seq: int) -> AnchorRow | None:
+        for first, row in reversed(covers.get((did, stream), [])):
+            if first <= seq < first + row.count:
+                return row
+        found = tables.covering_anchor(txn, did, stream, seq)
+        return None if found is None else found[1]
+
     def resolve(did: str) -> DidState:
         state = lookup(did)
         if state is None:
@@ -116,6 +134,13 @@ def apply_batch(
                 if create and state is not None:
                     _duplicate(op.hash, state.created_pos)
                 new = apply(state, op, ctx)
+                verdict = None
+                if op.type == "anchor":
+                    verdict = judge_anchor(op.heads, op.network, position, resolve, stream_of, covering, op.verified)
+                    for ev in verdict.evidence:  # kept even though the anchor is refused: the device's two signatures
+                        key = layout.anchor_key(ev.did, ev.stream, ev.first) + hashlib.sha256(ev.signed_head).digest()
+                        writes.evidence[key] = ev.signed_head + layout.u64(max(ev.anchored_position, 0))
+                    verdict.raise_if_rejected()
                 charges = admit(policy, op, time, counted)
                 record = new.to_record()
         except DidnodeError as exc:
@@ -133,6 +158,13 @@ def apply_batch(
             writes.governance = op.did
         else:
             cache[op.did] = new
+            if verdict is not None:
+                for (did, stream), st in verdict.streams.items():
+                    streams[did, stream] = st
+                    writes.streams[layout.stream_key(did, stream)] = st.encode()
+                for did, stream, first, row in verdict.rows:
+                    covers.setdefault((did, stream), []).append((first, row))
+                    writes.anchors[layout.anchor_key(did, stream, first)] = row.encode()
         for charge in charges:
             usage[charge.kind, charge.did] = charge.usage
             writes.usage[layout.usage_key(charge.kind, charge.did)] = charge.usage.encode()
@@ -140,8 +172,9 @@ def apply_batch(
         applied.append(AppliedEntry(position, data, op.did, record))
         out.append(Receipt(position, time, op.hash, op.did, op.type, op.seq))
         position += 1
-    if applied:
+    if applied or writes.evidence:
         tables.write_batch(txn, writes)
+    if applied:
         tables.set_log_end(txn, position, time)
         for hook in hooks:
             hook.on_batch(txn, applied)

@@ -19,6 +19,7 @@ from typing import Sequence, Union
 import lmdb
 
 from didnode.core import entry as entry_codec
+from didnode.core.data.heads import signing_bytes as head_signing_bytes
 from didnode.core.did import PREFIX
 from didnode.core.operations import NEXT_FRAGMENT, Operation, Proof, parse, signing_bytes
 from didnode.errors import DidnodeError, Internal, InvalidDid, InvalidSignature, TooLarge, UnknownDid, UnknownKey
@@ -31,6 +32,19 @@ log = logging.getLogger("didnode.ledger")
 # What a group holds: a submission (payload, proofs), or the error that already rejects
 # it (the transport could not even read it), which passes through to its outcome.
 Item = Union[tuple[bytes, Sequence[Proof]], DidnodeError]
+
+
+def _known_head_keys(op: Operation, tables: LedgerTables, txn: lmdb.Transaction) -> list[tuple[bytes, bytes, bytes]]:
+    """(public key, signed bytes, signature) of every segment head of an anchor whose device key the snapshot knows."""
+    out = []
+    for signed in op.heads:
+        h = signed.head
+        try:
+            raw = tables.get_state(txn, h.did).key(h.key_id).raw
+        except (UnknownDid, UnknownKey, InvalidDid):
+            continue
+        out.append((raw, head_signing_bytes(op.network, signed.head_bytes), signed.signature))
+    return out
 
 
 def _known_keys(op: Operation, tables: LedgerTables, txn: lmdb.Transaction) -> list[tuple[Proof, bytes]]:
@@ -105,6 +119,12 @@ def prepare_many(
             for proof, raw in known:
                 checks.append((len(out), proof, raw))
                 triples.append((raw, msg, proof.signature))
+            if op.heads:
+                # Segment heads verify in the same bulk call; one that fails is judged (and named)
+                # when the anchor is applied, not here: an anchor's verdict is per head.
+                for raw, signed, sig in _known_head_keys(op, tables, txn):
+                    checks.append((len(out), Proof("", sig), raw))
+                    triples.append((raw, signed, sig))
             out.append(op)
     if triples:
         for (index, proof, raw), ok in zip(checks, verifier.verify(triples)):
@@ -113,7 +133,7 @@ def prepare_many(
                 continue
             if ok:
                 op.verified.add((raw, proof.signature))
-            else:
+            elif proof.kid:  # a head's failure is the anchor rules' to report
                 out[index] = InvalidSignature(f"signature by {proof.kid} does not verify", kid=proof.kid)
     return out
 

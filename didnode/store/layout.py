@@ -15,6 +15,9 @@ smt            node id (core.merkle.sparse, 2..34 bytes)   65-byte node record (
 checkpoints    u64 tree size                               signed checkpoint (core.checkpoint encoding)
 stream_subj    DID (UTF-8; cluster mode)                   u64 stream seq of the last message on its subject
 usage          u8 kind (c: creates, p: publishes) + DID    governance usage (core.governance.policy.Usage)
+streams        DID 0x00 stream                             data stream state (core.data.anchoring.StreamState)
+anchors        DID 0x00 stream 0x00 u64 first seq          anchored head (core.data.anchoring.AnchorRow)
+evidence       DID 0x00 stream 0x00 u64 first + 32 hash    a refused equivocating signed head + u64 position
 =============  ==========================================  ==============================================
 """
 
@@ -41,7 +44,15 @@ DB_STREAM_SUBJECTS = b"stream_subj"
 # Governed networks: what the log counted against each registrar's and publisher's
 # quota (docs/governance.md), written in the same transaction as the operations.
 DB_USAGE = b"usage"
-ALL_DBS = (DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_MERKLE, DB_SMT, DB_CHECKPOINTS, DB_STREAM_SUBJECTS, DB_USAGE)
+# Device data (docs/data.md): each stream's anchoring state, the index of anchored heads (which
+# entry anchors (DID, stream, seq)), and the evidence of devices that equivocated.
+DB_STREAMS = b"streams"
+DB_ANCHORS = b"anchors"
+DB_EVIDENCE = b"evidence"
+ALL_DBS = (
+    DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_MERKLE, DB_SMT, DB_CHECKPOINTS, DB_STREAM_SUBJECTS, DB_USAGE,
+    DB_STREAMS, DB_ANCHORS, DB_EVIDENCE,
+)
 
 # The handshake's state lives in its own small environment (DATA/auth), with its
 # own layout in didnode.auth.lmdb_nonces: devices keep the same state, and the
@@ -80,6 +91,14 @@ def did_key(did: str) -> bytes:
 
 def usage_key(kind: bytes, did: str) -> bytes:
     return kind + did.encode()
+
+
+def stream_key(did: str, stream: str) -> bytes:
+    return did.encode() + b"\x00" + stream.encode()
+
+
+def anchor_key(did: str, stream: str, first: int) -> bytes:
+    return stream_key(did, stream) + b"\x00" + _U64.pack(first)
 
 
 def merkle_key(level: int, index: int) -> bytes:

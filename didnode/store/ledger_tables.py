@@ -15,6 +15,7 @@ import lmdb
 
 from didnode.core import entry as entry_codec
 from didnode.core.did import did_for_create_hash
+from didnode.core.data.anchoring import AnchorRow, StreamState
 from didnode.core.governance.policy import Policy, Usage, is_governance_record
 from didnode.core.keystate import DidState
 from didnode.errors import StoreCorrupted, UnknownDid, UnknownOperation
@@ -42,6 +43,9 @@ class LedgerTables:
         self.ophash = d[layout.DB_OPHASH]
         self.state = d[layout.DB_STATE]
         self.usage_db = d[layout.DB_USAGE]
+        self.streams_db = d[layout.DB_STREAMS]
+        self.anchors_db = d[layout.DB_ANCHORS]
+        self.evidence_db = d[layout.DB_EVIDENCE]
         self._policy: tuple[bytes, Policy] | None = None
 
     # -- metadata -------------------------------------------------------
@@ -135,6 +139,28 @@ class LedgerTables:
         raw = txn.get(layout.did_key(did), db=self.state)
         return None if raw is None else did_state(did, raw)
 
+    # -- device data ----------------------------------------------------------
+
+    def stream_state(self, txn: lmdb.Transaction, did: str, stream: str) -> StreamState | None:
+        """A data stream's anchoring state, or None when nothing of it is anchored."""
+        raw = txn.get(layout.stream_key(did, stream), db=self.streams_db)
+        return None if raw is None else StreamState.decode(raw)
+
+    def covering_anchor(self, txn: lmdb.Transaction, did: str, stream: str, seq: int) -> tuple[int, AnchorRow] | None:
+        """(first sequence number, row) of the anchored head of ``stream`` covering ``seq``, or None."""
+        prefix = layout.stream_key(did, stream) + b"\x00"
+        cur = txn.cursor(db=self.anchors_db)
+        key = layout.anchor_key(did, stream, seq)
+        if not cur.set_range(key) or cur.key() != key:
+            if not (cur.prev() if cur.key() else cur.last()):
+                return None
+        found = bytes(cur.key())
+        if not found.startswith(prefix) or len(found) != len(prefix) + 8:
+            return None
+        first = layout.read_u64(found[len(prefix):])
+        row = AnchorRow.decode(cur.value())
+        return (first, row) if first <= seq < first + row.count else None
+
     # -- governance -----------------------------------------------------------
 
     def governance(self, txn: lmdb.Transaction) -> Policy | None:
@@ -207,7 +233,10 @@ class LedgerTables:
         for pos, data in writes.log:
             if not log_cur.put(layout.u64(pos), data, overwrite=False, append=True):
                 raise StoreCorrupted(f"log position {pos} is already taken")
-        for table, items in ((self.ophash, writes.ophash), (self.state, writes.state), (self.usage_db, writes.usage)):
+        for table, items in (
+            (self.ophash, writes.ophash), (self.state, writes.state), (self.usage_db, writes.usage),
+            (self.streams_db, writes.streams), (self.anchors_db, writes.anchors), (self.evidence_db, writes.evidence),
+        ):
             if items:
                 txn.cursor(db=table).putmulti(sorted(items.items()))
         if writes.governance:
@@ -221,7 +250,7 @@ class BatchWrites:
     operation hashes), so nothing needs to be written before the end.
     """
 
-    __slots__ = ("log", "ophash", "state", "usage", "governance")
+    __slots__ = ("log", "ophash", "state", "usage", "governance", "streams", "anchors", "evidence")
 
     def __init__(self) -> None:
         self.log: list[tuple[int, bytes]] = []
@@ -229,6 +258,9 @@ class BatchWrites:
         self.state: dict[bytes, bytes] = {}
         self.usage: dict[bytes, bytes] = {}
         self.governance = ""  # the governance identifier, when the batch holds the inception
+        self.streams: dict[bytes, bytes] = {}
+        self.anchors: dict[bytes, bytes] = {}
+        self.evidence: dict[bytes, bytes] = {}  # written for refused anchors too: a device's equivocation
 
     def accepted(self, position: int, entry: bytes, op_hash: bytes, did: str, state_record: bytes, create: bool) -> None:
         """Record the rows of one accepted operation (a later state of the same DID replaces an earlier one).

@@ -239,7 +239,7 @@ def admit(policy: Policy | None, op: Operation, time_ms: int, usage: UsageLookup
         return ()
     if op.type == "create":
         return admit_create(policy, op.did, [p.kid.partition("#")[0] for p in op.proofs], time_ms, usage)
-    if op.type == "publish":
+    if op.type in ("publish", "anchor"):  # an anchor is a ledger resource too: the publish quota counts it
         return _admit_publish(policy, op, time_ms, usage)
     return ()
 

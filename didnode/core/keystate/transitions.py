@@ -20,6 +20,9 @@ transfer    one current controller (the DID's own authentication key when
             it has none) and every controller that is new
 deactivate  a controller, or the next key when the DID has no controller
 publish     a current assertionMethod key of the DID
+anchor      a current assertionMethod key of the DID (the submitter: a
+            gateway, or the device itself); the heads it carries are
+            judged by :mod:`didnode.core.data.anchoring`
 =========== ==========================================================
 
 ``publish`` attaches a resource (e.g. a Bitstring Status List credential)
@@ -425,6 +428,16 @@ def _publish(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
     return _advance(state, op, ctx, resources=tuple(sorted([*others, entry], key=lambda r: r["id"])))
 
 
+def _anchor(state: DidState, op: Operation, ctx: ApplyContext) -> DidState:
+    own, used_next, _ = _signers(state, op, ctx, ())
+    if used_next or not own:
+        raise WrongSigner(f"an anchor by {state.did} must be signed by a current assertionMethod key of the DID")
+    for key_id in own:
+        if "assertionMethod" not in state.key(key_id).purposes:
+            raise WrongSigner(f"{state.did}#{key_id} is not an assertionMethod key")
+    return _advance(state, op, ctx)
+
+
 _TRANSITIONS: dict[str, Callable[[DidState, Operation, ApplyContext], DidState]] = {
     "rotate": _rotate,
     "update": _update,
@@ -433,4 +446,5 @@ _TRANSITIONS: dict[str, Callable[[DidState, Operation, ApplyContext], DidState]]
     "transfer": _transfer,
     "deactivate": _deactivate,
     "publish": _publish,
+    "anchor": _anchor,
 }
