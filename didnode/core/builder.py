@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from nacl.signing import SigningKey
 
 from didnode.core.did import did_from_create_payload
-from didnode.core.encoding import ED25519_PUB, X25519_PUB, multikey_encode
+from didnode.core.encoding import ED25519_PUB, X25519_PUB, b64url, multikey_encode
 from didnode.core.operations import (
     NEXT_FRAGMENT,
     PURPOSES,
@@ -178,6 +178,11 @@ def deactivate(network: str, did: str, seq: int, prev: str, reason: str, next_ke
 def publish(network: str, did: str, seq: int, prev: str, resource_id: str, media_type: str, content: str) -> UnsignedOperation:
     """A publish of a resource (e.g. a status list credential); sign with a current assertionMethod key."""
     return _later("publish", network, did, seq, prev, resource={"id": resource_id, "mediaType": media_type, "content": content})
+
+
+def anchor(network: str, did: str, seq: int, prev: str, signed_heads: Sequence[bytes]) -> UnsignedOperation:
+    """An anchor of devices' signed segment heads (their bytes); sign it with a current assertionMethod key of ``did``."""
+    return _later("anchor", network, did, seq, prev, heads=[b64url(h) for h in signed_heads])
 
 
 def next_kid(did: str) -> str:
