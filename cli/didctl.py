@@ -43,6 +43,7 @@ from cli.didctl_common import (
     safe_text,
 )
 from cli.didctl_audit import audit
+from cli.didctl_data import data_group
 from cli.didctl_auth import auth_command, device_group
 from cli.didctl_did import did_group
 from cli.didctl_gov import error_hint, gov_group
@@ -263,6 +264,7 @@ main.add_command(device_group)
 main.add_command(provision_group)
 main.add_command(trust_group)
 main.add_command(gov_group)
+main.add_command(data_group)
 
 
 # --------------------------------------------------------------------------
