@@ -58,13 +58,19 @@ def loads(data: bytes, what: str = "operation file") -> SignedOperation:
     network, payload, raw = doc["network"], doc["payload"], doc["proofs"]
     if not isinstance(network, str) or not isinstance(payload, str) or not isinstance(raw, list) or not 1 <= len(raw) <= MAX_PROOFS:
         raise MalformedOperation(f"{what}: network and payload are strings, proofs a list of 1 to {MAX_PROOFS} proofs")
-    proofs = []
-    for p in raw:
-        if not isinstance(p, dict) or set(p) != {"kid", "signature"} or not isinstance(p["kid"], str):
-            raise MalformedOperation(f"{what}: a proof is an object with kid and signature")
-        proofs.append(Proof(p["kid"], b64url_decode(p["signature"], "signature", MalformedOperation)))
+    proofs = parse_proofs(raw, what)
     try:
         op = parse(payload.encode(), proofs, network)
     except DidnodeError as exc:
         raise type(exc)(f"{what}: {exc}", **exc.details) from None
     return SignedOperation(op.type, network, op.did, payload.encode(), tuple(proofs))
+
+
+def parse_proofs(raw: list[Any], what: str) -> list[Proof]:
+    """The proofs of a file's operation: objects with exactly kid (a string) and signature (base64url)."""
+    proofs = []
+    for p in raw:
+        if not isinstance(p, dict) or set(p) != {"kid", "signature"} or not isinstance(p["kid"], str):
+            raise MalformedOperation(f"{what}: a proof is an object with kid and signature")
+        proofs.append(Proof(p["kid"], b64url_decode(p["signature"], "signature", MalformedOperation)))
+    return proofs

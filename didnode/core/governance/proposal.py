@@ -26,7 +26,8 @@ from typing import Any, Sequence
 from didnode.core import canonical
 from didnode.core.builder import SignedOperation
 from didnode.core.did import did_for_create_hash
-from didnode.core.encoding import b64url, b64url_decode
+from didnode.core.opfile import parse_proofs
+from didnode.core.encoding import b64url
 from didnode.core.operations import MAX_PROOFS, Operation, Proof, parse, signing_bytes
 from didnode.errors import DidnodeError, MalformedOperation
 
@@ -97,11 +98,7 @@ def loads(data: bytes) -> Proposal:
         raw = item["proofs"]
         if not isinstance(raw, list) or len(raw) > MAX_PROOFS:
             raise MalformedOperation(f"operation {i} carries a list of at most {MAX_PROOFS} proofs")
-        proofs = []
-        for p in raw:
-            if not isinstance(p, dict) or set(p) != {"kid", "signature"} or not isinstance(p["kid"], str):
-                raise MalformedOperation(f"a proof of operation {i} must be an object with kid and signature")
-            proofs.append(Proof(p["kid"], b64url_decode(p["signature"], "signature", MalformedOperation)))
+        proofs = parse_proofs(raw, f"operation {i} of the proposal")
         payload = item["payload"].encode()
         op = _parse_unsigned(payload, proofs, network, i, last=i == len(items) - 1)
         ops.append(SignedOperation(op.type, network, op.did, payload, tuple(proofs)))

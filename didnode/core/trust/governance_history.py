@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
-from didnode.core import entry as entry_codec
 from didnode.core import operations
 from didnode.core.checkpoint import Checkpoint
 from didnode.core.governance.policy import Policy
@@ -34,13 +33,11 @@ from didnode.core.keystate import DidState
 from didnode.core.keystate.transitions import ApplyContext
 from didnode.core.merkle import sparse_verify
 from didnode.core.merkle.encoding import SparseProof
-from didnode.core.transparency_verify import verify_inclusion_at
-from didnode.core.trust.history import ProvenOperation
+from didnode.core.trust.history import ProvenOperation, check_proven_chain
 from didnode.errors import (
     DidnodeError,
     HistoryMismatch,
     InvalidArgument,
-    InvalidProof,
     MalformedProof,
     NoGovernance,
     ProofClaimMismatch,
@@ -99,21 +96,7 @@ def verify_governance_history(record: bytes, network: str, ops: Sequence[ProvenO
     """
     head = decode_record(record, "the proven record")
     did = head.did
-    seqs = [o.seq for o in ops]
-    if seqs != list(range(head.seq + 1)):
-        raise HistoryMismatch(
-            f"the history of {did} holds operations {seqs[:8]}; its verified record is at seq {head.seq}, so 0..{head.seq} are due", did=did
-        )
-    for o in ops:
-        if o.position >= checkpoint.tree_size:
-            raise HistoryMismatch(f"operation {o.seq} of {did} is at position {o.position}, beyond the checkpoint ({checkpoint.tree_size})", did=did)
-        if len(o.proofs) > 255 or any(len(p.signature) != entry_codec.SIG_BYTES for p in o.proofs):
-            raise HistoryMismatch(f"operation {o.seq} of {did} carries an impossible proof list", did=did)
-        leaf = entry_codec.encode(o.position, o.time_ms, o.payload, o.proofs)
-        try:
-            verify_inclusion_at(checkpoint, leaf, o.position, o.inclusion)
-        except InvalidProof as exc:
-            raise type(exc)(f"operation {o.seq} of {did} at position {o.position} is not proven in the log: {exc}", did=did) from None
+    check_proven_chain(did, head.seq, ops, checkpoint, "record")
     try:
         versions = replay_governance(did, ops, network)
     except DidnodeError as exc:

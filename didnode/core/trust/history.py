@@ -84,10 +84,28 @@ def verify_history(state_record: bytes, network: str, ops: Sequence[ProvenOperat
     """
     state = DidState.from_record(state_record)
     did = state.did
+    check_proven_chain(did, state.seq, ops, checkpoint, "state")
+    try:
+        versions = replay(did, ops, network)
+    except HistoryMismatch:
+        raise
+    except DidnodeError as exc:
+        raise HistoryMismatch(f"the history of {did} does not replay: {exc}", did=did) from None
+    if versions[-1].state.to_record() != state_record:
+        raise HistoryMismatch(f"the history of {did} replays to another state than its verified one", did=did)
+    return versions
+
+
+def check_proven_chain(did: str, seq: int, ops: Sequence[ProvenOperation], checkpoint: Checkpoint, what: str) -> None:
+    """``ops`` are seq 0..``seq`` of ``did`` (or of a governance record), each proven in the log under ``checkpoint``.
+
+    ``what`` names the verified record the chain ends in (in messages). Raises
+    :class:`HistoryMismatch` or :class:`InvalidProof`.
+    """
     seqs = [o.seq for o in ops]
-    if seqs != list(range(state.seq + 1)):
+    if seqs != list(range(seq + 1)):
         raise HistoryMismatch(
-            f"the history of {did} holds operations {_span(seqs)}; its verified state is at seq {state.seq}, so 0..{state.seq} are due",
+            f"the history of {did} holds operations {_span(seqs)}; its verified {what} is at seq {seq}, so 0..{seq} are due",
             did=did,
         )
     for o in ops:
@@ -100,15 +118,6 @@ def verify_history(state_record: bytes, network: str, ops: Sequence[ProvenOperat
             verify_inclusion_at(checkpoint, leaf, o.position, o.inclusion)
         except InvalidProof as exc:
             raise type(exc)(f"operation {o.seq} of {did} at position {o.position} is not proven in the log: {exc}", did=did) from None
-    try:
-        versions = replay(did, ops, network)
-    except HistoryMismatch:
-        raise
-    except DidnodeError as exc:
-        raise HistoryMismatch(f"the history of {did} does not replay: {exc}", did=did) from None
-    if versions[-1].state.to_record() != state_record:
-        raise HistoryMismatch(f"the history of {did} replays to another state than its verified one", did=did)
-    return versions
 
 
 def _span(seqs: Sequence[int]) -> str:
