@@ -46,6 +46,9 @@ def _server_modules(loaded: list[str]) -> list[str]:
         "didnode.wire.handlers",
         "didnode.keystore",
         "didnode.provisioning.run",
+        "didnode.data",
+        "didnode.data.gateway",
+        "didnode.data.uplink",
         "cli.didctl",
     ],
 )

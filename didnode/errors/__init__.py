@@ -68,6 +68,8 @@ from didnode.errors.ledger import (  # noqa: F401
     WrongSigner,
 )
 from didnode.errors.data import (  # noqa: F401
+    DataStoreInvalid,
+    HeadRefused,
     Equivocation,
     HeadRepeated,
     MalformedHead,

@@ -9,7 +9,7 @@ so that a gateway can drop them and submit the rest.
 
 from __future__ import annotations
 
-from didnode.errors.base import Conflict, InvalidInput, NotFound
+from didnode.errors.base import Conflict, InvalidInput, LocalError, NotFound
 
 
 class MalformedHead(InvalidInput):
@@ -52,3 +52,16 @@ class ReceiptInvalid(InvalidInput):
     """A data receipt does not verify: its reading, Merkle proof, head signature, key validity, inclusion proof or checkpoint (the message says which)."""
 
     reason = "RECEIPT_INVALID"
+
+
+class DataStoreInvalid(LocalError):
+    """A device's segment store (didnode.data) does not parse, belongs to another DID or network, or cannot go on
+    as asked (a closed segment waiting for a key the device no longer holds); the message names the file."""
+
+    reason = "DATA_STORE_INVALID"
+
+
+class HeadRefused(Conflict):
+    """A gateway (or the device's own anchoring) could not anchor a segment head; ``refused`` holds the node's reason."""
+
+    reason = "HEAD_REFUSED"
