@@ -166,6 +166,13 @@ ROWS: tuple[Row, ...] = (
         "keri_peer", "keri_events_per_s", "keripy validating the same workload into its LMDB, events/s", (Target("ratio", ">=", 50),)),
     Row("key event logs vs keripy", "  the same with both transparency trees (the node's write path)", "kel", "events_with_trees_per_s", "/s",
         "keri_peer", "keri_events_per_s", "keripy validating the same workload into its LMDB, events/s"),
+    Row("device data", "anchored segment heads/s, anchors of {heads_per_anchor} heads from {devices:,} devices (node write path)", "data", "heads_per_s", "/s",
+        "data", "verify_per_s", "raw Ed25519 verify/s (pynacl), same run", (Target("ratio", ">=", 0.45),)),
+    Row("device data", "readings recorded/s by the device SDK, segments of {segment_readings}", "data", "readings_per_s", "/s",
+        "data", "sign_per_s", "raw Ed25519 sign/s (pynacl), same run", (Target("ratio", ">=", 10),)),
+    Row("device data", "receipts verified/s offline", "data", "receipts_verified_per_s", "/s"),
+    Row("device data", "ledger bytes per anchored reading, 60 s segments, 1 reading/s", "data", "bytes_per_reading_1hz", "B", targets=(Target("figure", "<", 2),)),
+    Row("device data", "ledger bytes per anchored reading, 60 s segments, 10 readings/s", "data", "bytes_per_reading_10hz", "B", targets=(Target("figure", "<", 2),)),
 )  # fmt: skip
 
 # The references, listed under the table with what they measure.
