@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 import grpc
 from nacl.signing import SigningKey
 
-from didnode.api.v1 import credentials_pb2, credentials_pb2_grpc, ledger_pb2_grpc, node_pb2, node_pb2_grpc, transparency_pb2_grpc
+from didnode.api.v1 import credentials_pb2, credentials_pb2_grpc, data_pb2_grpc, ledger_pb2_grpc, node_pb2, node_pb2_grpc, transparency_pb2_grpc
 from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import transparency_pb2 as tpb
 from didnode.client.channel import DEFAULT_ADDRESS, NODE_KEY_FRAGMENT, open_channel
@@ -20,6 +20,7 @@ from didnode.client.sync import proven_from_pb, translate
 from didnode.clock import wall_ms
 from didnode.core.builder import SignedOperation
 from didnode.core.checkpoint import SignedCheckpoint
+from didnode.core.data.anchor_proof import AnchorProof
 from didnode.core.credentials import IssuerRecord, VerificationReport
 from didnode.core.did import key_id_of
 from didnode.core.keystate import DidState
@@ -38,6 +39,7 @@ from didnode.core.results import (
 )
 from didnode.errors import DidnodeError
 from didnode.wire import credentials as cw
+from didnode.wire import data as dw
 from didnode.wire import ledger as lw
 from didnode.wire import transparency as tw
 from didnode.wire.limits import HISTORY_PAGE
@@ -59,6 +61,7 @@ class AsyncClient:
         self._node = node_pb2_grpc.NodeServiceStub(self._channel)
         self._credentials = credentials_pb2_grpc.CredentialServiceStub(self._channel)
         self._transparency = transparency_pb2_grpc.TransparencyServiceStub(self._channel)
+        self._data = data_pb2_grpc.DataServiceStub(self._channel)
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -160,6 +163,10 @@ class AsyncClient:
     async def consistency_proof(self, size1: int, size2: int | None = None) -> ConsistencyProof:
         """See :meth:`didnode.client.Client.consistency_proof`."""
         return tw.consistency_from_pb(await self._call(self._transparency.GetConsistencyProof, tw.consistency_request_to_pb(size1, size2)))
+
+    async def anchor(self, did: str, stream: str, seq: int) -> AnchorProof:
+        """See :meth:`didnode.client.Client.anchor`."""
+        return dw.anchor_from_pb(await self._call(self._data.GetAnchor, dw.anchor_request_to_pb(did, stream, seq)), did, stream)
 
     async def state_proof(self, did: str) -> StateProof:
         """See :meth:`didnode.client.Client.state_proof`."""

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import grpc
 from nacl.signing import SigningKey
 
-from didnode.api.v1 import credentials_pb2, credentials_pb2_grpc, ledger_pb2_grpc, node_pb2, node_pb2_grpc, transparency_pb2_grpc
+from didnode.api.v1 import credentials_pb2, credentials_pb2_grpc, data_pb2_grpc, ledger_pb2_grpc, node_pb2, node_pb2_grpc, transparency_pb2_grpc
 from didnode.api.v1 import ledger_pb2 as pb
 from didnode.api.v1 import transparency_pb2 as tpb
 from didnode.client.channel import DEFAULT_ADDRESS, NODE_KEY_FRAGMENT, open_channel
@@ -23,6 +23,7 @@ from didnode.client.proofs import ProvenResolution, signer_key_from_did_document
 from didnode.clock import wall_ms
 from didnode.core.builder import SignedOperation
 from didnode.core.checkpoint import SignedCheckpoint
+from didnode.core.data.anchor_proof import AnchorProof
 from didnode.core.credentials import IssuerRecord, VerificationReport, VerifyPolicy
 from didnode.core.did import key_id_of
 from didnode.core.keystate import DidState
@@ -41,6 +42,7 @@ from didnode.core.results import (
 )
 from didnode.errors import DidnodeError
 from didnode.wire import credentials as cw
+from didnode.wire import data as dw
 from didnode.wire import ledger as lw
 from didnode.wire import transparency as tw
 from didnode.wire.limits import HISTORY_PAGE
@@ -75,6 +77,7 @@ class Client:
         self._node = node_pb2_grpc.NodeServiceStub(self._channel)
         self._credentials = credentials_pb2_grpc.CredentialServiceStub(self._channel)
         self._transparency = transparency_pb2_grpc.TransparencyServiceStub(self._channel)
+        self._data = data_pb2_grpc.DataServiceStub(self._channel)
 
     def __enter__(self) -> "Client":
         return self
@@ -204,6 +207,11 @@ class Client:
     def consistency_proof(self, size1: int, size2: int | None = None) -> ConsistencyProof:
         """That the log of ``size1`` entries is a prefix of that of ``size2`` (default: latest checkpoint)."""
         return tw.consistency_from_pb(self._call(self._transparency.GetConsistencyProof, tw.consistency_request_to_pb(size1, size2)))
+
+    def anchor(self, did: str, stream: str, seq: int) -> AnchorProof:
+        """The anchor of reading ``seq`` of ``did``'s ``stream`` with the ledger's half of its receipt
+        (:func:`didnode.core.data.receipt.build`), not verified; :class:`UnknownAnchor` if none covers it."""
+        return dw.anchor_from_pb(self._call(self._data.GetAnchor, dw.anchor_request_to_pb(did, stream, seq)), did, stream)
 
     def state_proof(self, did: str) -> StateProof:
         """``did``'s state record under the latest checkpoint, or the proof that it does not exist."""

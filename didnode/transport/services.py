@@ -10,6 +10,7 @@ from didnode.service.auth import node_responder
 from didnode.service.ledger import LedgerService
 from didnode.service.node import Node
 from didnode.transport.credentials import credential_service_entry
+from didnode.transport.data import data_entry
 from didnode.transport.servicers import LedgerServicer, NodeServicer
 from didnode.transport.transparency import transparency_entry
 from didnode.wire.handshake import SERVICE as AUTH_SERVICE
@@ -27,6 +28,7 @@ def build_servicers(node: Node, ledger: LedgerService, *, auth: bool = True) -> 
         (node_pb2.DESCRIPTOR.services_by_name["NodeService"], NodeServicer(ledger)),
         credential_service_entry(node, ledger),
         transparency_entry(node),
+        data_entry(node),
     ]
     if auth:
         out.append((AUTH_SERVICE, AuthServicer(node_responder(node, ledger))))

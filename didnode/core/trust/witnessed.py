@@ -24,6 +24,7 @@ Pure: the time is passed in.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from didnode.core import cosignature
@@ -48,6 +49,29 @@ def verify_note(policy: TrustPolicy, data: bytes, now_ms: int) -> tuple[Checkpoi
     Returns the checkpoint and the number of signature verifications made.
     Raises the errors of the module docstring or :class:`CheckpointBelowThreshold`.
     """
+    checked = _verify(policy, data, now_ms)
+    return checked.checkpoint, checked.checks
+
+
+@dataclass(frozen=True, slots=True)
+class NoteSigners:
+    """A verified checkpoint note: its checkpoint, the signature checks made, and how many distinct
+    trusted checkpoint keys signed it and trusted witnesses cosigned it."""
+
+    checkpoint: Checkpoint
+    checks: int
+    signers: int
+    cosigners: int
+
+
+def verify_note_signers(policy: TrustPolicy, data: bytes, now_ms: int | None) -> NoteSigners:
+    """:func:`verify_note`, returning who signed. ``now_ms`` None: a *historical* check (a receipt's
+    checkpoint, years old): every signature, the origin, the network and both thresholds, but no
+    bound on cosignature times, which only guards a live view against a witness's future clock."""
+    return _verify(policy, data, now_ms)
+
+
+def _verify(policy: TrustPolicy, data: bytes, now_ms: int | None) -> NoteSigners:
     note = note_codec.parse(data)
     body = parse_body(note.text)
     checkpoint = to_checkpoint(body)
@@ -77,7 +101,8 @@ def verify_note(policy: TrustPolicy, data: bytes, now_ms: int) -> tuple[Checkpoi
             continue
         checks += 1
         timestamp = cosignature.verify_cosignature(note.text, sig, witness.public_key, witness.name)
-        cosignature.check_time(timestamp, now_ms // 1000, COSIGNATURE_MAX_SKEW_S, witness.name)
+        if now_ms is not None:
+            cosignature.check_time(timestamp, now_ms // 1000, COSIGNATURE_MAX_SKEW_S, witness.name)
         witness_good.add(witness.public_key)
     if not log_good:
         raise UntrustedCheckpointSigner(
@@ -98,4 +123,4 @@ def verify_note(policy: TrustPolicy, data: bytes, now_ms: int) -> tuple[Checkpoi
             threshold=policy.witness_threshold,
             kind="witness",
         )
-    return checkpoint, checks
+    return NoteSigners(checkpoint, checks, len(log_good), len(witness_good))
