@@ -236,7 +236,8 @@ def test_a_gap_a_repeat_and_a_prev_mismatch_are_refused(ledger: GovLedger) -> No
     rejected(ledger.one(anchor(ledger, gw, [Stream(dev, "fresh").head(5, prev=h0.hash)])), errors.MalformedHead)
     # Repeated within one operation.
     h1 = s.head(2)
-    rejected(ledger.one(anchor(ledger, gw, [h1, h1])), errors.HeadRepeated)
+    err = rejected(ledger.one(anchor(ledger, gw, [h1, h1])), errors.HeadRepeated)
+    assert err.details["other"] == "0" and "position" not in err.details
     assert stream_state(ledger, dev.did).next_seq == 5
 
 
@@ -256,12 +257,16 @@ def test_equivocation_is_refused_and_kept_as_evidence(ledger: GovLedger) -> None
     key2 = layout.anchor_key(dev.did, "temp", 6) + hashlib.sha256(inside.raw).digest()
     assert evidence[key2] == inside.raw + layout.u64(anchored_at)
     assert len(evidence) == 2
-    # Equivocation inside one operation: the second head over the same numbers.
+    # Equivocation inside one operation: the second head over the same numbers. The first is anchored
+    # nowhere (the anchor is refused), so the error names it by index and no evidence row points at a
+    # position that does not hold it (this once named the refused anchor's own position).
+    size = ledger.size()
     a = s.head(3)
     b = s.head(3, first=a.head.first, prev=a.head.prev, salt=b"b", advance=False)
     err = rejected(ledger.one(anchor(ledger, gw, [a, b])), errors.Equivocation)
-    assert err.details["head"] == "1"
-    assert len(table(ledger, ledger.tables.evidence_db)) == 3
+    assert err.details["head"] == "1" and err.details["other"] == "0" and "position" not in err.details
+    assert "head 0 of this anchor" in str(err) and f"position {size}" not in str(err)
+    assert len(table(ledger, ledger.tables.evidence_db)) == 2
 
 
 def test_an_oversized_anchor_is_too_large(ledger: GovLedger) -> None:

@@ -21,11 +21,12 @@ the first refused head's error, whose details list every refused head.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from didnode.core.data.heads import ZERO_HASH, SignedHead, verify_head
+from didnode.core.data.heads import ZERO_HASH, SignedHead, signing_bytes, verify_head
 from didnode.core.keystate import ACTIVE, ED25519, REVOKED, ROTATED, DidState
 from didnode.errors import (
     DidDeactivated,
@@ -126,7 +127,7 @@ def judge_anchor(
     ``resolve`` gives a DID's current state (raises :class:`UnknownDid`);
     ``stream_of`` a stream's state (None: nothing anchored yet); ``covering``
     the anchored head covering a sequence number (None: none). ``verified``
-    holds (public key, signature) pairs already verified in bulk. Heads of one
+    holds (public key, :func:`verified_tag`) pairs of heads already verified in bulk. Heads of one
     stream in one operation chain like heads of successive operations.
     """
     verdict = AnchorVerdict()
@@ -138,8 +139,17 @@ def judge_anchor(
             _check_key(signed, network, resolve, verified)
             st = verdict.streams.get(key) or stream_of(h.did, h.stream) or StreamState()
             if h.first < st.next_seq:
-                row = next((r for first, r in reversed(batch_rows.get(key, [])) if first <= h.first < first + r.count), None)
-                row = row or covering(h.did, h.stream, h.first)
+                mine = next((r for first, r in reversed(batch_rows.get(key, [])) if first <= h.first < first + r.count), None)
+                if mine is not None:
+                    # The other head is earlier in this very anchor, which is refused: it is anchored nowhere,
+                    # so there is no position to name and no evidence row to keep (the gateway holds both).
+                    if mine.head_hash == signed.hash:
+                        raise HeadRepeated(f"this head of {h.did} stream {h.stream} from {h.first} is head {mine.index} of this anchor too", other=mine.index)
+                    raise Equivocation(
+                        f"{h.did} signed another head for stream {h.stream} sequence numbers {h.first}..{h.end - 1}, "
+                        f"head {mine.index} of this anchor: the device equivocates", did=h.did, other=mine.index,
+                    )
+                row = covering(h.did, h.stream, h.first)
                 if row is not None and row.head_hash == signed.hash:
                     raise HeadRepeated(f"this head of {h.did} stream {h.stream} from {h.first} is anchored at position {row.position}", position=row.position)
                 at = row.position if row is not None else -1
@@ -181,8 +191,15 @@ def _check_key(signed: SignedHead, network: str, resolve: Callable[[str], DidSta
     if key.fate == ROTATED:
         raise KeyRotated(f"{h.kid} was rotated out at position {key.ended_pos}; a head is signed by a current key", kid=h.kid)
     raw = key.raw
-    if (raw, signed.signature) not in verified:
+    if (raw, verified_tag(signed.signature, signing_bytes(network, signed.head_bytes))) not in verified:
         verify_head(signed, network, raw)
 
 
-__all__ = ["AnchorRow", "AnchorVerdict", "Evidence", "StreamState", "UnknownDid", "judge_anchor"]
+def verified_tag(signature: bytes, signed_bytes: bytes) -> bytes:
+    """What the bulk verification records for a head's signature: the signature *and* the hash of the bytes it
+    verified over. The signature alone is not enough: a gateway could put the genuine head and an altered copy
+    carrying the same signature in one anchor, and the copy would pass as verified (tests/data/test_gateway.py)."""
+    return signature + hashlib.sha256(signed_bytes).digest()
+
+
+__all__ = ["AnchorRow", "AnchorVerdict", "Evidence", "StreamState", "UnknownDid", "judge_anchor", "verified_tag"]
