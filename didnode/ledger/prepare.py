@@ -19,6 +19,7 @@ from typing import Sequence, Union
 import lmdb
 
 from didnode.core import entry as entry_codec
+from didnode.core.data.anchoring import verified_tag
 from didnode.core.data.heads import signing_bytes as head_signing_bytes
 from didnode.core.did import PREFIX
 from didnode.core.operations import NEXT_FRAGMENT, Operation, Proof, parse, signing_bytes
@@ -123,7 +124,8 @@ def prepare_many(
                 # Segment heads verify in the same bulk call; one that fails is judged (and named)
                 # when the anchor is applied, not here: an anchor's verdict is per head.
                 for raw, signed, sig in _known_head_keys(op, tables, txn):
-                    checks.append((len(out), Proof("", sig), raw))
+                    # Recorded bound to the bytes it verified over (verified_tag), never the signature alone.
+                    checks.append((len(out), Proof("", verified_tag(sig, signed)), raw))
                     triples.append((raw, signed, sig))
             out.append(op)
     if triples:
