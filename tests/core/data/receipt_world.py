@@ -59,9 +59,10 @@ class Device:
     def did(self) -> str:
         return self.ident.did
 
-    def segment(self, count: int, *, key_id: str | None = None, key: SigningKey | None = None) -> Segment:
-        """Record ``count`` readings and close the segment, signed by the current key (or ``key_id``/``key``)."""
-        secret = os.urandom(32)
+    def segment(self, count: int, *, key_id: str | None = None, key: SigningKey | None = None, secret: bytes | None = None) -> Segment:
+        """Record ``count`` readings and close the segment, signed by the current key (or ``key_id``/``key``);
+        ``secret``: the segment secret (default: random)."""
+        secret = os.urandom(32) if secret is None else secret
         first = self.next_seq
         payloads = [f'{{"t":{first + i},"c":{20 + i % 7}}}'.encode() for i in range(count)]
         records = [
