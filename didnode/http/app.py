@@ -9,7 +9,9 @@ writes stay on gRPC):
 * ``/status/{did}/{resource-id}``: a published resource (a status list) by path;
 * ``/checkpoint``, ``/tile/...``: the log as tiles, c2sp.org/tlog-tiles (:mod:`didnode.http.tiles`);
 * ``/metrics``: Prometheus text (:mod:`didnode.http.metrics`);
-* ``/healthz``: alive; ``/readyz``: the node's readiness (:mod:`didnode.service.health`).
+* ``/healthz``: alive; ``/readyz``: the node's readiness (:mod:`didnode.service.health`);
+* ``/api/v1/...``: the explorer's JSON API (:mod:`didnode.http.explorer`); ``/``, ``/static/...`` and
+  the explorer's deep links: its pages (:mod:`didnode.http.explorer_static`).
 
 One middleware bounds the requests answered at once (beyond
 ``HttpLimits.max_requests``: 503 with ``Retry-After``; the probes ``/healthz``,
@@ -31,6 +33,8 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from didnode.errors import DidnodeError, Internal, InvalidArgument, NotFound, Overloaded, TooLarge
+from didnode.http.explorer import add_explorer_api
+from didnode.http.explorer_static import add_explorer_static
 from didnode.http.metrics import CONTENT_TYPE as METRICS_TYPE
 from didnode.http.metrics import NodeMetrics
 from didnode.http.resolver import COMMON_HEADERS, IDENTIFIERS, STATUS, Resolver
@@ -149,6 +153,8 @@ def build_app(resolver: Resolver, readiness: Readiness, metrics: NodeMetrics | N
     app.router.add_get("/readyz", readyz)
     if resolver.transparency is not None:
         add_tile_routes(app, resolver.transparency)
+        add_explorer_api(app, resolver)
+        add_explorer_static(app)
     return app
 
 

@@ -18,6 +18,7 @@ import lmdb
 from didnode.core.merkle import log_tree, sparse
 from didnode.core.merkle.hasher import leaf_hash
 from didnode.ledger.batch import AppliedEntry, BatchHook
+from didnode.ledger.controlled import ControlledHook
 from didnode.store.ledger_tables import LedgerTables
 from didnode.store.tree_tables import LogNodes, StateNodes
 
@@ -58,5 +59,5 @@ def roots(tables: LedgerTables, txn: lmdb.Transaction) -> Roots:
 
 
 def transparency_hooks(tables: LedgerTables) -> list[BatchHook]:
-    """The hooks every node runs (part of the deterministic state)."""
-    return [TreesHook(tables)]
+    """The hooks every node runs: the trees (part of the deterministic state) and the controller index (derived)."""
+    return [TreesHook(tables), ControlledHook(tables)]

@@ -18,6 +18,7 @@ usage          u8 kind (c: creates, p: publishes) + DID    governance usage (cor
 streams        DID 0x00 stream                             data stream state (core.data.anchoring.StreamState)
 anchors        DID 0x00 stream 0x00 u64 first seq          anchored head (core.data.anchoring.AnchorRow)
 evidence       DID 0x00 stream 0x00 u64 first + 32 hash    a refused equivocating signed head + u64 position
+controlled     controller DID 0x00 controlled DID          u8 status of the controlled DID (0 active, 1 deactivated)
 =============  ==========================================  ==============================================
 """
 
@@ -49,9 +50,12 @@ DB_USAGE = b"usage"
 DB_STREAMS = b"streams"
 DB_ANCHORS = b"anchors"
 DB_EVIDENCE = b"evidence"
+# The reverse index of controllers (derived from the state table, same transaction;
+# didnode.ledger.controlled): the DIDs each DID controls now, with their status.
+DB_CONTROLLED = b"controlled"
 ALL_DBS = (
     DB_META, DB_LOG, DB_OPHASH, DB_STATE, DB_MERKLE, DB_SMT, DB_CHECKPOINTS, DB_STREAM_SUBJECTS, DB_USAGE,
-    DB_STREAMS, DB_ANCHORS, DB_EVIDENCE,
+    DB_STREAMS, DB_ANCHORS, DB_EVIDENCE, DB_CONTROLLED,
 )
 
 # The handshake's state lives in its own small environment (DATA/auth), with its
@@ -72,6 +76,9 @@ META_GOVERNANCE = b"governance"
 META_STREAM_NAME = b"stream_name"
 META_STREAM_CREATED = b"stream_created"
 META_STREAM_TIME = b"stream_time"
+# Present once the controlled table indexes every state (a store from before the table gets it at
+# the first batch the node applies; didnode.ledger.controlled.rebuild).
+META_CONTROLLED = b"controlled_index"
 
 _U64 = struct.Struct(">Q")
 _LAST_LEVEL = struct.Struct(">QB")
