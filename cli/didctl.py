@@ -44,6 +44,7 @@ from cli.didctl_common import (
 )
 from cli.didctl_audit import audit
 from cli.didctl_data import data_group
+import cli.didctl_data_device  # noqa: F401  (registers `didctl data record`, `gateway` and `anchor`)
 from cli.didctl_auth import auth_command, device_group
 from cli.didctl_did import did_group
 from cli.didctl_gov import error_hint, gov_group
