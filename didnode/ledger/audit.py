@@ -19,7 +19,9 @@ merkle-leaf        Merkle node (0, p) is ``SHA-256(0x00 || entry p)``
 merkle             every node above the leaves is the hash of its children;
                    no node beyond the log
 index              ``ophash`` maps each operation but creates (found by
-                   their DID) to its position, and holds nothing else
+                   their DID) to its position, and holds nothing else; the
+                   ``controlled`` index holds exactly the rows the state
+                   records imply (didnode.ledger.controlled)
 state              each DID's stored state record equals the replayed one; no
                    other record exists
 state-tree         the stored sparse tree is well formed (every child hash,
@@ -72,6 +74,7 @@ from didnode.core.merkle.hasher import leaf_hash, node_hash
 from didnode.core.operations import parse
 from didnode.core.transparency_verify import verify_checkpoint
 from didnode.errors import AuditFailed, DidnodeError, UnknownDid
+from didnode.ledger import controlled
 from didnode.ledger.audit_rules import ReplayedRules
 from didnode.ledger.audit_scan import SAME_AS_STORED, Scanned, check_log_tree, check_state_tree, scan_range
 from didnode.ledger.audit_worker import Workers
@@ -386,8 +389,13 @@ class _Audit:
         return None if rec is None else _updated_pos(rec)
 
     def compare_governance(self) -> list[Problem]:
-        """The stored governance binding, usage counts and data tables against the replayed ones."""
-        return [Problem.at(None, check, msg) for check, msg in self.rules.differences(self.txn, self.dbs, self.ro.has)]
+        """The stored governance binding, usage counts and data tables against the replayed ones; the
+        controller index against the one the (replay-checked) state records imply."""
+        out = [Problem.at(None, check, msg) for check, msg in self.rules.differences(self.txn, self.dbs, self.ro.has)]
+        if self.ro.has(layout.DB_CONTROLLED) and self.txn.get(layout.META_CONTROLLED, db=self.dbs[layout.DB_META]) is not None:
+            msg = controlled.differences(self.txn, self.dbs[layout.DB_STATE], self.dbs[layout.DB_CONTROLLED])
+            out += [Problem.at(None, "index", msg)] if msg else []
+        return out
 
     def check_counts(self) -> list[Problem]:
         out = []

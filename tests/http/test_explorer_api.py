@@ -253,3 +253,36 @@ def test_static_files(node: HttpNode) -> None:
         assert r.status == 404, bad
         assert r.headers["Content-Security-Policy"] == CSP, bad
         assert b"import" not in r.body and b"<html" not in r.body, bad
+
+
+def test_the_index_after_a_restart_and_in_the_audit(node: HttpNode, fleet: Fleet, tmp_path: Path) -> None:
+    """Last in this module: it restarts the node, then audits its store and a copy with one index row gone."""
+    import shutil
+
+    from didnode.errors import AuditFailed
+    from didnode.ledger import controlled
+    from didnode.ledger.audit import audit
+    from didnode.store import layout
+    from didnode.store.env import Store
+
+    data = node.node.data_dir
+    node.node.stop()
+    report = audit(str(data))
+    assert report.dids >= FLEET + 3
+    restarted = start_http_node(data)
+    try:
+        body = ok(api(restarted.base, f"/api/v1/did/{fleet.maker.did}/controlled?status=deactivated"))
+        assert body["counts"] == {"active": FLEET - 2, "deactivated": 1, "total": FLEET - 1}
+        assert body["dids"] == [{"did": fleet.gone.did, "status": "deactivated"}]
+    finally:
+        restarted.node.stop()
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    store = Store(str(copy / "ledger"))
+    try:
+        store.write(lambda txn: txn.delete(controlled.row_key(fleet.maker.did, fleet.devices[3].did), db=store.dbs[layout.DB_CONTROLLED]))
+    finally:
+        store.close()
+    with pytest.raises(AuditFailed) as failed:
+        audit(str(copy))
+    assert failed.value.details["check"] == "index" and fleet.devices[3].did in failed.value.message
