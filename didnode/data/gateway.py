@@ -140,11 +140,21 @@ class Anchorer:
             return receipt.position
         raise SequenceMismatch(f"{self.did}'s operations kept changing under the anchor ({RETRIES} tries)", did=self.did)
 
+    def _repeated(self, h: SignedHead) -> HeadOutcome:
+        """A head the node already holds (a re-send after a lost reply): its outcome is where it is anchored,
+        so that sending again is harmless. The node said HEAD_REPEATED only for this very head's hash."""
+        try:
+            where = self.client.anchor(h.head.did, h.head.stream, h.head.first)
+        except DidnodeError as exc:
+            return HeadOutcome(h.hash, None, "HEAD_REPEATED", f"anchored already; its position could not be read: {exc}")
+        return HeadOutcome(h.hash, where.position)
+
     def anchor(self, raw_heads: list[bytes]) -> list[HeadOutcome]:
         """Anchor ``raw_heads`` (signed head bytes); one outcome per head, in the given order.
 
         A head that does not decode is refused MALFORMED_HEAD here; a head the node refuses is
-        reported with the node's reason and dropped, the others resubmitted. An error that is
+        reported with the node's reason and dropped, the others resubmitted; a head the node holds
+        already (HEAD_REPEATED) is reported anchored where it is. An error that is
         about the operation rather than its heads (the gateway's own key, the node down after
         retries) is every remaining head's outcome.
         """
@@ -169,7 +179,7 @@ class Anchorer:
                     continue
                 for j, reason in refused.items():
                     i, h = items[j]
-                    outcomes[i] = HeadOutcome(h.hash, None, reason, f"refused by the node: {reason}")
+                    outcomes[i] = self._repeated(h) if reason == "HEAD_REPEATED" else HeadOutcome(h.hash, None, reason, f"refused by the node: {reason}")
                     log.info("head of %s %s from %d refused: %s", h.head.did, h.head.stream, h.head.first, reason)
                 queue = [it for j, it in enumerate(items) if j not in refused] + queue
                 continue
