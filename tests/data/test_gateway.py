@@ -19,7 +19,7 @@ from didnode.data.uplink import GatewayClient, anchor_pending, send_pending
 from didnode.errors import SequenceGap
 from tests.conftest import RunningNode, start_node
 from tests.data.world import Device, RunningGateway, create_all, make_devices, start_gateway
-from tests.factory import NET, Identity, new_create
+from tests.factory import NET, new_create
 
 
 class World:
