@@ -1,7 +1,7 @@
 """Device data use cases of the node: the anchor of a reading, with the ledger's half of its receipt.
 
 No protobuf here. The answer is read under the *latest* checkpoint, in the
-snapshot it signs (:meth:`TransparencyService._at_latest`): a checkpoint the
+snapshot it signs (:meth:`TransparencyService.at_latest`): a checkpoint the
 node holds covers its whole log, or a new one is signed in the writer's
 transaction, so the checkpoint always covers the anchor entry, and the state
 proof is of the same snapshot as the checkpoint's state root.
@@ -58,7 +58,7 @@ class DataService:
             if row.position >= size:  # cannot happen: the checkpoint covers the snapshot's whole log
                 raise NodeUnavailable(f"the latest checkpoint ({size} entries) does not cover the anchor at {row.position} yet; ask again")
             nodes = LogNodes(txn, self.node.store)
-            state = self.transparency._state_proof(txn, checkpoint, did)
+            state = self.transparency.state_proof(txn, checkpoint, did)
             return AnchorProof(
                 did=did,
                 stream=stream,
@@ -74,4 +74,4 @@ class DataService:
                 state_proof=state.proof,
             )
 
-        return await self.transparency._at_latest(read)
+        return await self.transparency.at_latest(read)

@@ -79,7 +79,7 @@ class TransparencyService:
             raise result
         return result  # type: ignore[no-any-return]
 
-    async def _at_latest(self, fn: Callable[[lmdb.Transaction, SignedCheckpoint], T]) -> T:
+    async def at_latest(self, fn: Callable[[lmdb.Transaction, SignedCheckpoint], T]) -> T:
         """``fn(txn, checkpoint)`` where ``checkpoint`` covers exactly the log of ``txn``."""
         with self.node.store.read() as txn:
             current = self.checkpointer.current(txn)
@@ -101,7 +101,7 @@ class TransparencyService:
         if tree_size is not None:
             with self.node.store.read() as txn:
                 return self.checkpointer.checkpoints.at(txn, tree_size)
-        return await self._at_latest(lambda _txn, cp: cp)
+        return await self.at_latest(lambda _txn, cp: cp)
 
     # -- log proofs --------------------------------------------------------
 
@@ -161,7 +161,7 @@ class TransparencyService:
 
     # -- state proofs ------------------------------------------------------
 
-    def _state_proof(self, txn: lmdb.Transaction, checkpoint: SignedCheckpoint, did: str) -> StateProof:
+    def state_proof(self, txn: lmdb.Transaction, checkpoint: SignedCheckpoint, did: str) -> StateProof:
         proof = sparse.prove(StateNodes(txn, self.node.store), sparse.key_for_did(did))
         raw = txn.get(layout.did_key(did), db=self.node.tables.state)
         if raw is None:
@@ -174,13 +174,13 @@ class TransparencyService:
         consistency: tuple[bytes, ...] = ()
         if known_size is not None and 1 <= known_size <= checkpoint.tree_size:
             consistency = tuple(proof_build.consistency_proof(LogNodes(txn, self.node.store), known_size, checkpoint.tree_size))
-        return ProvenState(self._state_proof(txn, checkpoint, did), consistency)
+        return ProvenState(self.state_proof(txn, checkpoint, did), consistency)
 
     async def state_proof(self, did: str, known_size: int | None = None) -> ProvenState:
         """``did``'s state record under the latest checkpoint, or the proof that it has none; with
         ``known_size``, the consistency proof from that size to the checkpoint's (docs/trust.md)."""
         validate_did(did)
-        return await self._at_latest(lambda txn, cp: self._proven(txn, cp, did, known_size))
+        return await self.at_latest(lambda txn, cp: self._proven(txn, cp, did, known_size))
 
     async def resolve_with_proof(self, did: str, known_size: int | None = None) -> ProvenResolution:
         """The current resolution result with the state proof of the record it comes from.
@@ -189,7 +189,7 @@ class TransparencyService:
         :meth:`state_proof` for the proof of its absence).
         """
         validate_did(did)
-        proven = await self._at_latest(lambda txn, cp: self._proven(txn, cp, did, known_size))
+        proven = await self.at_latest(lambda txn, cp: self._proven(txn, cp, did, known_size))
         proof = proven.proof
         if not proof.present:
             raise UnknownDid(f"{did} does not exist on this ledger", did=did)
