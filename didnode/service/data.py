@@ -58,7 +58,7 @@ class DataService:
             if row.position >= size:  # cannot happen: the checkpoint covers the snapshot's whole log
                 raise NodeUnavailable(f"the latest checkpoint ({size} entries) does not cover the anchor at {row.position} yet; ask again")
             nodes = LogNodes(txn, self.node.store)
-            state = self.transparency.state_proof(txn, checkpoint, did)
+            state = self.transparency.state_proof_in(txn, checkpoint, did)
             return AnchorProof(
                 did=did,
                 stream=stream,

@@ -161,7 +161,8 @@ class TransparencyService:
 
     # -- state proofs ------------------------------------------------------
 
-    def state_proof(self, txn: lmdb.Transaction, checkpoint: SignedCheckpoint, did: str) -> StateProof:
+    def state_proof_in(self, txn: lmdb.Transaction, checkpoint: SignedCheckpoint, did: str) -> StateProof:
+        """The state proof of ``did`` under ``checkpoint``, read in ``txn`` (the log ``checkpoint`` covers)."""
         proof = sparse.prove(StateNodes(txn, self.node.store), sparse.key_for_did(did))
         raw = txn.get(layout.did_key(did), db=self.node.tables.state)
         if raw is None:
@@ -174,7 +175,7 @@ class TransparencyService:
         consistency: tuple[bytes, ...] = ()
         if known_size is not None and 1 <= known_size <= checkpoint.tree_size:
             consistency = tuple(proof_build.consistency_proof(LogNodes(txn, self.node.store), known_size, checkpoint.tree_size))
-        return ProvenState(self.state_proof(txn, checkpoint, did), consistency)
+        return ProvenState(self.state_proof_in(txn, checkpoint, did), consistency)
 
     async def state_proof(self, did: str, known_size: int | None = None) -> ProvenState:
         """``did``'s state record under the latest checkpoint, or the proof that it has none; with
