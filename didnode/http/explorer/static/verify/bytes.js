@@ -208,6 +208,14 @@ export async function ed25519Verify(publicKey, signature, message) {
   }
 }
 
+/** @param {bigint} x @param {string} what @returns {number} */
+function safe(x, what) {
+  if (x > BigInt(Number.MAX_SAFE_INTEGER) || x < -BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw malformed(`${what} holds a 64-bit number beyond 2^53 - 1, which this verifier does not handle (positions and times never reach it)`);
+  }
+  return Number(x);
+}
+
 /** A big-endian reader over bytes that throws MALFORMED on truncation. */
 export class Reader {
   /** @param {Uint8Array} bytes @param {string} what */
@@ -229,10 +237,10 @@ export class Reader {
   u32() { this.need(4); const x = this.v.getUint32(this.o); this.o += 4; return x; }
   /** @returns {number} */
   i32() { this.need(4); const x = this.v.getInt32(this.o); this.o += 4; return x; }
-  /** @returns {number} a u64 as a Number (exact below 2^53; ledger positions and times are) */
-  u64() { this.need(8); const x = this.v.getBigUint64(this.o); this.o += 8; return Number(x); }
-  /** @returns {number} an i64 as a Number */
-  i64() { this.need(8); const x = this.v.getBigInt64(this.o); this.o += 8; return Number(x); }
+  /** @returns {number} a u64 as a Number; MALFORMED above 2^53 - 1 (ledger positions and times never get there) */
+  u64() { this.need(8); const x = this.v.getBigUint64(this.o); this.o += 8; return safe(x, this.what); }
+  /** @returns {number} an i64 as a Number; MALFORMED beyond ±(2^53 - 1) */
+  i64() { this.need(8); const x = this.v.getBigInt64(this.o); this.o += 8; return safe(x, this.what); }
   /** @param {number} n @returns {Uint8Array} */
   bytes(n) { this.need(n); const x = this.b.subarray(this.o, this.o + n); this.o += n; return x; }
   /** @param {number} n @param {string} what @returns {string} */

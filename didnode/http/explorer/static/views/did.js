@@ -81,6 +81,7 @@ async function verify(badge, policyP, answer) {
   } catch (e) {
     setNotVerified(badge, e);
   }
+  performance.mark('explorer-verified');
   badge.closest('main')?.setAttribute('data-verified', badge.getAttribute('data-verified') ?? 'false');
 }
 
