@@ -7,6 +7,7 @@ log page with its inclusion check, and screenshots of each page.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -22,7 +23,7 @@ from didnode.client import Client
 from didnode.core import builder
 from tests.explorer.conftest import AlteringProxy, flip_b64, screenshot, wait_verdict
 from tests.factory import Identity, adopt_rotation, new_create, rotate_op
-from tests.http.conftest import HttpNode, start_http_node
+from tests.http.conftest import HttpNode, get, start_http_node
 
 XSS = "<script>window.__explorer_pwned = 1</script><img src=x onerror=\"window.__explorer_pwned = 2\">"
 REASON = "lost <script>window.__explorer_pwned = 3</script>"  # a revoke reason is free text on the ledger (<= 128)
@@ -239,7 +240,50 @@ def test_360_px_wide_has_no_horizontal_scroll(browser: Any, world: World, path: 
         time.sleep(0.2)
         sw = pg.evaluate("document.documentElement.scrollWidth")
         assert sw <= 360, f"{path}: scrollWidth {sw}"
-        if path == "/did/{device}":
-            screenshot(pg, "did-device-360px")
+        name = path.strip("/").replace("/", "-").replace("{", "").replace("}", "") or "home"
+        screenshot(pg, f"{name}-360px")
     finally:
         ctx.close()
+
+
+def _policy_param(policy: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(policy).encode()).decode().rstrip("=")
+
+
+def test_a_pinned_trust_policy_is_what_the_page_verifies_against(page: Any, world: World) -> None:
+    from nacl.signing import SigningKey
+
+    from didnode.core import note as note_codec
+    from didnode.core.encoding import ED25519_PUB, multikey_encode
+
+    served = get(world.node.base, "/api/v1/trust-policy").json()
+    # The node's own policy, pinned by the address: verified.
+    goto(page, world.node.base, f"/did/{world.device.did}?trust={_policy_param(served)}")
+    verdict, text = wait_verdict(page)
+    assert verdict == "true", text
+    assert "pinned by the ?trust= parameter" in page.locator("details.trust").text_content()
+    # A policy that trusts another key: the node's signature does not count.
+    other = dict(served, checkpointKeys=[{"kid": served["checkpointKeys"][0]["kid"], "publicKeyMultibase": multikey_encode(bytes(SigningKey.generate().verify_key), ED25519_PUB)}])
+    goto(page, world.node.base, f"/did/{world.device.did}?trust={_policy_param(other)}")
+    verdict, text = wait_verdict(page)
+    assert verdict == "false" and "no signature of a checkpoint key this trust policy lists" in text, text
+    # A policy that requires a witness the node has not got: not verified, whatever the node says.
+    witness = note_codec.verifier_key("witness.example/w1", bytes(SigningKey.generate().verify_key), note_codec.COSIGNATURE_V1)
+    strict = dict(served, witnesses=[witness], witnessThreshold=1)
+    goto(page, world.node.base, f"/did/{world.device.did}?trust={_policy_param(strict)}")
+    verdict, text = wait_verdict(page)
+    assert verdict == "false" and "cosignatures of 0 trusted witness(es); the trust policy needs 1" in text, text
+    screenshot(page, "did-pinned-policy-needs-a-witness")
+    # Pasted into the trust panel and kept in this browser: used by the next page too.
+    page.locator("details.trust summary").click()
+    page.fill("#trust-text", json.dumps(other))
+    page.get_by_role("button", name="Pin this policy").click()
+    page.wait_for_load_state()
+    goto(page, world.node.base, "/log")
+    verdict, text = wait_verdict(page)
+    assert verdict == "false", text
+    page.locator("details.trust summary").click()
+    page.get_by_role("button", name="Use the node\u2019s policy").click()
+    page.wait_for_load_state()
+    goto(page, world.node.base, "/log")
+    assert wait_verdict(page)[0] == "true"
