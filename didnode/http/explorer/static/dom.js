@@ -8,7 +8,7 @@ const SVG_NS = 'http://www.w3.org/2000/svg';
 /** Attributes that may be set from strings (href only from {@link safeHref}). */
 const ATTRS = new Set(['id', 'for', 'type', 'name', 'value', 'placeholder', 'role', 'tabindex', 'colspan', 'scope', 'min', 'max', 'step',
   'autocomplete', 'spellcheck', 'rows', 'datetime', 'title', 'lang', 'hidden', 'disabled', 'inputmode', 'aria-label', 'aria-live', 'aria-busy',
-  'aria-describedby', 'aria-hidden', 'aria-current', 'aria-labelledby', 'data-verified', 'data-fate', 'data-status', 'data-reason', 'data-kind', 'pattern', 'enterkeyhint']);
+  'aria-describedby', 'aria-hidden', 'aria-current', 'aria-labelledby', 'data-verified', 'data-label', 'data-fate', 'data-status', 'data-reason', 'data-kind', 'pattern', 'enterkeyhint']);
 
 /**
  * @typedef {Node|string|number|null|undefined|false} Child

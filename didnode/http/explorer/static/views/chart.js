@@ -25,13 +25,16 @@ export function chart(title, points, yLabel, kind) {
   const y1 = Math.max(1, ...pts.map((p) => p.y));
   const sx = (/** @type {number} */ x) => PAD + (x1 === x0 ? (W - 2 * PAD) / 2 : ((x - x0) / (x1 - x0)) * (W - 2 * PAD));
   const sy = (/** @type {number} */ y) => H - PAD / 2 - (y / y1) * (H - PAD);
-  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${title}: ${pts.length} points, up to ${Math.round(y1)} ${yLabel}`, preserveAspectRatio: 'none', class: 'chart-svg' });
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${title}: ${pts.length} points, up to ${Math.round(y1)} ${yLabel}`, class: 'chart-svg' });
   root.append(svg('line', { x1: PAD, y1: H - PAD / 2, x2: W - PAD / 2, y2: H - PAD / 2, class: 'axis' }));
   root.append(svg('line', { x1: PAD, y1: PAD / 2, x2: PAD, y2: H - PAD / 2, class: 'axis' }));
   root.append(svg('text', { x: 2, y: PAD / 2 + 4, class: 'tick' }, String(Math.round(y1))));
   root.append(svg('text', { x: 2, y: H - PAD / 2, class: 'tick' }, '0'));
   if (kind === 'line') {
     root.append(svg('polyline', { points: pts.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' '), class: 'series' }));
+    for (const p of pts) {
+      root.append(svg('circle', { cx: sx(p.x).toFixed(1), cy: sy(p.y).toFixed(1), r: 3, class: 'point' }, svg('title', {}, `${p.y} ${yLabel}`)));
+    }
   } else {
     const bw = Math.max(1, (W - 2 * PAD) / Math.max(pts.length, 1) - 1);
     for (const p of pts) {

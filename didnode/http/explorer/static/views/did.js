@@ -9,6 +9,7 @@ import { didLink, h, posLink, replace, section, timeEl } from '../dom.js';
 import { verifyDidAnswer } from '../verify/answers.js';
 import { dl, errorBox, pendingBadge, reasonOf, setNotVerified, setVerified, trustPanel } from './common.js';
 
+const HISTORY_HEAD = ['position', 'time', 'operation', 'version', 'signed by'];
 const FATE_WORDS = { current: 'current', rotated: 'rotated', revoked: 'revoked' };
 
 /**
@@ -141,7 +142,7 @@ function resourcesSection(did, resources) {
  * @returns {HTMLElement} a table inside a horizontally scrollable, focusable wrapper
  */
 export function table(head, rows, body = h('tbody')) {
-  for (const r of rows) body.append(h('tr', {}, r.map((c) => h('td', {}, c))));
+  for (const r of rows) body.append(h('tr', {}, r.map((c, i) => h('td', { 'data-label': head[i] }, c))));
   return h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': head.join(', ') },
     h('table', {}, h('thead', {}, h('tr', {}, head.map((c) => h('th', { scope: 'col' }, c)))), body));
 }
@@ -157,7 +158,8 @@ function historySection(did) {
     try {
       const page = await getJson(`${didApi(did)}/history`, { after, limit: 50 });
       for (const e of page.entries) {
-        body.append(h('tr', {}, [posLink(e.position), timeEl(e.time), e.type, String(e.seq), h('span', { class: 'wrap' }, (e.signers ?? []).join(' '))].map((c) => h('td', {}, c))));
+        body.append(h('tr', {}, [posLink(e.position), timeEl(e.time), e.type, String(e.seq), h('span', { class: 'wrap' }, (e.signers ?? []).join(' '))]
+          .map((c, i) => h('td', { 'data-label': HISTORY_HEAD[i] }, c))));
       }
       shown += page.entries.length;
       after = page.next;
@@ -168,7 +170,7 @@ function historySection(did) {
     }
   };
   more.addEventListener('click', () => { void load(); });
-  const el = section('Operation history', 'history', info, table(['position', 'time', 'operation', 'version', 'signed by'], [], body), more);
+  const el = section('Operation history', 'history', info, table(HISTORY_HEAD, [], body), more);
   return { el, load };
 }
 
