@@ -31,6 +31,13 @@ from typing import Callable, Iterator, Sequence
 
 import lmdb
 
+from didnode.core.keystate.state import (
+    RECORD_CONTROLLERS_AT,
+    RECORD_DID_LEN_AT,
+    RECORD_HEAD_SIZE,
+    RECORD_NEXT_LEN_AT,
+    RECORD_STATUS_AT,
+)
 from didnode.errors import StoreCorrupted
 from didnode.ledger.batch import AppliedEntry, BatchHook
 from didnode.store import layout
@@ -42,7 +49,9 @@ _SEP = b"\x00"
 _LEN = struct.Struct(">I")
 _PAYLOAD_AT = 17  # u8 version, u64 position, u64 time (didnode.core.entry)
 # State record offsets (didnode.core.keystate.state, "State record"): status, controller count, did length.
-_STATUS_AT, _NCTRL_AT, _DLEN_AT, _NLEN_AT, _HEAD_SIZE = 38, 72, 1, 39, 79
+_STATUS_AT, _NCTRL_AT, _DLEN_AT, _NLEN_AT, _HEAD_SIZE = (
+    RECORD_STATUS_AT, RECORD_CONTROLLERS_AT, RECORD_DID_LEN_AT, RECORD_NEXT_LEN_AT, RECORD_HEAD_SIZE,
+)
 _CREATE, _TRANSFER, _DEACTIVATE = b'"type":"create"}', b'"type":"transfer"}', b'"type":"deactivate"}'
 
 

@@ -200,6 +200,13 @@ RECORD_VERSION = 1
 _HEAD = struct.Struct(">BBI32sBBQQQQBHHH")
 _KEY = struct.Struct(">BBHBBBIQiq")
 _HEAD_SIZE = _HEAD.size
+# Offsets into the fixed head, for readers that need one field without decoding the record (the
+# controller index, didnode.ledger.controlled); derived from _HEAD so they cannot drift from it.
+RECORD_DID_LEN_AT = struct.calcsize(">B")
+RECORD_STATUS_AT = struct.calcsize(">BBI32s")
+RECORD_NEXT_LEN_AT = struct.calcsize(">BBI32sB")
+RECORD_CONTROLLERS_AT = struct.calcsize(">BBI32sBBQQQQ")
+RECORD_HEAD_SIZE = _HEAD_SIZE
 _KEY_SIZE = _KEY.size
 _HASH_BYTES = 32
 
