@@ -18,6 +18,8 @@ from pathlib import Path
 import click
 
 from cli.didctl_common import Ctl, checked_did, command, iso_ms, kv_lines, safe_text
+from didnode.clock import wall_ms
+from didnode.core.checkpoint import SignedCheckpoint
 from didnode.core.data import receipt as receipts
 from didnode.core.data.records import check_stream, decode_record
 from didnode.core.encoding import b64url
@@ -53,6 +55,18 @@ def _policy(ctl: Ctl, trust: Path | None, *, contact: bool = False) -> TrustPoli
             address=ctl.node,
         )
     return known
+
+
+def _extends_latest(ctl: Ctl, checkpoint: SignedCheckpoint) -> None:
+    """The receipt's checkpoint must also extend the latest one this client verified from the node
+    (a consistency proof, as every verified read asks): the historical check alone would pass a
+    checkpoint of another history signed by the same keys. Advances the trust store's latest."""
+    log = getattr(ctl.verified(), "log", None)
+    if log is None:  # --insecure-no-verify: nothing to extend
+        return
+    size, proof_from = checkpoint.tree_size, log.known_size
+    hashes = ctl.client().consistency_proof(proof_from, size).hashes if 0 < proof_from < size else ()
+    log.accept(checkpoint, hashes, proof_from, wall_ms())
 
 
 def _describe_payload(payload: bytes | None, commit: bytes) -> str:
@@ -114,7 +128,10 @@ def receipt_command(ctl: Ctl, did: str, stream: str, seq: int, store_dir: Path, 
     network = policy.network if policy is not None else ctl.client().node_info().network
     anchor = ctl.client().anchor(did, stream, seq)
     built = receipts.build(reading, anchor, network, withhold_payload=withhold_payload)
-    proven = receipts.verify(built, policy) if policy is not None else None
+    proven = None
+    if policy is not None:
+        proven = receipts.verify(built, policy)
+        _extends_latest(ctl, anchor.checkpoint)
     try:
         write_atomic(out, receipts.dumps(built).encode(), mode=0o644)
     except OSError as exc:

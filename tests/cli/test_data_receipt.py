@@ -51,6 +51,9 @@ def test_receipt_then_verify(ctl: Didctl, device: tuple[str, Path, Path], tmp_pa
     assert offline["key"] == f"{did}#key-1" and offline["keyValidUntil"] is None and offline["position"] < offline["checkpointSize"]
     doc = json.loads(out.read_text())
     assert doc["format"] == rc.FORMAT and doc["reading"]["index"] == 2
+    # The receipt's checkpoint extended the latest one this client verified: the trust store advanced to it.
+    listed = ctl.json("trust", "list")["entries"]
+    assert [e["latestSize"] for e in listed] == [offline["checkpointSize"]]
 
 
 def test_withheld_payload(ctl: Didctl, device: tuple[str, Path, Path], tmp_path: Path) -> None:
@@ -88,3 +91,15 @@ def test_failures_are_one_line(ctl: Didctl, device: tuple[str, Path, Path], tmp_
     finally:
         ctl.auto_trust = True
     ctl.fail("data", "receipt", "did:dnode:nope", "temp", "0", "--store", str(store), "--out", str(out), code=1, reason="INVALID_DID")
+
+
+def test_a_receipt_extends_the_latest_verified_checkpoint(ctl: Didctl, device: tuple[str, Path, Path], tmp_path: Path) -> None:
+    """After the log grew, the receipt's checkpoint is checked for consistency with the trust store's latest, which advances."""
+    did, store, _ = device
+    ctl.invoke("data", "receipt", did, "temp", "1", "--store", str(store), "--out", str(tmp_path / "a.json"))
+    before = ctl.json("trust", "list")["entries"][0]["latestSize"]
+    with Client(ctl.node.address) as c:
+        create(c, NET)  # the log grows
+    out = ctl.json("data", "receipt", did, "temp", "1", "--store", str(store), "--out", str(tmp_path / "b.json"))
+    after = ctl.json("trust", "list")["entries"][0]["latestSize"]
+    assert out["checkpointSize"] == after > before
