@@ -50,6 +50,7 @@ HEADERS = {**COMMON_HEADERS, **SECURITY_HEADERS}
 MAX_HISTORY = 200
 MAX_CONTROLLED = 500
 MAX_STREAMS = 200
+MAX_EVIDENCE = 50
 MAX_CHECKPOINTS = 100
 MAX_QUERY = 100
 MAX_SEARCH = 2048
@@ -318,7 +319,31 @@ class ExplorerApi:
                         "lastTime": last_time,
                         "state": {"nextSeq": st.next_seq, "lastHash": st.last_hash.hex(), "heads": st.heads, "lastPosition": st.last_position},
                     })
-        return {"did": did, "streams": out, "next": out[-1]["stream"] if more else None}
+            evidence = self.evidence(txn, did)
+        return {"did": did, "streams": out, "next": out[-1]["stream"] if more else None, "evidence": evidence}
+
+    def evidence(self, txn: Any, did: str) -> list[dict[str, Any]]:
+        """The device's equivocations this node refused (at most MAX_EVIDENCE): each the refused signed head
+        and where the head it conflicts with is anchored. Node-local, not in the log: the two signed heads
+        are the proof, checkable by anyone (docs/data.md, "Equivocation evidence")."""
+        base = layout.stream_key(did, "")
+        out: list[dict[str, Any]] = []
+        cur = txn.cursor(db=self.tables.evidence_db)
+        if not cur.set_range(base):
+            return out
+        for key, value in cur:
+            if not key.startswith(base) or len(out) == MAX_EVIDENCE:
+                break
+            name, _, rest = bytes(key[len(base) :]).partition(b"\x00")
+            value = bytes(value)
+            out.append({
+                "stream": name.decode("utf-8", "replace"),
+                "first": layout.read_u64(rest[:8]) if len(rest) >= 8 else None,
+                "refusedHead": b64(value[:-8]),
+                "refusedHeadHash": hashlib.sha256(value[:-8]).hexdigest(),
+                "anchoredPosition": layout.read_u64(value[-8:]),
+            })
+        return out
 
     # -- the log -----------------------------------------------------------------------
 

@@ -191,7 +191,31 @@ def test_controlled_counts_and_pages(node: HttpNode, fleet: Fleet) -> None:
 
 
 def test_streams_of_a_did_without_any(node: HttpNode, fleet: Fleet) -> None:
-    assert ok(api(node.base, f"/api/v1/did/{fleet.maker.did}/streams")) == {"did": fleet.maker.did, "streams": [], "next": None}
+    assert ok(api(node.base, f"/api/v1/did/{fleet.maker.did}/streams")) == {"did": fleet.maker.did, "streams": [], "next": None, "evidence": []}
+
+
+def test_streams_and_equivocation_evidence(node: HttpNode, client: Client) -> None:
+    """A device's stream, and the second head it signed over anchored sequence numbers, kept as evidence."""
+    import hashlib
+
+    from didnode.core.data.heads import ZERO_HASH
+    from didnode.errors import Equivocation
+    from tests.core.data.receipt_world import Device, anchor, create
+
+    gateway = create(client, "local")
+    device = Device(create(client, "local"), "local")
+    first = device.segment(4)
+    at = anchor(client, gateway, [first.signed], "local")
+    device.next_seq, device.last = 0, ZERO_HASH  # the device signs again over 0..3: another head
+    second = device.segment(4)
+    with pytest.raises(Equivocation):
+        anchor(client, gateway, [second.signed], "local")
+    page = ok(api(node.base, f"/api/v1/did/{device.did}/streams"))
+    assert [(s["stream"], s["nextSeq"], s["heads"], s["lastPosition"]) for s in page["streams"]] == [("temp", 4, 1, at)]
+    assert page["evidence"] == [{
+        "stream": "temp", "first": 0, "refusedHead": base64.b64encode(second.signed.raw).decode(),
+        "refusedHeadHash": hashlib.sha256(second.signed.raw).hexdigest(), "anchoredPosition": at,
+    }]
 
 
 def test_log_and_an_entry_with_its_inclusion_proof(node: HttpNode, fleet: Fleet) -> None:

@@ -219,6 +219,14 @@ async function loadStreams(did, slot) {
     return; // a node without data anchoring: no section
   }
   if (!page.streams?.length) return;
-  replace(slot, section('Data streams', 'streams', table(['stream', 'next sequence number', 'anchored heads', 'latest anchor', 'time'], page.streams.map((/** @type {any} */ s) => [
-    h('code', { class: 'wrap' }, s.stream), String(s.nextSeq), String(s.heads), s.lastPosition !== undefined && s.lastPosition !== null ? posLink(s.lastPosition) : '\u2014', timeEl(s.lastTime)]))));
+  const parts = [table(['stream', 'next sequence number', 'anchored heads', 'latest anchor', 'time'], page.streams.map((/** @type {any} */ s) => [
+    h('code', { class: 'wrap' }, s.stream), String(s.nextSeq), String(s.heads), s.lastPosition !== undefined && s.lastPosition !== null ? posLink(s.lastPosition) : '\u2014', timeEl(s.lastTime)]))];
+  if (page.evidence?.length) {
+    // Shown, not verified here: the two signed heads are the proof (docs/data.md, "Equivocation evidence").
+    parts.push(h('h3', { id: 'evidence-h' }, 'Equivocation evidence'),
+      h('p', {}, 'This device signed two different heads over the same sequence numbers; this node refused the second and kept it. Both signed heads are the proof.'),
+      table(['stream', 'first sequence number', 'anchored head at', 'refused head (SHA-256)'], page.evidence.map((/** @type {any} */ e) => [
+        h('code', { class: 'wrap' }, e.stream), String(e.first), posLink(e.anchoredPosition), h('code', { class: 'wrap' }, e.refusedHeadHash)])));
+  }
+  replace(slot, section('Data streams', 'streams', ...parts));
 }
