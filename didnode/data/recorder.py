@@ -5,12 +5,13 @@ its payload, :mod:`didnode.core.data.records`) and a leaf of the open
 segment; every ``segment_size`` readings (or ``segment_seconds``, through
 :meth:`Recorder.maybe_close`) it closes the segment and signs its head with
 the device's current authentication key. Only heads are signed: the hot
-path is two SHA-256, one keyed BLAKE2b and a buffered append.
+path is two SHA-256 (the commitment and the leaf), a slice of the segment's salt stream and a buffered append.
 
 Durability (files: :mod:`didnode.data.store`): readings of the open segment
 are buffered and written without fsync, so a power loss may lose readings
 not yet in a closed segment; a segment (its records and its secret) is
-fsync'd before its head is signed, and a restart re-signs exactly that head,
+fsync'd before its head is signed (the signed head is appended to ``heads.log`` without fsync:
+a restart that finds a closed segment without its head signs exactly that head again),
 so a sequence number a signed head covered is never reused and the device
 never signs two heads for the same readings (equivocation).
 
@@ -28,7 +29,7 @@ from typing import BinaryIO, Callable
 from nacl.signing import SigningKey
 
 from didnode.core.data.heads import MAX_COUNT, ZERO_HASH, Head, SignedHead, sign_head
-from didnode.core.data.records import COMMIT_CONTEXT, SALT_BYTES, check_stream, encode_record
+from didnode.core.data.records import COMMIT_CONTEXT, SALT_BYTES, check_stream, encode_record, salt_stream
 from didnode.core.did import validate_did
 from didnode.data.store import (
     HEADER,
@@ -184,29 +185,35 @@ class Recorder:
         if self._file is None:
             self._open(device_time_ms)
         seq = self._next
-        # Precomputed hash states copied per reading (cheaper than re-keying BLAKE2b and rehashing
-        # the fixed prefixes); the bytes hashed are exactly derive_salt / commitment / the leaf of encode_record.
-        h = self._salt_state.copy()
-        h.update(seq.to_bytes(8, "big"))
+        leaves = self._leaves
+        at = SALT_BYTES * len(leaves)
+        if at >= len(self._salts):  # a segment reopened longer than this recorder's segment size
+            self._salts = salt_stream(self._secret, 2 * len(leaves) + 1)
+        # Precomputed hash states copied per reading (cheaper than rehashing the fixed prefixes); the
+        # bytes hashed are exactly salt_stream / commitment / the leaf of encode_record.
         c = self._commit_state.copy()
-        c.update(h.digest())
+        c.update(self._salts[at : at + SALT_BYTES])
         c.update(payload)
         commit = c.digest()
         leaf = self._leaf_state.copy()
-        leaf.update(_SEQ_TIME.pack(seq, device_time_ms) + commit)
-        self._leaves.append(leaf.digest())
-        entry = READING.pack(device_time_ms, commit)
-        self._buf.append(entry + PLEN.pack(len(payload)) + payload if self.keep_payloads else entry)
+        leaf.update(_SEQ_TIME.pack(seq, device_time_ms))
+        leaf.update(commit)
+        leaves.append(leaf.digest())
+        buf = self._buf
+        buf.append(READING.pack(device_time_ms, commit))
+        if self.keep_payloads:
+            buf.append(PLEN.pack(len(payload)))
+            buf.append(payload)
         self._next = seq + 1
-        if len(self._buf) >= FLUSH_EVERY:
+        if len(leaves) % FLUSH_EVERY == 0:
             self._flush()
-        if len(self._leaves) >= self.segment_size:
+        if len(leaves) >= self.segment_size:
             self.close_segment(device_time_ms)
         return seq
 
     def _set_secret(self, secret: bytes) -> None:
         self._secret = secret
-        self._salt_state = hashlib.blake2b(key=secret, digest_size=SALT_BYTES)
+        self._salts = salt_stream(secret, self.segment_size) if secret else b""
 
     def _open(self, now_ms: int) -> None:
         self._set_secret(os.urandom(SECRET_BYTES))
@@ -258,7 +265,9 @@ class Recorder:
                 f"open the recorder with that key to sign it (it holds {self.key_id})"
             )
         signed = sign_head(head, self.network, self._key)
-        append_durable(self.dir / HEADS, signed.raw)
+        # Not fsync'd: if a crash loses this line, the restart finds the closed segment without its head
+        # and signs the same head bytes again (Ed25519 is deterministic): the very same signed head.
+        append_durable(self.dir / HEADS, signed.raw, sync=False)
         self._prev = signed.hash
         self._next = max(self._next, head.end)
         if self.on_head is not None:

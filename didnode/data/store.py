@@ -78,14 +78,16 @@ def read_frames(path: Path) -> list[bytes]:
     return out
 
 
-def append_durable(path: Path, body: bytes) -> None:
-    """Append one frame to ``path`` and fsync it (the file and, when new, its directory)."""
+def append_durable(path: Path, body: bytes, *, sync: bool = True) -> None:
+    """Append one frame to ``path`` and fsync it (the file and, when new, its directory); ``sync=False``
+    hands it to the OS only (for what a restart can rebuild, such as a re-signable head)."""
     new = not path.exists()
     with open(path, "ab") as f:
         f.write(frame(body))
         f.flush()
-        os.fsync(f.fileno())
-    if new:
+        if sync:
+            os.fsync(f.fileno())
+    if new and sync:
         fsync_dir(path.parent)
 
 
@@ -240,7 +242,7 @@ class SegmentStore:
         tree = segment_tree([hashlib.sha256(b"\x00" + r).digest() for r in leaves])
         index = seq - head.first
         payload = seg.readings[index][2] if with_payload else None
-        salt = derive_salt(seg.secret, seq)
+        salt = derive_salt(seg.secret, index)
         return ReadingProof(leaves[index], salt, payload, index, tuple(reading_proof(tree, index, head.count)), signed.raw)
 
     def iter_segments(self, stream: str) -> Iterator[tuple[SignedHead, Segment]]:

@@ -5,8 +5,8 @@ A reading's payload never leaves the operator's hands: the record holds a
 salt || payload)``, so a record (and a receipt without the payload) reveals
 nothing about the payload, and the salt keeps equal payloads from having
 equal commitments. Salts are derived from a per-segment secret
-(:func:`derive_salt`): the device stores one secret per segment, not one
-salt per reading, and can always reproduce a reading's salt.
+(:func:`salt_stream`, :func:`derive_salt`): the device stores one secret per
+segment, not one salt per reading, and can always reproduce a reading's salt.
 
 Record bytes (big-endian), the leaf of the segment's RFC 6962 Merkle tree::
 
@@ -34,6 +34,7 @@ from didnode.errors import DidnodeError, MalformedHead
 
 VERSION = 1
 COMMIT_CONTEXT = b"didnode/data/commit/v1\x00"
+SALT_CONTEXT = b"didnode/data/salt/v1\x00"
 STREAM_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SALT_BYTES = 16
 MAX_SEQ = 2**53 - 1
@@ -53,9 +54,19 @@ def commitment(salt: bytes, payload: bytes) -> bytes:
     return hashlib.sha256(COMMIT_CONTEXT + bytes((len(salt),)) + salt + payload).digest()
 
 
-def derive_salt(segment_secret: bytes, seq: int) -> bytes:
-    """The salt of reading ``seq``: keyed BLAKE2b of the sequence number under the segment's secret (16 bytes)."""
-    return hashlib.blake2b(seq.to_bytes(8, "big"), key=segment_secret, digest_size=SALT_BYTES).digest()
+def salt_stream(segment_secret: bytes, count: int) -> bytes:
+    """The salts of a segment's first ``count`` readings, concatenated: the SHAKE-256 output of
+    ``"didnode/data/salt/v1" 0x00 || segment secret``, 16 bytes per reading in segment order.
+
+    One call per segment instead of one keyed hash per reading: the recorder's hot path slices it.
+    """
+    return hashlib.shake_256(SALT_CONTEXT + segment_secret).digest(SALT_BYTES * count)
+
+
+def derive_salt(segment_secret: bytes, index: int) -> bytes:
+    """The salt of the reading at ``index`` (0-based) in its segment: bytes ``16 index .. 16 index + 16``
+    of :func:`salt_stream`. Precondition: ``0 <= index < 65,536`` (a segment's size)."""
+    return salt_stream(segment_secret, index + 1)[SALT_BYTES * index :]
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,9 @@ def test_commitments_are_salted_and_salts_derived_per_reading() -> None:
     secret = b"s" * 32
     s0, s1 = R.derive_salt(secret, 0), R.derive_salt(secret, 1)
     assert len(s0) == R.SALT_BYTES and s0 != s1 and R.derive_salt(secret, 0) == s0
-    assert s0 == hashlib.blake2b((0).to_bytes(8, "big"), key=secret, digest_size=16).digest()
+    stream = hashlib.shake_256(b"didnode/data/salt/v1\x00" + secret).digest(16 * 3)  # the documented derivation
+    assert (s0, s1, R.derive_salt(secret, 2)) == (stream[:16], stream[16:32], stream[32:])
+    assert R.salt_stream(secret, 3) == stream
     assert R.commitment(s0, b"21.5") != R.commitment(s1, b"21.5")
     assert R.commitment(s0, b"21.5") == hashlib.sha256(b"didnode/data/commit/v1\x00" + bytes([16]) + s0 + b"21.5").digest()
     # The salt's length is in the commitment: moving a byte between salt and payload changes it.
