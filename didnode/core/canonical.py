@@ -107,6 +107,22 @@ def why_not_json(exc: BaseException) -> str:
 _DIGITS_RE = re.compile(r"value has (\d+) digits")
 
 
+def unique_members_decoder(error: ErrorFactory) -> json.JSONDecoder:
+    """A decoder for :func:`loads` that refuses an object naming a member twice with
+    ``error("member '<name>' appears twice")`` (never reading it as its last value), for files
+    whose format has its own error class (trust policies, receipts)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise error(f"member {k[:40]!r} appears twice")
+            out[k] = v
+        return out
+
+    return json.JSONDecoder(object_pairs_hook=hook)
+
+
 def loads(data: bytes | bytearray | memoryview | str, error: ErrorFactory, what: str, decoder: json.JSONDecoder = _plain_decoder) -> Any:
     """Parse untrusted JSON text (UTF-8 bytes, or str); raise ``error(f"{what} ...")`` on any failure.
 

@@ -245,16 +245,7 @@ def dumps(r: Receipt) -> str:
     return json.dumps(to_json(r), indent=2) + "\n"
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _fail(f"member {k[:40]!r} appears twice")
-        out[k] = v
-    return out
-
-
-_decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates)
+_decoder = canonical.unique_members_decoder(_fail)
 
 
 def _object(value: Any, where: str, members: set[str]) -> dict[str, Any]:
