@@ -72,8 +72,18 @@ def _anchorer(ctl: Ctl, did: str, role: str) -> Anchorer:
 
 
 def _readings(source: TextIO) -> Any:
-    """(line number, payload bytes) of each non-empty line; a line that is not JSON is refused with its number."""
-    for n, line in enumerate(source, 1):
+    """(line number, payload bytes) of each non-empty line; a line that is not UTF-8 JSON is refused with its number."""
+    n = 0
+    lines = iter(source)
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            # The file is decoded a buffer at a time: the bad bytes are at or after line n + 1.
+            raise InvalidArgument(f"the readings are not UTF-8 text (after line {n})", field="line") from None
+        n += 1
         text = line.strip()
         if not text:
             continue
@@ -81,9 +91,12 @@ def _readings(source: TextIO) -> Any:
             raise InvalidArgument(f"line {n}: a reading is at most {MAX_LINE} bytes", field="line")
         try:
             json.loads(text)
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # stdin read with surrogateescape (a C locale): bytes that are not UTF-8
+            raise InvalidArgument(f"line {n} is not UTF-8 text", field="line") from None
         except ValueError as exc:
             raise InvalidArgument(f"line {n} is not a JSON value: {exc}", field="line") from None
-        yield n, text.encode()
+        yield n, data
 
 
 @command(data_group, "record")

@@ -59,11 +59,12 @@ def loads(data: bytes, what: str = "operation file") -> SignedOperation:
     if not isinstance(network, str) or not isinstance(payload, str) or not isinstance(raw, list) or not 1 <= len(raw) <= MAX_PROOFS:
         raise MalformedOperation(f"{what}: network and payload are strings, proofs a list of 1 to {MAX_PROOFS} proofs")
     proofs = parse_proofs(raw, what)
+    data = payload_bytes(payload, what)
     try:
-        op = parse(payload.encode(), proofs, network)
+        op = parse(data, proofs, network)
     except DidnodeError as exc:
         raise type(exc)(f"{what}: {exc}", **exc.details) from None
-    return SignedOperation(op.type, network, op.did, payload.encode(), tuple(proofs))
+    return SignedOperation(op.type, network, op.did, data, tuple(proofs))
 
 
 def parse_proofs(raw: list[Any], what: str) -> list[Proof]:
@@ -74,3 +75,12 @@ def parse_proofs(raw: list[Any], what: str) -> list[Proof]:
             raise MalformedOperation(f"{what}: a proof is an object with kid and signature")
         proofs.append(Proof(p["kid"], b64url_decode(p["signature"], "signature", MalformedOperation)))
     return proofs
+
+
+def payload_bytes(text: str, what: str) -> bytes:
+    """A file's payload string as UTF-8 bytes; a lone surrogate (a JSON escape such as \\ud800, which no
+    UTF-8 text holds) is :class:`MalformedOperation`."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedOperation(f"{what}: a payload holds a lone UTF-16 surrogate, which UTF-8 cannot carry") from None

@@ -39,6 +39,10 @@ def test_bad_inputs_are_one_line(ctl: Didctl, tmp_path: Path) -> None:
     store = str(tmp_path / "s")
     ctl.fail("data", "record", "--as", did, "--stream", "temp", "--store", store, input='{"ok":1}\nnot json\n', code=1, reason="INVALID_ARGUMENT")
     ctl.fail("data", "record", "--as", did, "--stream", "temp", "--store", store, "--anchor", "--gateway", "127.0.0.1:1", input="", code=1, reason="INVALID_ARGUMENT")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"t":1}\n\xff\xfe\n')
+    r = ctl.fail("data", "record", "--as", did, "--stream", "temp", "--store", store, "--file", str(bad), code=1, reason="INVALID_ARGUMENT")
+    assert "not UTF-8 text" in r.stderr
     other = ctl.create()
     ctl.fail("data", "record", "--as", other, "--stream", "temp", "--store", store, input="1\n", code=1, reason="DATA_STORE_INVALID")
     ctl.fail("data", "record", "--as", did, "--stream", "bad stream", "--store", store, input="", code=1, reason="MALFORMED_HEAD")

@@ -101,4 +101,16 @@ def fuzz_usage_record(data: bytes) -> None:
     assert Usage.decode(data).encode() == data
 
 
+# Crashes the fuzzers found, kept as regression tests: a payload string holding a lone surrogate escape.
+REGRESSIONS = {
+    "proposal-payload-lone-surrogate": (
+        "proposal_file",
+        b'{"format":"didnode/proposal/v1","network":"local","operations":[{"payload":"{\\"type\\":\\"govern\\ud800\\"}","proofs":[]}]}',
+    ),
+    "operation-file-payload-lone-surrogate": (
+        "operation_file",
+        b'{"format":"didnode/operation/v1","network":"local","payload":"\\ud800","proofs":[{"kid":"did:dnode:x#k","signature":"AA"}]}',
+    ),
+}
+test_regression = harness.regression_tests(REGRESSIONS)
 test_fuzz = harness.fuzz_tests(__name__)

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from didnode.core import canonical
 from didnode.core.builder import SignedOperation
 from didnode.core.did import did_for_create_hash
-from didnode.core.opfile import parse_proofs
+from didnode.core.opfile import parse_proofs, payload_bytes
 from didnode.core.encoding import b64url
 from didnode.core.operations import MAX_PROOFS, Operation, Proof, parse, signing_bytes
 from didnode.errors import DidnodeError, MalformedOperation
@@ -99,7 +99,7 @@ def loads(data: bytes) -> Proposal:
         if not isinstance(raw, list) or len(raw) > MAX_PROOFS:
             raise MalformedOperation(f"operation {i} carries a list of at most {MAX_PROOFS} proofs")
         proofs = parse_proofs(raw, f"operation {i} of the proposal")
-        payload = item["payload"].encode()
+        payload = payload_bytes(item["payload"], f"operation {i} of the proposal")
         op = _parse_unsigned(payload, proofs, network, i, last=i == len(items) - 1)
         ops.append(SignedOperation(op.type, network, op.did, payload, tuple(proofs)))
     return from_operations(network, ops)
